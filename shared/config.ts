@@ -1,0 +1,172 @@
+import { z } from 'zod';
+import { parseDurationSeconds } from './duration';
+import { PATTERNS, patternRegExp } from './patterns';
+import { parseOrThrow } from './validation';
+
+const pattern = (name: keyof typeof PATTERNS, description: string) =>
+  z.string().regex(patternRegExp(name), { message: `must be ${description} (pattern ${PATTERNS[name]})` });
+
+const absolutePath = pattern(
+  'absolutePath',
+  'an absolute path of letters, digits, ".", "_", "-", "/"',
+).refine((path) => !path.split('/').includes('..'), { message: 'must not contain ".." segments' });
+
+const duration = (fallback: string) =>
+  z
+    .union([z.number().int().positive(), z.string()])
+    .default(fallback)
+    .transform((value, context) => {
+      const seconds = typeof value === 'number' ? value : parseDurationSeconds(value);
+      if (seconds === undefined || seconds <= 0) {
+        context.addIssue({
+          code: 'custom',
+          message: 'must be a positive duration such as "24h", "90m" or seconds',
+        });
+        return z.NEVER;
+      }
+      return seconds;
+    });
+
+const fileSpec = (path: string, mode: string, group = 'root') =>
+  z
+    .strictObject({
+      path: absolutePath.default(path),
+      mode: pattern('fileMode', 'an octal file mode such as 0600').default(mode),
+      owner: pattern('posixName', 'a POSIX user name').default('root'),
+      group: pattern('posixName', 'a POSIX group name').default(group),
+    })
+    .prefault({});
+
+/** File layout on the nodes; defaults follow the seed guide's /opt/nomad layout. */
+const filesSchema = z
+  .strictObject({
+    agentCert: fileSpec('/opt/nomad/agent-certs/agent.crt', '0644'),
+    agentKey: fileSpec('/opt/nomad/agent-certs/agent.key', '0600'),
+    ca: fileSpec('/opt/nomad/agent-certs/ca.crt', '0644'),
+    cliCert: fileSpec('/opt/nomad/cli-certs/cli.crt', '0644'),
+    cliKey: fileSpec('/opt/nomad/cli-certs/cli.key', '0640'),
+  })
+  .prefault({})
+  .superRefine((files, context) => {
+    for (const [name, spec] of Object.entries(files)) {
+      if (name.endsWith('Key') && (Number.parseInt(spec.mode, 8) & 0o007) !== 0) {
+        context.addIssue({
+          code: 'custom',
+          path: [name, 'mode'],
+          message: 'a private key must not be world-accessible',
+        });
+      }
+    }
+    if (dirname(files.agentKey.path) !== dirname(files.agentCert.path)) {
+      context.addIssue({
+        code: 'custom',
+        path: ['agentKey', 'path'],
+        message:
+          'must be in the same directory as agentCert (atomic install and rollback work per directory)',
+      });
+    }
+  });
+
+const certificatesSchema = z
+  .strictObject({
+    ttl: duration('24h'),
+    /** Renew when less than this fraction of the lifetime remains (before jitter). */
+    renewWhenRemaining: z
+      .number()
+      .gt(0)
+      .lt(1)
+      .default(1 / 3),
+    /** ± fraction applied to the renewal point so a fleet issued together does not renew together. */
+    jitter: z.number().min(0).max(0.5).default(0.1),
+    keyType: z.enum(['ec-p256', 'rsa-2048']).default('ec-p256'),
+    serverExtraDnsSans: z.array(z.string().regex(/^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/)).default([]),
+    serverExtraIpSans: z.array(z.union([z.ipv4(), z.ipv6()])).default([]),
+    /** A node refuses a certificate that would expire sooner than this after installation. */
+    minimumValidity: duration('15m'),
+  })
+  .prefault({});
+
+const vaultSchema = z.strictObject({
+  address: z.url({ protocol: /^https?$/ }),
+  caBundlePem: z.string().includes('BEGIN CERTIFICATE').optional(),
+  namespace: z.string().min(1).optional(),
+  pkiMount: z
+    .string()
+    .regex(/^[a-z0-9_/-]+$/)
+    .default('pki_int'),
+  agentRole: z
+    .string()
+    .regex(/^[a-z0-9_-]+$/)
+    .default('nomad-cluster'),
+  cliRole: z
+    .string()
+    .regex(/^[a-z0-9_-]+$/)
+    .default('nomad-cli'),
+  /** Secrets Manager secret whose AWSCURRENT holds the periodic tls-policy token as {token, accessor}. */
+  tokenSecretId: z.string().min(1),
+  requestTimeoutMs: z.number().int().positive().default(10_000),
+});
+
+const rolloutSchema = z
+  .strictObject({
+    clientWaveSize: z.number().int().min(1).max(50).default(5),
+    serverHealthTimeoutSeconds: z.number().int().min(10).max(3600).default(120),
+    maxAttempts: z.number().int().min(1).max(20).default(5),
+    backoffBaseSeconds: z.number().int().min(1).default(60),
+    backoffMaxSeconds: z.number().int().min(1).default(3600),
+    /** How long an SSM command may take on a node before it is treated as lost. */
+    commandTimeoutSeconds: z.number().int().min(30).max(3600).default(600),
+  })
+  .prefault({});
+
+export const clusterConfigSchema = z.strictObject({
+  name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,47}$/, {
+    message: 'must be 1-48 lower-case letters, digits or "-", starting with a letter or digit',
+  }),
+  region: pattern('region', 'a Nomad region name').default('global'),
+  inventory: z
+    .strictObject({
+      /** Nodes carry tag <clusterTagKey>=<cluster name>. */
+      clusterTagKey: z.string().min(1).max(128).default('nomad-cluster'),
+      /** Nodes carry tag <roleTagKey>=server|client. */
+      roleTagKey: z.string().min(1).max(128).default('nomad-role'),
+    })
+    .prefault({}),
+  vault: vaultSchema,
+  certificates: certificatesSchema,
+  files: filesSchema,
+  rollout: rolloutSchema,
+});
+
+export type ClusterConfig = z.output<typeof clusterConfigSchema>;
+export type ClusterConfigInput = z.input<typeof clusterConfigSchema>;
+export type FileSpec = ClusterConfig['files']['agentCert'];
+
+export const clustersConfigSchema = z
+  .array(clusterConfigSchema)
+  .min(1)
+  .superRefine((clusters, context) => {
+    const seen = new Set<string>();
+    clusters.forEach((cluster, index) => {
+      if (seen.has(cluster.name)) {
+        context.addIssue({
+          code: 'custom',
+          path: [index, 'name'],
+          message: `duplicate cluster name ${cluster.name}`,
+        });
+      }
+      seen.add(cluster.name);
+    });
+  });
+
+export function parseClusterConfig(input: unknown): ClusterConfig {
+  return parseOrThrow(clusterConfigSchema, input, 'cluster configuration');
+}
+
+export function parseClustersConfig(input: unknown): ClusterConfig[] {
+  return parseOrThrow(clustersConfigSchema, input, 'clusters configuration');
+}
+
+function dirname(path: string): string {
+  return path.slice(0, path.lastIndexOf('/')) || '/';
+}
