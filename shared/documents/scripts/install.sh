@@ -1,0 +1,269 @@
+#!/bin/bash
+# nomad-rotator install: pick this node's certificates out of the batch by matching the pending keys,
+# verify them (key match, chain, names, usages, validity) before any signal, back up the current set,
+# write every file atomically, reload (or restart) Nomad, then prove the agent serves the new
+# certificate and answers health with the new CLI certificate. Any failure after the first write
+# restores the backup and signals again. Re-running after success changes nothing.
+set -euo pipefail
+umask 077
+exec 3>&1 1>&2 # stdout carries exactly one JSON line; everything else goes to stderr
+
+ATTEMPT_ID='{{ attemptId }}'
+ROLE='{{ role }}'
+REGION='{{ region }}'
+MODE='{{ mode }}'
+CERTIFICATES_B64='{{ certificates }}'
+CHAIN_B64='{{ chain }}'
+CA_BUNDLE_B64='{{ caBundle }}'
+MINIMUM_VALIDITY='{{ minimumValiditySeconds }}'
+HEALTH_TIMEOUT='{{ healthTimeoutSeconds }}'
+declare -A FILE_PATH=(
+  [agentCert]='{{ agentCertPath }}' [agentKey]='{{ agentKeyPath }}' [ca]='{{ caPath }}'
+  [cliCert]='{{ cliCertPath }}' [cliKey]='{{ cliKeyPath }}'
+)
+declare -A FILE_MODE=(
+  [agentCert]='{{ agentCertMode }}' [agentKey]='{{ agentKeyMode }}' [ca]='{{ caMode }}'
+  [cliCert]='{{ cliCertMode }}' [cliKey]='{{ cliKeyMode }}'
+)
+declare -A FILE_OWNER=(
+  [agentCert]='{{ agentCertOwner }}' [agentKey]='{{ agentKeyOwner }}' [ca]='{{ caOwner }}'
+  [cliCert]='{{ cliCertOwner }}' [cliKey]='{{ cliKeyOwner }}'
+)
+declare -A FILE_GROUP=(
+  [agentCert]='{{ agentCertGroup }}' [agentKey]='{{ agentKeyGroup }}' [ca]='{{ caGroup }}'
+  [cliCert]='{{ cliCertGroup }}' [cliKey]='{{ cliKeyGroup }}'
+)
+FILES=(agentCert agentKey ca cliCert cliKey)
+
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+WROTE_ANY=false
+WAS_ACTIVE=false
+
+emit() { printf '%s\n' "$1" >&3; }
+
+# Fails before anything on disk changed: the node keeps its working set untouched.
+refuse() {
+  emit "$(printf '{"ok":false,"stage":"install","attemptId":"%s","reason":"%s","detail":"%s","touched":false}' \
+    "$ATTEMPT_ID" "$1" "${2:-}")"
+  exit 1
+}
+
+# --- inputs -----------------------------------------------------------------------------------------
+
+NOMAD_ADDR=${NOMAD_ADDR:-https://127.0.0.1:4646}
+[[ "$NOMAD_ADDR" =~ ^https://([A-Za-z0-9.-]+)(:([0-9]{1,5}))?$ ]] || refuse "bad-nomad-addr"
+NOMAD_HOSTPORT="${BASH_REMATCH[1]}:${BASH_REMATCH[3]:-4646}"
+
+decode() { printf '%s' "$1" | base64 -d >"$2" 2>/dev/null; }
+decode "$CERTIFICATES_B64" "$WORK/bundle.pem" || refuse "bad-encoding" "certificates"
+decode "$CHAIN_B64" "$WORK/chain.pem" || refuse "bad-encoding" "chain"
+decode "$CA_BUNDLE_B64" "$WORK/ca.pem" || refuse "bad-encoding" "caBundle"
+
+# Every block of the CA bundle must parse: Nomad >= 1.10.1 exits on a bad ca_file during reload.
+openssl crl2pkcs7 -nocrl -certfile "$WORK/ca.pem" 2>/dev/null | openssl pkcs7 -print_certs -noout >/dev/null 2>&1 ||
+  refuse "invalid-ca-bundle"
+grep -q 'BEGIN CERTIFICATE' "$WORK/ca.pem" || refuse "invalid-ca-bundle"
+
+mkdir -p "$WORK/candidates"
+awk -v dir="$WORK/candidates" '/-----BEGIN CERTIFICATE-----/ { n++ } n { print > (dir "/" n ".pem") }' "$WORK/bundle.pem"
+
+public_key_digest() { openssl pkey -pubin -outform DER 2>/dev/null | sha256sum | cut -d' ' -f1; }
+key_digest() { openssl pkey -in "$1" -pubout 2>/dev/null | public_key_digest; }
+cert_digest() { openssl x509 -in "$1" -noout -pubkey 2>/dev/null | public_key_digest; }
+serial_of() { openssl x509 -in "$1" -noout -serial | cut -d= -f2 | tr 'A-F' 'a-f'; }
+epoch_of() { date -u -d "$(openssl x509 -in "$1" -noout "-$2" | cut -d= -f2)" +%s; }
+
+# Finds the certificate of the batch whose public key matches a key; prints its path.
+find_certificate_for_key() {
+  local key=$1 wanted candidate
+  [[ -s "$key" ]] || return 1
+  wanted=$(key_digest "$key")
+  for candidate in "$WORK"/candidates/*.pem; do
+    [[ -e "$candidate" ]] || continue
+    if [[ "$(cert_digest "$candidate")" == "$wanted" ]]; then
+      printf '%s' "$candidate"
+      return 0
+    fi
+  done
+  return 1
+}
+
+pending_dir() { printf '%s/.pending' "$(dirname "${FILE_PATH[$1]}")"; }
+
+has_san() { openssl x509 -in "$1" -noout -ext subjectAltName 2>/dev/null | grep -Eq "(^|[ ,])$2(,|$)"; }
+has_usage() { openssl x509 -in "$1" -noout -ext extendedKeyUsage 2>/dev/null | grep -q "$2"; }
+
+# Verifies one leaf: chain to the bundle, expected DNS name, usages and a sane validity window.
+verify_leaf() {
+  local cert=$1 dns=$2 kind=$3
+  openssl verify -CAfile "$WORK/ca.pem" -untrusted "$WORK/chain.pem" "$cert" >/dev/null 2>&1 ||
+    refuse "chain-verification-failed" "$kind"
+  has_san "$cert" "DNS:${dns//./\\.}" || refuse "wrong-names" "$kind"
+  has_usage "$cert" 'TLS Web Client Authentication' || refuse "wrong-usage" "$kind"
+  if [[ "$kind" != cli ]]; then
+    has_usage "$cert" 'TLS Web Server Authentication' || refuse "wrong-usage" "$kind"
+    has_san "$cert" 'DNS:localhost' || refuse "wrong-names" "$kind"
+    has_san "$cert" 'IP Address:127\.0\.0\.1' || refuse "wrong-names" "$kind"
+  fi
+  openssl x509 -in "$cert" -noout -checkend "$MINIMUM_VALIDITY" >/dev/null || refuse "validity-too-short" "$kind"
+  (($(epoch_of "$cert" startdate) <= $(date -u +%s) + 300)) || refuse "not-yet-valid" "$kind"
+}
+
+# --- choose this node's material ---------------------------------------------------------------------
+
+AGENT_PENDING=$(pending_dir agentKey)
+CLI_PENDING=$(pending_dir cliKey)
+if [[ "$(cat "$AGENT_PENDING/attempt" 2>/dev/null || true)" == "$ATTEMPT_ID" ]] &&
+  agent_leaf=$(find_certificate_for_key "$AGENT_PENDING/agent.key") &&
+  cli_leaf=$(find_certificate_for_key "$CLI_PENDING/cli.key"); then
+  agent_key="$AGENT_PENDING/agent.key"
+  cli_key="$CLI_PENDING/cli.key"
+elif agent_leaf=$(find_certificate_for_key "${FILE_PATH[agentKey]}") &&
+  cli_leaf=$(find_certificate_for_key "${FILE_PATH[cliKey]}"); then
+  # The batch holds the set this node already runs: a re-run after success.
+  agent_key="${FILE_PATH[agentKey]}"
+  cli_key="${FILE_PATH[cliKey]}"
+else
+  refuse "no-certificate-for-this-node"
+fi
+
+verify_leaf "$agent_leaf" "${ROLE}.${REGION}.nomad" agent
+verify_leaf "$cli_leaf" "cli.${REGION}.nomad" cli
+
+mkdir -p "$WORK/new"
+cat "$agent_leaf" "$WORK/chain.pem" >"$WORK/new/agentCert"
+cp "$agent_key" "$WORK/new/agentKey"
+cp "$WORK/ca.pem" "$WORK/new/ca"
+cat "$cli_leaf" "$WORK/chain.pem" >"$WORK/new/cliCert"
+cp "$cli_key" "$WORK/new/cliKey"
+NEW_SERIAL=$(serial_of "$agent_leaf")
+
+# --- proof -------------------------------------------------------------------------------------------
+
+served_serial() {
+  timeout 5 openssl s_client -connect "$NOMAD_HOSTPORT" -CAfile "${FILE_PATH[ca]}" \
+    -cert "${FILE_PATH[cliCert]}" -key "${FILE_PATH[cliKey]}" </dev/null 2>/dev/null |
+    openssl x509 -noout -serial 2>/dev/null | cut -d= -f2 | tr 'A-F' 'a-f'
+}
+
+nomad_get() {
+  curl -sf --max-time 5 --cacert "${FILE_PATH[ca]}" --cert "${FILE_PATH[cliCert]}" \
+    --key "${FILE_PATH[cliKey]}" "$NOMAD_ADDR$1"
+}
+
+# The agent serves the expected serial, answers health with the CLI certificate on disk, and (servers)
+# knows a leader. `systemctl reload` exiting 0 proves only that a signal was sent.
+proven() {
+  [[ "$(served_serial)" == "$1" ]] || return 1
+  nomad_get /v1/agent/health >/dev/null || return 1
+  if [[ "$ROLE" == server ]]; then
+    local leader
+    leader=$(nomad_get /v1/status/leader) || return 1
+    [[ -n "$leader" && "$leader" != '""' ]] || return 1
+  fi
+}
+
+wait_until_proven() {
+  local deadline=$((SECONDS + $2))
+  until proven "$1"; do
+    ((SECONDS < deadline)) || return 1
+    sleep 0.5
+  done
+}
+
+report_success() {
+  local changed=$1 action=$2
+  emit "$(printf '{"ok":true,"stage":"install","attemptId":"%s","changed":%s,"action":"%s","servedSerial":"%s","agent":{"serial":"%s","notBefore":%s,"notAfter":%s},"cli":{"serial":"%s","notBefore":%s,"notAfter":%s}}' \
+    "$ATTEMPT_ID" "$changed" "$action" "$NEW_SERIAL" \
+    "$NEW_SERIAL" "$(epoch_of "$agent_leaf" startdate)" "$(epoch_of "$agent_leaf" enddate)" \
+    "$(serial_of "$cli_leaf")" "$(epoch_of "$cli_leaf" startdate)" "$(epoch_of "$cli_leaf" enddate)")"
+}
+
+# --- unchanged? ---------------------------------------------------------------------------------------
+
+unchanged=true
+for file in "${FILES[@]}"; do
+  cmp -s "$WORK/new/$file" "${FILE_PATH[$file]}" || unchanged=false
+done
+if $unchanged; then
+  wait_until_proven "$NEW_SERIAL" "$HEALTH_TIMEOUT" || refuse "installed-set-not-served"
+  rm -rf "$AGENT_PENDING" "$CLI_PENDING"
+  report_success false none
+  exit 0
+fi
+
+# --- install with rollback -------------------------------------------------------------------------
+
+backup_dir() { printf '%s/.backup' "$(dirname "${FILE_PATH[$1]}")"; }
+
+atomic_write() {
+  local source=$1 file=$2 target tmp
+  target=${FILE_PATH[$file]}
+  mkdir -p "$(dirname "$target")"
+  tmp=$(mktemp "$(dirname "$target")/.nomad-rotator.XXXXXX") || return 1
+  if ! { cat "$source" >"$tmp" && chown "${FILE_OWNER[$file]}:${FILE_GROUP[$file]}" "$tmp" &&
+    chmod "${FILE_MODE[$file]}" "$tmp" && sync "$tmp" && mv -f "$tmp" "$target"; }; then
+    rm -f "$tmp"
+    return 1
+  fi
+  sync "$(dirname "$target")"
+}
+
+signal_nomad() {
+  if [[ "$1" == restart ]] || ! systemctl is-active --quiet nomad; then
+    systemctl restart nomad
+  else
+    systemctl reload nomad
+  fi
+}
+
+rollback() {
+  local reason=$1 file restored=true previous_serial=""
+  if $WROTE_ANY; then
+    for file in "${FILES[@]}"; do
+      if [[ -e "$(backup_dir "$file")/$file" ]]; then
+        atomic_write "$(backup_dir "$file")/$file" "$file" || restored=false
+      else
+        rm -f "${FILE_PATH[$file]}"
+      fi
+    done
+    if $WAS_ACTIVE && [[ -s "${FILE_PATH[agentCert]}" ]]; then
+      previous_serial=$(serial_of "${FILE_PATH[agentCert]}")
+      signal_nomad "$MODE" || restored=false
+      wait_until_proven "$previous_serial" "$HEALTH_TIMEOUT" || restored=false
+    elif ! $WAS_ACTIVE; then
+      systemctl stop nomad || true
+    fi
+  fi
+  emit "$(printf '{"ok":false,"stage":"install","attemptId":"%s","reason":"%s","touched":%s,"restored":%s,"servedSerial":"%s"}' \
+    "$ATTEMPT_ID" "$reason" "$WROTE_ANY" "$restored" "$previous_serial")"
+  exit 1
+}
+
+systemctl is-active --quiet nomad && WAS_ACTIVE=true
+for file in "${FILES[@]}"; do
+  rm -rf "$(backup_dir "$file")"
+done
+for file in "${FILES[@]}"; do
+  if [[ -e "${FILE_PATH[$file]}" ]]; then
+    mkdir -p "$(backup_dir "$file")"
+    chmod 0700 "$(backup_dir "$file")"
+    cp -p "${FILE_PATH[$file]}" "$(backup_dir "$file")/$file" || refuse "backup-failed" "$file"
+  fi
+done
+
+for file in "${FILES[@]}"; do
+  WROTE_ANY=true
+  atomic_write "$WORK/new/$file" "$file" || rollback "write-failed"
+done
+
+signal_nomad "$MODE" || rollback "signal-failed"
+wait_until_proven "$NEW_SERIAL" "$HEALTH_TIMEOUT" || rollback "new-certificate-not-served"
+
+for file in "${FILES[@]}"; do
+  rm -rf "$(backup_dir "$file")"
+done
+rm -rf "$AGENT_PENDING" "$CLI_PENDING"
+if [[ "$MODE" == restart ]] || ! $WAS_ACTIVE; then action=restart; else action=reload; fi
+report_success true "$action"
