@@ -41,7 +41,13 @@ export interface NodeRecord {
   status: NodeStatus;
   agent?: CertificateFacts;
   cli?: CertificateFacts;
+  /** Last SSM ping status seen in inventory; commands are only sent to Online nodes. */
+  ping?: 'Online' | 'ConnectionLost';
   rolloutId?: string;
+  /** Attempts made for rolloutId; a rollout halts when one of its nodes runs out of attempts. */
+  rolloutAttempts?: number;
+  /** The rollout this node's current certificate set was installed by. */
+  completedRolloutId?: string;
   /** Identifies one prepare→install attempt; events and reconciles for another attempt are ignored. */
   attemptId?: string;
   commandId?: string;

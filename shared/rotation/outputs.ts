@@ -1,0 +1,69 @@
+import { z } from 'zod';
+
+const certificateFacts = z.object({
+  serial: z.string().regex(/^[0-9a-fA-F:]{1,64}$/),
+  notBefore: z.number().int(),
+  notAfter: z.number().int(),
+});
+
+export const prepareOutputSchema = z.object({
+  ok: z.literal(true),
+  stage: z.literal('prepare'),
+  attemptId: z.string(),
+  agentCsr: z.string().regex(/^[A-Za-z0-9+/=]+$/),
+  cliCsr: z.string().regex(/^[A-Za-z0-9+/=]+$/),
+  current: z.object({
+    agent: certificateFacts.omit({ notBefore: true }).nullable(),
+    cli: certificateFacts.omit({ notBefore: true }).nullable(),
+  }),
+});
+
+export const installOutputSchema = z.object({
+  ok: z.literal(true),
+  stage: z.literal('install'),
+  attemptId: z.string(),
+  changed: z.boolean(),
+  action: z.enum(['reload', 'restart', 'none']),
+  servedSerial: z.string(),
+  agent: certificateFacts,
+  cli: certificateFacts,
+});
+
+export const failureOutputSchema = z.object({
+  ok: z.literal(false),
+  stage: z.enum(['prepare', 'install']),
+  reason: z.string().regex(/^[a-z0-9-]{1,64}$/),
+  detail: z.string().max(64).optional(),
+  touched: z.boolean().optional(),
+  restored: z.boolean().optional(),
+});
+
+/** The one JSON line a document prints; undefined when stdout holds none that parses. */
+export function lastJsonLine(stdout: string): unknown {
+  const lines = stdout.trim().split('\n').reverse();
+  for (const line of lines) {
+    if (!line.startsWith('{')) continue;
+    try {
+      return JSON.parse(line);
+    } catch {
+      // SSM cuts stdout at 24,000 characters; a truncated line is not ours to trust.
+    }
+  }
+  return undefined;
+}
+
+/** A short, secret-free reason for a failed command: the script's own reason, else SSM's status. */
+export function failureReason(stdout: string, statusDetail: string): string {
+  const parsed = failureOutputSchema.safeParse(lastJsonLine(stdout));
+  if (parsed.success)
+    return parsed.data.detail ? `${parsed.data.reason}:${parsed.data.detail}` : parsed.data.reason;
+  return statusDetail.replaceAll(' ', '');
+}
+
+/** Vault writes serials as lower-case colon hex; openssl as upper-case plain hex. Compare on this. */
+export function normalizeSerial(serial: string): string {
+  return serial
+    .replaceAll(':', '')
+    .toLowerCase()
+    .replace(/^0+(?=.)/, '');
+}

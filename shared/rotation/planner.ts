@@ -1,0 +1,131 @@
+import type { NodeRole } from '../certs/names';
+import { renewalTime } from '../certs/renewal';
+import type { ClusterConfig } from '../config';
+import type { NodeRecord, ReloadMode, RolloutKind, Wave } from '../state/records';
+
+export type TargetSelector = 'all' | 'servers' | 'clients' | readonly string[];
+
+export interface PlanRequest {
+  kind: RolloutKind;
+  targets: TargetSelector;
+  /** Rotate every selected node now, due or not (manual rotate and emergency reissue). */
+  force: boolean;
+}
+
+export type PlanDecision = 'rotate' | 'wait' | 'skip';
+
+export interface PlanEntry {
+  instanceId: string;
+  role: NodeRole;
+  decision: PlanDecision;
+  reason: string;
+  expiresAt?: number;
+  renewAt?: number;
+}
+
+export interface Plan {
+  cluster: string;
+  kind: RolloutKind;
+  mode: ReloadMode;
+  entries: PlanEntry[];
+  waves: Wave[];
+}
+
+/**
+ * Decide which nodes a rollout would touch and in which order, and say why for every node. Servers
+ * go one per wave (a server TLS reload drops its RPC and Raft connections); clients go in bounded
+ * waves. Nodes that failed recently go last so a broken node does not block the healthy ones.
+ */
+export function planRotation(
+  cluster: ClusterConfig,
+  nodes: readonly NodeRecord[],
+  request: PlanRequest,
+  now: number,
+): Plan {
+  const selected = nodes.filter((node) => isSelected(node, request.targets));
+  const entries = selected.map((node) => decide(cluster, node, request, now));
+  const byRecord = new Map(selected.map((node) => [node.instanceId, node]));
+  const rotating = entries
+    .filter((entry) => entry.decision === 'rotate')
+    .sort((a, b) => {
+      const failures =
+        (byRecord.get(a.instanceId)?.failures ?? 0) - (byRecord.get(b.instanceId)?.failures ?? 0);
+      return failures !== 0 ? failures : a.instanceId.localeCompare(b.instanceId);
+    });
+  const servers = rotating.filter((entry) => entry.role === 'server').map((entry) => entry.instanceId);
+  const clients = rotating.filter((entry) => entry.role === 'client').map((entry) => entry.instanceId);
+  const waves: Wave[] = [
+    ...servers.map((instanceId) => ({ role: 'server' as const, instanceIds: [instanceId] })),
+    ...chunk(clients, cluster.rollout.clientWaveSize).map((instanceIds) => ({
+      role: 'client' as const,
+      instanceIds,
+    })),
+  ];
+  return {
+    cluster: cluster.name,
+    kind: request.kind,
+    mode: request.kind === 'emergency' ? 'restart' : 'reload',
+    entries,
+    waves,
+  };
+}
+
+function isSelected(node: NodeRecord, targets: TargetSelector): boolean {
+  if (targets === 'all') return true;
+  if (targets === 'servers') return node.role === 'server';
+  if (targets === 'clients') return node.role === 'client';
+  return targets.includes(node.instanceId);
+}
+
+function decide(cluster: ClusterConfig, node: NodeRecord, request: PlanRequest, now: number): PlanEntry {
+  const base = { instanceId: node.instanceId, role: node.role, expiresAt: node.agent?.notAfter };
+  if (node.status === 'retired') return { ...base, decision: 'skip', reason: 'instance is terminated' };
+  if (node.status === 'preparing' || node.status === 'installing' || node.status === 'signed') {
+    return {
+      ...base,
+      decision: 'skip',
+      reason: `already in flight (${node.status}, rollout ${node.rolloutId})`,
+    };
+  }
+  if (node.ping === 'ConnectionLost') {
+    return { ...base, decision: 'wait', reason: 'SSM agent is not online; retried once it is' };
+  }
+  if (request.force) return { ...base, decision: 'rotate', reason: `requested (${request.kind})` };
+  if (node.status === 'failed' && node.nextAttemptAt !== undefined && node.nextAttemptAt > now) {
+    return {
+      ...base,
+      decision: 'wait',
+      reason: `backing off after ${node.failures} failure(s) (${node.lastError ?? 'unknown'}) until ${iso(node.nextAttemptAt)}`,
+    };
+  }
+  if (node.agent === undefined || node.cli === undefined) {
+    return { ...base, decision: 'rotate', reason: 'no certificate issued yet' };
+  }
+  const renewAt = Math.min(
+    renewalTime(node.agent, cluster.certificates, `${node.instanceId}/${node.agent.serial}`),
+    renewalTime(node.cli, cluster.certificates, `${node.instanceId}/${node.cli.serial}`),
+  );
+  const hoursLeft = ((Math.min(node.agent.notAfter, node.cli.notAfter) - now) / 3_600_000).toFixed(1);
+  if (node.status === 'failed') {
+    return {
+      ...base,
+      renewAt,
+      decision: 'rotate',
+      reason: `retrying after failure (${node.lastError ?? 'unknown'})`,
+    };
+  }
+  if (renewAt <= now) {
+    return { ...base, renewAt, decision: 'rotate', reason: `renewal due: ${hoursLeft}h of validity left` };
+  }
+  return { ...base, renewAt, decision: 'wait', reason: `not due until ${iso(renewAt)} (${hoursLeft}h left)` };
+}
+
+function chunk<T>(items: readonly T[], size: number): T[][] {
+  const chunks: T[][] = [];
+  for (let index = 0; index < items.length; index += size) chunks.push(items.slice(index, index + size));
+  return chunks;
+}
+
+function iso(epochMs: number): string {
+  return new Date(epochMs).toISOString();
+}

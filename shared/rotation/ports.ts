@@ -1,0 +1,81 @@
+import type { CertificateKind, CertificateNames, NodeRole } from '../certs/names';
+import type { ClusterConfig } from '../config';
+import type { DocumentKind, DocumentParameters } from '../documents';
+
+/** A node as SSM inventory reports it (DescribeInstanceInformation filtered by the cluster's tags). */
+export interface InventoryNode {
+  instanceId: string;
+  role: NodeRole;
+  ip: string;
+  online: boolean;
+}
+
+export interface NodeInventory {
+  list(cluster: ClusterConfig): Promise<InventoryNode[]>;
+}
+
+export type InvocationOutcome =
+  | { state: 'running' }
+  | { state: 'missing' }
+  | { state: 'succeeded'; stdout: string }
+  | { state: 'failed'; detail: string; stdout: string };
+
+export interface CommandGateway {
+  /** Send one document to up to 50 instances; returns the command id. Parameters are validated first. */
+  send<Kind extends DocumentKind>(
+    kind: Kind,
+    instanceIds: readonly string[],
+    parameters: DocumentParameters<Kind>,
+    comment: string,
+  ): Promise<string>;
+  invocation(commandId: string, instanceId: string): Promise<InvocationOutcome & { comment?: string }>;
+}
+
+export interface IssuedCertificate {
+  certificatePem: string;
+  serial: string;
+  notBefore: number;
+  notAfter: number;
+  /** Issuing CA first, root last, as Vault's ca_chain. */
+  caChainPems: string[];
+}
+
+export interface CertificateAuthority {
+  /** Fails with a retryable error while the CA cannot sign (sealed Vault, outage). */
+  assertReady(): Promise<void>;
+  sign(request: {
+    kind: CertificateKind;
+    csrPem: string;
+    names: CertificateNames;
+    ttlSeconds: number;
+  }): Promise<IssuedCertificate>;
+  revoke(serial: string): Promise<void>;
+}
+
+export type RotationEventType =
+  | 'CertificateRotated'
+  | 'CertificatePushFailed'
+  | 'NodeRetired'
+  | 'RolloutStarted'
+  | 'RolloutCompleted'
+  | 'RolloutHalted'
+  | 'EmergencyReissueStarted'
+  | 'EmergencyReissueFinished';
+
+export interface EventPublisher {
+  publish(type: RotationEventType, detail: Record<string, unknown>): Promise<void>;
+}
+
+export interface RotationTelemetry {
+  pushSucceeded(cluster: string, role: NodeRole): void;
+  pushFailed(cluster: string, role: NodeRole): void;
+  rolloutHalted(cluster: string): void;
+  fleetExpiry(cluster: string, minHoursToExpiry: number | undefined, nodesExpiringSoon: number): void;
+}
+
+export interface Logger {
+  debug(message: string, extra?: Record<string, unknown>): void;
+  info(message: string, extra?: Record<string, unknown>): void;
+  warn(message: string, extra?: Record<string, unknown>): void;
+  error(message: string, extra?: Record<string, unknown>): void;
+}
