@@ -1,10 +1,6 @@
-import 'reflect-metadata';
-import { webcrypto } from 'node:crypto';
-import * as x509 from '@peculiar/x509';
 import type { ClusterConfig } from '../config';
 import { ValidationError } from '../errors';
-
-x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[1]);
+import { x509 } from './x509';
 
 /**
  * Check a CSR a node sent before it goes to Vault: it must parse, be self-signed by the key it

@@ -1,0 +1,84 @@
+import type { CertificateKind } from '../certs/names';
+import { x509 } from '../certs/x509';
+import type { CertificateAuthority, IssuedCertificate } from '../rotation/ports';
+import type { VaultClient } from './client';
+import { VaultBadRequestError, VaultSealedError, VaultUnavailableError } from './errors';
+
+export interface PkiSettings {
+  mount: string;
+  agentRole: string;
+  cliRole: string;
+}
+
+interface SignResponse {
+  data: {
+    certificate: string;
+    issuing_ca: string;
+    ca_chain?: string[];
+    serial_number: string;
+    expiration: number;
+  };
+}
+
+/** Vault PKI as the rotation's certificate authority: sign CSRs with our names, revoke serials. */
+export class VaultCertificateAuthority implements CertificateAuthority {
+  constructor(
+    private readonly vault: VaultClient,
+    private readonly pki: PkiSettings,
+  ) {}
+
+  async assertReady(): Promise<void> {
+    let health: Awaited<ReturnType<VaultClient['health']>>;
+    try {
+      health = await this.vault.health();
+    } catch (error) {
+      throw new VaultUnavailableError('Vault health check failed', {
+        context: { code: (error as { code?: string }).code ?? null },
+      });
+    }
+    if (health.sealed) throw new VaultSealedError('Vault is sealed');
+    if (!health.initialized) throw new VaultUnavailableError('Vault is not initialized');
+  }
+
+  async sign(request: {
+    kind: CertificateKind;
+    csrPem: string;
+    names: { commonName: string; dnsNames: string[]; ipAddresses: string[] };
+    ttlSeconds: number;
+  }): Promise<IssuedCertificate> {
+    const role = request.kind === 'cli' ? this.pki.cliRole : this.pki.agentRole;
+    const response = await this.vault.write<SignResponse>(`${this.pki.mount}/sign/${role}`, {
+      csr: request.csrPem,
+      common_name: request.names.commonName,
+      alt_names: request.names.dnsNames.join(','),
+      ip_sans: request.names.ipAddresses.join(','),
+      ttl: `${request.ttlSeconds}s`,
+      format: 'pem',
+    });
+    const { certificate, issuing_ca, ca_chain, serial_number } = response.data;
+    const parsed = new x509.X509Certificate(certificate);
+    if (parsed.subject !== `CN=${request.names.commonName}`) {
+      // The role must set use_csr_common_name=false: we decide the names, never the CSR.
+      throw new VaultBadRequestError(
+        `Vault signed ${parsed.subject} where CN=${request.names.commonName} was requested`,
+      );
+    }
+    return {
+      certificatePem: certificate.trim(),
+      serial: serial_number,
+      notBefore: parsed.notBefore.getTime(),
+      notAfter: parsed.notAfter.getTime(),
+      caChainPems: (ca_chain && ca_chain.length > 0 ? ca_chain : [issuing_ca]).map((pem) => pem.trim()),
+    };
+  }
+
+  async revoke(serial: string): Promise<void> {
+    try {
+      await this.vault.write(`${this.pki.mount}/revoke`, { serial_number: serial });
+    } catch (error) {
+      // Revoking a serial Vault no longer knows (tidied after expiry) leaves nothing to revoke.
+      if (error instanceof VaultBadRequestError && /not found/.test(error.message)) return;
+      throw error;
+    }
+  }
+}

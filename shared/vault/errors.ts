@@ -1,0 +1,55 @@
+import { type ErrorContext, RotatorError, TransientError } from '../errors';
+
+/**
+ * Vault failures by what the caller should do about them. Vault's own error text is kept (it names
+ * paths and roles, never token values); the raw HTTP error is never attached because axios errors
+ * carry the request headers, and with them the X-Vault-Token.
+ */
+export class VaultError extends RotatorError {}
+
+/** 503 sealed / standby, 429, 5xx, network failure: the same call may succeed later. */
+export class VaultUnavailableError extends TransientError {}
+
+export class VaultSealedError extends VaultUnavailableError {}
+
+/** 403: the token lacks a policy for the path. */
+export class VaultPermissionDeniedError extends VaultError {}
+
+/** 403 with "invalid token": expired, revoked or unknown token. */
+export class VaultInvalidTokenError extends VaultPermissionDeniedError {}
+
+/** 400 "... not allowed by this role": the PKI role refuses a name, TTL or key type. */
+export class VaultNotAllowedByRoleError extends VaultError {}
+
+/** Any other 4xx: the request itself is wrong. */
+export class VaultBadRequestError extends VaultError {}
+
+interface HttpLikeError {
+  response?: { statusCode?: number; body?: { errors?: unknown } };
+  code?: string;
+}
+
+/** Map a node-vault / axios rejection to a typed, secret-free error. */
+export function toVaultError(error: unknown, operation: string, path: string): RotatorError {
+  if (error instanceof RotatorError) return error;
+  const http = (error ?? {}) as HttpLikeError;
+  const status = http.response?.statusCode;
+  const errors = http.response?.body?.errors;
+  const text =
+    Array.isArray(errors) && typeof errors[0] === 'string' ? errors[0].replace(/\s+/g, ' ').trim() : '';
+  const context: ErrorContext = { operation, path, status: status ?? null, code: http.code ?? null };
+  if (status === undefined) {
+    return new VaultUnavailableError(`Vault ${operation} ${path} failed: ${http.code ?? 'network error'}`, {
+      context,
+    });
+  }
+  const message = `Vault ${operation} ${path} returned ${status}${text ? `: ${text}` : ''}`;
+  if (status === 503 && /sealed/i.test(text)) return new VaultSealedError(message, { context });
+  if (status === 429 || status >= 500) return new VaultUnavailableError(message, { context });
+  if (status === 403 && /invalid token/i.test(text)) return new VaultInvalidTokenError(message, { context });
+  if (status === 403) return new VaultPermissionDeniedError(message, { context });
+  if (status === 400 && /not allowed by this role|not allowed in this role/i.test(text)) {
+    return new VaultNotAllowedByRoleError(message, { context });
+  }
+  return new VaultBadRequestError(message, { context });
+}
