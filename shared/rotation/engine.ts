@@ -342,7 +342,7 @@ export class CertificateRotation {
     }
     await this.#audit(`rollout-${status}`, 'rotator', { rolloutId: rollout.rolloutId, reason: haltReason });
     if (status === 'halted') {
-      telemetry.rolloutHalted(rollout.cluster);
+      telemetry.rolloutStuck(rollout.cluster);
       this.#deps.logger.error('rollout halted', {
         cluster: rollout.cluster,
         rolloutId: rollout.rolloutId,
@@ -538,14 +538,16 @@ export class CertificateRotation {
   // ---- command results -----------------------------------------------------------------------
 
   /**
-   * An SSM invocation changed state (event path) or was found finished (reconcile path). Reads the
-   * invocation, applies the matching transition and moves the rollout on.
+   * An SSM invocation changed state (event path). The caller already read the invocation to learn its
+   * cluster from the command comment; this applies the matching transition and moves the rollout on.
    */
-  async onInvocation(commandId: string, instanceId: string, deadline: number): Promise<void> {
-    const outcome = await this.#deps.commands.invocation(commandId, instanceId);
-    const tag = parseCommandComment(outcome.comment);
-    if (tag === undefined || tag.cluster !== this.#cluster.name) return;
-    const node = await this.#deps.table.getNode(tag.cluster, instanceId);
+  async onInvocation(
+    instanceId: string,
+    tag: CommandTag,
+    outcome: InvocationOutcome,
+    deadline: number,
+  ): Promise<void> {
+    const node = await this.#deps.table.getNode(this.#cluster.name, instanceId);
     if (node === undefined) return;
     const rolloutId = await this.#applyOutcome(node, tag, outcome);
     if (rolloutId !== undefined) await this.advance(rolloutId, deadline);

@@ -69,7 +69,7 @@ export interface EventPublisher {
 export interface RotationTelemetry {
   pushSucceeded(cluster: string, role: NodeRole): void;
   pushFailed(cluster: string, role: NodeRole): void;
-  rolloutHalted(cluster: string): void;
+  rolloutStuck(cluster: string): void;
   fleetExpiry(cluster: string, minHoursToExpiry: number | undefined, nodesExpiringSoon: number): void;
 }
 

@@ -1,0 +1,117 @@
+import {
+  DescribeInstanceInformationCommand,
+  GetCommandInvocationCommand,
+  InvocationDoesNotExist,
+  SendCommandCommand,
+  type SSMClient,
+} from '@aws-sdk/client-ssm';
+import type { NodeRole } from '../certs/names';
+import type { ClusterConfig } from '../config';
+import { type DocumentKind, type DocumentParameters, validateDocumentParameters } from '../documents';
+import { ValidationError } from '../errors';
+import { matchesPattern } from '../patterns';
+import type { CommandGateway, InventoryNode, InvocationOutcome, NodeInventory } from '../rotation/ports';
+
+const RUNNING_STATUSES = new Set(['Pending', 'InProgress', 'Delayed']);
+const MAX_TARGETS = 50;
+const MAX_COMMENT = 100;
+
+/** Nodes of a cluster as SSM sees them: one DescribeInstanceInformation query per role tag. */
+export class SsmInventory implements NodeInventory {
+  constructor(private readonly ssm: SSMClient) {}
+
+  async list(cluster: ClusterConfig): Promise<InventoryNode[]> {
+    const nodes: InventoryNode[] = [];
+    for (const role of ['server', 'client'] as const) nodes.push(...(await this.#listRole(cluster, role)));
+    return nodes;
+  }
+
+  async #listRole(cluster: ClusterConfig, role: NodeRole): Promise<InventoryNode[]> {
+    const nodes: InventoryNode[] = [];
+    let nextToken: string | undefined;
+    do {
+      const page = await this.ssm.send(
+        new DescribeInstanceInformationCommand({
+          Filters: [
+            { Key: `tag:${cluster.inventory.clusterTagKey}`, Values: [cluster.name] },
+            { Key: `tag:${cluster.inventory.roleTagKey}`, Values: [role] },
+          ],
+          MaxResults: 50,
+          NextToken: nextToken,
+        }),
+      );
+      for (const info of page.InstanceInformationList ?? []) {
+        if (info.InstanceId === undefined || !matchesPattern('instanceId', info.InstanceId)) continue;
+        nodes.push({
+          instanceId: info.InstanceId,
+          role,
+          ip: info.IPAddress ?? '',
+          online: info.PingStatus === 'Online',
+        });
+      }
+      nextToken = page.NextToken;
+    } while (nextToken);
+    return nodes;
+  }
+}
+
+export interface DocumentNames {
+  prepare: string;
+  install: string;
+}
+
+/** Run Command through SSM: validated parameters, one command per batch, outcomes per invocation. */
+export class SsmCommandGateway implements CommandGateway {
+  constructor(
+    private readonly ssm: SSMClient,
+    private readonly documents: DocumentNames,
+    private readonly deliveryTimeoutSeconds = 600,
+  ) {}
+
+  async send<Kind extends DocumentKind>(
+    kind: Kind,
+    instanceIds: readonly string[],
+    parameters: DocumentParameters<Kind>,
+    comment: string,
+  ): Promise<string> {
+    const issues: string[] = [];
+    if (instanceIds.length === 0 || instanceIds.length > MAX_TARGETS)
+      issues.push(`instanceIds: 1 to ${MAX_TARGETS} allowed`);
+    for (const id of instanceIds)
+      if (!matchesPattern('instanceId', id)) issues.push(`instanceIds: ${id} is not an instance id`);
+    if (comment.length > MAX_COMMENT) issues.push(`comment: at most ${MAX_COMMENT} characters`);
+    if (issues.length > 0) throw new ValidationError(`invalid ${kind} command`, issues);
+    const { Command } = await this.ssm.send(
+      new SendCommandCommand({
+        DocumentName: this.documents[kind],
+        InstanceIds: [...instanceIds],
+        Parameters: validateDocumentParameters(kind, parameters),
+        Comment: comment,
+        TimeoutSeconds: this.deliveryTimeoutSeconds,
+        // Each node stands alone: one node's failure must not stop the others of the batch.
+        MaxErrors: '100%',
+        MaxConcurrency: '50',
+      }),
+    );
+    if (!Command?.CommandId) throw new Error('SendCommand returned no command id');
+    return Command.CommandId;
+  }
+
+  async invocation(commandId: string, instanceId: string): Promise<InvocationOutcome & { comment?: string }> {
+    try {
+      const result = await this.ssm.send(
+        new GetCommandInvocationCommand({ CommandId: commandId, InstanceId: instanceId }),
+      );
+      const comment = result.Comment;
+      const status = result.Status ?? 'Pending';
+      if (RUNNING_STATUSES.has(status)) return { state: 'running', comment };
+      const stdout = result.StandardOutputContent ?? '';
+      if (status === 'Success') return { state: 'succeeded', stdout, comment };
+      return { state: 'failed', detail: result.StatusDetails ?? status, stdout, comment };
+    } catch (error) {
+      // Right after SendCommand, and for unknown ids, SSM answers InvocationDoesNotExist.
+      if (error instanceof InvocationDoesNotExist) return { state: 'missing' };
+      throw error;
+    }
+  }
+}

@@ -1,0 +1,62 @@
+import { Logger } from '@aws-lambda-powertools/logger';
+import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
+import type { NodeRole } from './certs/names';
+import type { RotationTelemetry } from './rotation/ports';
+
+export const SERVICE_NAME = 'nomad-rotator';
+export const METRICS_NAMESPACE = 'NomadRotator';
+
+/** Metric names, shared by the code that emits them and the alarms in infra/. */
+export const METRIC = {
+  pushSucceeded: 'PushSucceeded',
+  pushFailed: 'PushFailed',
+  minHoursToExpiry: 'MinHoursToExpiry',
+  nodesExpiringSoon: 'NodesExpiringSoon',
+  rolloutStuck: 'RolloutStuck',
+  tokenRotationFailed: 'TokenRotationFailed',
+  gossipRotationFailed: 'GossipRotationFailed',
+} as const;
+
+export function createLogger(component: string): Logger {
+  return new Logger({ serviceName: SERVICE_NAME, persistentKeys: { component } });
+}
+
+/** Rotation telemetry as CloudWatch EMF, one metric line per event with the cluster as dimension. */
+export class PowertoolsTelemetry implements RotationTelemetry {
+  constructor(
+    private readonly metrics: Metrics = new Metrics({
+      namespace: METRICS_NAMESPACE,
+      serviceName: SERVICE_NAME,
+    }),
+  ) {}
+
+  pushSucceeded(cluster: string, _role: NodeRole): void {
+    this.#emit(cluster, METRIC.pushSucceeded, MetricUnit.Count, 1);
+  }
+
+  pushFailed(cluster: string, _role: NodeRole): void {
+    this.#emit(cluster, METRIC.pushFailed, MetricUnit.Count, 1);
+  }
+
+  rolloutStuck(cluster: string): void {
+    this.#emit(cluster, METRIC.rolloutStuck, MetricUnit.Count, 1);
+  }
+
+  fleetExpiry(cluster: string, minHoursToExpiry: number | undefined, nodesExpiringSoon: number): void {
+    // No value when the fleet is empty: the alarm treats missing data as breaching.
+    if (minHoursToExpiry !== undefined)
+      this.#emit(cluster, METRIC.minHoursToExpiry, MetricUnit.Count, minHoursToExpiry);
+    this.#emit(cluster, METRIC.nodesExpiringSoon, MetricUnit.Count, nodesExpiringSoon);
+  }
+
+  #emit(
+    cluster: string,
+    name: string,
+    unit: (typeof MetricUnit)[keyof typeof MetricUnit],
+    value: number,
+  ): void {
+    const single = this.metrics.singleMetric();
+    single.addDimension('cluster', cluster);
+    single.addMetric(name, unit, value);
+  }
+}
