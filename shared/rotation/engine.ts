@@ -780,6 +780,72 @@ export class CertificateRotation {
 
   // ---- instance lifecycle ----------------------------------------------------------------------
 
+  /**
+   * An instance of this cluster reached `running` and its SSM agent is online. A node with no
+   * certificate (or a due one) joins the active rollout as one more wave, so servers still never
+   * reload two at a time, or gets a rollout of its own.
+   */
+  async onInstanceRunning(instanceId: string, actor: string): Promise<string | undefined> {
+    const { table, clock } = this.#deps;
+    await this.syncInventory();
+    const plan = await this.plan({ kind: 'rotate', targets: [instanceId], force: false });
+    const wave = plan.waves[0];
+    if (wave === undefined) return undefined;
+    for (let attempt = 0; attempt < 5; attempt += 1) {
+      const active = await table.getActiveRollout(this.#cluster.name);
+      if (active === undefined) {
+        try {
+          const rollout = await this.#startFromPlan(
+            {
+              kind: 'rotate',
+              targets: [instanceId],
+              force: false,
+              reason: 'instance running',
+              actor,
+              revokePrevious: false,
+              restart: false,
+            },
+            true,
+          );
+          if (rollout !== undefined) await this.advance(rollout.rolloutId, clock.now() + 60_000);
+          return rollout?.rolloutId;
+        } catch (error) {
+          ignoreConflict(error);
+          continue;
+        }
+      }
+      if (active.waves.some((existing) => existing.instanceIds.includes(instanceId))) return active.rolloutId;
+      try {
+        const updated = await table.updateRollout(active, { waves: [...active.waves, wave] }, clock.now());
+        await this.#audit('node-joined-rollout', actor, {
+          rolloutId: updated.rolloutId,
+          instanceId,
+          role: wave.role,
+        });
+        await this.advance(updated.rolloutId, clock.now() + 60_000);
+        return updated.rolloutId;
+      } catch (error) {
+        ignoreConflict(error);
+      }
+    }
+    return undefined;
+  }
+
+  /** Problems with a manual target list, checked against live inventory and the table without writing. */
+  async targetIssues(instanceIds: readonly string[]): Promise<string[]> {
+    const live = new Set((await this.#deps.inventory.list(this.#cluster)).map((node) => node.instanceId));
+    const known = new Map(
+      (await this.#deps.table.listNodes(this.#cluster.name)).map((node) => [node.instanceId, node]),
+    );
+    return instanceIds.flatMap((id) => {
+      const node = known.get(id);
+      if (node?.status === 'retired') return [`targets: ${id} is terminated`];
+      if (node === undefined && !live.has(id))
+        return [`targets: ${id} is not a node of cluster ${this.#cluster.name}`];
+      return [];
+    });
+  }
+
   /** A terminated instance: revoke its serials in Vault and mark it retired. */
   async retire(instanceId: string, actor: string): Promise<boolean> {
     const { table, authority, events, clock } = this.#deps;

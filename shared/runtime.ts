@@ -1,0 +1,176 @@
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { SSMClient } from '@aws-sdk/client-ssm';
+import { z } from 'zod';
+import { EventBridgePublisher } from './aws/events';
+import { type DocumentNames, SsmCommandGateway, SsmInventory } from './aws/ssm';
+import { type Clock, systemClock } from './clock';
+import { type ClusterConfig, clustersConfigSchema } from './config';
+import { ConfigError, NotFoundError } from './errors';
+import { createLogger, PowertoolsTelemetry } from './observability';
+import { CertificateRotation } from './rotation/engine';
+import type {
+  CommandGateway,
+  EventPublisher,
+  Logger,
+  NodeInventory,
+  RotationTelemetry,
+} from './rotation/ports';
+import { StateTable } from './state/table';
+import { describeIssues } from './validation';
+import { VaultCertificateAuthority } from './vault/authority';
+import { VaultClient } from './vault/client';
+import { SecretsManagerTokenSource } from './vault/tokens';
+
+export interface ServiceConfig {
+  tableName: string;
+  eventBusName: string;
+  documents: DocumentNames;
+  clusters: ClusterConfig[];
+}
+
+const environmentSchema = z.object({
+  STATE_TABLE_NAME: z.string().min(1),
+  EVENT_BUS_NAME: z.string().min(1),
+  PREPARE_DOCUMENT_NAME: z.string().regex(/^[a-zA-Z0-9_.:/-]{3,128}$/),
+  INSTALL_DOCUMENT_NAME: z.string().regex(/^[a-zA-Z0-9_.:/-]{3,128}$/),
+  CLUSTERS_CONFIG: z.string().min(2),
+});
+
+/** Read and validate the service configuration once, at start-up; nothing else reads the environment. */
+export function serviceConfigFromEnvironment(environment: Record<string, string | undefined>): ServiceConfig {
+  const parsed = environmentSchema.safeParse(environment);
+  if (!parsed.success) throw new ConfigError('invalid environment', describeIssues(parsed.error.issues));
+  let clusters: unknown;
+  try {
+    clusters = JSON.parse(parsed.data.CLUSTERS_CONFIG);
+  } catch {
+    throw new ConfigError('invalid environment', [
+      'CLUSTERS_CONFIG: must be a JSON array of cluster configurations',
+    ]);
+  }
+  const clusterResult = clustersConfigSchema.safeParse(clusters);
+  if (!clusterResult.success) {
+    throw new ConfigError('invalid CLUSTERS_CONFIG', describeIssues(clusterResult.error.issues));
+  }
+  return {
+    tableName: parsed.data.STATE_TABLE_NAME,
+    eventBusName: parsed.data.EVENT_BUS_NAME,
+    documents: { prepare: parsed.data.PREPARE_DOCUMENT_NAME, install: parsed.data.INSTALL_DOCUMENT_NAME },
+    clusters: clusterResult.data,
+  };
+}
+
+export interface AwsClients {
+  dynamodb: DynamoDBClient;
+  ssm: SSMClient;
+  eventBridge: EventBridgeClient;
+  secretsManager: SecretsManagerClient;
+}
+
+/** Default SDK clients; adaptive retry because SSM throttles at low, unpublished rates. */
+export function defaultAwsClients(): AwsClients {
+  const retry = { retryMode: 'adaptive', maxAttempts: 8 } as const;
+  return {
+    dynamodb: new DynamoDBClient(retry),
+    ssm: new SSMClient(retry),
+    eventBridge: new EventBridgeClient(retry),
+    secretsManager: new SecretsManagerClient(retry),
+  };
+}
+
+export interface RuntimeOptions {
+  clock?: Clock;
+  logger?: Logger;
+  telemetry?: RotationTelemetry;
+  vaultAttempts?: number;
+}
+
+/** Everything a handler needs, built once per Lambda container (or once per local world). */
+export class Runtime {
+  readonly table: StateTable;
+  readonly commands: CommandGateway;
+  readonly inventory: NodeInventory;
+  readonly events: EventPublisher;
+  readonly telemetry: RotationTelemetry;
+  readonly logger: Logger;
+  readonly clock: Clock;
+  readonly #vaults = new Map<string, { client: VaultClient; tokens: SecretsManagerTokenSource }>();
+
+  constructor(
+    readonly config: ServiceConfig,
+    readonly clients: AwsClients,
+    private readonly options: RuntimeOptions = {},
+  ) {
+    this.clock = options.clock ?? systemClock;
+    this.logger = options.logger ?? createLogger('nomad-rotator');
+    this.telemetry = options.telemetry ?? new PowertoolsTelemetry();
+    this.table = new StateTable(clients.dynamodb, config.tableName);
+    this.commands = new SsmCommandGateway(clients.ssm, config.documents);
+    this.inventory = new SsmInventory(clients.ssm);
+    this.events = new EventBridgePublisher(clients.eventBridge, config.eventBusName);
+  }
+
+  clusterNames(): string[] {
+    return this.config.clusters.map((cluster) => cluster.name);
+  }
+
+  cluster(name: string): ClusterConfig {
+    const cluster = this.config.clusters.find((candidate) => candidate.name === name);
+    if (cluster === undefined)
+      throw new NotFoundError(`cluster ${name} is not configured`, { context: { cluster: name } });
+    return cluster;
+  }
+
+  /** The cluster's Vault client, authenticated with the periodic tls-policy token from Secrets Manager. */
+  vault(clusterName: string): { client: VaultClient; tokens: SecretsManagerTokenSource } {
+    let entry = this.#vaults.get(clusterName);
+    if (entry === undefined) {
+      const { vault } = this.cluster(clusterName);
+      const tokens = new SecretsManagerTokenSource(
+        this.clients.secretsManager,
+        vault.tokenSecretId,
+        this.clock,
+      );
+      const client = new VaultClient({
+        address: vault.address,
+        timeoutMs: vault.requestTimeoutMs,
+        tokens,
+        ...(vault.caBundlePem ? { caBundlePem: vault.caBundlePem } : {}),
+        ...(vault.namespace ? { namespace: vault.namespace } : {}),
+        ...(this.options.vaultAttempts ? { attempts: this.options.vaultAttempts } : {}),
+      });
+      entry = { client, tokens };
+      this.#vaults.set(clusterName, entry);
+    }
+    return entry;
+  }
+
+  rotation(clusterName: string): CertificateRotation {
+    const cluster = this.cluster(clusterName);
+    return new CertificateRotation({
+      cluster,
+      table: this.table,
+      inventory: this.inventory,
+      commands: this.commands,
+      authority: new VaultCertificateAuthority(this.vault(clusterName).client, {
+        mount: cluster.vault.pkiMount,
+        agentRole: cluster.vault.agentRole,
+        cliRole: cluster.vault.cliRole,
+      }),
+      events: this.events,
+      telemetry: this.telemetry,
+      logger: this.logger,
+      clock: this.clock,
+    });
+  }
+}
+
+let lambdaRuntime: Runtime | undefined;
+
+/** The Lambda container's runtime: environment read and clients built on first use, then reused. */
+export function lambdaRuntimeFrom(environment: Record<string, string | undefined>): Runtime {
+  lambdaRuntime ??= new Runtime(serviceConfigFromEnvironment(environment), defaultAwsClients());
+  return lambdaRuntime;
+}
