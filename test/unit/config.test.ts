@@ -1,0 +1,70 @@
+import { describe, expect, it } from 'vitest';
+import { parseClusterConfig, parseClustersConfig } from '../../shared/config';
+import { ValidationError } from '../../shared/errors';
+
+const minimal = {
+  name: 'prod',
+  vault: { address: 'https://vault.internal:8200', tokenSecretId: 'nomad/prod/token' },
+};
+
+describe('cluster configuration', () => {
+  it('fills the seed guide defaults for paths, modes, TTL and rollout', () => {
+    const config = parseClusterConfig(minimal);
+
+    expect(config.region).toBe('global');
+    expect(config.files.agentCert).toEqual({
+      path: '/opt/nomad/agent-certs/agent.crt',
+      mode: '0644',
+      owner: 'root',
+      group: 'root',
+    });
+    expect(config.files.agentKey.mode).toBe('0600');
+    expect(config.files.cliKey).toMatchObject({ path: '/opt/nomad/cli-certs/cli.key', mode: '0640' });
+    expect(config.certificates).toMatchObject({ ttl: 86_400, keyType: 'ec-p256', jitter: 0.1 });
+    expect(config.certificates.renewWhenRemaining).toBeCloseTo(1 / 3);
+    expect(config.rollout.clientWaveSize).toBe(5);
+  });
+
+  it('accepts durations as text or seconds', () => {
+    const config = parseClusterConfig({ ...minimal, certificates: { ttl: '72h', minimumValidity: 600 } });
+
+    expect(config.certificates.ttl).toBe(259_200);
+    expect(config.certificates.minimumValidity).toBe(600);
+  });
+
+  it('names every bad field and what is allowed, without echoing values', () => {
+    const attempt = () =>
+      parseClusterConfig({
+        name: 'Prod Cluster',
+        vault: { address: 'ftp://vault', tokenSecretId: 'x' },
+        files: { agentKey: { path: '/opt/nomad/agent-certs/../../etc/shadow', mode: '0644' } },
+        certificates: { ttl: 'soon' },
+        surprise: true,
+      });
+
+    expect(attempt).toThrow(ValidationError);
+    const message = (() => {
+      try {
+        attempt();
+      } catch (error) {
+        return (error as Error).message;
+      }
+    })();
+    expect(message).toContain('name: must be 1-48 lower-case letters');
+    expect(message).toContain('vault.address');
+    expect(message).toContain('files.agentKey.path: must not contain ".." segments');
+    expect(message).toContain('files.agentKey.mode: a private key must not be world-accessible');
+    expect(message).toContain('certificates.ttl: must be a positive duration');
+    expect(message).toContain('surprise: unknown field (not allowed)');
+  });
+
+  it('refuses a path a shell could misread', () => {
+    expect(() =>
+      parseClusterConfig({ ...minimal, files: { ca: { path: '/opt/nomad/$(reboot)/ca.crt' } } }),
+    ).toThrow(/files\.ca\.path: must be an absolute path/);
+  });
+
+  it('refuses two clusters with the same name', () => {
+    expect(() => parseClustersConfig([minimal, minimal])).toThrow(/1\.name: duplicate cluster name prod/);
+  });
+});
