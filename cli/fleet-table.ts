@@ -1,0 +1,38 @@
+import type { NodeRecord } from '../shared/state/records';
+
+const COLUMNS = ['instance', 'role', 'serial', 'expires in', 'status', 'last action'] as const;
+
+/** The fleet as an operator reads it: one line per node, soonest expiry first. */
+export function renderFleetTable(nodes: readonly NodeRecord[], now: number): string {
+  const rows = [...nodes]
+    .sort((a, b) => (a.agent?.notAfter ?? 0) - (b.agent?.notAfter ?? 0))
+    .map((node) => [
+      node.instanceId,
+      node.role,
+      node.agent ? shortSerial(node.agent.serial) : '-',
+      node.agent ? expiresIn(node.agent.notAfter - now) : 'no certificate',
+      node.status === 'failed' ? `failed (${node.lastError ?? '?'})` : node.status,
+      node.lastAction ?? '-',
+    ]);
+  const widths = COLUMNS.map((title, index) =>
+    Math.max(title.length, ...rows.map((row) => row[index]!.length)),
+  );
+  const line = (cells: readonly string[]) =>
+    cells
+      .map((cell, index) => cell.padEnd(widths[index]!))
+      .join('  ')
+      .trimEnd();
+  return [line(COLUMNS), line(widths.map((width) => '-'.repeat(width))), ...rows.map(line)].join('\n');
+}
+
+function shortSerial(serial: string): string {
+  const plain = serial.replaceAll(':', '');
+  return plain.length > 16 ? `${plain.slice(0, 8)}…${plain.slice(-6)}` : plain;
+}
+
+function expiresIn(ms: number): string {
+  if (ms <= 0) return 'EXPIRED';
+  const minutes = Math.floor(ms / 60_000);
+  const hours = Math.floor(minutes / 60);
+  return hours > 0 ? `${hours}h${String(minutes % 60).padStart(2, '0')}m` : `${minutes}m`;
+}

@@ -1,0 +1,119 @@
+import { parseArgs } from 'node:util';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
+import { StateTable } from '../shared/state/table';
+import { renderFleetTable } from './fleet-table';
+
+const USAGE = `nomad-rotator <command> [options]
+
+Commands
+  status   --cluster C [--table T]                     fleet table from the state table
+  plan     --cluster C [--targets X] [--function F]    what a rotation would do, and why
+  rotate   --cluster C --targets X --reason R [--restart] [--function F]
+  reissue  --cluster C --targets X --reason R [--no-revoke] [--function F]
+                                                       emergency: restart + revoke replaced serials
+
+Targets: all | servers | clients | i-0123...,i-0456...
+Defaults: --table $NOMAD_ROTATOR_TABLE, --function $NOMAD_ROTATOR_FUNCTION (the rotate-certs Lambda).
+AWS credentials and region come from the usual AWS environment; AWS_ENDPOINT_URL_DYNAMODB and
+AWS_ENDPOINT_URL_LAMBDA point the CLI at the local world (npm run world prints them).`;
+
+interface Options {
+  cluster?: string;
+  table?: string;
+  function?: string;
+  targets?: string;
+  reason?: string;
+  restart?: boolean;
+  'no-revoke'?: boolean;
+  help?: boolean;
+}
+
+export async function main(argv: string[], environment: Record<string, string | undefined>): Promise<number> {
+  const { positionals, values } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      cluster: { type: 'string' },
+      table: { type: 'string' },
+      function: { type: 'string' },
+      targets: { type: 'string' },
+      reason: { type: 'string' },
+      restart: { type: 'boolean' },
+      'no-revoke': { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  const options = values as Options;
+  const command = positionals[0];
+  if (options.help || command === undefined) {
+    process.stdout.write(`${USAGE}\n`);
+    return command === undefined && !options.help ? 2 : 0;
+  }
+  const cluster = required(options.cluster, '--cluster');
+  switch (command) {
+    case 'status': {
+      const table = new StateTable(
+        new DynamoDBClient({}),
+        required(options.table ?? environment.NOMAD_ROTATOR_TABLE, '--table'),
+      );
+      process.stdout.write(`${renderFleetTable(await table.listNodes(cluster), Date.now())}\n`);
+      return 0;
+    }
+    case 'plan':
+    case 'rotate':
+    case 'reissue': {
+      const payload = {
+        action: command,
+        cluster,
+        targets: parseTargets(
+          command === 'plan' ? (options.targets ?? 'all') : required(options.targets, '--targets'),
+        ),
+        reason: command === 'plan' ? 'plan requested from the CLI' : required(options.reason, '--reason'),
+        ...(options.restart ? { restart: true } : {}),
+        ...(command === 'reissue' ? { revokePrevious: !options['no-revoke'] } : {}),
+        requestedBy: `cli:${environment.USER ?? 'unknown'}`,
+      };
+      const functionName = required(options.function ?? environment.NOMAD_ROTATOR_FUNCTION, '--function');
+      return invoke(functionName, payload);
+    }
+    default:
+      throw new UsageError(`unknown command ${command}`);
+  }
+}
+
+async function invoke(functionName: string, payload: unknown): Promise<number> {
+  const result = await new LambdaClient({}).send(
+    new InvokeCommand({ FunctionName: functionName, Payload: Buffer.from(JSON.stringify(payload)) }),
+  );
+  const body = result.Payload ? Buffer.from(result.Payload).toString('utf8') : '';
+  if (result.FunctionError) {
+    const error = JSON.parse(body || '{}') as { errorType?: string; errorMessage?: string };
+    process.stderr.write(`${error.errorType ?? 'Error'}: ${error.errorMessage ?? body}\n`);
+    return 1;
+  }
+  process.stdout.write(`${JSON.stringify(JSON.parse(body || 'null'), null, 2)}\n`);
+  return 0;
+}
+
+function parseTargets(text: string): string | string[] {
+  return ['all', 'servers', 'clients'].includes(text) ? text : text.split(',').map((id) => id.trim());
+}
+
+class UsageError extends Error {}
+
+function required(value: string | undefined, flag: string): string {
+  if (value === undefined || value === '') throw new UsageError(`${flag} is required`);
+  return value;
+}
+
+export async function run(): Promise<void> {
+  try {
+    process.exitCode = await main(process.argv.slice(2), process.env);
+  } catch (error) {
+    process.stderr.write(`nomad-rotator: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.exitCode =
+      error instanceof UsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') ? 2 : 1;
+  }
+}
