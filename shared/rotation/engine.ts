@@ -7,7 +7,7 @@ import type { DocumentParameters } from '../documents';
 import { ConflictError, RotatorError } from '../errors';
 import type { NodeRecord, RolloutRecord, SignedSet, Wave } from '../state/records';
 import type { NodeChanges, NodeField, StateTable } from '../state/table';
-import { failureReason, installOutputSchema, lastJsonLine, prepareOutputSchema } from './outputs';
+import { failureReason, installOutputSchema, lastJsonLine, normalizeSerial, prepareOutputSchema } from './outputs';
 import { type Plan, type PlanRequest, planRotation } from './planner';
 import type {
   CertificateAuthority,
@@ -630,6 +630,10 @@ export class CertificateRotation {
       return;
     }
     const { signed } = node;
+    if (normalizeSerial(parsed.data.agent.serial) !== normalizeSerial(signed.agent.serial)) {
+      await this.#fail(node, 'installed-serial-mismatch');
+      return;
+    }
     const now = clock.now();
     await table.updateNode(
       this.#cluster.name,

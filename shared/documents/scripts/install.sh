@@ -200,7 +200,7 @@ backup_dir() { printf '%s/.backup' "$(dirname "${FILE_PATH[$1]}")"; }
 atomic_write() {
   local source=$1 file=$2 target tmp
   target=${FILE_PATH[$file]}
-  mkdir -p "$(dirname "$target")"
+  (umask 022 && mkdir -p "$(dirname "$target")")
   tmp=$(mktemp "$(dirname "$target")/.nomad-rotator.XXXXXX") || return 1
   if ! { cat "$source" >"$tmp" && chown "${FILE_OWNER[$file]}:${FILE_GROUP[$file]}" "$tmp" &&
     chmod "${FILE_MODE[$file]}" "$tmp" && sync "$tmp" && mv -f "$tmp" "$target"; }; then
@@ -234,6 +234,11 @@ rollback() {
       wait_until_proven "$previous_serial" "$HEALTH_TIMEOUT" || restored=false
     elif ! $WAS_ACTIVE; then
       systemctl stop nomad || true
+    fi
+    if $restored; then
+      for file in "${FILES[@]}"; do
+        rm -rf "$(backup_dir "$file")"
+      done
     fi
   fi
   emit "$(printf '{"ok":false,"stage":"install","attemptId":"%s","reason":"%s","touched":%s,"restored":%s,"servedSerial":"%s"}' \

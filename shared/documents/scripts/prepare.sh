@@ -33,6 +33,8 @@ prepare_pair() {
   local key_path=$1 name=$2
   local pending
   pending="$(dirname "$key_path")/.pending"
+  # The certificate directory stays traversable for an agent that does not run as root.
+  (umask 022 && mkdir -p "$(dirname "$key_path")")
   mkdir -p "$pending"
   chmod 0700 "$pending"
   if [[ "$(cat "$pending/attempt" 2>/dev/null || true)" != "$ATTEMPT_ID" || ! -s "$pending/$name.key" ]]; then
