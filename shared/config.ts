@@ -11,7 +11,7 @@ const absolutePath = pattern(
   'an absolute path of letters, digits, ".", "_", "-", "/"',
 ).refine((path) => !path.split('/').includes('..'), { message: 'must not contain ".." segments' });
 
-const duration = (fallback: string) =>
+export const duration = (fallback: string) =>
   z
     .union([z.number().int().positive(), z.string()])
     .default(fallback)
@@ -86,6 +86,29 @@ const certificatesSchema = z
   })
   .prefault({});
 
+/** How the rotate-token function logs in as the Vault admin role and what token it mints. */
+const tokenRotationSchema = z
+  .strictObject({
+    /** Mount path of the AWS auth method the admin role lives in. */
+    adminAuthMount: z
+      .string()
+      .regex(/^[a-z0-9_/-]+$/)
+      .default('aws'),
+    adminRole: z
+      .string()
+      .regex(/^[a-zA-Z0-9_.-]+$/)
+      .default('nomad-rotator-admin'),
+    /** Must equal the auth method's iam_server_id_header_value when that is set; guards replay to another Vault. */
+    iamServerIdHeader: z.string().min(1).max(256).optional(),
+    tokenPolicy: z
+      .string()
+      .regex(/^[a-z0-9_-]+$/)
+      .default('tls-policy'),
+    /** The minted token's period; the rotation runs every half period so a token never outlives two. */
+    tokenPeriod: duration('24h'),
+  })
+  .prefault({});
+
 const vaultSchema = z.strictObject({
   address: z.url({ protocol: /^https?$/ }),
   caBundlePem: z.string().includes('BEGIN CERTIFICATE').optional(),
@@ -105,6 +128,7 @@ const vaultSchema = z.strictObject({
   /** Secrets Manager secret whose AWSCURRENT holds the periodic tls-policy token as {token, accessor}. */
   tokenSecretId: z.string().min(1),
   requestTimeoutMs: z.number().int().positive().default(10_000),
+  tokenRotation: tokenRotationSchema,
 });
 
 const rolloutSchema = z
