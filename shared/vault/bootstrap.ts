@@ -1,0 +1,478 @@
+import { z } from 'zod';
+import { duration } from '../config';
+import { formatDuration } from '../duration';
+import { ValidationError } from '../errors';
+import { PATTERNS, patternRegExp } from '../patterns';
+import { parseOrThrow } from '../validation';
+import type { VaultClient } from './client';
+import { VaultBadRequestError } from './errors';
+
+const mountPath = z
+  .string()
+  .regex(/^[a-z0-9_-]+$/, { message: 'must be a mount name of a-z, 0-9, "_", "-"' });
+const vaultName = z.string().regex(/^[a-z0-9_-]+$/, { message: 'must be a name of a-z, 0-9, "_", "-"' });
+const iamRoleArn = z.string().regex(/^arn:aws[a-z-]*:iam::\d{12}:role\/[A-Za-z0-9+=,.@_/-]+$/, {
+  message: 'must be an IAM role ARN (arn:aws:iam::<account>:role/<name>)',
+});
+
+const KEY_BITS = { ec: [224, 256, 384, 521], rsa: [2048, 3072, 4096] } as const;
+
+/** What vault-bootstrap sets up; defaults follow the seed guide (pki + pki_int, nomad-cluster role). */
+export const bootstrapSpecSchema = z
+  .strictObject({
+    region: z
+      .string()
+      .regex(patternRegExp('region'), { message: `must be a Nomad region name (pattern ${PATTERNS.region})` })
+      .default('global'),
+    rootMount: mountPath.default('pki'),
+    intermediateMount: mountPath.default('pki_int'),
+    rootMaxTtl: duration('87600h'),
+    intermediateMaxTtl: duration('43800h'),
+    /** The root CA lives outside this Vault: no root is generated, the intermediate is signed elsewhere. */
+    externalRoot: z.boolean().default(false),
+    /** With externalRoot: the intermediate (plus chain) signed for the CSR an earlier run printed. */
+    intermediateCertificatePem: z.string().includes('BEGIN CERTIFICATE').optional(),
+    agentRole: vaultName.default('nomad-cluster'),
+    cliRole: vaultName.default('nomad-cli'),
+    certificateMaxTtl: duration('720h'),
+    keyType: z.enum(['ec', 'rsa']).default('ec'),
+    keyBits: z.number().int().optional(),
+    tokenPolicy: vaultName.default('tls-policy'),
+    adminPolicy: vaultName.default('nomad-rotator-admin'),
+    awsAuthMount: mountPath.default('aws'),
+    adminRole: vaultName.default('nomad-rotator-admin'),
+    /** The rotate-token function's execution role(s): the only principals that may log in as admin. */
+    adminRoleArns: z.array(iamRoleArn).min(1),
+    adminTokenTtl: duration('15m'),
+    iamServerIdHeader: z.string().min(1).max(256).optional(),
+  })
+  .superRefine((spec, context) => {
+    const allowed: readonly number[] = KEY_BITS[spec.keyType];
+    if (spec.keyBits !== undefined && !allowed.includes(spec.keyBits)) {
+      context.addIssue({
+        code: 'custom',
+        path: ['keyBits'],
+        message: `must be one of ${allowed.join(', ')} for key type ${spec.keyType}`,
+      });
+    }
+    if (spec.intermediateCertificatePem !== undefined && !spec.externalRoot) {
+      context.addIssue({
+        code: 'custom',
+        path: ['intermediateCertificatePem'],
+        message: 'only with externalRoot: otherwise the root in this Vault signs the intermediate',
+      });
+    }
+  });
+
+export type BootstrapSpecInput = z.input<typeof bootstrapSpecSchema>;
+export type BootstrapSpec = z.output<typeof bootstrapSpecSchema>;
+
+export type BootstrapAction = 'created' | 'updated' | 'unchanged' | 'skipped' | 'pending';
+
+export interface BootstrapItem {
+  item: string;
+  action: BootstrapAction;
+  detail?: string;
+  /** The policy text, for policies, so an operator can review exactly what is (or would be) written. */
+  hcl?: string;
+  /** With an external root: the intermediate CSR to have signed, then re-run with the certificate. */
+  csrPem?: string;
+}
+
+export interface BootstrapReport {
+  dryRun: boolean;
+  items: BootstrapItem[];
+}
+
+/** The tls-policy: what the issuing functions need to sign node CSRs and revoke superseded certificates. */
+export function tlsPolicyHcl(spec: BootstrapSpec): string {
+  const mount = spec.intermediateMount;
+  return [
+    `# ${spec.tokenPolicy}: held by the periodic token of the issuing functions (nomad-rotator).`,
+    '# Keys stay on the nodes, so CSRs are signed; no issue/* path is granted.',
+    hclPath(`${mount}/sign/${spec.agentRole}`, ['update']),
+    hclPath(`${mount}/sign/${spec.cliRole}`, ['update']),
+    hclPath(`${mount}/revoke`, ['update']),
+    hclPath(`${mount}/ca/pem`, ['read']),
+    hclPath(`${mount}/ca_chain`, ['read']),
+    hclPath(`${mount}/cert/ca_chain`, ['read']),
+  ].join('\n');
+}
+
+/** The admin policy: what the rotate-token function needs to mint, check and revoke the periodic token. */
+export function adminPolicyHcl(spec: BootstrapSpec): string {
+  return [
+    `# ${spec.adminPolicy}: held for minutes by the rotate-token function after its AWS IAM login.`,
+    '# sudo on create-orphan is what allows a periodic token with a policy the admin does not hold.',
+    hclPath('auth/token/create-orphan', ['create', 'update', 'sudo']),
+    hclPath('auth/token/revoke-accessor', ['update']),
+    hclPath('auth/token/lookup-accessor', ['update']),
+    hclPath(`sys/policies/acl/${spec.tokenPolicy}`, ['read']),
+  ].join('\n');
+}
+
+function hclPath(path: string, capabilities: string[]): string {
+  return `path "${path}" {\n  capabilities = [${capabilities.map((capability) => `"${capability}"`).join(', ')}]\n}`;
+}
+
+/**
+ * Set Vault up for nomad-rotator, idempotently: every item is read first and only written when it is
+ * missing or differs from what the spec wants. A dry run reads everything and writes nothing.
+ */
+export async function bootstrapVault(
+  vault: VaultClient,
+  token: string,
+  input: unknown,
+  options: { dryRun?: boolean } = {},
+): Promise<BootstrapReport> {
+  const spec = parseOrThrow(bootstrapSpecSchema, input, 'vault-bootstrap spec');
+  return new VaultBootstrap(vault, token, spec, options.dryRun ?? false).run();
+}
+
+type Fields = Record<string, unknown>;
+
+class VaultBootstrap {
+  readonly #items: BootstrapItem[] = [];
+
+  constructor(
+    private readonly vault: VaultClient,
+    private readonly token: string,
+    private readonly spec: BootstrapSpec,
+    private readonly dryRun: boolean,
+  ) {}
+
+  async run(): Promise<BootstrapReport> {
+    const { spec } = this;
+    if (!spec.externalRoot) await this.#mount(spec.rootMount, spec.rootMaxTtl);
+    await this.#mount(spec.intermediateMount, spec.intermediateMaxTtl);
+    await this.#rootCa();
+    await this.#intermediateCa();
+    await this.#pkiRole(spec.agentRole, { server_flag: true, client_flag: true });
+    await this.#pkiRole(spec.cliRole, { server_flag: false, client_flag: true });
+    await this.#policy(spec.tokenPolicy, tlsPolicyHcl(spec));
+    await this.#policy(spec.adminPolicy, adminPolicyHcl(spec));
+    await this.#awsAuth();
+    await this.#awsClientConfig();
+    await this.#awsAdminRole();
+    return { dryRun: this.dryRun, items: this.#items };
+  }
+
+  async #mount(mount: string, maxTtl: number): Promise<void> {
+    const mounts = await this.#readData('sys/mounts');
+    const current = mounts?.[`${mount}/`] as
+      | { type?: string; config?: { max_lease_ttl?: number } }
+      | undefined;
+    if (current !== undefined && current.type !== 'pki') {
+      throw new ValidationError(
+        `${mount}/ is mounted as ${current.type ?? 'unknown'}, not pki; refusing to touch it`,
+      );
+    }
+    const detail = `pki, max_lease_ttl ${formatDuration(maxTtl)}`;
+    await this.#reconcile({
+      item: `mount ${mount}`,
+      detail,
+      current:
+        current === undefined ? undefined : definedFields({ max_lease_ttl: current.config?.max_lease_ttl }),
+      wanted: { max_lease_ttl: maxTtl },
+      write: (exists) =>
+        exists
+          ? this.#write(`sys/mounts/${mount}/tune`, { max_lease_ttl: `${maxTtl}s` })
+          : this.#write(`sys/mounts/${mount}`, { type: 'pki', config: { max_lease_ttl: `${maxTtl}s` } }),
+    });
+  }
+
+  async #rootCa(): Promise<void> {
+    const { spec } = this;
+    const item = `root CA in ${spec.rootMount}`;
+    if (spec.externalRoot) {
+      this.#record({ item: 'root CA', action: 'skipped', detail: 'external root configured' });
+      return;
+    }
+    if ((await this.#caPem(spec.rootMount)) !== undefined) {
+      this.#record({ item, action: 'unchanged', detail: 'a root CA exists; never regenerated' });
+      return;
+    }
+    if (!this.dryRun) {
+      await this.#write(`${spec.rootMount}/root/generate/internal`, {
+        common_name: `${spec.region}.nomad root CA`,
+        ttl: `${spec.rootMaxTtl}s`,
+        ...this.#keyParameters(),
+      });
+    }
+    this.#record({
+      item,
+      action: 'created',
+      detail: `${spec.region}.nomad root CA, ${formatDuration(spec.rootMaxTtl)}`,
+    });
+  }
+
+  async #intermediateCa(): Promise<void> {
+    const { spec } = this;
+    const item = `intermediate CA in ${spec.intermediateMount}`;
+    if ((await this.#caPem(spec.intermediateMount)) !== undefined) {
+      this.#record({ item, action: 'unchanged', detail: 'an intermediate CA is set; never regenerated' });
+      return;
+    }
+    const detail = `${spec.region}.nomad intermediate CA, ${formatDuration(spec.intermediateMaxTtl)}`;
+    if (this.dryRun) {
+      this.#record({ item, action: 'created', detail });
+      return;
+    }
+    if (spec.externalRoot && spec.intermediateCertificatePem !== undefined) {
+      // The key was generated in the mount with the CSR of an earlier run; Vault pairs it with the certificate.
+      await this.#write(`${spec.intermediateMount}/intermediate/set-signed`, {
+        certificate: spec.intermediateCertificatePem,
+      });
+      this.#record({ item, action: 'created', detail: 'imported the externally signed intermediate' });
+      return;
+    }
+    const csrPem = await this.#intermediateCsr();
+    if (spec.externalRoot) {
+      this.#record({
+        item,
+        action: 'pending',
+        detail: 'sign the CSR with the external root, then re-run with intermediateCertificatePem',
+        csrPem,
+      });
+      return;
+    }
+    const signed = await this.#write<{ data: { certificate: string; issuing_ca: string } }>(
+      `${spec.rootMount}/root/sign-intermediate`,
+      {
+        csr: csrPem,
+        common_name: `${spec.region}.nomad intermediate CA`,
+        ttl: `${spec.intermediateMaxTtl}s`,
+        format: 'pem',
+      },
+    );
+    await this.#write(`${spec.intermediateMount}/intermediate/set-signed`, {
+      certificate: `${signed.data.certificate.trim()}\n${signed.data.issuing_ca.trim()}`,
+    });
+    this.#record({ item, action: 'created', detail });
+  }
+
+  async #intermediateCsr(): Promise<string> {
+    const { spec } = this;
+    const generated = await this.#write<{ data: { csr: string } }>(
+      `${spec.intermediateMount}/intermediate/generate/internal`,
+      { common_name: `${spec.region}.nomad intermediate CA`, ...this.#keyParameters() },
+    );
+    return generated.data.csr;
+  }
+
+  async #pkiRole(name: string, flags: { server_flag: boolean; client_flag: boolean }): Promise<void> {
+    const { spec } = this;
+    const path = `${spec.intermediateMount}/roles/${name}`;
+    // We decide every name from inventory: the CSR's names are ignored, and only <region>.nomad names pass.
+    const wanted: Fields = {
+      allowed_domains: [`${spec.region}.nomad`],
+      allow_subdomains: true,
+      allow_bare_domains: false,
+      allow_glob_domains: false,
+      allow_any_name: false,
+      allow_wildcard_certificates: false,
+      enforce_hostnames: true,
+      allow_localhost: true,
+      allow_ip_sans: true,
+      ...flags,
+      key_type: spec.keyType,
+      key_bits: this.#keyBits(),
+      use_csr_common_name: false,
+      use_csr_sans: false,
+      require_cn: false,
+      generate_lease: false,
+      max_ttl: spec.certificateMaxTtl,
+    };
+    await this.#reconcile({
+      item: `role ${spec.intermediateMount}/${name}`,
+      detail: `${flags.server_flag ? 'server+client' : 'client'} certificates for *.${spec.region}.nomad, ${spec.keyType} ${this.#keyBits()}, max_ttl ${formatDuration(spec.certificateMaxTtl)}`,
+      current: await this.#readData(path),
+      wanted,
+      // POST replaces the whole role, so a partial drift is corrected by writing everything we want.
+      write: () => this.#write(path, wanted),
+    });
+  }
+
+  async #policy(name: string, hcl: string): Promise<void> {
+    const current = await this.#readData(`sys/policies/acl/${name}`);
+    await this.#reconcile({
+      item: `policy ${name}`,
+      hcl,
+      current: current === undefined ? undefined : { policy: String(current.policy ?? '').trim() },
+      wanted: { policy: hcl },
+      write: () => this.#write(`sys/policies/acl/${name}`, { policy: hcl }),
+    });
+  }
+
+  async #awsAuth(): Promise<void> {
+    const { awsAuthMount } = this.spec;
+    const methods = await this.#readData('sys/auth');
+    const current = methods?.[`${awsAuthMount}/`] as { type?: string } | undefined;
+    if (current !== undefined && current.type !== 'aws') {
+      throw new ValidationError(
+        `auth/${awsAuthMount} is a ${current.type ?? 'unknown'} auth method, not aws`,
+      );
+    }
+    await this.#reconcile({
+      item: `auth method ${awsAuthMount}`,
+      detail: 'aws',
+      current: current === undefined ? undefined : {},
+      wanted: {},
+      write: () => this.#write(`sys/auth/${awsAuthMount}`, { type: 'aws' }),
+    });
+  }
+
+  async #awsClientConfig(): Promise<void> {
+    const { awsAuthMount, iamServerIdHeader } = this.spec;
+    const path = `auth/${awsAuthMount}/config/client`;
+    const current = await this.#readData(path);
+    const wanted = { iam_server_id_header_value: iamServerIdHeader ?? '' };
+    await this.#reconcile({
+      item: `${path}`,
+      detail: iamServerIdHeader
+        ? `X-Vault-AWS-IAM-Server-ID required: ${iamServerIdHeader}`
+        : 'no server id header',
+      // No client config at all is what "no server id header" looks like: nothing to write then.
+      current: current ?? (iamServerIdHeader === undefined ? wanted : undefined),
+      wanted,
+      write: () => this.#write(path, wanted),
+    });
+  }
+
+  async #awsAdminRole(): Promise<void> {
+    const { spec } = this;
+    const path = `auth/${spec.awsAuthMount}/role/${spec.adminRole}`;
+    const wanted: Fields = {
+      auth_type: 'iam',
+      bound_iam_principal_arn: spec.adminRoleArns,
+      token_policies: [spec.adminPolicy],
+      token_ttl: spec.adminTokenTtl,
+      token_max_ttl: spec.adminTokenTtl,
+    };
+    await this.#reconcile({
+      item: `aws role ${spec.adminRole}`,
+      detail: `iam login for ${spec.adminRoleArns.join(', ')} → policy ${spec.adminPolicy}, ttl ${formatDuration(spec.adminTokenTtl)}`,
+      current: await this.#readData(path),
+      wanted,
+      write: () => this.#write(path, wanted),
+    });
+  }
+
+  /** Compare what Vault reports with what we want; write only when missing or different. */
+  async #reconcile(options: {
+    item: string;
+    detail?: string;
+    hcl?: string;
+    current: Fields | undefined;
+    wanted: Fields;
+    write: (exists: boolean) => Promise<unknown>;
+  }): Promise<void> {
+    const { item, detail, hcl, current, wanted } = options;
+    const differing = current === undefined ? [] : differingFields(current, wanted);
+    const action: BootstrapAction =
+      current === undefined ? 'created' : differing.length > 0 ? 'updated' : 'unchanged';
+    if (action !== 'unchanged' && !this.dryRun) await options.write(current !== undefined);
+    const notes = [detail, differing.length > 0 ? `differs in ${differing.join(', ')}` : undefined].filter(
+      (note) => note !== undefined,
+    );
+    this.#record({
+      item,
+      action,
+      ...(notes.length > 0 ? { detail: notes.join('; ') } : {}),
+      ...(hcl !== undefined ? { hcl } : {}),
+    });
+  }
+
+  #record(item: BootstrapItem): void {
+    this.#items.push(item);
+  }
+
+  #keyBits(): number {
+    return this.spec.keyBits ?? (this.spec.keyType === 'ec' ? 256 : 2048);
+  }
+
+  #keyParameters(): Fields {
+    return { key_type: this.spec.keyType, key_bits: this.#keyBits() };
+  }
+
+  /** The mount's CA certificate, or undefined when it has none (204 empty, or no such mount yet). */
+  async #caPem(mount: string): Promise<string | undefined> {
+    try {
+      const pem: unknown = await this.vault.read(`${mount}/ca/pem`, this.token);
+      return typeof pem === 'string' && pem.includes('BEGIN CERTIFICATE') ? pem : undefined;
+    } catch (error) {
+      if (isMissing(error)) return undefined;
+      throw error;
+    }
+  }
+
+  /** `data` of a read (top-level fields for the sys/ routes Vault injects), or undefined on 404. */
+  async #readData(path: string): Promise<Fields | undefined> {
+    try {
+      const response = await this.vault.read<{ data?: Fields | null } & Fields>(path, this.token);
+      return response.data ?? response;
+    } catch (error) {
+      if (isMissing(error)) return undefined;
+      throw error;
+    }
+  }
+
+  #write<T = unknown>(path: string, body: Fields): Promise<T> {
+    return this.vault.write<T>(path, body, this.token);
+  }
+}
+
+function isMissing(error: unknown): boolean {
+  return (
+    error instanceof VaultBadRequestError &&
+    (error.context.status === 404 || /no handler for route/.test(error.message))
+  );
+}
+
+function definedFields(fields: Fields): Fields {
+  return Object.fromEntries(Object.entries(fields).filter(([, value]) => value !== undefined));
+}
+
+/** Names of wanted fields Vault reports differently; a field Vault does not report cannot be compared. */
+function differingFields(current: Fields, wanted: Fields): string[] {
+  return Object.entries(wanted)
+    .filter(([name, value]) => current[name] !== undefined && normalized(current[name]) !== normalized(value))
+    .map(([name]) => name);
+}
+
+function normalized(value: unknown): string {
+  if (Array.isArray(value)) return JSON.stringify(value.map(String).sort());
+  if (typeof value === 'string') {
+    // Vault echoes a single-element list field as a comma string in some versions.
+    return value.includes('\n') ? value.trim() : JSON.stringify(value === '' ? [] : value.split(',').sort());
+  }
+  return JSON.stringify(value ?? null);
+}
+
+const ACTION_WORDS: Record<BootstrapAction, [done: string, planned: string]> = {
+  created: ['created', 'would create'],
+  updated: ['updated', 'would update'],
+  unchanged: ['unchanged', 'unchanged'],
+  skipped: ['skipped', 'would skip'],
+  pending: ['pending', 'pending'],
+};
+
+/** The report as an operator reads it: one line per item, then the HCL of every policy written. */
+export function renderBootstrapReport(report: BootstrapReport): string {
+  const lines = [report.dryRun ? 'vault-bootstrap (dry run: nothing was changed)' : 'vault-bootstrap'];
+  const width = Math.max(
+    ...Object.values(ACTION_WORDS).map(([done, planned]) => Math.max(done.length, planned.length)),
+  );
+  for (const item of report.items) {
+    const word = ACTION_WORDS[item.action][report.dryRun ? 1 : 0];
+    lines.push(`  ${word.padEnd(width)}  ${item.item}${item.detail ? `  (${item.detail})` : ''}`);
+  }
+  for (const item of report.items) {
+    if (item.hcl !== undefined && (item.action === 'created' || item.action === 'updated')) {
+      lines.push('', `# ${item.item} — ${report.dryRun ? 'would write' : 'written'}:`, item.hcl);
+    }
+    if (item.csrPem !== undefined)
+      lines.push('', `# ${item.item} — CSR to sign with the external root:`, item.csrPem.trim());
+  }
+  return `${lines.join('\n')}\n`;
+}
