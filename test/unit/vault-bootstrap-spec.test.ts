@@ -1,0 +1,102 @@
+import { describe, expect, it } from 'vitest';
+import {
+  adminPolicyHcl,
+  bootstrapSpecSchema,
+  renderBootstrapReport,
+  tlsPolicyHcl,
+} from '../../shared/vault/bootstrap';
+import { rotationEventSchema } from '../../shared/vault/token-rotation';
+
+const adminRoleArns = ['arn:aws:iam::123456789012:role/nomad-rotator-rotate-token'];
+
+describe('vault-bootstrap spec', () => {
+  it('fills the seed guide defaults', () => {
+    const spec = bootstrapSpecSchema.parse({ adminRoleArns });
+
+    expect(spec).toMatchObject({
+      region: 'global',
+      rootMount: 'pki',
+      intermediateMount: 'pki_int',
+      rootMaxTtl: 87_600 * 3600,
+      intermediateMaxTtl: 43_800 * 3600,
+      agentRole: 'nomad-cluster',
+      cliRole: 'nomad-cli',
+      keyType: 'ec',
+      tokenPolicy: 'tls-policy',
+      adminPolicy: 'nomad-rotator-admin',
+      awsAuthMount: 'aws',
+      adminTokenTtl: 900,
+      externalRoot: false,
+    });
+  });
+
+  it.each([
+    [{}, 'adminRoleArns'],
+    [{ adminRoleArns: ['arn:aws:iam::123456789012:user/alice'] }, 'adminRoleArns.0'],
+    [{ adminRoleArns, keyType: 'rsa', keyBits: 1024 }, 'keyBits'],
+    [
+      { adminRoleArns, intermediateCertificatePem: '-----BEGIN CERTIFICATE-----' },
+      'intermediateCertificatePem',
+    ],
+    [{ adminRoleArns, rootMount: 'PKI root' }, 'rootMount'],
+  ])('refuses %o naming %s', (input, field) => {
+    const result = bootstrapSpecSchema.safeParse(input);
+
+    expect(result.success).toBe(false);
+    expect(result.error?.issues.map((issue) => issue.path.join('.'))).toContain(field);
+  });
+
+  it('grants the token policy signing, revoking and CA reads only', () => {
+    const hcl = tlsPolicyHcl(bootstrapSpecSchema.parse({ adminRoleArns }));
+    const paths = [...hcl.matchAll(/path "([^"]+)"/g)].map((match) => match[1]);
+
+    expect(paths).toEqual([
+      'pki_int/sign/nomad-cluster',
+      'pki_int/sign/nomad-cli',
+      'pki_int/revoke',
+      'pki_int/ca/pem',
+      'pki_int/ca_chain',
+      'pki_int/cert/ca_chain',
+    ]);
+    expect(hcl).not.toMatch(/auth\/token|sudo|pki\//);
+  });
+
+  it('grants the admin policy periodic orphan creation, accessor revoke and lookup', () => {
+    const hcl = adminPolicyHcl(bootstrapSpecSchema.parse({ adminRoleArns }));
+
+    expect(hcl).toContain(
+      'path "auth/token/create-orphan" {\n  capabilities = ["create", "update", "sudo"]\n}',
+    );
+    expect(hcl).toContain('path "auth/token/revoke-accessor"');
+    expect(hcl).toContain('path "auth/token/lookup-accessor"');
+    expect(hcl).toContain('path "sys/policies/acl/tls-policy" {\n  capabilities = ["read"]\n}');
+  });
+
+  it('renders a dry run as what would happen, with the HCL it would write', () => {
+    const text = renderBootstrapReport({
+      dryRun: true,
+      items: [
+        { item: 'mount pki', action: 'created', detail: 'pki, max_lease_ttl 87600h' },
+        { item: 'policy tls-policy', action: 'updated', hcl: 'path "x" {}' },
+        { item: 'policy nomad-rotator-admin', action: 'unchanged', hcl: 'path "y" {}' },
+      ],
+    });
+
+    expect(text).toContain('dry run: nothing was changed');
+    expect(text).toMatch(/would create\s+mount pki/);
+    expect(text).toContain('# policy tls-policy — would write:\npath "x" {}');
+    expect(text).not.toContain('path "y"');
+  });
+});
+
+describe('rotation event', () => {
+  it('accepts the camelCase steps and refuses anything else', () => {
+    const base = { SecretId: 'nomad/prod/vault-token', ClientRequestToken: 'a'.repeat(36) };
+
+    expect(rotationEventSchema.safeParse({ ...base, Step: 'finishSecret' }).success).toBe(true);
+    expect(rotationEventSchema.safeParse({ ...base, Step: 'finish_secret' }).success).toBe(false);
+    expect(
+      rotationEventSchema.safeParse({ ...base, Step: 'createSecret', ClientRequestToken: 'short' }).success,
+    ).toBe(false);
+  });
+});
