@@ -1,0 +1,279 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { parseCommandComment } from '../../shared/rotation/engine';
+import type { NodeRecord } from '../../shared/state/records';
+import { type FakeClusterHarness, fakeCluster, type SentCommand } from '../helpers/fake-cluster';
+
+const servers = ['i-00000000000000001', 'i-00000000000000002', 'i-00000000000000003'];
+const clients = ['i-0000000000000000a', 'i-0000000000000000b', 'i-0000000000000000c'];
+const fleet = [
+  ...servers.map((instanceId) => ({ instanceId, role: 'server' as const })),
+  ...clients.map((instanceId) => ({ instanceId, role: 'client' as const })),
+];
+const FAR = Number.MAX_SAFE_INTEGER;
+
+let harness: FakeClusterHarness;
+afterEach(async () => harness?.stop());
+
+const finishedCommands = new WeakMap<FakeClusterHarness, Set<string>>();
+
+/** Nodes finish every command sent so far; each invocation event is delivered once (or dropped). */
+async function settle(h: FakeClusterHarness, options: { dropEvents?: boolean } = {}): Promise<void> {
+  const finished = finishedCommands.get(h) ?? new Set<string>();
+  finishedCommands.set(h, finished);
+  for (let round = 0; round < 100; round += 1) {
+    const open = h.fleet.commands.filter((command) => !finished.has(command.commandId));
+    if (open.length === 0) return;
+    for (const command of open) {
+      finished.add(command.commandId);
+      for (const invocation of await h.fleet.complete(command)) {
+        if (!options.dropEvents) await deliver(h, invocation.commandId, invocation.instanceId);
+      }
+    }
+    if (options.dropEvents) await h.rotation().reconcile(FAR);
+  }
+  throw new Error('the rollout did not settle');
+}
+
+async function deliver(h: FakeClusterHarness, commandId: string, instanceId: string): Promise<void> {
+  const outcome = await h.fleet.invocation(commandId, instanceId);
+  await h.rotation().onInvocation(instanceId, parseCommandComment(outcome.comment)!, outcome, FAR);
+}
+
+const tick = (h: FakeClusterHarness, owner = 'tick-1', deadline = FAR) =>
+  h.rotation().tick({ deadline, owner, actor: 'schedule' });
+
+const nodes = async (h: FakeClusterHarness) =>
+  new Map((await h.table.listNodes('prod')).map((node) => [node.instanceId, node] as [string, NodeRecord]));
+
+const installs = (h: FakeClusterHarness) => h.fleet.commands.filter((command) => command.kind === 'install');
+
+describe('certificate rotation engine', () => {
+  it('issues every node once: servers one per install, clients batched per wave', async () => {
+    harness = await fakeCluster(fleet);
+
+    await tick(harness);
+    await settle(harness);
+
+    const records = await nodes(harness);
+    expect([...records.values()].every((node) => node.status === 'idle' && node.agent && node.cli)).toBe(
+      true,
+    );
+    expect(installs(harness).map((command) => command.instanceIds)).toEqual([
+      [servers[0]],
+      [servers[1]],
+      [servers[2]],
+      [clients[0], clients[1]],
+      [clients[2]],
+    ]);
+    expect(harness.authority.signed).toHaveLength(12);
+    expect(harness.telemetry.total('PushSucceeded')).toBe(6);
+    expect(harness.events.events.filter((event) => event.type === 'CertificateRotated')).toHaveLength(6);
+    expect(await harness.table.getActiveRollout('prod')).toBeUndefined();
+  });
+
+  it('never has two server installs in flight (audit trail)', async () => {
+    harness = await fakeCluster(fleet);
+
+    await tick(harness);
+    await settle(harness);
+
+    const audit = await harness.table.listAudit('prod', harness.clock.now());
+    let inFlight = 0;
+    for (const entry of audit.filter((e) => e.role === 'server')) {
+      if (entry.action === 'install-dispatched') inFlight += 1;
+      if (entry.action === 'install-succeeded' || entry.action === 'rotation-failed') inFlight -= 1;
+      expect(inFlight).toBeLessThanOrEqual(1);
+    }
+  });
+
+  it('ignores duplicate and late events', async () => {
+    harness = await fakeCluster(fleet.slice(0, 1));
+    await tick(harness);
+    await settle(harness);
+    const before = await nodes(harness);
+
+    for (const command of harness.fleet.commands)
+      await deliver(harness, command.commandId, command.instanceIds[0]!);
+
+    const after = await nodes(harness);
+    expect(after.get(servers[0]!)?.version).toBe(before.get(servers[0]!)?.version);
+    expect(harness.authority.signed).toHaveLength(2);
+  });
+
+  it('completes through reconcile when every event is lost', async () => {
+    harness = await fakeCluster(fleet);
+
+    await tick(harness);
+    await settle(harness, { dropEvents: true });
+
+    expect([...(await nodes(harness)).values()].every((node) => node.status === 'idle' && node.agent)).toBe(
+      true,
+    );
+  });
+
+  it('lets only one of two concurrent ticks plan and dispatch', async () => {
+    harness = await fakeCluster(fleet);
+
+    const reports = await Promise.all([tick(harness, 'run-a'), tick(harness, 'run-b')]);
+    await settle(harness);
+
+    expect(reports.filter((report) => report.leaseHeld)).toHaveLength(1);
+    const prepared = harness.fleet.commands.filter((c) => c.kind === 'prepare').flatMap((c) => c.instanceIds);
+    expect(prepared.sort()).toEqual([...servers, ...clients].sort());
+    expect(harness.authority.signed).toHaveLength(12);
+  });
+
+  it('resumes a run cut off mid-fleet without doing anything twice', async () => {
+    harness = await fakeCluster(fleet);
+    await tick(harness, 'run-1', harness.clock.now() - 1);
+    expect(harness.fleet.commands).toHaveLength(0);
+
+    await tick(harness, 'run-2');
+    await settle(harness);
+
+    const prepared = harness.fleet.commands.filter((c) => c.kind === 'prepare').flatMap((c) => c.instanceIds);
+    expect(prepared).toHaveLength(6);
+    expect(new Set(prepared).size).toBe(6);
+  });
+
+  it('touches no node while the CA is sealed, and proceeds once it is unsealed', async () => {
+    harness = await fakeCluster(fleet);
+    harness.authority.sealed = true;
+
+    await tick(harness);
+    expect(harness.fleet.commands).toHaveLength(0);
+
+    harness.authority.sealed = false;
+    await tick(harness);
+    await settle(harness);
+    expect(harness.telemetry.total('PushSucceeded')).toBe(6);
+  });
+
+  it('gives nodes back when SSM throttles, and completes on a later tick', async () => {
+    harness = await fakeCluster(fleet.slice(0, 2));
+    harness.fleet.throttleNextSends = 1;
+
+    await tick(harness);
+    expect((await nodes(harness)).get(servers[0]!)?.status).toBe('idle');
+
+    await tick(harness);
+    await settle(harness);
+    expect([...(await nodes(harness)).values()].every((node) => node.agent !== undefined)).toBe(true);
+  });
+
+  it('backs off after a failed install, retries, and halts the rollout when attempts run out', async () => {
+    harness = await fakeCluster(fleet.slice(0, 2));
+    harness.fleet.behaviour.set(servers[0]!, 'fail-install');
+
+    await tick(harness);
+    await settle(harness);
+    let node = (await nodes(harness)).get(servers[0]!)!;
+    expect(node).toMatchObject({ status: 'failed', failures: 1, lastError: 'new-certificate-not-served' });
+    expect(node.nextAttemptAt).toBe(harness.clock.now() + 60_000);
+    expect(harness.events.events.map((event) => event.type)).toContain('CertificatePushFailed');
+
+    harness.clock.advance(61_000);
+    await tick(harness);
+    await settle(harness);
+    node = (await nodes(harness)).get(servers[0]!)!;
+    expect(node.failures).toBe(2);
+
+    const rollouts = await harness.table.listRollouts('prod');
+    expect(rollouts[0]).toMatchObject({ status: 'halted' });
+    expect(harness.telemetry.total('RolloutStuck')).toBe(1);
+    expect((await nodes(harness)).get(servers[1]!)?.agent).toBeUndefined();
+  });
+
+  it('leaves a node that is offline at planning time for a later tick', async () => {
+    harness = await fakeCluster(fleet.slice(3, 4));
+    harness.fleet.behaviour.set(clients[0]!, 'offline');
+
+    await tick(harness);
+    expect(harness.fleet.commands).toHaveLength(0);
+    const plan = await harness.rotation().plan({ kind: 'rotate', targets: 'all', force: false });
+    expect(plan.entries[0]?.reason).toBe('SSM agent is not online; retried once it is');
+
+    harness.fleet.behaviour.delete(clients[0]!);
+    await tick(harness);
+    await settle(harness);
+    expect((await nodes(harness)).get(clients[0]!)).toMatchObject({ status: 'idle', failures: 0 });
+  });
+
+  it('backs off a node that went offline mid-rollout and rotates it once it is back', async () => {
+    harness = await fakeCluster([fleet[0]!, fleet[3]!]);
+    await tick(harness);
+    harness.fleet.behaviour.set(clients[0]!, 'offline');
+
+    await settle(harness);
+    expect((await nodes(harness)).get(clients[0]!)).toMatchObject({
+      status: 'failed',
+      lastError: 'Undeliverable',
+    });
+    expect((await nodes(harness)).get(servers[0]!)?.status).toBe('idle');
+
+    harness.fleet.behaviour.delete(clients[0]!);
+    harness.clock.advance(61_000);
+    await tick(harness);
+    await settle(harness);
+    expect((await nodes(harness)).get(clients[0]!)).toMatchObject({ status: 'idle', failures: 0 });
+    expect((await harness.table.listRollouts('prod'))[0]?.status).toBe('completed');
+  });
+
+  it('reissues in an emergency with restart and revokes the replaced serials', async () => {
+    harness = await fakeCluster(fleet.slice(0, 2));
+    await tick(harness);
+    await settle(harness);
+    const before = await nodes(harness);
+
+    await harness.rotation().start({
+      kind: 'emergency',
+      targets: 'all',
+      force: true,
+      reason: 'key exposure',
+      actor: 'oncall',
+      revokePrevious: true,
+      restart: true,
+    });
+    await settle(harness);
+
+    expect(
+      installs(harness)
+        .slice(-2)
+        .map((command: SentCommand) => command.parameters.mode),
+    ).toEqual(['restart', 'restart']);
+    const replaced = [...before.values()].flatMap((node) => [node.agent!.serial, node.cli!.serial]);
+    expect(harness.authority.revoked.sort()).toEqual(replaced.sort());
+    expect(harness.events.events.map((event) => event.type)).toEqual(
+      expect.arrayContaining(['EmergencyReissueStarted', 'EmergencyReissueFinished']),
+    );
+  });
+
+  it('plans without writing anything', async () => {
+    harness = await fakeCluster(fleet);
+    await harness.rotation().syncInventory();
+    const before = await nodes(harness);
+
+    const plan = await harness.rotation().plan({ kind: 'rotate', targets: 'all', force: false });
+
+    expect(plan.waves.flatMap((wave) => wave.instanceIds)).toHaveLength(6);
+    expect(await nodes(harness)).toEqual(before);
+    expect(harness.fleet.commands).toHaveLength(0);
+  });
+
+  it('retires a terminated node and revokes its serials', async () => {
+    harness = await fakeCluster(fleet.slice(3, 4));
+    await tick(harness);
+    await settle(harness);
+    const node = (await nodes(harness)).get(clients[0]!)!;
+
+    await harness.rotation().retire(clients[0]!, 'ec2');
+
+    expect((await nodes(harness)).get(clients[0]!)?.status).toBe('retired');
+    expect(harness.authority.revoked).toEqual([node.agent!.serial, node.cli!.serial]);
+    expect(parseCommandComment('nomad-rotator:prod:install:abc-123')).toEqual({
+      cluster: 'prod',
+      stage: 'install',
+      attemptId: 'abc-123',
+    });
+  });
+});
