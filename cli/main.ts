@@ -1,7 +1,10 @@
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { StateTable } from '../shared/state/table';
+import { bootstrapVault, renderBootstrapReport } from '../shared/vault/bootstrap';
+import { VaultClient } from '../shared/vault/client';
 import { renderFleetTable } from './fleet-table';
 
 const USAGE = `nomad-rotator <command> [options]
@@ -12,6 +15,9 @@ Commands
   rotate   --cluster C --targets X --reason R [--restart] [--function F]
   reissue  --cluster C --targets X --reason R [--no-revoke] [--function F]
                                                        emergency: restart + revoke replaced serials
+  vault-bootstrap --spec FILE [--dry-run] [--vault-ca FILE]
+                                                       set Vault up idempotently (VAULT_ADDR, VAULT_TOKEN);
+                                                       prints created/updated/unchanged and the policy HCL
 
 Targets: all | servers | clients | i-0123...,i-0456...
 Defaults: --table $NOMAD_ROTATOR_TABLE, --function $NOMAD_ROTATOR_FUNCTION (the rotate-certs Lambda).
@@ -26,6 +32,9 @@ interface Options {
   reason?: string;
   restart?: boolean;
   'no-revoke'?: boolean;
+  spec?: string;
+  'dry-run'?: boolean;
+  'vault-ca'?: string;
   help?: boolean;
 }
 
@@ -42,6 +51,9 @@ export async function main(argv: string[], environment: Record<string, string | 
       reason: { type: 'string' },
       restart: { type: 'boolean' },
       'no-revoke': { type: 'boolean' },
+      spec: { type: 'string' },
+      'dry-run': { type: 'boolean' },
+      'vault-ca': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -51,6 +63,7 @@ export async function main(argv: string[], environment: Record<string, string | 
     process.stdout.write(`${USAGE}\n`);
     return command === undefined && !options.help ? 2 : 0;
   }
+  if (command === 'vault-bootstrap') return vaultBootstrap(options, environment);
   const cluster = required(options.cluster, '--cluster');
   switch (command) {
     case 'status': {
@@ -81,6 +94,23 @@ export async function main(argv: string[], environment: Record<string, string | 
     default:
       throw new UsageError(`unknown command ${command}`);
   }
+}
+
+async function vaultBootstrap(
+  options: Options,
+  environment: Record<string, string | undefined>,
+): Promise<number> {
+  const spec: unknown = JSON.parse(readFileSync(required(options.spec, '--spec'), 'utf8'));
+  const vault = new VaultClient({
+    address: required(environment.VAULT_ADDR, 'VAULT_ADDR'),
+    timeoutMs: 10_000,
+    ...(options['vault-ca'] ? { caBundlePem: readFileSync(options['vault-ca'], 'utf8') } : {}),
+  });
+  const report = await bootstrapVault(vault, required(environment.VAULT_TOKEN, 'VAULT_TOKEN'), spec, {
+    dryRun: options['dry-run'] ?? false,
+  });
+  process.stdout.write(`${renderBootstrapReport(report)}\n`);
+  return 0;
 }
 
 async function invoke(functionName: string, payload: unknown): Promise<number> {
