@@ -7,7 +7,13 @@ import type { DocumentParameters } from '../documents';
 import { ConflictError, RotatorError } from '../errors';
 import type { NodeRecord, RolloutRecord, SignedSet, Wave } from '../state/records';
 import type { NodeChanges, NodeField, StateTable } from '../state/table';
-import { failureReason, installOutputSchema, lastJsonLine, normalizeSerial, prepareOutputSchema } from './outputs';
+import {
+  failureReason,
+  installOutputSchema,
+  lastJsonLine,
+  normalizeSerial,
+  prepareOutputSchema,
+} from './outputs';
 import { type Plan, type PlanRequest, planRotation } from './planner';
 import type {
   CertificateAuthority,
