@@ -12,7 +12,6 @@ export type LambdaHandler = (event: never, context: InvocationContext) => Promis
 export class LambdaInvokeEmulator {
   readonly #functions = new Map<string, LambdaHandler>();
   readonly #server: Server;
-  #requests = 0;
 
   private constructor(server: Server) {
     this.#server = server;
@@ -42,13 +41,7 @@ export class LambdaInvokeEmulator {
   async invoke(name: string, event: unknown, timeoutMs = 900_000): Promise<unknown> {
     const handler = this.#functions.get(name);
     if (handler === undefined) throw new Error(`Function not found: ${name}`);
-    const started = Date.now();
-    this.#requests += 1;
-    const context: InvocationContext = {
-      awsRequestId: `local-${this.#requests}-${started}`,
-      getRemainingTimeInMillis: () => Math.max(0, timeoutMs - (Date.now() - started)),
-    };
-    return handler(event as never, context);
+    return handler(event as never, invocationContext(timeoutMs));
   }
 
   async #handle(
@@ -83,4 +76,16 @@ export class LambdaInvokeEmulator {
     this.#server.closeAllConnections();
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
   }
+}
+
+let invocations = 0;
+
+/** A Lambda-like context for one invocation: a request id and a countdown from the timeout. */
+export function invocationContext(timeoutMs: number): InvocationContext {
+  const started = Date.now();
+  invocations += 1;
+  return {
+    awsRequestId: `local-${invocations}-${started}`,
+    getRemainingTimeInMillis: () => Math.max(0, timeoutMs - (Date.now() - started)),
+  };
 }
