@@ -34,4 +34,9 @@ export class OffsetClock implements Clock {
     if (ms < 0) throw new RangeError('a clock only moves forward');
     this.#offsetMs += ms;
   }
+
+  /** Back to real time: after a demo or test has shown the scheduler a future moment. */
+  reset(): void {
+    this.#offsetMs = 0;
+  }
 }

@@ -938,12 +938,23 @@ export class CertificateRotation {
     await this.#deps.table.audit({
       cluster: this.#cluster.name,
       at,
-      id: randomBytes(4).toString('hex'),
+      id: auditId(),
       action,
       actor,
       ...entry,
     });
   }
+}
+
+let auditSequence = 0;
+
+/**
+ * Audit ids sort in the order this process wrote them even within one millisecond, so the trail
+ * shows "server A done" before "server B dispatched"; the random part keeps ids unique across Lambdas.
+ */
+function auditId(): string {
+  auditSequence = (auditSequence + 1) % 1_000_000;
+  return `${String(auditSequence).padStart(6, '0')}-${randomBytes(3).toString('hex')}`;
 }
 
 function newAttemptId(rollout: RolloutRecord): string {

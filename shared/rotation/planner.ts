@@ -34,7 +34,7 @@ export interface Plan {
 /**
  * Decide which nodes a rollout would touch and in which order, and say why for every node. Servers
  * go one per wave (a server TLS reload drops its RPC and Raft connections); clients go in bounded
- * waves. Nodes that failed recently go last so a broken node does not block the healthy ones.
+ * waves. Offline nodes and nodes that failed recently go last so they do not block the healthy ones.
  */
 export function planRotation(
   cluster: ClusterConfig,
@@ -48,9 +48,10 @@ export function planRotation(
   const rotating = entries
     .filter((entry) => entry.decision === 'rotate')
     .sort((a, b) => {
-      const failures =
-        (byRecord.get(a.instanceId)?.failures ?? 0) - (byRecord.get(b.instanceId)?.failures ?? 0);
-      return failures !== 0 ? failures : a.instanceId.localeCompare(b.instanceId);
+      const [first, second] = [byRecord.get(a.instanceId), byRecord.get(b.instanceId)];
+      const offline = Number(first?.ping === 'ConnectionLost') - Number(second?.ping === 'ConnectionLost');
+      const failures = (first?.failures ?? 0) - (second?.failures ?? 0);
+      return offline || failures || a.instanceId.localeCompare(b.instanceId);
     });
   const servers = rotating.filter((entry) => entry.role === 'server').map((entry) => entry.instanceId);
   const clients = rotating.filter((entry) => entry.role === 'client').map((entry) => entry.instanceId);
@@ -87,10 +88,15 @@ function decide(cluster: ClusterConfig, node: NodeRecord, request: PlanRequest, 
       reason: `already in flight (${node.status}, rollout ${node.rolloutId})`,
     };
   }
+  if (request.force) {
+    // An explicit request never drops a node quietly: an offline one is tried last and backs off.
+    const offline =
+      node.ping === 'ConnectionLost' ? '; SSM agent offline, tried last and retried until it is back' : '';
+    return { ...base, decision: 'rotate', reason: `requested (${request.kind})${offline}` };
+  }
   if (node.ping === 'ConnectionLost') {
     return { ...base, decision: 'wait', reason: 'SSM agent is not online; retried once it is' };
   }
-  if (request.force) return { ...base, decision: 'rotate', reason: `requested (${request.kind})` };
   if (node.status === 'failed' && node.nextAttemptAt !== undefined && node.nextAttemptAt > now) {
     return {
       ...base,

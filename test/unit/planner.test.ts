@@ -109,6 +109,22 @@ describe('rotation plan', () => {
     expect(plan.waves).toEqual([]);
   });
 
+  it('keeps an offline node in an explicit request, last, instead of dropping it', () => {
+    const nodes = [
+      node('i-00000000000000001', 'client', { ping: 'ConnectionLost' }),
+      node('i-00000000000000002', 'client'),
+    ];
+
+    const plan = planRotation(cluster, nodes, { kind: 'emergency', targets: 'all', force: true }, NOW);
+
+    expect(plan.waves).toEqual([
+      { role: 'client', instanceIds: ['i-00000000000000002', 'i-00000000000000001'] },
+    ]);
+    expect(plan.entries[0]!.reason).toBe(
+      'requested (emergency); SSM agent offline, tried last and retried until it is back',
+    );
+  });
+
   it('selects by role or by instance list', () => {
     const nodes = [node('i-00000000000000001', 'server'), node('i-00000000000000002', 'client')];
 
