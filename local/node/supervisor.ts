@@ -1,0 +1,159 @@
+import { type ChildProcess, fork } from 'node:child_process';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export type UnitState = 'active' | 'inactive' | 'failed';
+
+export interface UnitDefinition {
+  /** The bundled stand-in script and its config file. */
+  program: string;
+  configFile: string;
+  /** Restart=on-failure delay, as RestartSec. */
+  restartDelayMs: number;
+}
+
+interface Unit {
+  definition: UnitDefinition;
+  state: UnitState;
+  child?: ChildProcess;
+  lastExitCode?: number | null;
+  restartTimer?: NodeJS.Timeout;
+  stopping: boolean;
+}
+
+interface Answer {
+  exitCode: number;
+  output: string;
+}
+
+/**
+ * systemd's part in the local world: one `nomad` unit per node, driven by the systemctl shim over a
+ * loopback endpoint. Like the packaged unit (Type=notify, ExecReload=kill -HUP, Restart=on-failure),
+ * `start` returns once the agent is ready, `reload` only sends the signal, and an agent that exits
+ * with an error is started again after RestartSec.
+ */
+export class Supervisor {
+  readonly #units = new Map<string, Unit>();
+  readonly #server: Server;
+
+  private constructor(server: Server) {
+    this.#server = server;
+  }
+
+  static async start(): Promise<Supervisor> {
+    const supervisor = new Supervisor(createServer());
+    supervisor.#server.on('request', (request, response) => {
+      const match = /^\/nodes\/([^/]+)\/([a-z-]+)$/.exec(request.url ?? '');
+      const answer = match
+        ? supervisor.command(match[1]!, match[2]!)
+        : Promise.resolve({ exitCode: 1, output: 'bad request' });
+      void answer.then((body) => {
+        response.writeHead(200, { 'content-type': 'application/json' });
+        response.end(JSON.stringify(body));
+      });
+    });
+    await new Promise<void>((resolve) => supervisor.#server.listen(0, '127.0.0.1', resolve));
+    return supervisor;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${(this.#server.address() as AddressInfo).port}`;
+  }
+
+  define(nodeId: string, definition: UnitDefinition): void {
+    this.#units.set(nodeId, { definition, state: 'inactive', stopping: false });
+  }
+
+  state(nodeId: string): { state: UnitState; pid?: number; lastExitCode?: number | null } {
+    const unit = this.#unit(nodeId);
+    return {
+      state: unit.state,
+      ...(unit.child?.pid ? { pid: unit.child.pid } : {}),
+      lastExitCode: unit.lastExitCode,
+    };
+  }
+
+  async command(nodeId: string, action: string): Promise<Answer> {
+    const unit = this.#units.get(nodeId);
+    if (unit === undefined) return { exitCode: 5, output: 'Unit nomad.service not found.' };
+    switch (action) {
+      case 'is-active':
+        return { exitCode: unit.state === 'active' ? 0 : 3, output: unit.state };
+      case 'start':
+        return unit.state === 'active' ? { exitCode: 0, output: '' } : this.#start(unit);
+      case 'stop':
+        await this.#stop(unit);
+        return { exitCode: 0, output: '' };
+      case 'restart':
+        await this.#stop(unit);
+        return this.#start(unit);
+      case 'reload':
+        if (unit.state !== 'active' || unit.child === undefined) {
+          return { exitCode: 1, output: 'nomad.service is not active, cannot reload.' };
+        }
+        unit.child.kill('SIGHUP');
+        return { exitCode: 0, output: '' };
+      default:
+        return { exitCode: 1, output: `unsupported action ${action}` };
+    }
+  }
+
+  /** Stop every unit; used when the world shuts down. */
+  async stopAll(): Promise<void> {
+    await Promise.all([...this.#units.values()].map((unit) => this.#stop(unit)));
+    this.#server.closeAllConnections();
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
+
+  #start(unit: Unit): Promise<Answer> {
+    clearTimeout(unit.restartTimer);
+    unit.stopping = false;
+    return new Promise((resolve) => {
+      const child = fork(unit.definition.program, [unit.definition.configFile], {
+        stdio: ['ignore', 'ignore', 'ignore', 'ipc'],
+      });
+      unit.child = child;
+      let ready = false;
+      child.once('message', () => {
+        ready = true;
+        unit.state = 'active';
+        resolve({ exitCode: 0, output: '' });
+      });
+      child.once('exit', (code) => {
+        unit.child = undefined;
+        unit.lastExitCode = code;
+        if (unit.stopping) {
+          unit.state = 'inactive';
+        } else {
+          unit.state = 'failed';
+          unit.restartTimer = setTimeout(() => void this.#start(unit), unit.definition.restartDelayMs);
+        }
+        if (!ready)
+          resolve({
+            exitCode: 1,
+            output: 'Job for nomad.service failed because the control process exited with error code.',
+          });
+      });
+    });
+  }
+
+  async #stop(unit: Unit): Promise<void> {
+    clearTimeout(unit.restartTimer);
+    unit.stopping = true;
+    const child = unit.child;
+    if (child === undefined) {
+      unit.state = 'inactive';
+      return;
+    }
+    await new Promise<void>((resolve) => {
+      child.once('exit', () => resolve());
+      child.kill('SIGINT');
+    });
+  }
+
+  #unit(nodeId: string): Unit {
+    const unit = this.#units.get(nodeId);
+    if (unit === undefined) throw new Error(`no unit for ${nodeId}`);
+    return unit;
+  }
+}

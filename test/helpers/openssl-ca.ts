@@ -1,0 +1,101 @@
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+const openssl = (args: string[], cwd: string) => promisify(execFile)('openssl', args, { cwd });
+
+/** A root + intermediate made with real openssl, signing leaves the way Vault's sign endpoint does. */
+export async function opensslCa() {
+  const dir = await mkdtemp(join(tmpdir(), 'ca-'));
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
+  await openssl(
+    [
+      'req',
+      '-x509',
+      ...ec,
+      '-keyout',
+      'root.key',
+      '-out',
+      'root.pem',
+      '-days',
+      '30',
+      '-subj',
+      '/CN=test-root',
+      '-addext',
+      'basicConstraints=critical,CA:true',
+      '-addext',
+      'keyUsage=critical,keyCertSign,cRLSign',
+    ],
+    dir,
+  );
+  await openssl(
+    ['req', '-new', ...ec, '-keyout', 'int.key', '-out', 'int.csr', '-subj', '/CN=test-intermediate'],
+    dir,
+  );
+  await writeFile(
+    join(dir, 'int.ext'),
+    'basicConstraints=critical,CA:true\nkeyUsage=critical,keyCertSign,cRLSign\n',
+  );
+  await openssl(
+    [
+      'x509',
+      '-req',
+      '-in',
+      'int.csr',
+      '-CA',
+      'root.pem',
+      '-CAkey',
+      'root.key',
+      '-set_serial',
+      '0x01',
+      '-out',
+      'int.pem',
+      '-days',
+      '20',
+      '-extfile',
+      'int.ext',
+    ],
+    dir,
+  );
+  const [root, intermediate] = await Promise.all([
+    readFile(join(dir, 'root.pem'), 'utf8'),
+    readFile(join(dir, 'int.pem'), 'utf8'),
+  ]);
+
+  /** Sign a base64 PEM CSR with the given SANs and usages; returns the leaf PEM and its serial. */
+  const sign = async (csrBase64: string, san: string, usages: string) => {
+    const id = randomBytes(6).toString('hex');
+    await writeFile(join(dir, `${id}.csr`), Buffer.from(csrBase64, 'base64'));
+    await writeFile(
+      join(dir, `${id}.ext`),
+      `subjectAltName=${san}\nextendedKeyUsage=${usages}\nbasicConstraints=CA:false\nkeyUsage=digitalSignature,keyEncipherment\n`,
+    );
+    const serial = randomBytes(16).toString('hex');
+    await openssl(
+      [
+        'x509',
+        '-req',
+        '-in',
+        `${id}.csr`,
+        '-CA',
+        'int.pem',
+        '-CAkey',
+        'int.key',
+        '-set_serial',
+        `0x${serial}`,
+        '-out',
+        `${id}.pem`,
+        '-days',
+        '1',
+        '-extfile',
+        `${id}.ext`,
+      ],
+      dir,
+    );
+    return { pem: await readFile(join(dir, `${id}.pem`), 'utf8'), serial };
+  };
+  return { root, intermediate, bundle: `${intermediate}${root}`, sign };
+}
