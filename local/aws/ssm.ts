@@ -1,0 +1,401 @@
+import { randomUUID } from 'node:crypto';
+import { SSMClient } from '@aws-sdk/client-ssm';
+import { type Clock, systemClock } from '../../shared/clock';
+import type { CommandDocument } from '../../shared/documents';
+import type { Fleet, ManagedNode } from '../fleet';
+import { AwsServiceError, JsonProtocolServer } from './json-protocol';
+
+const ACCOUNT = '123456789012';
+const REGION = 'us-east-1';
+const STDOUT_LIMIT = 24_000;
+const STDERR_LIMIT = 8_000;
+const DOCUMENT_SIZE_LIMIT = 64 * 1024;
+const INSTANCE_ID = /^(i-(\w{8}|\w{17})|mi-\w{17})$/;
+
+/** Behaviour a test or the demo can change at runtime. */
+export interface SsmKnobs {
+  /** Delay before a delivered command starts on a node. */
+  startLatencyMs: number;
+  /** GetCommandInvocation answers InvocationDoesNotExist for this long after SendCommand (eventual consistency). */
+  invocationVisibleAfterMs: number;
+  /** How long an offline node's invocation waits before it is reported Undeliverable. */
+  undeliverableAfterMs: number;
+  /** Drop this many of the next events (EventBridge delivery of AWS service events is best effort). */
+  dropNextEvents: number;
+}
+
+export interface AwsEvent {
+  version: '0';
+  id: string;
+  'detail-type': string;
+  source: string;
+  account: string;
+  time: string;
+  region: string;
+  resources: string[];
+  detail: Record<string, unknown>;
+}
+
+interface Invocation {
+  commandId: string;
+  instanceId: string;
+  status: string;
+  statusDetails: string;
+  responseCode: number;
+  stdout: string;
+  stderr: string;
+  requestedAt: number;
+  visibleAt: number;
+  startedAt?: number;
+  endedAt?: number;
+}
+
+interface Command {
+  commandId: string;
+  documentName: string;
+  comment: string;
+  parameters: Record<string, string[]>;
+  instanceIds: string[];
+  requestedAt: number;
+  timeoutSeconds: number;
+  status: string;
+}
+
+export type SsmEmulator = Awaited<ReturnType<typeof startSsmEmulator>>;
+
+/**
+ * SSM Run Command and inventory for the local world, spoken over the AWS JSON 1.1 protocol so the
+ * product's real SSMClient calls it. Commands run on the fleet's managed nodes (real bash, real
+ * openssl); statuses, limits, truncation and events follow what SSM documents (aws-facts §1, §2.1).
+ */
+export async function startSsmEmulator(options: {
+  fleet: Fleet;
+  clock?: Clock;
+  events?: (event: AwsEvent) => void;
+  knobs?: Partial<SsmKnobs>;
+}) {
+  const clock = options.clock ?? systemClock;
+  const knobs: SsmKnobs = {
+    startLatencyMs: 0,
+    invocationVisibleAfterMs: 0,
+    undeliverableAfterMs: 200,
+    dropNextEvents: 0,
+    ...options.knobs,
+  };
+  const documents = new Map<string, CommandDocument>();
+  const commands = new Map<string, Command>();
+  const invocations = new Map<string, Invocation>();
+  const running = new Set<Promise<void>>();
+  const iso = (ms: number) => new Date(ms).toISOString();
+
+  const emit = (detailType: string, resources: string[], detail: Record<string, unknown>) => {
+    if (knobs.dropNextEvents > 0) {
+      knobs.dropNextEvents -= 1;
+      return;
+    }
+    options.events?.({
+      version: '0',
+      id: randomUUID(),
+      'detail-type': detailType,
+      source: 'aws.ssm',
+      account: ACCOUNT,
+      time: iso(clock.now()).replace(/\.\d{3}Z$/, 'Z'),
+      region: REGION,
+      resources,
+      detail,
+    });
+  };
+  const instanceArn = (id: string) => `arn:aws:ec2:${REGION}:${ACCOUNT}:instance/${id}`;
+
+  const setInvocation = (invocation: Invocation, status: string, statusDetails: string) => {
+    invocation.status = status;
+    invocation.statusDetails = statusDetails;
+    const command = commands.get(invocation.commandId)!;
+    emit('EC2 Command Invocation Status-change Notification', [instanceArn(invocation.instanceId)], {
+      'command-id': command.commandId,
+      'document-name': command.documentName,
+      'instance-id': invocation.instanceId,
+      'requested-date-time': iso(command.requestedAt),
+      status,
+    });
+    const all = command.instanceIds.map((id) => invocations.get(`${command.commandId}/${id}`)!);
+    const next = all.every((each) => ['Success', 'Failed', 'TimedOut', 'Cancelled'].includes(each.status))
+      ? all.every((each) => each.status === 'Success')
+        ? 'Success'
+        : 'Failed'
+      : all.some((each) => each.status !== 'Pending')
+        ? 'InProgress'
+        : 'Pending';
+    if (next !== command.status) {
+      command.status = next;
+      emit('EC2 Command Status-change Notification', command.instanceIds.map(instanceArn), {
+        'command-id': command.commandId,
+        'document-name': command.documentName,
+        'expire-after': iso(command.requestedAt + command.timeoutSeconds * 1000),
+        parameters: command.parameters,
+        'requested-date-time': iso(command.requestedAt),
+        status: next,
+      });
+    }
+  };
+
+  const execute = async (command: Command, node: ManagedNode, script: string, scriptTimeout: number) => {
+    const invocation = invocations.get(`${command.commandId}/${node.instanceId}`)!;
+    await sleep(knobs.startLatencyMs);
+    if (node.pingStatus() !== 'Online') {
+      await sleep(knobs.undeliverableAfterMs);
+      if (node.pingStatus() !== 'Online') {
+        invocation.endedAt = clock.now();
+        setInvocation(invocation, 'Failed', 'Undeliverable');
+        return;
+      }
+    }
+    invocation.startedAt = clock.now();
+    setInvocation(invocation, 'InProgress', 'InProgress');
+    const result = await node.runScript({
+      script,
+      commandId: command.commandId,
+      timeoutSeconds: scriptTimeout,
+    });
+    invocation.stdout = result.stdout;
+    invocation.stderr = result.stderr;
+    invocation.responseCode = result.exitCode;
+    invocation.endedAt = clock.now();
+    if (result.exitCode === 0) setInvocation(invocation, 'Success', 'Success');
+    else if (result.exitCode === 137 || result.timedOut)
+      setInvocation(invocation, 'TimedOut', 'ExecutionTimedOut');
+    else setInvocation(invocation, 'Failed', 'Failed');
+  };
+
+  const sendCommand = (input: Record<string, unknown>) => {
+    const documentName = String(input.DocumentName ?? '');
+    const document = documents.get(documentName);
+    if (document === undefined)
+      throw new AwsServiceError('InvalidDocument', `Document ${documentName} does not exist`);
+    const instanceIds = (input.InstanceIds as string[] | undefined) ?? [];
+    if (instanceIds.length === 0 || instanceIds.length > 50) {
+      throw new AwsServiceError('ValidationException', 'instanceIds must contain between 1 and 50 items');
+    }
+    if (new Set(instanceIds).size !== instanceIds.length)
+      throw new AwsServiceError('DuplicateInstanceId', 'Duplicate instance id');
+    const nodes = instanceIds.map((id) => {
+      const node = INSTANCE_ID.test(id) ? options.fleet.node(id) : undefined;
+      if (node === undefined)
+        throw new AwsServiceError(
+          'InvalidInstanceId',
+          `Instances [[${id}]] not in a valid state for account ${ACCOUNT}`,
+        );
+      return node;
+    });
+    const comment = String(input.Comment ?? '');
+    if (comment.length > 100)
+      throw new AwsServiceError('ValidationException', 'comment must be at most 100 characters');
+    const timeoutSeconds = Number(input.TimeoutSeconds ?? 3600);
+    if (!(timeoutSeconds >= 30 && timeoutSeconds <= 2_592_000)) {
+      throw new AwsServiceError('ValidationException', 'timeoutSeconds must be between 30 and 2592000');
+    }
+    const parameters = validateParameters(document, (input.Parameters as Record<string, string[]>) ?? {});
+    if (JSON.stringify(document).length + JSON.stringify(parameters).length > DOCUMENT_SIZE_LIMIT) {
+      throw new AwsServiceError('MaxDocumentSizeExceeded', 'The size limit of a document is 64 KB');
+    }
+    const step = document.mainSteps[0];
+    const substitute = (text: string) =>
+      text.replace(/\{\{\s*(\w+)\s*\}\}/g, (_, name: string) => parameters[name]?.join(',') ?? '');
+    const script = step.inputs.runCommand.map(substitute).join('\n');
+    const scriptTimeout = Number(substitute(step.inputs.timeoutSeconds)) || 3600;
+    const now = clock.now();
+    const command: Command = {
+      commandId: randomUUID(),
+      documentName,
+      comment,
+      parameters,
+      instanceIds,
+      requestedAt: now,
+      timeoutSeconds,
+      status: 'Pending',
+    };
+    commands.set(command.commandId, command);
+    for (const node of nodes) {
+      invocations.set(`${command.commandId}/${node.instanceId}`, {
+        commandId: command.commandId,
+        instanceId: node.instanceId,
+        status: 'Pending',
+        statusDetails: 'Pending',
+        responseCode: -1,
+        stdout: '',
+        stderr: '',
+        requestedAt: now,
+        visibleAt: now + knobs.invocationVisibleAfterMs,
+      });
+      const run = execute(command, node, script, scriptTimeout).finally(() => running.delete(run));
+      running.add(run);
+    }
+    return { Command: describeCommand(command) };
+  };
+
+  const describeCommand = (command: Command) => ({
+    CommandId: command.commandId,
+    DocumentName: command.documentName,
+    Comment: command.comment,
+    Parameters: command.parameters,
+    InstanceIds: command.instanceIds,
+    RequestedDateTime: command.requestedAt / 1000,
+    ExpiresAfter: (command.requestedAt + command.timeoutSeconds * 1000) / 1000,
+    Status: command.status,
+    TargetCount: command.instanceIds.length,
+    TimeoutSeconds: command.timeoutSeconds,
+  });
+
+  const getCommandInvocation = (input: Record<string, unknown>) => {
+    const invocation = invocations.get(`${input.CommandId}/${input.InstanceId}`);
+    if (invocation === undefined || clock.now() < invocation.visibleAt) {
+      throw new AwsServiceError('InvocationDoesNotExist', 'An error occurred (InvocationDoesNotExist)');
+    }
+    const command = commands.get(invocation.commandId)!;
+    const finished = invocation.endedAt !== undefined;
+    return {
+      CommandId: command.commandId,
+      InstanceId: invocation.instanceId,
+      Comment: command.comment,
+      DocumentName: command.documentName,
+      PluginName: command.documentName ? documents.get(command.documentName)?.mainSteps[0].name : undefined,
+      ResponseCode: invocation.responseCode,
+      Status: invocation.status,
+      StatusDetails: invocation.statusDetails,
+      StandardOutputContent: finished ? invocation.stdout.slice(0, STDOUT_LIMIT) : '',
+      StandardErrorContent: finished ? invocation.stderr.slice(0, STDERR_LIMIT) : '',
+      ExecutionStartDateTime: invocation.startedAt ? iso(invocation.startedAt) : '',
+      ExecutionEndDateTime: invocation.endedAt ? iso(invocation.endedAt) : '',
+    };
+  };
+
+  const describeInstanceInformation = (input: Record<string, unknown>) => {
+    const filters = (input.Filters as { Key: string; Values: string[] }[] | undefined) ?? [];
+    const maxResults = Number(input.MaxResults ?? 50);
+    if (maxResults < 5 || maxResults > 50)
+      throw new AwsServiceError('ValidationException', 'MaxResults must be between 5 and 50');
+    const matching = options.fleet.nodes().filter((node) =>
+      filters.every(({ Key, Values }) => {
+        if (Key.startsWith('tag:')) return Values.includes(node.tags[Key.slice(4)] ?? '\u0000');
+        if (Key === 'PingStatus') return Values.includes(node.pingStatus());
+        if (Key === 'InstanceIds') return Values.includes(node.instanceId);
+        throw new AwsServiceError('InvalidInstanceInformationFilterValue', `unsupported filter key ${Key}`);
+      }),
+    );
+    const start = Number(input.NextToken ?? 0);
+    const page = matching.slice(start, start + maxResults);
+    return {
+      InstanceInformationList: page.map((node) => ({
+        InstanceId: node.instanceId,
+        PingStatus: node.pingStatus(),
+        LastPingDateTime: clock.now() / 1000,
+        AgentVersion: '3.3.1000.0',
+        IsLatestVersion: true,
+        PlatformType: 'Linux',
+        PlatformName: 'Debian GNU/Linux',
+        ResourceType: 'EC2Instance',
+        IPAddress: node.ipAddress,
+        ComputerName: node.computerName,
+      })),
+      ...(start + maxResults < matching.length ? { NextToken: String(start + maxResults) } : {}),
+    };
+  };
+
+  const listCommandInvocations = (input: Record<string, unknown>) => ({
+    CommandInvocations: [...invocations.values()]
+      .filter((invocation) => (input.CommandId ? invocation.commandId === input.CommandId : true))
+      .filter((invocation) => (input.InstanceId ? invocation.instanceId === input.InstanceId : true))
+      .map((invocation) => ({
+        CommandId: invocation.commandId,
+        InstanceId: invocation.instanceId,
+        Comment: commands.get(invocation.commandId)?.comment,
+        Status: invocation.status,
+        StatusDetails: invocation.statusDetails,
+        ...(input.Details
+          ? {
+              CommandPlugins: [
+                {
+                  Name: 'plugin',
+                  Status: invocation.status,
+                  Output: invocation.stdout.slice(0, 2_500),
+                  ResponseCode: invocation.responseCode,
+                },
+              ],
+            }
+          : {}),
+      })),
+  });
+
+  const listCommands = (input: Record<string, unknown>) => ({
+    Commands: [...commands.values()]
+      .filter((command) => (input.CommandId ? command.commandId === input.CommandId : true))
+      .map(describeCommand),
+  });
+
+  const server = await JsonProtocolServer.start('AmazonSSM', {
+    SendCommand: sendCommand,
+    GetCommandInvocation: getCommandInvocation,
+    ListCommandInvocations: listCommandInvocations,
+    ListCommands: listCommands,
+    DescribeInstanceInformation: describeInstanceInformation,
+  });
+
+  return {
+    endpoint: server.endpoint,
+    knobs,
+    calls: server.calls,
+    limiter: server.limiter,
+    /** Every command sent, with its parameters, as ListCommands would show them (for secret scans). */
+    history: () => [...commands.values()].map(describeCommand),
+    client: (config: { maxAttempts?: number } = {}) =>
+      new SSMClient({
+        endpoint: server.endpoint,
+        region: REGION,
+        credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+        maxAttempts: config.maxAttempts ?? 3,
+      }),
+    registerDocument: (name: string, document: CommandDocument) => documents.set(name, document),
+    /** Resolves once no invocation is running; true when something was still running at the call. */
+    idle: async (): Promise<boolean> => {
+      const busy = running.size > 0;
+      while (running.size > 0) await Promise.all([...running]);
+      return busy;
+    },
+    stop: async () => {
+      while (running.size > 0) await Promise.all([...running]);
+      await server.stop();
+    },
+  };
+}
+
+/** SSM checks every value against the parameter's allowedPattern as a full match (Java `matches`). */
+function validateParameters(
+  document: CommandDocument,
+  given: Record<string, string[]>,
+): Record<string, string[]> {
+  const result: Record<string, string[]> = {};
+  for (const name of Object.keys(given)) {
+    if (!(name in document.parameters))
+      throw new AwsServiceError('InvalidParameters', `Parameter "${name}" is not defined in the document.`);
+  }
+  for (const [name, spec] of Object.entries(document.parameters)) {
+    const values = given[name] ?? (spec.default === undefined ? undefined : [spec.default]);
+    if (values === undefined)
+      throw new AwsServiceError('InvalidParameters', `Required parameter "${name}" is missing.`);
+    const pattern = new RegExp(`^(?:${spec.allowedPattern})$`);
+    for (const value of values) {
+      if (typeof value !== 'string' || !pattern.test(value)) {
+        throw new AwsServiceError(
+          'InvalidParameters',
+          `Parameter "${name}" "failed to satisfy constraint: Member must satisfy regular expression pattern: ${spec.allowedPattern}"`,
+        );
+      }
+    }
+    result[name] = values;
+  }
+  return result;
+}
+
+function sleep(ms: number): Promise<void> {
+  return ms > 0 ? new Promise((resolve) => setTimeout(resolve, ms)) : Promise.resolve();
+}

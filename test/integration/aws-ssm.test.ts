@@ -1,0 +1,236 @@
+import { readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  DescribeInstanceInformationCommand,
+  GetCommandInvocationCommand,
+  InvalidParameters,
+  InvocationDoesNotExist,
+  ListCommandsCommand,
+  SendCommandCommand,
+  type SSMClient,
+} from '@aws-sdk/client-ssm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type AwsEvent, type SsmEmulator, startSsmEmulator } from '../../local/aws/ssm';
+import { createNodeFleet, type NodeFleet } from '../../local/node/fleet';
+import type { CommandDocument } from '../../shared/documents';
+
+const fixture = (name: string) =>
+  JSON.parse(readFileSync(new URL(`../fixtures/aws/${name}`, import.meta.url), 'utf8')) as AwsEvent;
+
+const testDocument = (script: string[], parameters: CommandDocument['parameters'] = {}): CommandDocument => ({
+  schemaVersion: '2.2',
+  description: 'test',
+  parameters: {
+    executionTimeout: { type: 'String', description: 't', allowedPattern: '^[0-9]{1,4}$', default: '30' },
+    ...parameters,
+  },
+  mainSteps: [
+    {
+      action: 'aws:runShellScript',
+      name: 'run',
+      precondition: { StringEquals: ['platformType', 'Linux'] },
+      inputs: { timeoutSeconds: '{{ executionTimeout }}', runCommand: script },
+    },
+  ],
+});
+
+let baseDir: string;
+let fleet: NodeFleet;
+let ssm: SsmEmulator;
+let client: SSMClient;
+const events: AwsEvent[] = [];
+
+beforeAll(async () => {
+  baseDir = await mkdtemp(join(tmpdir(), 'aws-ssm-'));
+  fleet = await createNodeFleet({ baseDir, servers: 3, clients: 3, clusterName: 'prod' });
+  ssm = await startSsmEmulator({ fleet, events: (event) => events.push(event) });
+  client = ssm.client({ maxAttempts: 1 });
+  ssm.registerDocument(
+    'Echo',
+    testDocument(['echo "hello {{ name }}"'], {
+      name: { type: 'String', description: 'n', allowedPattern: '^[a-z]{1,10}$' },
+    }),
+  );
+  ssm.registerDocument('Fail', testDocument(['echo oops >&2', 'exit 3']));
+  ssm.registerDocument(
+    'Loud',
+    testDocument(['head -c 30000 /dev/zero | tr "\\0" a', 'head -c 9000 /dev/zero | tr "\\0" b >&2']),
+  );
+  ssm.registerDocument('Slow', testDocument(['sleep 5'], {}));
+});
+
+afterAll(async () => {
+  await ssm.stop();
+  await fleet.stop();
+  await rm(baseDir, { recursive: true, force: true });
+});
+
+const send = (
+  DocumentName: string,
+  InstanceIds: string[],
+  Parameters?: Record<string, string[]>,
+  Comment = 'test',
+) =>
+  client.send(new SendCommandCommand({ DocumentName, InstanceIds, Parameters, Comment, TimeoutSeconds: 60 }));
+
+const invocation = (CommandId: string, InstanceId: string) =>
+  client.send(new GetCommandInvocationCommand({ CommandId, InstanceId }));
+
+describe('SSM emulator through the real SSMClient', () => {
+  it('finds a cluster role by tags and pages with NextToken', async () => {
+    const filters = [{ Key: 'tag:nomad-cluster', Values: ['prod'] }];
+    const first = await client.send(
+      new DescribeInstanceInformationCommand({ Filters: filters, MaxResults: 5 }),
+    );
+    const second = await client.send(
+      new DescribeInstanceInformationCommand({ Filters: filters, MaxResults: 5, NextToken: first.NextToken }),
+    );
+    const servers = await client.send(
+      new DescribeInstanceInformationCommand({
+        Filters: [...filters, { Key: 'tag:nomad-role', Values: ['server'] }],
+      }),
+    );
+
+    expect(first.InstanceInformationList).toHaveLength(5);
+    expect(second.InstanceInformationList).toHaveLength(1);
+    expect(second.NextToken).toBeUndefined();
+    expect(servers.InstanceInformationList?.map((info) => info.PingStatus)).toEqual([
+      'Online',
+      'Online',
+      'Online',
+    ]);
+    expect(servers.InstanceInformationList?.[0]).toMatchObject({
+      IPAddress: '127.0.0.1',
+      PlatformType: 'Linux',
+    });
+  });
+
+  it('runs the document with substituted parameters and reports output, comment and events', async () => {
+    const node = fleet.nodes()[0]!;
+    events.length = 0;
+
+    const { Command } = await send(
+      'Echo',
+      [node.instanceId],
+      { name: ['nomad'] },
+      'nomad-rotator:prod:prepare:abc',
+    );
+    await ssm.idle();
+    const result = await invocation(Command!.CommandId!, node.instanceId);
+
+    expect(result).toMatchObject({
+      Status: 'Success',
+      StatusDetails: 'Success',
+      ResponseCode: 0,
+      StandardOutputContent: 'hello nomad\n',
+      Comment: 'nomad-rotator:prod:prepare:abc',
+    });
+    const perInvocation = events.filter(
+      (event) => event['detail-type'] === fixture('ssm-invocation-status-change.json')['detail-type'],
+    );
+    expect(perInvocation.map((event) => event.detail.status)).toEqual(['InProgress', 'Success']);
+    for (const [event, sample] of [
+      [perInvocation[1]!, fixture('ssm-invocation-status-change.json')],
+      [
+        events.find((e) => e['detail-type'] === 'EC2 Command Status-change Notification')!,
+        fixture('ssm-command-status-change.json'),
+      ],
+    ] as const) {
+      expect(Object.keys(event).sort()).toEqual(Object.keys(sample).sort());
+      expect(Object.keys(event.detail).sort()).toEqual(Object.keys(sample.detail).sort());
+    }
+  });
+
+  it('answers InvocationDoesNotExist right after SendCommand, then the result', async () => {
+    ssm.knobs.invocationVisibleAfterMs = 300;
+    const node = fleet.nodes()[1]!;
+    const { Command } = await send('Echo', [node.instanceId], { name: ['x'] });
+
+    await expect(invocation(Command!.CommandId!, node.instanceId)).rejects.toBeInstanceOf(
+      InvocationDoesNotExist,
+    );
+    ssm.knobs.invocationVisibleAfterMs = 0;
+    await new Promise((resolve) => setTimeout(resolve, 350));
+    await ssm.idle();
+    expect((await invocation(Command!.CommandId!, node.instanceId)).Status).toBe('Success');
+  });
+
+  it('refuses a value outside allowedPattern and runs nothing', async () => {
+    const before = ssm.history().length;
+
+    await expect(
+      send('Echo', [fleet.nodes()[0]!.instanceId], { name: ["x'; reboot"] }),
+    ).rejects.toBeInstanceOf(InvalidParameters);
+    await expect(
+      send('Echo', [fleet.nodes()[0]!.instanceId], { name: ['ok'], extra: ['1'] }),
+    ).rejects.toBeInstanceOf(InvalidParameters);
+    expect(ssm.history()).toHaveLength(before);
+  });
+
+  it('enforces the 50-instance and 100-character comment limits', async () => {
+    const many = Array.from({ length: 51 }, (_, index) => `i-${String(index).padStart(17, '0')}`);
+
+    await expect(send('Echo', many, { name: ['x'] })).rejects.toThrow(/between 1 and 50/);
+    await expect(
+      send('Echo', [fleet.nodes()[0]!.instanceId], { name: ['x'] }, 'c'.repeat(101)),
+    ).rejects.toThrow(/100 characters/);
+  });
+
+  it('reports a non-zero exit as Failed and cuts output at 24,000 / 8,000 characters', async () => {
+    const node = fleet.nodes()[2]!;
+    const failed = await send('Fail', [node.instanceId]);
+    const loud = await send('Loud', [node.instanceId]);
+    await ssm.idle();
+
+    expect(await invocation(failed.Command!.CommandId!, node.instanceId)).toMatchObject({
+      Status: 'Failed',
+      ResponseCode: 3,
+      StandardErrorContent: 'oops\n',
+    });
+    const output = await invocation(loud.Command!.CommandId!, node.instanceId);
+    expect(output.StandardOutputContent).toHaveLength(24_000);
+    expect(output.StandardErrorContent).toHaveLength(8_000);
+  });
+
+  it('reports an offline node as Undeliverable and a script past its timeout as TimedOut', async () => {
+    const offline = fleet.nodes()[3]!;
+    offline.setOnline(false);
+    const undelivered = await send('Echo', [offline.instanceId], { name: ['x'] });
+    const slow = await send('Slow', [fleet.nodes()[4]!.instanceId], { executionTimeout: ['1'] });
+    await ssm.idle();
+    offline.setOnline(true);
+
+    expect(await invocation(undelivered.Command!.CommandId!, offline.instanceId)).toMatchObject({
+      Status: 'Failed',
+      StatusDetails: 'Undeliverable',
+      ResponseCode: -1,
+    });
+    expect(await invocation(slow.Command!.CommandId!, fleet.nodes()[4]!.instanceId)).toMatchObject({
+      Status: 'TimedOut',
+      ResponseCode: 137,
+    });
+  });
+
+  it('throttles with ThrottlingException when the API rate is exceeded', async () => {
+    ssm.limiter.tps = 1;
+    ssm.limiter.burst = 1;
+    const calls = Array.from({ length: 4 }, () =>
+      client.send(new ListCommandsCommand({})).then(
+        () => 'ok',
+        (error: Error) => error.name,
+      ),
+    );
+    const outcomes = await Promise.all(calls);
+    ssm.limiter.tps = 0;
+
+    expect(outcomes).toContain('ThrottlingException');
+  });
+
+  it('keeps every command with its parameters, as ListCommands shows them', async () => {
+    const { Commands } = await client.send(new ListCommandsCommand({}));
+
+    expect(Commands?.some((command) => command.Parameters?.name?.[0] === 'nomad')).toBe(true);
+  });
+});
