@@ -10,7 +10,8 @@ export interface RotationEvent {
   RotationToken: string;
 }
 
-export type RotationFunction = (event: RotationEvent) => Promise<void>;
+/** A Lambda handler: its result is ignored, as Secrets Manager ignores what a rotation function returns. */
+export type RotationFunction = (event: RotationEvent) => Promise<unknown>;
 
 interface Version {
   id: string;

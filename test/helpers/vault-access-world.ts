@@ -1,0 +1,238 @@
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
+import {
+  CreateSecretCommand,
+  DescribeSecretCommand,
+  GetSecretValueCommand,
+  RotateSecretCommand,
+  type SecretsManagerClient,
+} from '@aws-sdk/client-secrets-manager';
+import { SSMClient } from '@aws-sdk/client-ssm';
+import { rotateTokenHandler } from '../../functions/rotate-token';
+import { startSecretsManagerEmulator } from '../../local/aws/secrets-manager';
+import { ManualClock } from '../../local/clock';
+import { startVaultEmulator } from '../../local/vault';
+import { RecordingLogger } from '../../local/world/recording';
+import { x509 } from '../../shared/certs/x509';
+import { type ClusterConfigInput, parseClusterConfig } from '../../shared/config';
+import { Runtime } from '../../shared/runtime';
+import { VaultCertificateAuthority } from '../../shared/vault/authority';
+import { type BootstrapReport, type BootstrapSpecInput, bootstrapVault } from '../../shared/vault/bootstrap';
+import { VaultClient, type VaultResponse } from '../../shared/vault/client';
+import type { TokenRotationTelemetry } from '../../shared/vault/token-rotation';
+import { parseTokenSecret, type TokenSecret } from '../../shared/vault/tokens';
+
+export const ACCOUNT = '123456789012';
+export const ROTATOR_ROLE_ARN = `arn:aws:iam::${ACCOUNT}:role/nomad-rotator-rotate-token`;
+/** Access key ids the Vault emulator maps to caller identities, as STS would answer for them. */
+export const ROTATOR_KEY_ID = 'ASIAROTATETOKEN00001';
+export const INTRUDER_KEY_ID = 'ASIAINTRUDER00000001';
+export const TOKEN_SECRET_NAME = 'nomad/test/vault-token';
+export const ROTATION_FUNCTION_ARN = `arn:aws:lambda:us-east-1:${ACCOUNT}:function:nomad-rotator-rotate-token`;
+
+export const credentialsFor = (accessKeyId: string) => async () => ({
+  accessKeyId,
+  secretAccessKey: `secret-of-${accessKeyId}`,
+  sessionToken: `session-of-${accessKeyId}`,
+});
+
+export class RecordingTokenTelemetry implements TokenRotationTelemetry {
+  readonly failures: string[] = [];
+
+  tokenRotationFailed(cluster: string): void {
+    this.failures.push(cluster);
+  }
+}
+
+export type VaultEmulator = Awaited<ReturnType<typeof startVaultEmulator>>;
+
+/** One Vault emulator, bootstrapped as an operator would, plus helpers to talk to it. */
+export async function startBootstrappedVault(
+  options: { clock?: ManualClock; spec?: Partial<BootstrapSpecInput> } = {},
+) {
+  const clock = options.clock ?? new ManualClock();
+  const emulator = await startVaultEmulator({
+    clock,
+    awsIdentities: {
+      [ROTATOR_KEY_ID]: `arn:aws:sts::${ACCOUNT}:assumed-role/nomad-rotator-rotate-token/rotate-token`,
+      [INTRUDER_KEY_ID]: `arn:aws:sts::${ACCOUNT}:assumed-role/someone-else/session`,
+    },
+  });
+  /** A client for the emulator; with a token, every call uses it, as the issuing functions' client does. */
+  const client = (token?: string) =>
+    new VaultClient({
+      address: emulator.address,
+      timeoutMs: 5_000,
+      attempts: 1,
+      ...(emulator.caPem ? { caBundlePem: emulator.caPem } : {}),
+      ...(token ? { tokens: { token: async () => token, invalidate: () => {} } } : {}),
+    });
+  const root = client();
+  const bootstrap = (dryRun = false): Promise<BootstrapReport> =>
+    bootstrapVault(
+      root,
+      emulator.rootToken,
+      { adminRoleArns: [ROTATOR_ROLE_ARN], ...options.spec },
+      { dryRun },
+    );
+  return { clock, emulator, client, root, bootstrap };
+}
+
+/** A fresh EC P-256 CSR whose own names are meant to be ignored by the role. */
+export async function csrPem(): Promise<string> {
+  const algorithm = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
+  const keys = (await crypto.subtle.generateKey(algorithm, false, ['sign', 'verify'])) as Parameters<
+    typeof x509.Pkcs10CertificateRequestGenerator.create
+  >[0]['keys'];
+  const request = await x509.Pkcs10CertificateRequestGenerator.create({
+    name: 'CN=whatever-the-node-asks-for.example.org',
+    keys,
+    signingAlgorithm: algorithm,
+  });
+  return request.toString('pem');
+}
+
+/** Sign a server CSR on the agent role with the given client, as the issuing functions do. */
+export async function signServerCertificate(vault: VaultClient, commonName = 'server.global.nomad') {
+  const authority = new VaultCertificateAuthority(vault, {
+    mount: 'pki_int',
+    agentRole: 'nomad-cluster',
+    cliRole: 'nomad-cli',
+  });
+  return authority.sign({
+    kind: 'server',
+    csrPem: await csrPem(),
+    names: { commonName, dnsNames: [commonName, 'localhost'], ipAddresses: ['127.0.0.1'] },
+    ttlSeconds: 3600,
+  });
+}
+
+/** Mint a tls-policy periodic token with the root token: the operator's seed for the token secret. */
+export async function mintSeedToken(root: VaultClient, rootToken: string): Promise<TokenSecret> {
+  const response = await root.write<VaultResponse>(
+    'auth/token/create-orphan',
+    { policies: ['tls-policy'], period: '24h', display_name: 'seed' },
+    rootToken,
+  );
+  return { token: response.auth!.client_token, accessor: response.auth!.accessor };
+}
+
+/**
+ * The whole token-rotation world: bootstrapped Vault, Secrets Manager with the token secret (seeded
+ * with a working token) and the rotate-token handler registered as its rotation function.
+ */
+export async function startTokenRotationWorld(
+  options: {
+    clock?: ManualClock;
+    rotatorKeyId?: string;
+    clusterOverrides?: Partial<ClusterConfigInput['vault']>;
+  } = {},
+) {
+  const vault = await startBootstrappedVault(options.clock ? { clock: options.clock } : {});
+  await vault.bootstrap();
+  const { clock, emulator, root } = vault;
+  const secretsManager = await startSecretsManagerEmulator({ clock });
+  const secrets: SecretsManagerClient = secretsManager.client();
+  const seed = await mintSeedToken(root, emulator.rootToken);
+  const created = await secrets.send(
+    new CreateSecretCommand({ Name: TOKEN_SECRET_NAME, SecretString: JSON.stringify(seed) }),
+  );
+  const cluster = parseClusterConfig({
+    name: 'test',
+    vault: {
+      address: emulator.address,
+      tokenSecretId: TOKEN_SECRET_NAME,
+      requestTimeoutMs: 5_000,
+      ...(emulator.caPem ? { caBundlePem: emulator.caPem } : {}),
+      ...options.clusterOverrides,
+    },
+  });
+  const logger = new RecordingLogger();
+  const telemetry = new RecordingTokenTelemetry();
+  const unused = {
+    region: 'us-east-1',
+    endpoint: 'http://127.0.0.1:9',
+    credentials: credentialsFor('unused'),
+  };
+  const runtime = new Runtime(
+    {
+      tableName: 'unused',
+      eventBusName: 'unused',
+      documents: { prepare: 'unused-prepare', install: 'unused-install' },
+      clusters: [cluster],
+    },
+    {
+      secretsManager: secrets,
+      dynamodb: new DynamoDBClient(unused),
+      ssm: new SSMClient(unused),
+      eventBridge: new EventBridgeClient(unused),
+    },
+    { clock, logger, vaultAttempts: 1 },
+  );
+  const handler = rotateTokenHandler(runtime, {
+    credentials: credentialsFor(options.rotatorKeyId ?? ROTATOR_KEY_ID),
+    telemetry,
+    vaultAttempts: 1,
+  });
+  const handlerErrors: unknown[] = [];
+  secretsManager.registerRotationFunction(ROTATION_FUNCTION_ARN, async (event: unknown) => {
+    try {
+      return await handler(event);
+    } catch (error) {
+      handlerErrors.push(error);
+      throw error;
+    }
+  });
+
+  const stages = async (): Promise<Record<string, string[]>> =>
+    (await secrets.send(new DescribeSecretCommand({ SecretId: TOKEN_SECRET_NAME }))).VersionIdsToStages ?? {};
+  const valueAt = async (stage: 'AWSCURRENT' | 'AWSPREVIOUS' | 'AWSPENDING'): Promise<TokenSecret> => {
+    const { SecretString } = await secrets.send(
+      new GetSecretValueCommand({ SecretId: TOKEN_SECRET_NAME, VersionStage: stage }),
+    );
+    return parseTokenSecret(SecretString, stage);
+  };
+  const rotate = async (): Promise<void> => {
+    await secrets.send(
+      new RotateSecretCommand({
+        SecretId: TOKEN_SECRET_NAME,
+        RotationLambdaARN: ROTATION_FUNCTION_ARN,
+        RotationRules: { ScheduleExpression: 'rate(12 hours)' },
+      }),
+    );
+    await secretsManager.idle();
+  };
+  const stop = async () => {
+    await secretsManager.stop();
+    await emulator.stop();
+  };
+  return {
+    ...vault,
+    secretsManager,
+    secrets,
+    secretArn: created.ARN!,
+    seed,
+    cluster,
+    runtime,
+    handler,
+    handlerErrors,
+    logger,
+    telemetry,
+    stages,
+    valueAt,
+    rotate,
+    stop,
+  };
+}
+
+export type TokenRotationWorld = Awaited<ReturnType<typeof startTokenRotationWorld>>;
+
+/** Whether Vault still accepts the token (lookup-self with the token itself). */
+export async function tokenIsValid(vault: VaultClient, token: string): Promise<boolean> {
+  try {
+    await vault.read('auth/token/lookup-self', token);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,206 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { x509 } from '../../shared/certs/x509';
+import { VaultCertificateAuthority } from '../../shared/vault/authority';
+import { awsIamLogin } from '../../shared/vault/aws-login';
+import { renderBootstrapReport } from '../../shared/vault/bootstrap';
+import type { VaultResponse } from '../../shared/vault/client';
+import {
+  VaultBadRequestError,
+  VaultNotAllowedByRoleError,
+  VaultPermissionDeniedError,
+} from '../../shared/vault/errors';
+import {
+  credentialsFor,
+  csrPem,
+  INTRUDER_KEY_ID,
+  mintSeedToken,
+  ROTATOR_KEY_ID,
+  signServerCertificate,
+  startBootstrappedVault,
+} from '../helpers/vault-access-world';
+
+type World = Awaited<ReturnType<typeof startBootstrappedVault>>;
+
+let world: World | undefined;
+afterEach(async () => {
+  await world?.emulator.stop();
+  world = undefined;
+});
+
+const EXTENDED_KEY_USAGE = '2.5.29.37';
+const SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
+const CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
+
+function extendedKeyUsages(pem: string): string[] {
+  const extension = new x509.X509Certificate(pem).getExtension(
+    EXTENDED_KEY_USAGE,
+  ) as x509.ExtendedKeyUsageExtension | null;
+  return (extension?.usages ?? []).map(String);
+}
+
+describe('vault-bootstrap', () => {
+  it('dry run on an empty Vault reports everything it would create and changes nothing', async () => {
+    world = await startBootstrappedVault();
+    const { root, emulator } = world;
+
+    const report = await world.bootstrap(true);
+
+    expect(report.dryRun).toBe(true);
+    // Without a server id header the AWS client config needs no write: the empty config is the wanted one.
+    const clientConfig = report.items.find((item) => item.item === 'auth/aws/config/client');
+    expect(clientConfig).toMatchObject({ action: 'unchanged', detail: 'no server id header' });
+    expect(new Set(report.items.filter((item) => item !== clientConfig).map((item) => item.action))).toEqual(
+      new Set(['created']),
+    );
+    const mounts = await root.read<{ data: Record<string, unknown> }>('sys/mounts', emulator.rootToken);
+    expect(Object.keys(mounts.data)).not.toContain('pki_int/');
+    expect(Object.keys(mounts.data)).not.toContain('pki/');
+    await expect(root.read('sys/policies/acl/tls-policy', emulator.rootToken)).rejects.toBeInstanceOf(
+      VaultBadRequestError,
+    );
+    const auth = await root.read<{ data: Record<string, unknown> }>('sys/auth', emulator.rootToken);
+    expect(Object.keys(auth.data)).not.toContain('aws/');
+    const text = renderBootstrapReport(report);
+    expect(text).toContain('dry run: nothing was changed');
+    expect(text).toContain('path "pki_int/sign/nomad-cluster"');
+  });
+
+  it('sets up a Vault where the roles sign with our names only, and a second run changes nothing', async () => {
+    world = await startBootstrappedVault();
+    const { root, emulator } = world;
+
+    const first = await world.bootstrap();
+    const second = await world.bootstrap();
+    const dryAfter = await world.bootstrap(true);
+
+    expect(first.items.map((item) => [item.item, item.action])).toEqual([
+      ['mount pki', 'created'],
+      ['mount pki_int', 'created'],
+      ['root CA in pki', 'created'],
+      ['intermediate CA in pki_int', 'created'],
+      ['role pki_int/nomad-cluster', 'created'],
+      ['role pki_int/nomad-cli', 'created'],
+      ['policy tls-policy', 'created'],
+      ['policy nomad-rotator-admin', 'created'],
+      ['auth method aws', 'created'],
+      ['auth/aws/config/client', 'unchanged'],
+      ['aws role nomad-rotator-admin', 'created'],
+    ]);
+    expect(second.items.filter((item) => item.action !== 'unchanged')).toEqual([]);
+    expect(dryAfter.items.filter((item) => item.action !== 'unchanged')).toEqual([]);
+    expect(first.items.find((item) => item.item === 'policy tls-policy')?.hcl).toContain('pki_int/revoke');
+
+    const tls = await mintSeedToken(root, emulator.rootToken);
+    const signed = await signServerCertificate(world.client(tls.token));
+    expect(new x509.X509Certificate(signed.certificatePem).subject).toBe('CN=server.global.nomad');
+    expect(extendedKeyUsages(signed.certificatePem).sort()).toEqual([SERVER_AUTH, CLIENT_AUTH].sort());
+    expect(signed.caChainPems.length).toBeGreaterThanOrEqual(1);
+
+    await expect(signServerCertificate(world.client(tls.token), 'vault.example.org')).rejects.toBeInstanceOf(
+      VaultNotAllowedByRoleError,
+    );
+    const cli = await new VaultCertificateAuthority(world.client(tls.token), {
+      mount: 'pki_int',
+      agentRole: 'nomad-cluster',
+      cliRole: 'nomad-cli',
+    }).sign({
+      kind: 'cli',
+      csrPem: await csrPem(),
+      names: { commonName: 'cli.global.nomad', dnsNames: ['cli.global.nomad'], ipAddresses: [] },
+      ttlSeconds: 3600,
+    });
+    expect(extendedKeyUsages(cli.certificatePem)).toEqual([CLIENT_AUTH]);
+  });
+
+  it('gives the tls-policy token nothing beyond signing, revoking and reading the CA (403 elsewhere)', async () => {
+    world = await startBootstrappedVault();
+    await world.bootstrap();
+    const { root, emulator } = world;
+    const tls = await mintSeedToken(root, emulator.rootToken);
+    const vault = world.client();
+
+    const forbidden: [string, Promise<unknown>][] = [
+      ['create a token', vault.write('auth/token/create', { policies: ['tls-policy'] }, tls.token)],
+      ['create an orphan', vault.write('auth/token/create-orphan', { policies: ['tls-policy'] }, tls.token)],
+      ['read the mounts', vault.read('sys/mounts', tls.token)],
+      ['read the admin policy', vault.read('sys/policies/acl/nomad-rotator-admin', tls.token)],
+      ['sign with the root', vault.write('pki/root/sign-intermediate', { csr: await csrPem() }, tls.token)],
+      [
+        'issue (keys stay on nodes)',
+        vault.write('pki_int/issue/nomad-cluster', { common_name: 'x.global.nomad' }, tls.token),
+      ],
+      ['rewrite a role', vault.write('pki_int/roles/nomad-cluster', { allow_any_name: true }, tls.token)],
+    ];
+    for (const [what, attempt] of forbidden) {
+      await expect(attempt, what).rejects.toBeInstanceOf(VaultPermissionDeniedError);
+    }
+    const capabilities = await vault.write<{ data: Record<string, string[]> }>(
+      'sys/capabilities-self',
+      { paths: ['pki_int/ca/pem', 'pki_int/revoke'] },
+      tls.token,
+    );
+    expect(capabilities.data['pki_int/ca/pem']).toContain('read');
+    expect(capabilities.data['pki_int/revoke']).toContain('update');
+  });
+
+  it('repairs drift item by item and leaves the rest alone', async () => {
+    world = await startBootstrappedVault();
+    await world.bootstrap();
+    const { root, emulator } = world;
+    await root.write(
+      'pki_int/roles/nomad-cluster',
+      { allowed_domains: ['example.org'], allow_subdomains: true },
+      emulator.rootToken,
+    );
+    await root.write(
+      'sys/policies/acl/tls-policy',
+      { policy: 'path "pki_int/*" { capabilities = ["update"] }' },
+      emulator.rootToken,
+    );
+
+    const repaired = await world.bootstrap();
+
+    expect(
+      repaired.items.filter((item) => item.action !== 'unchanged').map((item) => [item.item, item.action]),
+    ).toEqual([
+      ['role pki_int/nomad-cluster', 'updated'],
+      ['policy tls-policy', 'updated'],
+    ]);
+    expect((await world.bootstrap()).items.every((item) => item.action === 'unchanged')).toBe(true);
+  });
+
+  it('binds the admin role to the rotate-token function only, and enforces the server id header', async () => {
+    world = await startBootstrappedVault({ spec: { iamServerIdHeader: 'vault.nomad-rotator.test' } });
+    const report = await world.bootstrap();
+    expect(report.items.find((item) => item.item === 'auth/aws/config/client')?.action).toBe('created');
+    const vault = world.client();
+    const login = (keyId: string, serverIdHeader?: string) =>
+      awsIamLogin(vault, {
+        mount: 'aws',
+        role: 'nomad-rotator-admin',
+        credentials: credentialsFor(keyId),
+        clock: world!.clock,
+        ...(serverIdHeader ? { serverIdHeader } : {}),
+      });
+
+    const admin = await login(ROTATOR_KEY_ID, 'vault.nomad-rotator.test');
+    const lookup = await vault.read<{ data: { policies: string[]; ttl: number } }>(
+      'auth/token/lookup-self',
+      admin.token,
+    );
+
+    expect(lookup.data.policies).toContain('nomad-rotator-admin');
+    expect(lookup.data.ttl).toBeLessThanOrEqual(900);
+    await expect(login(ROTATOR_KEY_ID)).rejects.toThrow(/X-Vault-AWS-IAM-Server-ID/i);
+    await expect(login(ROTATOR_KEY_ID, 'another-vault')).rejects.toBeInstanceOf(VaultBadRequestError);
+    await expect(login(INTRUDER_KEY_ID, 'vault.nomad-rotator.test')).rejects.toBeInstanceOf(
+      VaultBadRequestError,
+    );
+    const created = await vault.write<VaultResponse>(
+      'auth/token/create-orphan',
+      { policies: ['tls-policy'], period: '24h' },
+      admin.token,
+    );
+    expect(created.auth?.lease_duration).toBe(86_400);
+  });
+});
