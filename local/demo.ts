@@ -1,0 +1,135 @@
+import { rm } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { renderFleetTable } from '../cli/fleet-table';
+import type { NodeRecord } from '../shared/state/records';
+import { startWorld, type World } from './world';
+import { verifyNode } from './world/verify';
+
+const HOUR = 3_600_000;
+const DEMO_DIR = resolve('.demo');
+
+const say = (text: string) => process.stdout.write(`${text}\n`);
+const step = (title: string) => say(`\n=== ${title}`);
+
+async function records(world: World): Promise<Map<string, NodeRecord>> {
+  const nodes = await world.runtime.table.listNodes(world.cluster.name);
+  return new Map(nodes.map((node) => [node.instanceId, node]));
+}
+
+async function runTick(world: World): Promise<void> {
+  await world.tick();
+  await world.settle();
+}
+
+async function showFleet(world: World): Promise<void> {
+  say(renderFleetTable([...(await records(world)).values()], world.clock.now()));
+}
+
+/**
+ * The main job on the local world: 3 servers + 3 clients, first issuance, a scheduled renewal, a node
+ * whose reload fails and rolls back, an offline node that recovers, and an emergency reissue. Exits 0
+ * only if every node ends with a valid, matching, served certificate.
+ */
+async function main(): Promise<number> {
+  await rm(DEMO_DIR, { recursive: true, force: true });
+  step('starting the local world: Vault, DynamoDB, SSM, Secrets Manager, EventBridge, 3 servers + 3 clients');
+  const world = await startWorld({ baseDir: `${DEMO_DIR}/nodes`, echo: (line) => say(`  log: ${line}`) });
+  try {
+    const [server1] = world.fleet.nodes().filter((node) => node.tags['nomad-role'] === 'server');
+    const clients = world.fleet.nodes().filter((node) => node.tags['nomad-role'] === 'client');
+    const [client1, client2] = clients;
+
+    step('1. first issuance (scheduled tick): keys generated on each node, servers one at a time');
+    await runTick(world);
+    await showFleet(world);
+
+    step('2. scheduled renewal: the scheduler is shown the world 17h later, past every renewal point');
+    const before = await records(world);
+    world.clock.advance(17 * HOUR);
+    await runTick(world);
+    // Vault and the nodes live in real time; the rotator's clock goes back to it after this step.
+    world.clock.reset();
+    const renewed = [...(await records(world)).values()].filter(
+      (node) => node.agent?.serial !== before.get(node.instanceId)?.agent?.serial,
+    );
+    say(`renewed ${renewed.length} of ${before.size} nodes`);
+    await showFleet(world);
+
+    step(`3. a reload that does not take effect on ${client1!.instanceId}: the node rolls back by itself`);
+    world.fleet.node(client1!.instanceId)!.injectFault('ignore-sighup');
+    await world.invoke({
+      action: 'rotate',
+      cluster: world.cluster.name,
+      targets: [client1!.instanceId],
+      reason: 'demo: failing reload',
+    });
+    await world.settle();
+    const failed = (await records(world)).get(client1!.instanceId)!;
+    say(
+      `status ${failed.status}, reason ${failed.lastError}; the agent still serves ${failed.agent?.serial}`,
+    );
+    world.fleet.node(client1!.instanceId)!.clearFault('ignore-sighup');
+    world.clock.advance(2 * 60_000);
+    await runTick(world);
+    say(`after the backoff: ${(await records(world)).get(client1!.instanceId)!.lastAction}`);
+
+    step(`4. ${client2!.instanceId} has lost its SSM agent when the clients are rotated; it recovers later`);
+    world.fleet.node(client2!.instanceId)!.setOnline(false);
+    await world.invoke({
+      action: 'rotate',
+      cluster: world.cluster.name,
+      targets: 'clients',
+      reason: 'demo: rotate clients',
+    });
+    await world.settle();
+    const offline = (await records(world)).get(client2!.instanceId)!;
+    say(
+      `while offline: status ${offline.status}, reason ${offline.lastError}, next attempt ${new Date(offline.nextAttemptAt ?? 0).toISOString()}`,
+    );
+    world.fleet.node(client2!.instanceId)!.setOnline(true);
+    world.clock.advance(2 * 60_000);
+    await runTick(world);
+    say(`after it came back: ${(await records(world)).get(client2!.instanceId)!.lastAction}`);
+
+    step(
+      `5. emergency reissue of every node (restart, revoke replaced serials), e.g. after a key exposure on ${server1!.instanceId}`,
+    );
+    await world.invoke({
+      action: 'reissue',
+      cluster: world.cluster.name,
+      targets: 'all',
+      reason: 'demo: suspected key exposure',
+    });
+    await world.settle();
+    await showFleet(world);
+
+    step('final verification from outside every node');
+    const final = await records(world);
+    let healthy = 0;
+    for (const node of world.fleet.nodes()) {
+      const verdict = await verifyNode(world.cluster, node, final.get(node.instanceId));
+      const ok = verdict.problems.length === 0;
+      healthy += ok ? 1 : 0;
+      say(
+        `${ok ? 'OK  ' : 'FAIL'} ${node.instanceId} serves ${verdict.servedSerial ?? '-'}${ok ? '' : `: ${verdict.problems.join('; ')}`}`,
+      );
+    }
+    say(`\nnode files: ${DEMO_DIR}/nodes/<instance-id>/opt/nomad/`);
+    say(`${healthy}/${world.fleet.nodes().length} nodes end with a valid, matching, served certificate`);
+    return healthy === world.fleet.nodes().length ? 0 : 1;
+  } finally {
+    await world.stop();
+  }
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    process.stderr.write(
+      `demo failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+    );
+    process.exitCode = 1;
+  },
+);

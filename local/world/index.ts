@@ -1,0 +1,227 @@
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CreateSecretCommand, RotateSecretCommand } from '@aws-sdk/client-secrets-manager';
+import { commandStatusHandler } from '../../functions/command-status';
+import { instanceStateHandler } from '../../functions/instance-state';
+import { rotateCertsHandler } from '../../functions/rotate-certs';
+import { rotateTokenHandler } from '../../functions/rotate-token';
+import { type ClusterConfig, type ClusterConfigInput, parseClusterConfig } from '../../shared/config';
+import { commandDocument } from '../../shared/documents';
+import { type AwsClients, Runtime, type ServiceConfig } from '../../shared/runtime';
+import { createStateTable } from '../../shared/state/table';
+import { bootstrapVault } from '../../shared/vault/bootstrap';
+import { VaultClient, type VaultResponse } from '../../shared/vault/client';
+import { startDynamo } from '../aws/dynamodb';
+import { startEventBridgeEmulator } from '../aws/eventbridge';
+import { startQueue } from '../aws/queue';
+import { startSecretsManagerEmulator } from '../aws/secrets-manager';
+import { startSsmEmulator } from '../aws/ssm';
+import { OffsetClock } from '../clock';
+import { createNodeFleet } from '../node/fleet';
+import { startVaultEmulator } from '../vault';
+import { invocationContext, LambdaInvokeEmulator } from './lambda';
+import { RecordingLogger, RecordingTelemetry } from './recording';
+
+export const ACCOUNT = '123456789012';
+/** The rotate-token function's identity: the only principal Vault's admin role accepts. */
+export const ROTATE_TOKEN_KEY_ID = 'ASIAWORLDROTATETOKEN';
+export const ROTATE_TOKEN_ROLE_ARN = `arn:aws:iam::${ACCOUNT}:role/nomad-rotator-rotate-token`;
+export const FUNCTIONS = {
+  rotateCerts: 'nomad-rotator-rotate-certs',
+  rotateToken: 'nomad-rotator-rotate-token',
+} as const;
+export const DOCUMENT_NAMES = { prepare: 'NomadRotator-Prepare', install: 'NomadRotator-Install' } as const;
+
+export interface WorldOptions {
+  servers?: number;
+  clients?: number;
+  /** Where node sandboxes live; a fresh temporary directory when omitted. */
+  baseDir?: string;
+  cluster?: Partial<ClusterConfigInput>;
+  echo?: (line: string) => void;
+}
+
+export type World = Awaited<ReturnType<typeof startWorld>>;
+
+/**
+ * One call builds the whole local world: Vault (bootstrapped as an operator would), DynamoDB, SSM,
+ * Secrets Manager, EventBridge with the production rules, the queues in front of the event-driven
+ * functions, a Lambda Invoke endpoint, and a fleet of node sandboxes. The functions are the real
+ * handlers; only the clients' endpoints differ from AWS.
+ */
+export async function startWorld(options: WorldOptions = {}) {
+  const stops: (() => Promise<void>)[] = [];
+  const stop = async () => {
+    for (const step of stops.reverse()) await step().catch(() => {});
+  };
+  try {
+    const clock = new OffsetClock();
+    const logger = new RecordingLogger((line) => {
+      if (line.level === 'WARN' || line.level === 'ERROR') options.echo?.(`${line.level} ${line.message}`);
+    });
+    const telemetry = new RecordingTelemetry();
+    const baseDir = options.baseDir ?? (await mkdtemp(join(tmpdir(), 'nomad-rotator-world-')));
+    await mkdir(baseDir, { recursive: true });
+    if (options.baseDir === undefined) stops.push(() => rm(baseDir, { recursive: true, force: true }));
+
+    const vault = await startVaultEmulator({
+      awsIdentities: {
+        [ROTATE_TOKEN_KEY_ID]: `arn:aws:sts::${ACCOUNT}:assumed-role/nomad-rotator-rotate-token/world`,
+      },
+    });
+    stops.push(() => vault.stop());
+    const operatorVault = new VaultClient({ address: vault.address, timeoutMs: 5_000, attempts: 1 });
+    const region = options.cluster?.region ?? 'global';
+    await bootstrapVault(operatorVault, vault.rootToken, { region, adminRoleArns: [ROTATE_TOKEN_ROLE_ARN] });
+
+    const dynamo = await startDynamo();
+    stops.push(() => dynamo.stop());
+    const secrets = await startSecretsManagerEmulator({});
+    stops.push(() => secrets.stop());
+    const events = await startEventBridgeEmulator();
+    stops.push(() => events.stop());
+
+    const clusterName = options.cluster?.name ?? 'demo';
+    const fleet = await createNodeFleet({
+      baseDir,
+      servers: options.servers ?? 3,
+      clients: options.clients ?? 3,
+      clusterName,
+      region,
+      restartDelayMs: 500,
+    });
+    stops.push(() => fleet.stop());
+    const ssm = await startSsmEmulator({ fleet, events: (event) => events.putAwsEvent(event) });
+    stops.push(() => ssm.stop());
+    ssm.registerDocument(DOCUMENT_NAMES.prepare, commandDocument('prepare'));
+    ssm.registerDocument(DOCUMENT_NAMES.install, commandDocument('install'));
+
+    const clients: AwsClients = {
+      dynamodb: dynamo.client(),
+      ssm: ssm.client(),
+      eventBridge: events.client(),
+      secretsManager: secrets.client(),
+    };
+    const tableName = 'nomad-rotator-state';
+    await createStateTable(clients.dynamodb, tableName);
+
+    // The operator's one manual step: seed the token secret with a tls-policy token minted by root.
+    const seed = await operatorVault.write<VaultResponse>(
+      'auth/token/create-orphan',
+      { policies: ['tls-policy'], period: '24h', display_name: 'seed' },
+      vault.rootToken,
+    );
+    const tokenSecret = await clients.secretsManager.send(
+      new CreateSecretCommand({
+        Name: `nomad-rotator/${clusterName}/vault-token`,
+        SecretString: JSON.stringify({ token: seed.auth!.client_token, accessor: seed.auth!.accessor }),
+      }),
+    );
+
+    const cluster: ClusterConfig = parseClusterConfig({
+      name: clusterName,
+      region,
+      ...options.cluster,
+      vault: { address: vault.address, tokenSecretId: tokenSecret.ARN!, ...options.cluster?.vault },
+      rollout: { serverHealthTimeoutSeconds: 20, backoffBaseSeconds: 60, ...options.cluster?.rollout },
+    });
+    const config: ServiceConfig = {
+      tableName,
+      eventBusName: 'nomad-rotator',
+      documents: DOCUMENT_NAMES,
+      clusters: [cluster],
+    };
+    const runtime = new Runtime(config, clients, { clock, logger, telemetry, vaultAttempts: 2 });
+
+    const lambda = await LambdaInvokeEmulator.start();
+    stops.push(() => lambda.stop());
+    lambda.register(FUNCTIONS.rotateCerts, rotateCertsHandler(runtime));
+    const rotateToken = rotateTokenHandler(runtime, {
+      credentials: async () => ({
+        accessKeyId: ROTATE_TOKEN_KEY_ID,
+        secretAccessKey: 'world-secret',
+        sessionToken: 'world-session',
+      }),
+    });
+    lambda.register(FUNCTIONS.rotateToken, (event: never) => rotateToken(event));
+    const rotateTokenArn = `arn:aws:lambda:us-east-1:${ACCOUNT}:function:${FUNCTIONS.rotateToken}`;
+    secrets.registerRotationFunction(rotateTokenArn, (event) =>
+      lambda.invoke(FUNCTIONS.rotateToken, event).then(() => {}),
+    );
+
+    const commandStatus = commandStatusHandler(runtime);
+    const instanceState = instanceStateHandler(runtime);
+    const commandStatusQueue = startQueue({
+      handler: (event) => commandStatus(event, invocationContext(120_000)),
+      batchSize: 10,
+    });
+    stops.push(() => commandStatusQueue.stop());
+    const instanceStateQueue = startQueue({
+      handler: (event) => instanceState(event, invocationContext(120_000)),
+      batchSize: 10,
+    });
+    stops.push(() => instanceStateQueue.stop());
+    events.addRule(
+      {
+        source: ['aws.ssm'],
+        'detail-type': ['EC2 Command Invocation Status-change Notification'],
+        detail: { 'document-name': Object.values(DOCUMENT_NAMES) },
+      },
+      { queue: commandStatusQueue },
+    );
+    events.addRule(
+      {
+        source: ['aws.ec2'],
+        'detail-type': ['EC2 Instance State-change Notification'],
+        detail: { state: ['running', 'terminated'] },
+      },
+      { queue: instanceStateQueue },
+    );
+
+    // The first periodic token comes from the real rotation path, as the 12-hourly schedule would.
+    await clients.secretsManager.send(
+      new RotateSecretCommand({
+        SecretId: tokenSecret.ARN!,
+        RotationLambdaARN: rotateTokenArn,
+        RotationRules: { ScheduleExpression: 'rate(12 hours)' },
+      }),
+    );
+    await secrets.idle();
+
+    /** Wait until no command runs on a node and no event waits in a queue, a few times over. */
+    const settle = async () => {
+      for (let quiet = 0; quiet < 3; ) {
+        const busy = (
+          await Promise.all([ssm.idle(), commandStatusQueue.idle(), instanceStateQueue.idle()])
+        ).some(Boolean);
+        quiet = busy ? 0 : quiet + 1;
+      }
+    };
+
+    return {
+      baseDir,
+      clock,
+      logger,
+      telemetry,
+      vault,
+      dynamo,
+      secrets,
+      events,
+      ssm,
+      fleet,
+      lambda,
+      clients,
+      cluster,
+      runtime,
+      tokenSecretArn: tokenSecret.ARN!,
+      tick: () => lambda.invoke(FUNCTIONS.rotateCerts, { tick: true }),
+      invoke: (payload: unknown) => lambda.invoke(FUNCTIONS.rotateCerts, payload),
+      settle,
+      stop,
+    };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
