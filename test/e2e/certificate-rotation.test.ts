@@ -1,0 +1,191 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startWorld, type World } from '../../local/world';
+import { verifyNode } from '../../local/world/verify';
+import type { NodeRecord } from '../../shared/state/records';
+import { findSecrets } from '../helpers/secret-scan';
+
+let world: World;
+
+const records = async () =>
+  new Map(
+    (await world.runtime.table.listNodes(world.cluster.name)).map(
+      (node) => [node.instanceId, node] as [string, NodeRecord],
+    ),
+  );
+const servers = () => world.fleet.nodes().filter((node) => node.role === 'server');
+const clients = () => world.fleet.nodes().filter((node) => node.role === 'client');
+const tick = async () => {
+  await world.tick();
+  await world.settle();
+};
+
+/** Everything a run produced that could leak: SSM parameters, events, logs, every table item. */
+async function everythingProduced(): Promise<Record<string, unknown>> {
+  const table = world.runtime.table;
+  return {
+    ssmParameters: world.ssm.history(),
+    events: world.events.events(),
+    logs: world.logger.lines,
+    nodes: await table.listNodes(world.cluster.name),
+    rollouts: await table.listRollouts(world.cluster.name),
+    audit: await table.listAudit(world.cluster.name, world.clock.now()),
+  };
+}
+
+beforeAll(async () => {
+  world = await startWorld({
+    servers: 2,
+    clients: 2,
+    cluster: { name: 'e2e', rollout: { clientWaveSize: 2 } },
+  });
+});
+
+afterAll(async () => {
+  await world?.stop();
+});
+
+describe('certificate rotation end to end on the local world', () => {
+  it('issues every node a certificate it serves, with keys that never left the node', async () => {
+    await tick();
+
+    const current = await records();
+    for (const node of world.fleet.nodes()) {
+      const verdict = await verifyNode(world.cluster, node, current.get(node.instanceId));
+      expect(verdict.problems, node.instanceId).toEqual([]);
+    }
+    const privateKeys = await Promise.all(
+      world.fleet
+        .nodes()
+        .flatMap((node) =>
+          ['opt/nomad/agent-certs/agent.key', 'opt/nomad/cli-certs/cli.key'].map((path) =>
+            readFile(join(node.root, path), 'utf8'),
+          ),
+        ),
+    );
+    const keyBodies = privateKeys.map((pem) => pem.split('\n').slice(1, 3).join(''));
+    const token = await world.runtime.vault(world.cluster.name).tokens.current();
+    expect(findSecrets(await everythingProduced(), [...keyBodies, token.token, token.accessor])).toEqual([]);
+  });
+
+  it('never reloads two servers at a time (audit trail)', async () => {
+    const audit = await world.runtime.table.listAudit(world.cluster.name, world.clock.now());
+    let inFlight = 0;
+    for (const entry of audit.filter((item) => item.role === 'server')) {
+      if (entry.action === 'install-dispatched') inFlight += 1;
+      if (entry.action === 'install-succeeded' || entry.action === 'rotation-failed') inFlight -= 1;
+      expect(inFlight).toBeLessThanOrEqual(1);
+    }
+    expect(
+      audit.filter((entry) => entry.action === 'install-succeeded' && entry.role === 'server'),
+    ).toHaveLength(2);
+  });
+
+  it.each([
+    [
+      { action: 'destroy', cluster: 'e2e', targets: 'all', reason: 'x-x' },
+      /action: must be one of plan, rotate, reissue/,
+    ],
+    [
+      { action: 'rotate', cluster: 'e2e', targets: ['i-123'], reason: 'bad id' },
+      /targets\.0: must be an EC2 instance id/,
+    ],
+    [
+      { action: 'rotate', cluster: 'e2e', targets: 'all', reason: 'extra', force: true },
+      /force: unknown field/,
+    ],
+    [{ action: 'rotate', cluster: 'e2e', targets: [], reason: 'empty' }, /targets/],
+    [
+      { action: 'rotate', cluster: 'e2e', targets: ['i-0123456789abcdef0'], reason: 'foreign' },
+      /i-0123456789abcdef0 is not a node of cluster e2e/,
+    ],
+    [
+      { action: 'rotate', cluster: 'other', targets: 'all', reason: 'unknown cluster' },
+      /cluster: other is not configured/,
+    ],
+  ])('refuses a bad manual payload with a clear error and changes nothing: %j', async (payload, message) => {
+    const before = await everythingProduced();
+
+    await expect(world.invoke(payload)).rejects.toThrow(message);
+
+    const after = await everythingProduced();
+    expect(after.nodes).toEqual(before.nodes);
+    expect(after.rollouts).toEqual(before.rollouts);
+    expect((after.ssmParameters as unknown[]).length).toBe((before.ssmParameters as unknown[]).length);
+  });
+
+  it('leaves a node on its working certificate when its reload does not take effect, then retries', async () => {
+    const node = clients()[0]!;
+    const before = (await records()).get(node.instanceId)!;
+    await node.injectFault('ignore-sighup');
+
+    await world.invoke({
+      action: 'rotate',
+      cluster: 'e2e',
+      targets: [node.instanceId],
+      reason: 'e2e rollback',
+    });
+    await world.settle();
+
+    const failed = (await records()).get(node.instanceId)!;
+    expect(failed).toMatchObject({ status: 'failed', lastError: 'new-certificate-not-served' });
+    expect((await verifyNode(world.cluster, node, before)).problems).toEqual([]);
+    await node.clearFault('ignore-sighup');
+    world.clock.advance(2 * 60_000);
+    await tick();
+    expect((await records()).get(node.instanceId)).toMatchObject({
+      status: 'idle',
+      lastAction: 'rotated-reload',
+    });
+  });
+
+  it('touches no node while Vault is sealed, and completes once it is unsealed', async () => {
+    const commandsBefore = world.ssm.history().length;
+    world.vault.seal();
+
+    await world.invoke({ action: 'rotate', cluster: 'e2e', targets: 'clients', reason: 'sealed vault' });
+    await world.settle();
+    expect(world.ssm.history()).toHaveLength(commandsBefore);
+
+    world.vault.unseal();
+    await tick();
+    const current = await records();
+    for (const node of clients())
+      expect((await verifyNode(world.cluster, node, current.get(node.instanceId))).problems).toEqual([]);
+  });
+
+  it('completes through reconcile when SSM events are lost', async () => {
+    world.ssm.knobs.dropNextEvents = 1_000;
+    const before = await records();
+
+    await world.invoke({ action: 'rotate', cluster: 'e2e', targets: 'clients', reason: 'lost events' });
+    await world.settle();
+    for (let round = 0; round < 4; round += 1) await tick();
+    world.ssm.knobs.dropNextEvents = 0;
+
+    const after = await records();
+    for (const node of clients()) {
+      expect(after.get(node.instanceId)?.agent?.serial).not.toBe(before.get(node.instanceId)?.agent?.serial);
+      expect(after.get(node.instanceId)?.status).toBe('idle');
+    }
+  });
+
+  it('finishes a rollout later when SSM throttles in the middle of it', async () => {
+    const before = await records();
+
+    await world.invoke({ action: 'rotate', cluster: 'e2e', targets: 'servers', reason: 'throttled' });
+    world.ssm.limiter.tps = 0.2;
+    world.ssm.limiter.burst = 1;
+    await world.settle();
+    world.ssm.limiter.tps = 0;
+    for (let round = 0; round < 6; round += 1) await tick();
+
+    expect(world.logger.lines.some((line) => /not sent|not applied/.test(line.message))).toBe(true);
+    const after = await records();
+    for (const node of servers()) {
+      expect(after.get(node.instanceId)?.agent?.serial).not.toBe(before.get(node.instanceId)?.agent?.serial);
+      expect(after.get(node.instanceId)?.status).toBe('idle');
+    }
+  });
+});
