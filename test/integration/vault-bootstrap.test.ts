@@ -119,20 +119,28 @@ describe('vault-bootstrap', () => {
     const tls = await mintSeedToken(root, emulator.rootToken);
     const vault = world.client();
 
-    const forbidden: [string, Promise<unknown>][] = [
-      ['create a token', vault.write('auth/token/create', { policies: ['tls-policy'] }, tls.token)],
-      ['create an orphan', vault.write('auth/token/create-orphan', { policies: ['tls-policy'] }, tls.token)],
-      ['read the mounts', vault.read('sys/mounts', tls.token)],
-      ['read the admin policy', vault.read('sys/policies/acl/nomad-rotator-admin', tls.token)],
-      ['sign with the root', vault.write('pki/root/sign-intermediate', { csr: await csrPem() }, tls.token)],
+    const csr = await csrPem();
+    // Attempts are started one at a time, so no rejection is left unobserved while another runs.
+    const forbidden: [string, () => Promise<unknown>][] = [
+      ['create a token', () => vault.write('auth/token/create', { policies: ['tls-policy'] }, tls.token)],
+      [
+        'create an orphan',
+        () => vault.write('auth/token/create-orphan', { policies: ['tls-policy'] }, tls.token),
+      ],
+      ['read the mounts', () => vault.read('sys/mounts', tls.token)],
+      ['read the admin policy', () => vault.read('sys/policies/acl/nomad-rotator-admin', tls.token)],
+      ['sign with the root', () => vault.write('pki/root/sign-intermediate', { csr }, tls.token)],
       [
         'issue (keys stay on nodes)',
-        vault.write('pki_int/issue/nomad-cluster', { common_name: 'x.global.nomad' }, tls.token),
+        () => vault.write('pki_int/issue/nomad-cluster', { common_name: 'x.global.nomad' }, tls.token),
       ],
-      ['rewrite a role', vault.write('pki_int/roles/nomad-cluster', { allow_any_name: true }, tls.token)],
+      [
+        'rewrite a role',
+        () => vault.write('pki_int/roles/nomad-cluster', { allow_any_name: true }, tls.token),
+      ],
     ];
     for (const [what, attempt] of forbidden) {
-      await expect(attempt, what).rejects.toBeInstanceOf(VaultPermissionDeniedError);
+      await expect(attempt(), what).rejects.toBeInstanceOf(VaultPermissionDeniedError);
     }
     const capabilities = await vault.write<{ data: Record<string, string[]> }>(
       'sys/capabilities-self',
