@@ -131,5 +131,9 @@ export async function createCrl(
     signingKey: issuer.keys.privateKey as never,
     signingAlgorithm: signingAlgorithm(issuer.keys),
   });
-  return crl.toString('pem').trim();
+  // Vault (and openssl) label it X509 CRL; the library writes a bare CRL header.
+  return crl
+    .toString('pem')
+    .trim()
+    .replace(/-----(BEGIN|END) CRL-----/g, '-----$1 X509 CRL-----');
 }
