@@ -21,8 +21,8 @@ Commands
 
 Targets: all | servers | clients | i-0123...,i-0456...
 Defaults: --table $NOMAD_ROTATOR_TABLE, --function $NOMAD_ROTATOR_FUNCTION (the rotate-certs Lambda).
-AWS credentials and region come from the usual AWS environment; AWS_ENDPOINT_URL_DYNAMODB and
-AWS_ENDPOINT_URL_LAMBDA point the CLI at the local world (npm run world prints them).`;
+AWS credentials, region and endpoints come from the usual AWS SDK environment
+(AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL_LAMBDA).`;
 
 interface Options {
   cluster?: string;
