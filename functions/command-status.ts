@@ -1,6 +1,6 @@
 import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { z } from 'zod';
-import { ConflictError } from '../shared/errors';
+import { ConflictError, describeError } from '../shared/errors';
 import { PATTERNS } from '../shared/patterns';
 import { parseCommandComment } from '../shared/rotation/engine';
 import { lambdaRuntimeFrom, type Runtime } from '../shared/runtime';
@@ -47,7 +47,7 @@ export function commandStatusHandler(runtime: Runtime) {
         runtime.logger.error('invocation event not applied; it will be redelivered', {
           commandId,
           instanceId,
-          error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
+          error: describeError(error),
         });
         batchItemFailures.push({ itemIdentifier: record.messageId });
       }

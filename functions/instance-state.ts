@@ -1,5 +1,6 @@
 import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { z } from 'zod';
+import { describeError } from '../shared/errors';
 import { PATTERNS } from '../shared/patterns';
 import { lambdaRuntimeFrom, type Runtime } from '../shared/runtime';
 import { type InvocationContext, parseJsonBody } from './context';
@@ -44,7 +45,7 @@ export function instanceStateHandler(runtime: Runtime) {
         runtime.logger.error('instance state change not applied; it will be redelivered', {
           instanceId,
           state,
-          error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
+          error: describeError(error),
         });
         batchItemFailures.push({ itemIdentifier: record.messageId });
       }

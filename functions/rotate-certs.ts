@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ValidationError } from '../shared/errors';
+import { describeError, ValidationError } from '../shared/errors';
 import { parseManualRequest } from '../shared/rotation/requests';
 import { lambdaRuntimeFrom, type Runtime } from '../shared/runtime';
 import type { RolloutKind } from '../shared/state/records';
@@ -75,7 +75,7 @@ async function keepTokenAlive(runtime: Runtime, cluster: string): Promise<void> 
   } catch (error) {
     runtime.logger.warn('could not check the Vault token TTL', {
       cluster,
-      error: error instanceof Error ? error.message : String(error),
+      error: describeError(error),
     });
   }
 }

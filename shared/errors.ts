@@ -46,3 +46,8 @@ export class ConflictError extends RotatorError {}
 
 /** Something the caller asked for does not exist (an instance, a secret version, a rollout). */
 export class NotFoundError extends RotatorError {}
+
+/** An error as a log line may show it: class and message only (our errors never carry secrets). */
+export function describeError(error: unknown): string {
+  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+}

@@ -4,7 +4,7 @@ import { certificateNames, type NodeRole } from '../certs/names';
 import type { Clock } from '../clock';
 import type { ClusterConfig } from '../config';
 import type { DocumentParameters } from '../documents';
-import { ConflictError, RotatorError } from '../errors';
+import { ConflictError, describeError, RotatorError } from '../errors';
 import type { NodeRecord, RolloutRecord, SignedSet, Wave } from '../state/records';
 import type { NodeChanges, NodeField, StateTable } from '../state/table';
 import {
@@ -376,7 +376,7 @@ export class CertificateRotation {
     } catch (error) {
       logger.warn('certificate authority not ready; prepare deferred', {
         cluster: rollout.cluster,
-        error: describe(error),
+        error: describeError(error),
       });
       return;
     }
@@ -487,7 +487,7 @@ export class CertificateRotation {
     } catch (error) {
       logger.warn(`${stage} not sent; nodes released for the next run`, {
         cluster: this.#cluster.name,
-        error: describe(error),
+        error: describeError(error),
       });
       const previous = stage === 'prepare' ? 'idle' : 'signed';
       for (const node of claimed) {
@@ -687,7 +687,7 @@ export class CertificateRotation {
           cluster: this.#cluster.name,
           instanceId: node.instanceId,
           serial,
-          error: describe(error),
+          error: describeError(error),
         });
       }
     }
@@ -994,11 +994,6 @@ function base64(text: string): string {
 
 function errorName(error: unknown): string {
   return error instanceof Error ? error.name : 'Error';
-}
-
-/** Error description safe for logs: class and message only (our errors never carry secrets). */
-function describe(error: unknown): string {
-  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }
 
 function ignoreConflict(error: unknown): undefined {

@@ -1,7 +1,5 @@
 import { randomBytes, webcrypto } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import dynalite from 'dynalite';
+import { startDynamo } from '../../local/aws/dynamodb';
 import { ManualClock } from '../../local/clock';
 import { RecordingLogger, RecordingTelemetry } from '../../local/world/recording';
 import type { CertificateKind, NodeRole } from '../../shared/certs/names';
@@ -271,13 +269,8 @@ export async function fakeCluster(
   nodes: { instanceId: string; role: NodeRole }[],
   overrides: Record<string, unknown> = {},
 ): Promise<FakeClusterHarness> {
-  const server = dynalite({ createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  const client = new DynamoDBClient({
-    endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    region: 'us-east-1',
-    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
-  });
+  const dynamo = await startDynamo();
+  const client = dynamo.client();
   await createStateTable(client, 'state');
   const clock = new ManualClock(Date.UTC(2026, 10, 22, 12));
   const cluster = parseClusterConfig({
@@ -307,7 +300,7 @@ export async function fakeCluster(
         logger: harness.logger,
         clock,
       }),
-    stop: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    stop: () => dynamo.stop(),
   };
   return harness;
 }

@@ -1,29 +1,21 @@
-import type { AddressInfo } from 'node:net';
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import dynalite from 'dynalite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startDynamo } from '../../local/aws/dynamodb';
 import { ConflictError } from '../../shared/errors';
 import type { RolloutRecord } from '../../shared/state/records';
 import { createStateTable, StateTable } from '../../shared/state/table';
 
 const NOW = 1_800_000_000_000;
-let server: ReturnType<typeof dynalite>;
+let dynamo: Awaited<ReturnType<typeof startDynamo>>;
 let table: StateTable;
 
 beforeAll(async () => {
-  server = dynalite({ createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  const client = new DynamoDBClient({
-    endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    region: 'us-east-1',
-    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
-  });
-  await createStateTable(client, 'state');
-  table = new StateTable(client, 'state');
+  dynamo = await startDynamo();
+  await createStateTable(dynamo.client(), 'state');
+  table = new StateTable(dynamo.client(), 'state');
 });
 
 afterAll(async () => {
-  await new Promise<void>((resolve) => server.close(() => resolve()));
+  await dynamo.stop();
 });
 
 const rollout = (cluster: string, rolloutId: string): RolloutRecord => ({
