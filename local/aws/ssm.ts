@@ -22,6 +22,8 @@ export interface SsmKnobs {
   undeliverableAfterMs: number;
   /** Drop this many of the next events (EventBridge delivery of AWS service events is best effort). */
   dropNextEvents: number;
+  /** Runs on the node's behalf just before a delivered script starts: tests use it to tamper with a node. */
+  beforeRun?: (run: { documentName: string; instanceId: string }) => Promise<void> | void;
 }
 
 export interface AwsEvent {
@@ -152,6 +154,7 @@ export async function startSsmEmulator(options: {
     }
     invocation.startedAt = clock.now();
     setInvocation(invocation, 'InProgress', 'InProgress');
+    await knobs.beforeRun?.({ documentName: command.documentName, instanceId: node.instanceId });
     const result = await node.runScript({
       script,
       commandId: command.commandId,

@@ -1,7 +1,8 @@
-import { readFile } from 'node:fs/promises';
+import { generateKeyPairSync } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startWorld, type World } from '../../local/world';
+import { DOCUMENT_NAMES, startWorld, type World } from '../../local/world';
 import { verifyNode } from '../../local/world/verify';
 import type { NodeRecord } from '../../shared/state/records';
 import { findSecrets } from '../helpers/secret-scan';
@@ -138,6 +139,36 @@ describe('certificate rotation end to end on the local world', () => {
       status: 'idle',
       lastAction: 'rotated-reload',
     });
+  });
+
+  it('refuses a certificate that does not match the key on the node and keeps the working pair', async () => {
+    const node = clients()[1]!;
+    const before = (await records()).get(node.instanceId)!;
+    const pendingKey = join(node.root, 'opt/nomad/agent-certs/.pending/agent.key');
+    // The key the CSR came from is replaced before install: the signed certificate no longer pairs with it.
+    world.ssm.knobs.beforeRun = async ({ documentName, instanceId }) => {
+      if (documentName !== DOCUMENT_NAMES.install || instanceId !== node.instanceId) return;
+      const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+      await writeFile(pendingKey, privateKey.export({ format: 'pem', type: 'pkcs8' }), { mode: 0o600 });
+    };
+
+    try {
+      await world.invoke({ action: 'rotate', cluster: 'e2e', targets: [node.instanceId], reason: 'pair' });
+      await world.settle();
+    } finally {
+      world.ssm.knobs.beforeRun = undefined;
+    }
+
+    expect((await records()).get(node.instanceId)).toMatchObject({
+      status: 'failed',
+      lastError: 'no-certificate-for-this-node',
+    });
+    expect((await verifyNode(world.cluster, node, before)).problems).toEqual([]);
+    world.clock.advance(2 * 60_000);
+    await tick();
+    const after = (await records()).get(node.instanceId)!;
+    expect(after).toMatchObject({ status: 'idle', lastAction: 'rotated-reload' });
+    expect((await verifyNode(world.cluster, node, after)).problems).toEqual([]);
   });
 
   it('touches no node while Vault is sealed, and completes once it is unsealed', async () => {

@@ -223,7 +223,9 @@ rollback() {
   if $WROTE_ANY; then
     for file in "${FILES[@]}"; do
       if [[ -e "$(backup_dir "$file")/$file" ]]; then
-        atomic_write "$(backup_dir "$file")/$file" "$file" || restored=false
+        # A file the failed install never replaced needs no write, which may fail again the same way.
+        cmp -s "$(backup_dir "$file")/$file" "${FILE_PATH[$file]}" ||
+          atomic_write "$(backup_dir "$file")/$file" "$file" || restored=false
       else
         rm -f "${FILE_PATH[$file]}"
       fi
@@ -252,9 +254,8 @@ for file in "${FILES[@]}"; do
 done
 for file in "${FILES[@]}"; do
   if [[ -e "${FILE_PATH[$file]}" ]]; then
-    mkdir -p "$(backup_dir "$file")"
-    chmod 0700 "$(backup_dir "$file")"
-    cp -p "${FILE_PATH[$file]}" "$(backup_dir "$file")/$file" || refuse "backup-failed" "$file"
+    { mkdir -p "$(backup_dir "$file")" && chmod 0700 "$(backup_dir "$file")" &&
+      cp -p "${FILE_PATH[$file]}" "$(backup_dir "$file")/$file"; } 2>/dev/null || refuse "backup-failed" "$file"
   fi
 done
 
