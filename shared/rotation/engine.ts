@@ -281,9 +281,7 @@ export class CertificateRotation {
       if (rollout === undefined || rollout.status !== 'running') return rollout;
       const wave = rollout.waves[rollout.currentWave];
       if (wave === undefined) return this.#finishRollout(rollout, 'completed');
-      const nodes = (
-        await Promise.all(wave.instanceIds.map((id) => table.getNode(this.#cluster.name, id)))
-      ).filter((node): node is NodeRecord => node !== undefined);
+      const nodes = await table.getNodes(this.#cluster.name, wave.instanceIds);
       const state = this.#classify(rollout, nodes, clock.now());
       if (state.ready.length > 0 && clock.now() < deadline)
         await this.#dispatchPrepare(rollout, wave, state.ready);

@@ -5,6 +5,7 @@ import {
   ResourceInUseException,
 } from '@aws-sdk/client-dynamodb';
 import {
+  BatchGetCommand,
   DeleteCommand,
   DynamoDBDocumentClient,
   GetCommand,
@@ -12,10 +13,13 @@ import {
   QueryCommand,
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
-import { ConflictError } from '../errors';
+import { ConflictError, TransientError } from '../errors';
 import type { AuditEntry, NodeRecord, NodeStatus, RolloutRecord } from './records';
 
 const AUDIT_RETENTION_SECONDS = 90 * 86_400;
+const BATCH_GET_LIMIT = 100;
+/** UnprocessedKeys come back under load; retried with backoff this many times in all. */
+const BATCH_GET_ATTEMPTS = 5;
 
 const keys = {
   cluster: (cluster: string) => `CLUSTER#${cluster}`,
@@ -64,6 +68,38 @@ export class StateTable {
       }),
     );
     return Item === undefined ? undefined : stripKeys<NodeRecord>(Item);
+  }
+
+  /**
+   * Several nodes in one consistent BatchGetItem per 100 keys: a wave is re-read after every event of
+   * it, and item-by-item reads would make that quadratic in requests. Missing nodes are left out.
+   */
+  async getNodes(cluster: string, instanceIds: readonly string[]): Promise<NodeRecord[]> {
+    const found = new Map<string, NodeRecord>();
+    for (let start = 0; start < instanceIds.length; start += BATCH_GET_LIMIT) {
+      let keysToRead: Record<string, unknown>[] = instanceIds
+        .slice(start, start + BATCH_GET_LIMIT)
+        .map((id) => ({ pk: keys.cluster(cluster), sk: keys.node(id) }));
+      for (let attempt = 0; keysToRead.length > 0; attempt += 1) {
+        if (attempt >= BATCH_GET_ATTEMPTS) {
+          throw new TransientError('the state table left node reads unprocessed', {
+            context: { cluster, unprocessed: keysToRead.length },
+          });
+        }
+        if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, 50 * 2 ** attempt));
+        const { Responses, UnprocessedKeys } = await this.#documents.send(
+          new BatchGetCommand({
+            RequestItems: { [this.tableName]: { Keys: keysToRead, ConsistentRead: true } },
+          }),
+        );
+        for (const item of Responses?.[this.tableName] ?? []) {
+          const node = stripKeys<NodeRecord>(item);
+          found.set(node.instanceId, node);
+        }
+        keysToRead = UnprocessedKeys?.[this.tableName]?.Keys ?? [];
+      }
+    }
+    return instanceIds.flatMap((id) => found.get(id) ?? []);
   }
 
   async listNodes(cluster: string): Promise<NodeRecord[]> {

@@ -50,6 +50,18 @@ describe('state table on dynalite', () => {
     expect((await table.getNode('a', 'i-00000000000000001'))?.role).toBe('server');
   });
 
+  it('reads a whole wave in wave order, more than one batch of 100, leaving out unknown nodes', async () => {
+    const ids = Array.from({ length: 130 }, (_, index) => `i-${String(index).padStart(17, '0')}`);
+    for (const id of ids) {
+      await table.addNode({ cluster: 'wave', instanceId: id, role: 'client', ip: '10.0.0.2' }, NOW);
+    }
+    const wanted = [...ids].reverse().concat('i-ffffffffffffffff0');
+
+    const nodes = await table.getNodes('wave', wanted);
+
+    expect(nodes.map((node) => node.instanceId)).toEqual([...ids].reverse());
+  });
+
   it('applies a transition only when status and attempt match, so a late event is a no-op', async () => {
     await table.addNode(
       { cluster: 'b', instanceId: 'i-00000000000000002', role: 'client', ip: '10.0.0.2' },
