@@ -2,6 +2,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { NodeSandbox } from '../../local/node/sandbox';
 import { DOCUMENT_NAMES, startWorld, type World } from '../../local/world';
 import { verifyNode } from '../../local/world/verify';
 import type { NodeRecord } from '../../shared/state/records';
@@ -169,6 +170,53 @@ describe('certificate rotation end to end on the local world', () => {
     const after = (await records()).get(node.instanceId)!;
     expect(after).toMatchObject({ status: 'idle', lastAction: 'rotated-reload' });
     expect((await verifyNode(world.cluster, node, after)).problems).toEqual([]);
+  });
+
+  it('leaves an offline node on its working pair, rotates the others, and catches it up when it is back', async () => {
+    const [offline, online] = clients() as [NodeSandbox, NodeSandbox];
+    const before = await records();
+    offline.setOnline(false);
+
+    await world.invoke({ action: 'rotate', cluster: 'e2e', targets: 'clients', reason: 'offline node' });
+    await world.settle();
+
+    const during = await records();
+    expect(during.get(offline.instanceId)).toMatchObject({ status: 'failed' });
+    expect(during.get(offline.instanceId)?.agent?.serial).toBe(before.get(offline.instanceId)?.agent?.serial);
+    expect((await verifyNode(world.cluster, offline, before.get(offline.instanceId))).problems).toEqual([]);
+    expect(during.get(online.instanceId)?.agent?.serial).not.toBe(
+      before.get(online.instanceId)?.agent?.serial,
+    );
+    offline.setOnline(true);
+    world.clock.advance(2 * 60_000);
+    await tick();
+    const after = (await records()).get(offline.instanceId)!;
+    expect(after.agent?.serial).not.toBe(before.get(offline.instanceId)?.agent?.serial);
+    expect((await verifyNode(world.cluster, offline, after)).problems).toEqual([]);
+  });
+
+  it('rotates each due node once when two scheduled ticks run at the same time', async () => {
+    const since = world.clock.now();
+    world.clock.advance(17 * 3_600_000);
+
+    try {
+      await Promise.all([world.tick(), world.tick()]);
+      await world.settle();
+    } finally {
+      // Vault signs in real time: left 17 h ahead, the rotator would find the new certificates due too.
+      world.clock.reset();
+    }
+
+    const audit = await world.runtime.table.listAudit(world.cluster.name, since + 18 * 3_600_000);
+    const installs = audit.filter((entry) => entry.action === 'install-succeeded' && entry.at >= since);
+    const perNode = new Map<string, number>();
+    for (const entry of installs) perNode.set(entry.instanceId!, (perNode.get(entry.instanceId!) ?? 0) + 1);
+    expect(Object.fromEntries(perNode)).toEqual(
+      Object.fromEntries(world.fleet.nodes().map((node) => [node.instanceId, 1])),
+    );
+    const current = await records();
+    for (const node of world.fleet.nodes())
+      expect((await verifyNode(world.cluster, node, current.get(node.instanceId))).problems).toEqual([]);
   });
 
   it('touches no node while Vault is sealed, and completes once it is unsealed', async () => {
