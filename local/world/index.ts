@@ -215,6 +215,16 @@ export async function startWorld(options: WorldOptions = {}) {
       cluster,
       runtime,
       tokenSecretArn: tokenSecret.ARN!,
+      /** What the operator CLI needs in its environment to reach this world instead of AWS. */
+      cliEnvironment: (): Record<string, string> => ({
+        AWS_REGION: 'us-east-1',
+        AWS_ACCESS_KEY_ID: 'local',
+        AWS_SECRET_ACCESS_KEY: 'local',
+        AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint,
+        AWS_ENDPOINT_URL_LAMBDA: lambda.endpoint,
+        NOMAD_ROTATOR_TABLE: tableName,
+        NOMAD_ROTATOR_FUNCTION: FUNCTIONS.rotateCerts,
+      }),
       tick: () => lambda.invoke(FUNCTIONS.rotateCerts, { tick: true }),
       invoke: (payload: unknown) => lambda.invoke(FUNCTIONS.rotateCerts, payload),
       settle,

@@ -1,0 +1,81 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startWorld, type World } from '../../local/world';
+
+const execute = promisify(execFile);
+let world: World;
+
+/** The real `npx nomad-rotator` entry point, with the environment an operator would export. */
+async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await execute(process.execPath, ['bin/nomad-rotator.mjs', ...args], {
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, USER: 'operator', ...world.cliEnvironment() },
+    });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const failed = error as { code: number; stdout: string; stderr: string };
+    return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
+  }
+}
+
+beforeAll(async () => {
+  world = await startWorld({ servers: 1, clients: 1, cluster: { name: 'cli' } });
+  await world.tick();
+  await world.settle();
+});
+
+afterAll(async () => {
+  await world?.stop();
+});
+
+describe('operator CLI against the local world (state table + Lambda Invoke)', () => {
+  it('shows every node with its serial in the fleet table', async () => {
+    const records = await world.runtime.table.listNodes('cli');
+
+    const { code, stdout } = await cli('status', '--cluster', 'cli');
+
+    expect(code).toBe(0);
+    for (const record of records) {
+      expect(stdout).toContain(record.instanceId);
+      expect(stdout).toContain(record.agent!.serial.replaceAll(':', '').slice(-6));
+    }
+  });
+
+  it('plans without changing anything, then rotates one node on request', async () => {
+    const [client] = world.fleet.nodes().filter((node) => node.role === 'client');
+    const before = await world.runtime.table.getNode('cli', client!.instanceId);
+
+    const plan = await cli('plan', '--cluster', 'cli');
+    expect(plan.code).toBe(0);
+    expect(JSON.parse(plan.stdout)).toMatchObject({ action: 'plan' });
+    expect(await world.runtime.table.getNode('cli', client!.instanceId)).toEqual(before);
+
+    const rotate = await cli(
+      'rotate',
+      '--cluster',
+      'cli',
+      '--targets',
+      client!.instanceId,
+      '--reason',
+      'OPS-1',
+    );
+    await world.settle();
+
+    expect(rotate.code).toBe(0);
+    expect(JSON.parse(rotate.stdout)).toMatchObject({ action: 'rotate', message: 'rollout started' });
+    const after = await world.runtime.table.getNode('cli', client!.instanceId);
+    expect(after?.agent?.serial).not.toBe(before?.agent?.serial);
+    expect(after?.status).toBe('idle');
+  });
+
+  it('reports a refused request with the function error and a usage mistake with exit code 2', async () => {
+    const refused = await cli('reissue', '--cluster', 'cli', '--targets', 'i-123', '--reason', 'INC-1');
+    const usage = await cli('rotate', '--cluster', 'cli', '--targets', 'all');
+
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/targets\.0: must be an EC2 instance id/);
+    expect(usage.code).toBe(2);
+    expect(usage.stderr).toMatch(/--reason is required/);
+  });
+});
