@@ -71,6 +71,31 @@ describe('certificate rotation end to end on the local world', () => {
     expect(findSecrets(await everythingProduced(), [...keyBodies, token.token, token.accessor])).toEqual([]);
   });
 
+  it('reports each rotation as a bus event, an audit item and metrics', async () => {
+    const ids = world.fleet
+      .nodes()
+      .map((node) => node.instanceId)
+      .sort();
+    const rotated = world.events
+      .events()
+      .filter((event) => event.source === 'nomad-rotator' && event['detail-type'] === 'CertificateRotated');
+    const audit = await world.runtime.table.listAudit(world.cluster.name, world.clock.now());
+
+    expect(rotated.map((event) => event.detail.instanceId).sort()).toEqual(ids);
+    expect(
+      audit
+        .filter((entry) => entry.action === 'install-succeeded')
+        .map((entry) => entry.instanceId)
+        .sort(),
+    ).toEqual(ids);
+    expect(world.telemetry.total('PushSucceeded')).toBe(ids.length);
+    expect(world.telemetry.total('PushFailed')).toBe(0);
+    // The fleet's expiry is measured by the scheduled tick; the one that issued ran before any certificate.
+    await tick();
+    const expiry = world.telemetry.points.filter((point) => point.name === 'MinHoursToExpiry').at(-1);
+    expect(expiry?.value).toBeGreaterThan(23);
+  });
+
   it('never reloads two servers at a time (audit trail)', async () => {
     const audit = await world.runtime.table.listAudit(world.cluster.name, world.clock.now());
     let inFlight = 0;
@@ -132,6 +157,15 @@ describe('certificate rotation end to end on the local world', () => {
 
     const failed = (await records()).get(node.instanceId)!;
     expect(failed).toMatchObject({ status: 'failed', lastError: 'new-certificate-not-served' });
+    expect(world.telemetry.total('PushFailed')).toBeGreaterThan(0);
+    expect(
+      world.events
+        .events()
+        .some(
+          (event) =>
+            event['detail-type'] === 'CertificatePushFailed' && event.detail.instanceId === node.instanceId,
+        ),
+    ).toBe(true);
     expect((await verifyNode(world.cluster, node, before)).problems).toEqual([]);
     await node.clearFault('ignore-sighup');
     world.clock.advance(2 * 60_000);
