@@ -1,0 +1,99 @@
+import { Stack, Token, Validations } from 'aws-cdk-lib';
+import { PolicyStatement, type Role } from 'aws-cdk-lib/aws-iam';
+import { CfnDocument } from 'aws-cdk-lib/aws-ssm';
+import { Construct } from 'constructs';
+import type { ClusterConfig } from '../../shared/config';
+import { commandDocument, type DocumentKind } from '../../shared/documents';
+
+export interface NodeCommandsProps {
+  clusters: readonly ClusterConfig[];
+}
+
+/**
+ * The two node-side SSM Command documents, deployed from the very objects the local world runs, and
+ * the permission to run them: only these documents, only on EC2 instances tagged as a node of a
+ * configured cluster.
+ */
+export class NodeCommands extends Construct {
+  readonly prepare: CfnDocument;
+  readonly install: CfnDocument;
+  readonly #clusters: readonly ClusterConfig[];
+
+  constructor(scope: Construct, id: string, props: NodeCommandsProps) {
+    super(scope, id);
+    this.#clusters = props.clusters;
+    this.prepare = this.#document('Prepare', 'prepare');
+    this.install = this.#document('Install', 'install');
+  }
+
+  /** Names as SendCommand takes them and as SSM's invocation events carry them (`document-name`). */
+  get documentNames(): { prepare: string; install: string } {
+    return { prepare: this.prepare.ref, install: this.install.ref };
+  }
+
+  /**
+   * Run the documents on the clusters' nodes and read the results back: SendCommand, then
+   * GetCommandInvocation for output and DescribeInstanceInformation for the inventory.
+   */
+  grantRun(role: Role): void {
+    const stack = Stack.of(this);
+    const documentArn = (name: string) =>
+      stack.formatArn({ service: 'ssm', resource: 'document', resourceName: name });
+    role.addToPrincipalPolicy(
+      new PolicyStatement({
+        actions: ['ssm:SendCommand'],
+        resources: [documentArn(this.prepare.ref), documentArn(this.install.ref)],
+      }),
+    );
+    // SendCommand is authorized on the document and on every target instance; the instance side is
+    // limited by the cluster tag, so a stray id in a request is refused by IAM, not only by our code.
+    const namesByTagKey = new Map<string, string[]>();
+    for (const cluster of this.#clusters) {
+      const names = namesByTagKey.get(cluster.inventory.clusterTagKey) ?? [];
+      namesByTagKey.set(cluster.inventory.clusterTagKey, [...names, cluster.name]);
+    }
+    for (const [tagKey, names] of namesByTagKey) {
+      role.addToPrincipalPolicy(
+        new PolicyStatement({
+          actions: ['ssm:SendCommand'],
+          resources: [stack.formatArn({ service: 'ec2', resource: 'instance', resourceName: '*' })],
+          conditions: { StringEquals: { [`ssm:resourceTag/${tagKey}`]: names } },
+        }),
+      );
+    }
+    Validations.of(role).acknowledge({
+      id: `AwsSolutions-IAM5[Resource::${instanceArnAsNagShowsIt(stack)}]`,
+      reason:
+        'SendCommand authorizes every target instance, so the instances are resources; the statement holds only with ssm:resourceTag/<clusterTagKey> equal to a configured cluster name.',
+    });
+
+    role.addToPrincipalPolicy(
+      new PolicyStatement({
+        actions: ['ssm:GetCommandInvocation', 'ssm:DescribeInstanceInformation'],
+        resources: ['*'],
+      }),
+    );
+    Validations.of(role).acknowledge({
+      id: 'AwsSolutions-IAM5[Resource::*]',
+      reason:
+        'ssm:GetCommandInvocation and ssm:DescribeInstanceInformation have no resource-level permissions; both only read command results and the SSM inventory.',
+    });
+  }
+
+  #document(id: string, kind: DocumentKind): CfnDocument {
+    return new CfnDocument(this, id, {
+      documentType: 'Command',
+      documentFormat: 'JSON',
+      targetType: '/AWS::EC2::Instance',
+      content: commandDocument(kind),
+      // A new default version keeps the name, so in-flight commands' events still match the rule.
+      updateMethod: 'NewVersion',
+    });
+  }
+}
+
+/** The instance ARN the way cdk-nag names it in a finding: unresolved parts as <AWS::Pseudo>. */
+function instanceArnAsNagShowsIt(stack: Stack): string {
+  const part = (value: string, pseudo: string) => (Token.isUnresolved(value) ? `<AWS::${pseudo}>` : value);
+  return `arn:${part(stack.partition, 'Partition')}:ec2:${part(stack.region, 'Region')}:${part(stack.account, 'AccountId')}:instance/*`;
+}

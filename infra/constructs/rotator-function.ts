@@ -1,0 +1,87 @@
+import { join } from 'node:path';
+import { type Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
+import { Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
+import type { IKey } from 'aws-cdk-lib/aws-kms';
+import { Architecture, Runtime } from 'aws-cdk-lib/aws-lambda';
+import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
+import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
+import { Construct } from 'constructs';
+
+/** The repository root: entries live in functions/, and the lock file pins what esbuild bundles. */
+const PROJECT_ROOT = join(import.meta.dirname, '..', '..');
+
+/**
+ * ESM because shared/documents uses `import.meta.url`, which a CommonJS bundle leaves empty. Bundled
+ * dependencies are partly CommonJS, and their `require` of Node built-ins needs a real `require`.
+ */
+const ESM_REQUIRE_BANNER =
+  "import { createRequire as nomadRotatorCreateRequire } from 'node:module'; const require = nomadRotatorCreateRequire(import.meta.url);";
+
+export interface RotatorFunctionProps {
+  /** File name in functions/ without extension; it exports `handler`. */
+  entry: 'rotate-certs' | 'command-status' | 'instance-state' | 'rotate-token';
+  description: string;
+  key: IKey;
+  environment: Record<string, string>;
+  timeout: Duration;
+  reservedConcurrentExecutions?: number;
+}
+
+/**
+ * One of the service's Lambda functions: Node.js 22 on arm64, bundled offline by the local esbuild
+ * with the AWS SDK inside (the deployed code is the code the tests ran, not the runtime's SDK), its own
+ * role with nothing but write access to its own encrypted log group, which keeps 90 days like the
+ * table's audit items.
+ */
+export class RotatorFunction extends Construct {
+  readonly function: NodejsFunction;
+  readonly role: Role;
+  readonly logGroup: LogGroup;
+
+  constructor(scope: Construct, id: string, props: RotatorFunctionProps) {
+    super(scope, id);
+    this.role = new Role(this, 'Role', {
+      assumedBy: new ServicePrincipal('lambda.amazonaws.com'),
+      description: `${props.entry}: ${props.description}`,
+    });
+    this.logGroup = new LogGroup(this, 'Logs', {
+      encryptionKey: props.key,
+      retention: RetentionDays.THREE_MONTHS,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    this.logGroup.grantWrite(this.role);
+
+    this.function = new NodejsFunction(this, 'Function', {
+      entry: join(PROJECT_ROOT, 'functions', `${props.entry}.ts`),
+      handler: 'handler',
+      projectRoot: PROJECT_ROOT,
+      depsLockFilePath: join(PROJECT_ROOT, 'package-lock.json'),
+      description: props.description,
+      runtime: Runtime.NODEJS_22_X,
+      architecture: Architecture.ARM_64,
+      memorySize: 512,
+      timeout: props.timeout,
+      role: this.role,
+      logGroup: this.logGroup,
+      reservedConcurrentExecutions: props.reservedConcurrentExecutions,
+      environment: { ...props.environment, NODE_OPTIONS: '--enable-source-maps' },
+      bundling: {
+        format: OutputFormat.ESM,
+        target: 'node22',
+        banner: ESM_REQUIRE_BANNER,
+        bundleAwsSDK: true,
+        minify: true,
+        // Errors are named after their class (ValidationError, ConflictError, ...) in logs and in the
+        // invoke response; minified names would say nothing.
+        keepNames: true,
+        sourceMap: true,
+        forceDockerBundling: false,
+      },
+    });
+    Validations.of(this.function).acknowledge({
+      id: 'AwsSolutions-L1',
+      reason:
+        'nodejs22.x on purpose: the bundle targets node22, the runtime this code is built and tested for; a newer runtime is adopted as a tested change, not as a side effect of a CDK upgrade.',
+    });
+  }
+}

@@ -1,0 +1,121 @@
+import { Duration, Stack } from 'aws-cdk-lib';
+import { type IGrantable, PolicyStatement, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
+import { type IKey, ViaServicePrincipal } from 'aws-cdk-lib/aws-kms';
+import { Function as LambdaFunction } from 'aws-cdk-lib/aws-lambda';
+import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
+import { Construct } from 'constructs';
+import type { ClusterConfig } from '../../shared/config';
+import { ConfigError } from '../../shared/errors';
+import type { RotatorFunction } from './rotator-function';
+
+export interface VaultTokenSecretsProps {
+  clusters: readonly ClusterConfig[];
+  key: IKey;
+  /** The rotate-token function: the rotation function of every token secret. */
+  rotation: RotatorFunction;
+}
+
+/**
+ * One Secrets Manager secret per cluster holding the periodic tls-policy Vault token as
+ * {token, accessor}, rotated by rotate-token every half token period (12 hours for the default 24h).
+ *
+ * The rotation function is wired with explicit, narrower permissions than the ones `RotationSchedule`
+ * adds for a function it owns: no `secretsmanager:GetRandomPassword` on `*` (the function never calls
+ * it) and an invoke permission for Secrets Manager limited to this account.
+ */
+export class VaultTokenSecrets extends Construct {
+  /** Cluster name → its token secret. */
+  readonly secrets = new Map<string, Secret>();
+  readonly #key: IKey;
+
+  constructor(scope: Construct, id: string, props: VaultTokenSecretsProps) {
+    super(scope, id);
+    this.#key = props.key;
+    const stack = Stack.of(this);
+    const { function: rotation, role: rotationRole } = props.rotation;
+    rotation.addPermission('InvokedBySecretsManager', {
+      principal: new ServicePrincipal('secretsmanager.amazonaws.com'),
+      sourceAccount: stack.account,
+    });
+    const invokePermission = rotation.permissionsNode.findChild('InvokedBySecretsManager');
+    // Seen through an imported reference, the function gets no automatic grants from RotationSchedule.
+    const rotationFunction = LambdaFunction.fromFunctionAttributes(this, 'RotationFunction', {
+      functionArn: rotation.functionArn,
+      sameEnvironment: true,
+      skipPermissions: true,
+    });
+
+    for (const cluster of props.clusters) {
+      const secret = new Secret(this, `Token-${cluster.name}`, {
+        secretName: `${stack.stackName}/${cluster.name}/vault-token`,
+        description: `Periodic ${cluster.vault.tokenRotation.tokenPolicy} Vault token of Nomad cluster ${cluster.name} as {token, accessor}; written only by its rotation`,
+        encryptionKey: props.key,
+      });
+      const schedule = secret.addRotationSchedule('Rotation', {
+        rotationLambda: rotationFunction,
+        automaticallyAfter: rotationInterval(cluster),
+        // The first rotation needs Vault to trust rotate-token's role, which vault-bootstrap can only do
+        // once the stack (and so the role) exists; the operator then starts it with rotate-secret.
+        rotateImmediatelyOnUpdate: false,
+      });
+      // Secrets Manager tests the function as soon as the schedule exists: it must be allowed by then.
+      schedule.node.addDependency(invokePermission, rotation, rotationRole);
+      this.secrets.set(cluster.name, secret);
+    }
+
+    rotationRole.addToPrincipalPolicy(
+      new PolicyStatement({
+        actions: [
+          'secretsmanager:DescribeSecret',
+          'secretsmanager:GetSecretValue',
+          'secretsmanager:PutSecretValue',
+          'secretsmanager:UpdateSecretVersionStage',
+        ],
+        resources: this.#secretArns(),
+      }),
+    );
+    props.key.grant(
+      new ViaServicePrincipal(`secretsmanager.${stack.region}.amazonaws.com`, rotationRole),
+      'kms:Decrypt',
+      'kms:GenerateDataKey',
+    );
+  }
+
+  /** Read access to AWSCURRENT, for the functions that call Vault with the token. */
+  grantReadToken(grantee: IGrantable): void {
+    grantee.grantPrincipal.addToPrincipalPolicy(
+      new PolicyStatement({ actions: ['secretsmanager:GetSecretValue'], resources: this.#secretArns() }),
+    );
+    this.#key.grant(
+      new ViaServicePrincipal(
+        `secretsmanager.${Stack.of(this).region}.amazonaws.com`,
+        grantee.grantPrincipal,
+      ),
+      'kms:Decrypt',
+    );
+  }
+
+  secretArn(clusterName: string): string {
+    const secret = this.secrets.get(clusterName);
+    if (secret === undefined) throw new Error(`no Vault token secret for cluster ${clusterName}`);
+    return secret.secretArn;
+  }
+
+  #secretArns(): string[] {
+    return [...this.secrets.values()].map((secret) => secret.secretArn);
+  }
+}
+
+/**
+ * Half the token's period, so a token is replaced while the previous one still has half its life:
+ * consumers that cached it keep working. Secrets Manager takes whole hours, at least 4.
+ */
+export function rotationInterval(cluster: ClusterConfig): Duration {
+  const hours = Math.floor(cluster.vault.tokenRotation.tokenPeriod / 2 / 3600);
+  if (hours < 4) {
+    throw new ConfigError(`invalid clusters configuration (cluster ${cluster.name})`, [
+      'vault.tokenRotation.tokenPeriod: must be at least 8h for a deployed stack (the secret rotates every half period, and Secrets Manager rotates at most every 4 hours)',
+    ]);
+  }
+  return Duration.hours(hours);
+}

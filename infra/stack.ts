@@ -1,0 +1,286 @@
+import {
+  type CfnElement,
+  CfnOutput,
+  Duration,
+  Stack,
+  type StackProps,
+  Token,
+  Validations,
+} from 'aws-cdk-lib';
+import { AttributeType, TableEncryptionV2, TableV2 } from 'aws-cdk-lib/aws-dynamodb';
+import { EventBus } from 'aws-cdk-lib/aws-events';
+import { Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
+import { ViaServicePrincipal } from 'aws-cdk-lib/aws-kms';
+import { Schedule, ScheduleExpression, ScheduleTargetInput } from 'aws-cdk-lib/aws-scheduler';
+import { LambdaInvoke } from 'aws-cdk-lib/aws-scheduler-targets';
+import type { Construct } from 'constructs';
+import { MAX_REGISTRATION_CHECKS } from '../functions/instance-state';
+import type { ClusterConfig, ClusterConfigInput } from '../shared/config';
+import { ConfigError } from '../shared/errors';
+import { SERVICE_NAME } from '../shared/observability';
+import { DeadLetterQueue } from './constructs/dead-letter-queue';
+import { EncryptionKey } from './constructs/encryption-key';
+import { EventQueue } from './constructs/event-queue';
+import { Monitoring } from './constructs/monitoring';
+import { NodeCommands } from './constructs/node-commands';
+import { RotatorFunction } from './constructs/rotator-function';
+import { VaultTokenSecrets } from './constructs/vault-token-secrets';
+
+export interface NomadRotatorStackProps extends StackProps {
+  /** The clusters as the operator wrote them; passed to the functions with the stack's token secrets. */
+  clusterInputs: readonly ClusterConfigInput[];
+  /** The same clusters validated, with defaults applied. */
+  clusters: readonly ClusterConfig[];
+}
+
+/**
+ * nomad-rotator on AWS: the state table, the outcome event bus, the node-side SSM documents, the four
+ * functions and what triggers them (the 5-minute schedule, SSM and EC2 events through queues, the
+ * Vault token secrets' rotation), alarms and a dashboard. One customer-managed key encrypts it all.
+ */
+export class NomadRotatorStack extends Stack {
+  constructor(scope: Construct, id: string, props: NomadRotatorStackProps) {
+    super(scope, id, props);
+    if (Token.isUnresolved(this.region)) {
+      throw new ConfigError('NomadRotatorStack needs an explicit region', [
+        'env.region: a CMK-encrypted TableV2 cannot be rendered region-agnostic',
+      ]);
+    }
+    const withSecrets = (secretArn: (name: string) => string) =>
+      props.clusterInputs.map((cluster) => ({
+        ...cluster,
+        vault: { ...cluster.vault, tokenSecretId: secretArn(cluster.name) },
+      }));
+    this.#checkEnvironmentSize(
+      withSecrets((name) => `${EXAMPLE_SECRET_ARN_PREFIX}${this.stackName}/${name}/vault-token-AbCdEf`),
+    );
+    const { key } = new EncryptionKey(this, 'Encryption');
+
+    // Single-table design (pk/sk strings); audit items carry expiresAt in epoch seconds for TTL.
+    const table = new TableV2(this, 'StateTable', {
+      partitionKey: { name: 'pk', type: AttributeType.STRING },
+      sortKey: { name: 'sk', type: AttributeType.STRING },
+      timeToLiveAttribute: 'expiresAt',
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      deletionProtection: true,
+      encryption: TableEncryptionV2.customerManagedKey(key),
+    });
+
+    const bus = new EventBus(this, 'EventBus', {
+      description: `${SERVICE_NAME} outcome events: CertificateRotated, CertificatePushFailed, NodeRetired, Rollout*, EmergencyReissue*`,
+      kmsKey: key,
+    });
+
+    const commands = new NodeCommands(this, 'NodeCommands', { clusters: props.clusters });
+
+    // Events EventBridge could not deliver to a queue and ticks the scheduler could not deliver.
+    const deliveryDeadLetters = new DeadLetterQueue(this, 'DeliveryDeadLetters', key);
+
+    // CLUSTERS_CONFIG joins once the token secrets exist: they need the rotate-token function first.
+    const environment = {
+      STATE_TABLE_NAME: table.tableName,
+      EVENT_BUS_NAME: bus.eventBusName,
+      PREPARE_DOCUMENT_NAME: commands.documentNames.prepare,
+      INSTALL_DOCUMENT_NAME: commands.documentNames.install,
+      POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
+    };
+
+    const rotateCerts = new RotatorFunction(this, 'RotateCerts', {
+      entry: 'rotate-certs',
+      description: 'Scheduled tick (sync, reconcile, plan rollouts) and manual plan/rotate/reissue',
+      key,
+      environment,
+      timeout: Duration.minutes(5),
+      // One tick at a time keeps SSM's request rate bounded; the cluster lease already keeps two ticks
+      // from planning at once.
+      reservedConcurrentExecutions: 1,
+    });
+    const commandStatus = new RotatorFunction(this, 'CommandStatus', {
+      entry: 'command-status',
+      description: 'SSM invocation results: sign CSRs with Vault, send installs, record outcomes',
+      key,
+      environment,
+      timeout: Duration.minutes(2),
+    });
+    const instanceState = new RotatorFunction(this, 'InstanceState', {
+      entry: 'instance-state',
+      description: 'EC2 running/terminated: first certificates for new nodes, revoke terminated ones',
+      key,
+      environment,
+      timeout: Duration.minutes(1),
+    });
+    const rotateToken = new RotatorFunction(this, 'RotateToken', {
+      entry: 'rotate-token',
+      description: 'Secrets Manager rotation of the periodic tls-policy Vault token of every cluster',
+      key,
+      environment,
+      timeout: Duration.minutes(1),
+    });
+
+    const tokens = new VaultTokenSecrets(this, 'VaultTokens', {
+      clusters: props.clusters,
+      key,
+      rotation: rotateToken,
+    });
+    const clustersConfig = this.toJsonString(withSecrets((name) => tokens.secretArn(name)));
+    for (const fn of [rotateCerts, commandStatus, instanceState, rotateToken]) {
+      fn.function.addEnvironment('CLUSTERS_CONFIG', clustersConfig);
+    }
+
+    for (const issuer of [rotateCerts, commandStatus, instanceState]) {
+      table.grant(
+        issuer.role,
+        'dynamodb:GetItem',
+        'dynamodb:PutItem',
+        'dynamodb:UpdateItem',
+        'dynamodb:DeleteItem',
+        'dynamodb:Query',
+      );
+      key.grant(
+        new ViaServicePrincipal(`dynamodb.${this.region}.amazonaws.com`, issuer.role),
+        'kms:Decrypt',
+        'kms:Encrypt',
+        'kms:GenerateDataKey',
+      );
+      bus.grantPutEventsTo(issuer.role);
+      tokens.grantReadToken(issuer.role);
+      commands.grantRun(issuer.role);
+    }
+
+    const commandEvents = new EventQueue(this, 'CommandEvents', {
+      description: 'SSM invocation status changes of the prepare and install documents',
+      eventPattern: {
+        source: ['aws.ssm'],
+        detailType: ['EC2 Command Invocation Status-change Notification'],
+        detail: { 'document-name': [commands.documentNames.prepare, commands.documentNames.install] },
+      },
+      consumer: commandStatus.function,
+      maxReceiveCount: 5,
+      key,
+      deliveryDeadLetterQueue: deliveryDeadLetters,
+    });
+    const instanceEvents = new EventQueue(this, 'InstanceEvents', {
+      description: 'EC2 instances entering running or terminated',
+      eventPattern: {
+        source: ['aws.ec2'],
+        detailType: ['EC2 Instance State-change Notification'],
+        detail: { state: ['running', 'terminated'] },
+      },
+      consumer: instanceState.function,
+      // instance-state retries a `running` message until the node registers with SSM and drops it after
+      // MAX_REGISTRATION_CHECKS receives; only messages failing beyond that are dead letters.
+      maxReceiveCount: MAX_REGISTRATION_CHECKS + 5,
+      key,
+      deliveryDeadLetterQueue: deliveryDeadLetters,
+    });
+
+    const schedulerRole = new Role(this, 'TickRole', {
+      assumedBy: new ServicePrincipal('scheduler.amazonaws.com', {
+        conditions: {
+          StringEquals: {
+            'aws:SourceAccount': this.account,
+            'aws:SourceArn': this.formatArn({
+              service: 'scheduler',
+              resource: 'schedule-group',
+              resourceName: 'default',
+            }),
+          },
+        },
+      }),
+      description: 'EventBridge Scheduler: invoke rotate-certs every 5 minutes, dead-letter failed ticks',
+    });
+    // The target grants sqs:SendMessage on the dead-letter queue but not the key that encrypts it.
+    key.grant(schedulerRole, 'kms:GenerateDataKey');
+    Validations.of(schedulerRole).acknowledge({
+      id: `AwsSolutions-IAM5[Resource::<${this.getLogicalId(rotateCerts.function.node.defaultChild as CfnElement)}.Arn>:*]`,
+      reason:
+        'Added by the scheduler target (grantInvoke): the same function’s versions and aliases; the role can invoke nothing else.',
+    });
+    new Schedule(this, 'Tick', {
+      description: 'Every 5 minutes: rotate-certs syncs inventory, reconciles commands, plans rollouts',
+      schedule: ScheduleExpression.rate(Duration.minutes(5)),
+      key,
+      target: new LambdaInvoke(rotateCerts.function, {
+        role: schedulerRole,
+        input: ScheduleTargetInput.fromObject({ tick: true }),
+        deadLetterQueue: deliveryDeadLetters,
+        retryAttempts: 2,
+        // A tick older than the next one is worthless.
+        maxEventAge: Duration.minutes(4),
+      }),
+    });
+    // A failed tick is not retried by Lambda either: the next one comes in 5 minutes and the Errors
+    // alarm reports the failure.
+    rotateCerts.function.configureAsyncInvoke({ retryAttempts: 0, maxEventAge: Duration.minutes(4) });
+
+    const monitoring = new Monitoring(this, 'Monitoring', {
+      key,
+      clusters: props.clusters,
+      functions: {
+        'rotate-certs': rotateCerts.function,
+        'command-status': commandStatus.function,
+        'instance-state': instanceState.function,
+        'rotate-token': rotateToken.function,
+      },
+      deadLetterQueues: {
+        'command-events': commandEvents.deadLetterQueue,
+        'instance-events': instanceEvents.deadLetterQueue,
+        'event-delivery': deliveryDeadLetters,
+      },
+    });
+
+    new CfnOutput(this, 'StateTableName', {
+      value: table.tableName,
+      description: 'State table (nomad-rotator status --table, or NOMAD_ROTATOR_TABLE)',
+    });
+    new CfnOutput(this, 'EventBusName', {
+      value: bus.eventBusName,
+      description: 'Custom bus with the outcome events (source nomad-rotator)',
+    });
+    new CfnOutput(this, 'RotateCertsFunctionName', {
+      value: rotateCerts.function.functionName,
+      description: 'Manual plan/rotate/reissue (nomad-rotator --function, or NOMAD_ROTATOR_FUNCTION)',
+    });
+    new CfnOutput(this, 'CommandStatusFunctionName', { value: commandStatus.function.functionName });
+    new CfnOutput(this, 'InstanceStateFunctionName', { value: instanceState.function.functionName });
+    new CfnOutput(this, 'RotateTokenFunctionName', { value: rotateToken.function.functionName });
+    new CfnOutput(this, 'RotateTokenRoleArn', {
+      value: rotateToken.role.roleArn,
+      description:
+        'The only principal Vault may accept as the admin role: list it in adminRoleArns of the spec given to nomad-rotator vault-bootstrap --spec',
+    });
+    new CfnOutput(this, 'AlarmTopicArn', {
+      value: monitoring.topic.topicArn,
+      description: 'Every alarm notifies this topic (KMS-encrypted): subscribe the on-call here',
+    });
+    new CfnOutput(this, 'DashboardName', { value: monitoring.dashboard.dashboardName });
+    for (const [name, secret] of tokens.secrets) {
+      new CfnOutput(this, `VaultTokenSecret${outputId(name)}`, {
+        value: secret.secretArn,
+        description: `Vault token secret of ${name}; after vault-bootstrap, mint the first token with aws secretsmanager rotate-secret --secret-id <this>`,
+      });
+    }
+  }
+
+  /** Fail the synthesis, not the deployment, when CLUSTERS_CONFIG cannot fit in a Lambda environment. */
+  #checkEnvironmentSize(clusters: unknown[]): void {
+    const size = Buffer.byteLength(JSON.stringify(clusters));
+    if (size > CLUSTERS_CONFIG_BUDGET) {
+      throw new ConfigError('the clusters configuration does not fit in the functions’ environment', [
+        `CLUSTERS_CONFIG: about ${size} bytes with the token secret ARNs; at most ${CLUSTERS_CONFIG_BUDGET} fit in Lambda's 4 KB; leave out settings equal to their defaults (a vault.caBundlePem costs about 1.2 KB per certificate)`,
+      ]);
+    }
+  }
+}
+
+/** Lambda refuses more than 4 KB of environment; the other variables take well under 512 bytes. */
+const CLUSTERS_CONFIG_BUDGET = 4096 - 512;
+const EXAMPLE_SECRET_ARN_PREFIX = 'arn:aws:secretsmanager:ap-southeast-2:123456789012:secret:';
+
+/** A cluster name as part of an output's logical id (letters and digits only). */
+function outputId(name: string): string {
+  return name
+    .split('-')
+    .map((part) => part.charAt(0).toUpperCase() + part.slice(1))
+    .join('');
+}

@@ -1,0 +1,458 @@
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { App, Validations } from 'aws-cdk-lib';
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import { AwsSolutionsChecks } from 'cdk-nag';
+import type { IConstruct } from 'constructs';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
+import { loadClustersFile } from '../../infra/config';
+import { defineApp } from '../../infra/define-app';
+import { clustersConfigSchema } from '../../shared/config';
+import { commandDocument } from '../../shared/documents';
+import { METRIC, PowertoolsTelemetry } from '../../shared/observability';
+
+type Resource = { Type: string; Properties: Record<string, unknown> };
+type Statement = { Effect: string; Action: string | string[]; Resource: unknown; Condition?: unknown };
+
+const EXAMPLE_CLUSTER = 'prod-eu';
+
+let app: App;
+let template: Template;
+let resources: Record<string, Resource>;
+
+/**
+ * One synthesis for the whole file, of the app exactly as `cdk synth` builds it (same entry, same
+ * cdk.json feature flags) with two differences that change no resource: bundling is skipped through
+ * CDK's own `aws:cdk:bundling-stacks` context (only the asset hashes differ), and CloudFormation's
+ * schema validation, which `npm run synth` runs, is left out. cdk-nag findings are asserted below
+ * instead of failing the synthesis.
+ */
+beforeAll(() => {
+  const cdkJson = JSON.parse(readFileSync(join(import.meta.dirname, '../../cdk.json'), 'utf8')) as {
+    context: Record<string, unknown>;
+  };
+  app = new App({
+    builtinCloudFormationValidation: false,
+    context: {
+      ...cdkJson.context,
+      region: 'eu-west-1',
+      'aws:cdk:bundling-stacks': [],
+      '@aws-cdk/core:failSynthOnValidationErrors': false,
+    },
+  });
+  template = Template.fromStack(defineApp(app));
+  resources = template.toJSON().Resources as Record<string, Resource>;
+});
+
+const ofType = (type: string) => Object.entries(resources).filter(([, resource]) => resource.Type === type);
+const logicalIdOf = (type: string, match: (resource: Resource) => boolean) => {
+  const found = ofType(type).find(([, resource]) => match(resource));
+  if (found === undefined) throw new Error(`no ${type} matches`);
+  return found[0];
+};
+const functionId = (entry: string) =>
+  logicalIdOf('AWS::Lambda::Function', (fn) =>
+    JSON.stringify(fn.Properties.Role).includes(`"${roleId(entry)}"`),
+  );
+const keyId = () => logicalIdOf('AWS::KMS::Key', () => true);
+const roleId = (entry: string) =>
+  logicalIdOf('AWS::IAM::Role', (role) => String(role.Properties.Description).startsWith(`${kebab(entry)}:`));
+const kebab = (name: string) => name.replace(/([a-z])([A-Z])/g, '$1-$2').toLowerCase();
+function documentId(kind: 'prepare' | 'install'): string {
+  const expected = JSON.stringify(commandDocument(kind));
+  return logicalIdOf(
+    'AWS::SSM::Document',
+    (document) => JSON.stringify(document.Properties.Content) === expected,
+  );
+}
+function clustersFile(clusters: unknown): string {
+  const file = join(mkdtempSync(join(tmpdir(), 'nomad-rotator-infra-')), 'clusters.json');
+  writeFileSync(file, JSON.stringify(clusters));
+  return file;
+}
+const asList = <T>(value: T | T[]): T[] => (Array.isArray(value) ? value : [value]);
+
+/** Every statement of every identity policy, with the role(s) it is attached to. */
+function identityStatements(): { roles: string[]; statement: Statement }[] {
+  const found: { roles: string[]; statement: Statement }[] = [];
+  for (const [, policy] of ofType('AWS::IAM::Policy')) {
+    const roles = (policy.Properties.Roles as { Ref: string }[]).map((role) => role.Ref);
+    const document = policy.Properties.PolicyDocument as { Statement: Statement[] };
+    for (const statement of document.Statement) found.push({ roles, statement });
+  }
+  for (const [id, role] of ofType('AWS::IAM::Role')) {
+    for (const inline of (role.Properties.Policies as { PolicyDocument: { Statement: Statement[] } }[]) ?? [])
+      for (const statement of inline.PolicyDocument.Statement) found.push({ roles: [id], statement });
+  }
+  return found;
+}
+
+/** A Fn::Join of strings and Refs, with each Ref replaced by the given value. */
+function joinWithRefs(value: unknown, refs: Record<string, string>): string {
+  const [separator, parts] = (value as { 'Fn::Join': [string, unknown[]] })['Fn::Join'];
+  return parts
+    .map((part) => {
+      if (typeof part === 'string') return part;
+      const ref = (part as { Ref?: string }).Ref;
+      if (ref === undefined || refs[ref] === undefined) throw new Error(`unexpected ${JSON.stringify(part)}`);
+      return refs[ref];
+    })
+    .join(separator);
+}
+
+describe('infra: triggers', () => {
+  it('ticks rotate-certs every 5 minutes with {"tick":true}, with retries and a dead-letter queue', () => {
+    template.hasResourceProperties('AWS::Scheduler::Schedule', {
+      ScheduleExpression: 'rate(5 minutes)',
+      State: 'ENABLED',
+      Target: {
+        Arn: { 'Fn::GetAtt': [functionId('RotateCerts'), 'Arn'] },
+        Input: JSON.stringify({ tick: true }),
+        RetryPolicy: { MaximumRetryAttempts: 2, MaximumEventAgeInSeconds: 240 },
+        DeadLetterConfig: { Arn: Match.anyValue() },
+      },
+    });
+  });
+
+  it('rotates every Vault token secret every 12 hours with rotate-token', () => {
+    template.resourceCountIs('AWS::SecretsManager::RotationSchedule', 1);
+    template.hasResourceProperties('AWS::SecretsManager::RotationSchedule', {
+      RotationLambdaARN: { 'Fn::GetAtt': [functionId('RotateToken'), 'Arn'] },
+      RotationRules: { ScheduleExpression: 'rate(12 hours)' },
+    });
+    template.hasResourceProperties('AWS::Lambda::Permission', {
+      FunctionName: { 'Fn::GetAtt': [functionId('RotateToken'), 'Arn'] },
+      Principal: 'secretsmanager.amazonaws.com',
+      SourceAccount: { Ref: 'AWS::AccountId' },
+    });
+  });
+
+  it('routes the SSM invocation events of our two documents, and EC2 running/terminated, through queues', () => {
+    const [prepare, install] = ['prepare', 'install'].map((kind) =>
+      documentId(kind as 'prepare' | 'install'),
+    );
+    template.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: {
+        source: ['aws.ssm'],
+        'detail-type': ['EC2 Command Invocation Status-change Notification'],
+        detail: { 'document-name': [{ Ref: prepare }, { Ref: install }] },
+      },
+    });
+    template.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: {
+        source: ['aws.ec2'],
+        'detail-type': ['EC2 Instance State-change Notification'],
+        detail: { state: ['running', 'terminated'] },
+      },
+    });
+    for (const entry of ['CommandStatus', 'InstanceState']) {
+      template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+        FunctionName: { Ref: functionId(entry) },
+        FunctionResponseTypes: ['ReportBatchItemFailures'],
+      });
+    }
+  });
+});
+
+describe('infra: node documents and configuration', () => {
+  it('deploys exactly the documents the local world runs, and names them to the functions', () => {
+    template.resourceCountIs('AWS::SSM::Document', 2);
+    for (const kind of ['prepare', 'install'] as const) {
+      const id = documentId(kind);
+      expect(resources[id]?.Properties).toMatchObject({
+        DocumentType: 'Command',
+        UpdateMethod: 'NewVersion',
+      });
+      const variable = kind === 'prepare' ? 'PREPARE_DOCUMENT_NAME' : 'INSTALL_DOCUMENT_NAME';
+      for (const [, fn] of ofType('AWS::Lambda::Function')) {
+        expect(
+          (fn.Properties.Environment as { Variables: Record<string, unknown> }).Variables[variable],
+        ).toEqual({
+          Ref: id,
+        });
+      }
+    }
+  });
+
+  it('gives every function a CLUSTERS_CONFIG that validates and names the stack’s token secret', () => {
+    const secretId = logicalIdOf('AWS::SecretsManager::Secret', () => true);
+    const secretArn =
+      'arn:aws:secretsmanager:eu-west-1:123456789012:secret:NomadRotator/prod-eu/vault-token-AbCdEf';
+    for (const [, fn] of ofType('AWS::Lambda::Function')) {
+      const variables = (fn.Properties.Environment as { Variables: Record<string, unknown> }).Variables;
+      const clusters = clustersConfigSchema.parse(
+        JSON.parse(joinWithRefs(variables.CLUSTERS_CONFIG, { [secretId]: secretArn })),
+      );
+      expect(clusters.map((cluster) => [cluster.name, cluster.vault.tokenSecretId])).toEqual([
+        [EXAMPLE_CLUSTER, secretArn],
+      ]);
+      expect(Object.keys(variables)).toEqual(
+        expect.arrayContaining(['STATE_TABLE_NAME', 'EVENT_BUS_NAME', 'POWERTOOLS_SERVICE_NAME']),
+      );
+    }
+  });
+
+  it('runs Node.js 22 on arm64 with 90-day encrypted log groups', () => {
+    template.resourceCountIs('AWS::Lambda::Function', 4);
+    template.allResourcesProperties('AWS::Lambda::Function', {
+      Runtime: 'nodejs22.x',
+      Architectures: ['arm64'],
+      LoggingConfig: { LogGroup: { Ref: Match.anyValue() } },
+    });
+    template.allResourcesProperties('AWS::Logs::LogGroup', {
+      RetentionInDays: 90,
+      KmsKeyId: { 'Fn::GetAtt': [keyId(), 'Arn'] },
+    });
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      Timeout: 300,
+      ReservedConcurrentExecutions: 1,
+      Role: { 'Fn::GetAtt': [Match.stringLikeRegexp('^RotateCerts'), 'Arn'] },
+    });
+  });
+
+  it('fails synthesis on a bad clusters file with the field named', () => {
+    const file = clustersFile([{ name: 'prod-eu', vault: { address: 'vault.internal' } }]);
+    expect(() => loadClustersFile(file)).toThrow(/0\.vault\.address/);
+  });
+
+  it('fails synthesis, not the deployment, when CLUSTERS_CONFIG would not fit in 4 KB of environment', () => {
+    const caBundlePem = `-----BEGIN CERTIFICATE-----\n${'A'.repeat(1600)}\n-----END CERTIFICATE-----\n`;
+    const clusters = ['eu', 'us'].map((name) => ({
+      name,
+      vault: { address: 'https://vault.internal:8200', caBundlePem },
+    }));
+    const oversized = new App({
+      context: { region: 'eu-west-1', clustersFile: clustersFile(clusters), 'aws:cdk:bundling-stacks': [] },
+    });
+    expect(() => defineApp(oversized)).toThrow(/CLUSTERS_CONFIG: about \d+ bytes/);
+  });
+});
+
+describe('infra: data at rest', () => {
+  it('keeps state in a CMK-encrypted table with PITR, TTL on expiresAt and deletion protection', () => {
+    template.hasResourceProperties('AWS::DynamoDB::GlobalTable', {
+      KeySchema: [
+        { AttributeName: 'pk', KeyType: 'HASH' },
+        { AttributeName: 'sk', KeyType: 'RANGE' },
+      ],
+      SSESpecification: { SSEEnabled: true, SSEType: 'KMS' },
+      TimeToLiveSpecification: { AttributeName: 'expiresAt', Enabled: true },
+      Replicas: [
+        Match.objectLike({
+          DeletionProtectionEnabled: true,
+          PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+          SSESpecification: { KMSMasterKeyId: { 'Fn::GetAtt': [keyId(), 'Arn'] } },
+        }),
+      ],
+    });
+    template.hasResourceProperties('AWS::KMS::Key', { EnableKeyRotation: true });
+  });
+
+  it('encrypts every queue, secret, topic and the event bus with the same key, and queues refuse plain HTTP', () => {
+    const key = { 'Fn::GetAtt': [keyId(), 'Arn'] };
+    template.allResourcesProperties('AWS::SQS::Queue', { KmsMasterKeyId: key });
+    template.allResourcesProperties('AWS::SecretsManager::Secret', { KmsKeyId: key });
+    template.allResourcesProperties('AWS::SNS::Topic', { KmsMasterKeyId: key });
+    template.allResourcesProperties('AWS::Events::EventBus', { KmsKeyIdentifier: key });
+    template.allResourcesProperties('AWS::Scheduler::Schedule', { KmsKeyArn: key });
+    for (const [id] of ofType('AWS::SQS::Queue')) {
+      template.hasResourceProperties('AWS::SQS::QueuePolicy', {
+        Queues: [{ Ref: id }],
+        PolicyDocument: {
+          Statement: Match.arrayWith([
+            Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } }),
+          ]),
+        },
+      });
+    }
+  });
+});
+
+describe('infra: least privilege', () => {
+  it('limits SendCommand to the two documents and to instances tagged with a configured cluster', () => {
+    const documents = ['prepare', 'install'].map((kind) => documentId(kind as 'prepare' | 'install'));
+    const sendCommand = identityStatements().filter(({ statement }) =>
+      asList(statement.Action).includes('ssm:SendCommand'),
+    );
+    expect(sendCommand.length).toBeGreaterThan(0);
+    const issuers = new Set(sendCommand.flatMap(({ roles }) => roles));
+    expect([...issuers].sort()).toEqual(
+      ['CommandStatus', 'InstanceState', 'RotateCerts'].map((entry) => roleId(entry)).sort(),
+    );
+    for (const { statement } of sendCommand) {
+      expect(asList(statement.Action)).toEqual(['ssm:SendCommand']);
+      const text = JSON.stringify(statement.Resource);
+      if (text.includes(':instance/*')) {
+        expect(statement.Condition).toEqual({
+          StringEquals: { 'ssm:resourceTag/nomad-cluster': [EXAMPLE_CLUSTER] },
+        });
+      } else {
+        expect(statement.Condition).toBeUndefined();
+        const named = asList(statement.Resource).map((resource) => JSON.stringify(resource));
+        expect(named).toHaveLength(2);
+        for (const id of documents)
+          expect(named.filter((arn) => arn.includes(`"Ref":"${id}"`))).toHaveLength(1);
+      }
+    }
+  });
+
+  it('grants no wildcard action and attaches no AWS managed policy', () => {
+    for (const { roles, statement } of identityStatements()) {
+      for (const action of asList(statement.Action)) {
+        expect(action, `${action} on ${roles.join(', ')}`).not.toMatch(/(^\*$|:\*$)/);
+      }
+    }
+    for (const [, role] of ofType('AWS::IAM::Role'))
+      expect(role.Properties.ManagedPolicyArns).toBeUndefined();
+  });
+
+  it('lets only rotate-token write the token secrets, and the issuers only read them', () => {
+    const secret = logicalIdOf('AWS::SecretsManager::Secret', () => true);
+    const onSecret = identityStatements().filter(({ statement }) =>
+      JSON.stringify(statement.Resource).includes(`"Ref":"${secret}"`),
+    );
+    for (const { roles, statement } of onSecret) {
+      if (roles.includes(roleId('RotateToken'))) {
+        expect(asList(statement.Action).sort()).toEqual([
+          'secretsmanager:DescribeSecret',
+          'secretsmanager:GetSecretValue',
+          'secretsmanager:PutSecretValue',
+          'secretsmanager:UpdateSecretVersionStage',
+        ]);
+      } else {
+        expect(asList(statement.Action)).toEqual(['secretsmanager:GetSecretValue']);
+      }
+    }
+  });
+});
+
+describe('infra: alarms', () => {
+  /** What shared/observability.ts actually writes (EMF on stdout), so alarms are held to the real shape. */
+  function emitted(emit: () => void): {
+    namespace: string;
+    dimensions: string[];
+    values: Record<string, unknown>;
+  } {
+    const lines: string[] = [];
+    const write = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
+      lines.push(String(chunk));
+      return true;
+    });
+    try {
+      emit();
+    } finally {
+      write.mockRestore();
+    }
+    const emf = JSON.parse(lines.join('').trim().split('\n')[0] ?? '{}') as Record<string, unknown> & {
+      _aws: { CloudWatchMetrics: [{ Namespace: string; Dimensions: [string[]] }] };
+    };
+    const [directive] = emf._aws.CloudWatchMetrics;
+    return { namespace: directive.Namespace, dimensions: directive.Dimensions[0], values: emf };
+  }
+
+  const alarmOn = (metricName: string, props: Record<string, unknown>) => {
+    const metric = emitted(() => new PowertoolsTelemetry().pushFailed(EXAMPLE_CLUSTER, 'server'));
+    const alarms = template.findResources('AWS::CloudWatch::Alarm', {
+      Properties: {
+        MetricName: metricName,
+        Namespace: metric.namespace,
+        Period: 300,
+        AlarmActions: [{ Ref: logicalIdOf('AWS::SNS::Topic', () => true) }],
+        ...props,
+      },
+    });
+    const dimensions = Object.values(alarms).map((alarm) =>
+      (alarm.Properties.Dimensions as { Name: string; Value: unknown }[])
+        .map(({ Name, Value }) => `${Name}=${String(Value)}`)
+        .sort(),
+    );
+    expect(dimensions).toEqual([
+      metric.dimensions.map((name) => `${name}=${String(metric.values[name])}`).sort(),
+    ]);
+  };
+
+  it('alarms on any failed push within 5 minutes', () => {
+    alarmOn(METRIC.pushFailed, {
+      Statistic: 'Sum',
+      Threshold: 1,
+      ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+      EvaluationPeriods: 1,
+      TreatMissingData: 'notBreaching',
+    });
+  });
+
+  it('alarms when the soonest expiry is low or no tick reports it (missing data breaches)', () => {
+    alarmOn(METRIC.minHoursToExpiry, {
+      Statistic: 'Minimum',
+      // Half the earliest renewal point of a 24h certificate renewed at 1/3 left with ±10 % jitter.
+      Threshold: 3.6,
+      ComparisonOperator: 'LessThanThreshold',
+      TreatMissingData: 'breaching',
+    });
+  });
+
+  it('alarms on stuck rollouts, failed token rotations, function errors and throttles, and dead letters', () => {
+    alarmOn(METRIC.rolloutStuck, { Threshold: 1 });
+    alarmOn(METRIC.tokenRotationFailed, { Threshold: 1 });
+    for (const entry of ['RotateCerts', 'CommandStatus', 'InstanceState', 'RotateToken']) {
+      for (const metricName of ['Errors', 'Throttles']) {
+        template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+          Namespace: 'AWS/Lambda',
+          MetricName: metricName,
+          Dimensions: [{ Name: 'FunctionName', Value: { Ref: functionId(entry) } }],
+          Threshold: 1,
+        });
+      }
+    }
+    const redriveTargets = ofType('AWS::SQS::Queue')
+      .map(
+        ([, queue]) => queue.Properties.RedrivePolicy as { deadLetterTargetArn: { 'Fn::GetAtt': [string] } },
+      )
+      .filter(Boolean)
+      .map((policy) => policy.deadLetterTargetArn['Fn::GetAtt'][0]);
+    const schedule = ofType('AWS::Scheduler::Schedule')[0]?.[1].Properties.Target as {
+      DeadLetterConfig: { Arn: { 'Fn::GetAtt': [string] } };
+    };
+    for (const queue of [...redriveTargets, schedule.DeadLetterConfig.Arn['Fn::GetAtt'][0]]) {
+      template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+        Namespace: 'AWS/SQS',
+        MetricName: 'ApproximateNumberOfMessagesVisible',
+        Dimensions: [{ Name: 'QueueName', Value: { 'Fn::GetAtt': [queue, 'QueueName'] } }],
+        Threshold: 1,
+      });
+    }
+  });
+});
+
+describe('infra: cdk-nag AwsSolutions', () => {
+  it('reports no unacknowledged error or warning', () => {
+    const report = new AwsSolutionsChecks().validateScope(app);
+    const findings = report.violations.map(
+      (violation) =>
+        `${violation.severity} ${violation.ruleName} at ${violation.violatingResources.map((r) => r.constructPath).join(', ')}`,
+    );
+    expect(findings).toEqual([]);
+  });
+
+  it('gives a reason for every acknowledgement, and acknowledges only the expected rules', () => {
+    const acknowledgements: { path: string; id: string; reason: unknown }[] = [];
+    const visit = (construct: IConstruct) => {
+      for (const entry of construct.node.metadata) {
+        if (entry.type !== Validations.ACKNOWLEDGED_RULES_METADATA_KEY) continue;
+        for (const [id, reason] of Object.entries(entry.data as Record<string, unknown>))
+          acknowledgements.push({ path: construct.node.path, id, reason });
+      }
+      for (const child of construct.node.children) visit(child);
+    };
+    visit(app);
+    expect(acknowledgements.length).toBeGreaterThan(0);
+    for (const { path, id, reason } of acknowledgements) {
+      expect(typeof reason === 'string' && reason.trim().length >= 40, `${id} at ${path}`).toBe(true);
+    }
+    const rules = new Set(
+      acknowledgements.map(({ id }) => id.replace(/^annotation::/i, '').replace(/\[.*$/, '')),
+    );
+    expect([...rules].sort()).toEqual(['AwsSolutions-IAM5', 'AwsSolutions-L1', 'AwsSolutions-SQS3']);
+  });
+});
