@@ -206,8 +206,9 @@ export class StateTable {
       await this.#documents.send(
         new PutCommand({
           TableName: this.tableName,
-          Item: { pk: keys.cluster(cluster), sk: keys.lease(kind), owner, expiresAt: now + ttlMs },
-          ConditionExpression: 'attribute_not_exists(pk) OR expiresAt < :now OR #owner = :owner',
+          // heldUntil is in milliseconds; `expiresAt` is the table's TTL attribute, in epoch seconds.
+          Item: { pk: keys.cluster(cluster), sk: keys.lease(kind), owner, heldUntil: now + ttlMs },
+          ConditionExpression: 'attribute_not_exists(pk) OR heldUntil < :now OR #owner = :owner',
           ExpressionAttributeNames: { '#owner': 'owner' },
           ExpressionAttributeValues: { ':now': now, ':owner': owner },
         }),
