@@ -1,7 +1,7 @@
 import { type App, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { ConfigError } from '../shared/errors';
-import { loadClustersFile } from './config';
+import { loadClustersFile, loadNetworkFile } from './config';
 import { NomadRotatorStack } from './stack';
 
 export const DEFAULT_CLUSTERS_FILE = 'infra/clusters.example.json';
@@ -9,7 +9,9 @@ export const DEFAULT_CLUSTERS_FILE = 'infra/clusters.example.json';
 /**
  * Everything `cdk synth` builds, for the CLI entry point and the tests alike: the stack from the
  * clusters file named by context `clustersFile`, in the region of context `region` (else the CLI's
- * default region), checked by cdk-nag's AwsSolutions pack.
+ * default region), checked by cdk-nag's AwsSolutions pack. With context `networkFile` (a JSON file
+ * like infra/network.example.json) the functions run in that VPC's subnets; without it, outside any
+ * VPC.
  */
 export function defineApp(app: App): NomadRotatorStack {
   const clustersFile = stringContext(app, 'clustersFile') ?? DEFAULT_CLUSTERS_FILE;
@@ -21,12 +23,15 @@ export function defineApp(app: App): NomadRotatorStack {
     ]);
   }
   const { inputs, clusters } = loadClustersFile(clustersFile);
+  const networkFile = stringContext(app, 'networkFile');
+  const network = networkFile === undefined ? undefined : loadNetworkFile(networkFile, region);
   Validations.of(app).addPlugins(new AwsSolutionsChecks(app, { verbose: true }));
   return new NomadRotatorStack(app, 'NomadRotator', {
     env: { region },
     description: 'nomad-rotator: rotation of Nomad agent/CLI certificates and the Vault token',
     clusterInputs: inputs,
     clusters,
+    network,
   });
 }
 

@@ -18,9 +18,11 @@ import { MAX_REGISTRATION_CHECKS } from '../functions/instance-state';
 import type { ClusterConfig, ClusterConfigInput } from '../shared/config';
 import { ConfigError } from '../shared/errors';
 import { SERVICE_NAME } from '../shared/observability';
+import type { NetworkConfig } from './config';
 import { DeadLetterQueue } from './constructs/dead-letter-queue';
 import { EncryptionKey } from './constructs/encryption-key';
 import { EventQueue } from './constructs/event-queue';
+import { FunctionNetwork } from './constructs/function-network';
 import { Monitoring } from './constructs/monitoring';
 import { NodeCommands } from './constructs/node-commands';
 import { RotatorFunction } from './constructs/rotator-function';
@@ -31,12 +33,15 @@ export interface NomadRotatorStackProps extends StackProps {
   clusterInputs: readonly ClusterConfigInput[];
   /** The same clusters validated, with defaults applied. */
   clusters: readonly ClusterConfig[];
+  /** The VPC the functions run in (a private Vault); without it they run outside any VPC. */
+  network?: NetworkConfig;
 }
 
 /**
  * nomad-rotator on AWS: the state table, the outcome event bus, the node-side SSM documents, the four
  * functions and what triggers them (the 5-minute schedule, SSM and EC2 events through queues, the
  * Vault token secrets' rotation), alarms and a dashboard. One customer-managed key encrypts it all.
+ * With a network, the four functions run in that VPC with one security group of their own.
  */
 export class NomadRotatorStack extends Stack {
   constructor(scope: Construct, id: string, props: NomadRotatorStackProps) {
@@ -85,11 +90,20 @@ export class NomadRotatorStack extends Stack {
       POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
     };
 
+    const network =
+      props.network === undefined
+        ? undefined
+        : new FunctionNetwork(this, 'Network', {
+            network: props.network,
+            vaultAddresses: props.clusters.map((cluster) => cluster.vault.address),
+          });
+
     const rotateCerts = new RotatorFunction(this, 'RotateCerts', {
       entry: 'rotate-certs',
       description: 'Scheduled tick (sync, reconcile, plan rollouts) and manual plan/rotate/reissue',
       key,
       environment,
+      network,
       timeout: Duration.minutes(5),
       // One tick at a time keeps SSM's request rate bounded; the cluster lease already keeps two ticks
       // from planning at once.
@@ -100,6 +114,7 @@ export class NomadRotatorStack extends Stack {
       description: 'SSM invocation results: sign CSRs with Vault, send installs, record outcomes',
       key,
       environment,
+      network,
       timeout: Duration.minutes(2),
     });
     const instanceState = new RotatorFunction(this, 'InstanceState', {
@@ -107,6 +122,7 @@ export class NomadRotatorStack extends Stack {
       description: 'EC2 running/terminated: first certificates for new nodes, revoke terminated ones',
       key,
       environment,
+      network,
       timeout: Duration.minutes(1),
     });
     const rotateToken = new RotatorFunction(this, 'RotateToken', {
@@ -114,6 +130,7 @@ export class NomadRotatorStack extends Stack {
       description: 'Secrets Manager rotation of the periodic tls-policy Vault token of every cluster',
       key,
       environment,
+      network,
       timeout: Duration.minutes(1),
     });
 
@@ -254,6 +271,13 @@ export class NomadRotatorStack extends Stack {
       description: 'Every alarm notifies this topic (KMS-encrypted): subscribe the on-call here',
     });
     new CfnOutput(this, 'DashboardName', { value: monitoring.dashboard.dashboardName });
+    if (network !== undefined) {
+      new CfnOutput(this, 'FunctionSecurityGroupId', {
+        value: network.securityGroup.securityGroupId,
+        description:
+          'Security group of every function: the Vault servers must allow ingress from it on the Vault port',
+      });
+    }
     for (const [name, secret] of tokens.secrets) {
       new CfnOutput(this, `VaultTokenSecret${outputId(name)}`, {
         value: secret.secretArn,

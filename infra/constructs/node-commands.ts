@@ -62,7 +62,7 @@ export class NodeCommands extends Construct {
       );
     }
     Validations.of(role).acknowledge({
-      id: `AwsSolutions-IAM5[Resource::${instanceArnAsNagShowsIt(stack)}]`,
+      id: `AwsSolutions-IAM5[Resource::${ec2WildcardArnAsNagShowsIt(stack, 'instance/*')}]`,
       reason:
         'SendCommand authorizes every target instance, so the instances are resources; the statement holds only with ssm:resourceTag/<clusterTagKey> equal to a configured cluster name.',
     });
@@ -92,8 +92,11 @@ export class NodeCommands extends Construct {
   }
 }
 
-/** The instance ARN the way cdk-nag names it in a finding: unresolved parts as <AWS::Pseudo>. */
-function instanceArnAsNagShowsIt(stack: Stack): string {
+/**
+ * Every EC2 resource of a type in the stack's account and region (`instance/*`), the way cdk-nag
+ * names the ARN in a finding: unresolved parts as <AWS::Pseudo>.
+ */
+export function ec2WildcardArnAsNagShowsIt(stack: Stack, resource: string): string {
   const part = (value: string, pseudo: string) => (Token.isUnresolved(value) ? `<AWS::${pseudo}>` : value);
-  return `arn:${part(stack.partition, 'Partition')}:ec2:${part(stack.region, 'Region')}:${part(stack.account, 'AccountId')}:instance/*`;
+  return `arn:${part(stack.partition, 'Partition')}:ec2:${part(stack.region, 'Region')}:${part(stack.account, 'AccountId')}:${resource}`;
 }

@@ -6,6 +6,7 @@ import { Architecture, Runtime } from 'aws-cdk-lib/aws-lambda';
 import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
+import type { FunctionNetwork } from './function-network';
 
 /** The repository root: entries live in functions/, and the lock file pins what esbuild bundles. */
 const PROJECT_ROOT = join(import.meta.dirname, '..', '..');
@@ -25,13 +26,16 @@ export interface RotatorFunctionProps {
   environment: Record<string, string>;
   timeout: Duration;
   reservedConcurrentExecutions?: number;
+  /** The VPC placement shared by every function; without it the function runs outside any VPC. */
+  network?: FunctionNetwork;
 }
 
 /**
  * One of the service's Lambda functions: Node.js 22 on arm64, bundled offline by the local esbuild
  * with the AWS SDK inside (the deployed code is the code the tests ran, not the runtime's SDK), its own
  * role with nothing but write access to its own encrypted log group, which keeps 90 days like the
- * table's audit items.
+ * table's audit items. With a network, it runs in the VPC's subnets with the functions' security group
+ * and its role may manage the network interfaces Lambda creates there (no AWS managed policy).
  */
 export class RotatorFunction extends Construct {
   readonly function: NodejsFunction;
@@ -50,6 +54,9 @@ export class RotatorFunction extends Construct {
       removalPolicy: RemovalPolicy.RETAIN,
     });
     this.logGroup.grantWrite(this.role);
+    // Before the function: it depends on the role, policy included, so the grant exists when Lambda
+    // creates the network interfaces.
+    props.network?.grantNetworkInterfaces(this.role);
 
     this.function = new NodejsFunction(this, 'Function', {
       entry: join(PROJECT_ROOT, 'functions', `${props.entry}.ts`),
@@ -64,6 +71,13 @@ export class RotatorFunction extends Construct {
       role: this.role,
       logGroup: this.logGroup,
       reservedConcurrentExecutions: props.reservedConcurrentExecutions,
+      ...(props.network === undefined
+        ? {}
+        : {
+            vpc: props.network.vpc,
+            vpcSubnets: { subnets: [...props.network.subnets] },
+            securityGroups: [props.network.securityGroup],
+          }),
       environment: { ...props.environment, NODE_OPTIONS: '--enable-source-maps' },
       bundling: {
         format: OutputFormat.ESM,

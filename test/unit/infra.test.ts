@@ -1,12 +1,13 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { App, Validations } from 'aws-cdk-lib';
+import { App, Stack, Validations } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import type { IConstruct } from 'constructs';
 import { beforeAll, describe, expect, it, vi } from 'vitest';
-import { loadClustersFile } from '../../infra/config';
+import { loadClustersFile, loadNetworkFile } from '../../infra/config';
+import { FunctionNetwork, vaultPort } from '../../infra/constructs/function-network';
 import { defineApp } from '../../infra/define-app';
 import { clustersConfigSchema } from '../../shared/config';
 import { commandDocument } from '../../shared/documents';
@@ -22,30 +23,45 @@ let template: Template;
 let resources: Record<string, Resource>;
 
 /**
- * One synthesis for the whole file, of the app exactly as `cdk synth` builds it (same entry, same
- * cdk.json feature flags) with two differences that change no resource: bundling is skipped through
- * CDK's own `aws:cdk:bundling-stacks` context (only the asset hashes differ), and CloudFormation's
- * schema validation, which `npm run synth` runs, is left out. cdk-nag findings are asserted below
- * instead of failing the synthesis.
+ * A synthesis of the app exactly as `cdk synth` builds it (same entry, same cdk.json feature flags)
+ * with two differences that change no resource: bundling is skipped through CDK's own
+ * `aws:cdk:bundling-stacks` context (only the asset hashes differ), and CloudFormation's schema
+ * validation, which `npm run synth` runs, is left out. cdk-nag findings are asserted below instead of
+ * failing the synthesis.
  */
-beforeAll(() => {
+function synthesize(context: Record<string, unknown> = {}): {
+  app: App;
+  template: Template;
+  resources: Record<string, Resource>;
+} {
   const cdkJson = JSON.parse(readFileSync(join(import.meta.dirname, '../../cdk.json'), 'utf8')) as {
     context: Record<string, unknown>;
   };
-  app = new App({
+  const synthesized = new App({
     builtinCloudFormationValidation: false,
     context: {
       ...cdkJson.context,
       region: 'eu-west-1',
       'aws:cdk:bundling-stacks': [],
       '@aws-cdk/core:failSynthOnValidationErrors': false,
+      ...context,
     },
   });
-  template = Template.fromStack(defineApp(app));
-  resources = template.toJSON().Resources as Record<string, Resource>;
+  const stackTemplate = Template.fromStack(defineApp(synthesized));
+  return {
+    app: synthesized,
+    template: stackTemplate,
+    resources: stackTemplate.toJSON().Resources as Record<string, Resource>,
+  };
+}
+
+/** One synthesis for the whole file (the VPC placement has its own, below). */
+beforeAll(() => {
+  ({ app, template, resources } = synthesize());
 });
 
-const ofType = (type: string) => Object.entries(resources).filter(([, resource]) => resource.Type === type);
+const ofType = (type: string, from = resources) =>
+  Object.entries(from).filter(([, resource]) => resource.Type === type);
 const logicalIdOf = (type: string, match: (resource: Resource) => boolean) => {
   const found = ofType(type).find(([, resource]) => match(resource));
   if (found === undefined) throw new Error(`no ${type} matches`);
@@ -66,22 +82,23 @@ function documentId(kind: 'prepare' | 'install'): string {
     (document) => JSON.stringify(document.Properties.Content) === expected,
   );
 }
-function clustersFile(clusters: unknown): string {
-  const file = join(mkdtempSync(join(tmpdir(), 'nomad-rotator-infra-')), 'clusters.json');
-  writeFileSync(file, JSON.stringify(clusters));
+function jsonFile(name: string, content: unknown): string {
+  const file = join(mkdtempSync(join(tmpdir(), 'nomad-rotator-infra-')), name);
+  writeFileSync(file, JSON.stringify(content));
   return file;
 }
+const clustersFile = (clusters: unknown) => jsonFile('clusters.json', clusters);
 const asList = <T>(value: T | T[]): T[] => (Array.isArray(value) ? value : [value]);
 
 /** Every statement of every identity policy, with the role(s) it is attached to. */
-function identityStatements(): { roles: string[]; statement: Statement }[] {
+function identityStatements(from = resources): { roles: string[]; statement: Statement }[] {
   const found: { roles: string[]; statement: Statement }[] = [];
-  for (const [, policy] of ofType('AWS::IAM::Policy')) {
+  for (const [, policy] of ofType('AWS::IAM::Policy', from)) {
     const roles = (policy.Properties.Roles as { Ref: string }[]).map((role) => role.Ref);
     const document = policy.Properties.PolicyDocument as { Statement: Statement[] };
     for (const statement of document.Statement) found.push({ roles, statement });
   }
-  for (const [id, role] of ofType('AWS::IAM::Role')) {
+  for (const [id, role] of ofType('AWS::IAM::Role', from)) {
     for (const inline of (role.Properties.Policies as { PolicyDocument: { Statement: Statement[] } }[]) ?? [])
       for (const statement of inline.PolicyDocument.Statement) found.push({ roles: [id], statement });
   }
@@ -425,34 +442,248 @@ describe('infra: alarms', () => {
   });
 });
 
+/** cdk-nag AwsSolutions findings no acknowledgement covers. */
+function unacknowledgedFindings(scope: App): string[] {
+  const report = new AwsSolutionsChecks().validateScope(scope);
+  return report.violations.map(
+    (violation) =>
+      `${violation.severity} ${violation.ruleName} at ${violation.violatingResources.map((r) => r.constructPath).join(', ')}`,
+  );
+}
+
+/** Every acknowledgement under the scope, with the construct that carries it. */
+function acknowledgementsOf(scope: IConstruct): { path: string; id: string; reason: unknown }[] {
+  const found: { path: string; id: string; reason: unknown }[] = [];
+  const visit = (construct: IConstruct) => {
+    for (const entry of construct.node.metadata) {
+      if (entry.type !== Validations.ACKNOWLEDGED_RULES_METADATA_KEY) continue;
+      for (const [id, reason] of Object.entries(entry.data as Record<string, unknown>))
+        found.push({ path: construct.node.path, id, reason });
+    }
+    for (const child of construct.node.children) visit(child);
+  };
+  visit(scope);
+  return found;
+}
+
+function expectReasonedAcknowledgementsOf(rules: string[], scope: IConstruct): void {
+  const acknowledgements = acknowledgementsOf(scope);
+  expect(acknowledgements.length).toBeGreaterThan(0);
+  for (const { path, id, reason } of acknowledgements) {
+    expect(typeof reason === 'string' && reason.trim().length >= 40, `${id} at ${path}`).toBe(true);
+  }
+  const acknowledged = new Set(
+    acknowledgements.map(({ id }) => id.replace(/^annotation::/i, '').replace(/\[.*$/, '')),
+  );
+  expect([...acknowledged].sort()).toEqual(rules);
+}
+
 describe('infra: cdk-nag AwsSolutions', () => {
   it('reports no unacknowledged error or warning', () => {
-    const report = new AwsSolutionsChecks().validateScope(app);
-    const findings = report.violations.map(
-      (violation) =>
-        `${violation.severity} ${violation.ruleName} at ${violation.violatingResources.map((r) => r.constructPath).join(', ')}`,
-    );
-    expect(findings).toEqual([]);
+    expect(unacknowledgedFindings(app)).toEqual([]);
   });
 
   it('gives a reason for every acknowledgement, and acknowledges only the expected rules', () => {
-    const acknowledgements: { path: string; id: string; reason: unknown }[] = [];
-    const visit = (construct: IConstruct) => {
-      for (const entry of construct.node.metadata) {
-        if (entry.type !== Validations.ACKNOWLEDGED_RULES_METADATA_KEY) continue;
-        for (const [id, reason] of Object.entries(entry.data as Record<string, unknown>))
-          acknowledgements.push({ path: construct.node.path, id, reason });
-      }
-      for (const child of construct.node.children) visit(child);
-    };
-    visit(app);
-    expect(acknowledgements.length).toBeGreaterThan(0);
-    for (const { path, id, reason } of acknowledgements) {
-      expect(typeof reason === 'string' && reason.trim().length >= 40, `${id} at ${path}`).toBe(true);
-    }
-    const rules = new Set(
-      acknowledgements.map(({ id }) => id.replace(/^annotation::/i, '').replace(/\[.*$/, '')),
+    expectReasonedAcknowledgementsOf(['AwsSolutions-IAM5', 'AwsSolutions-L1', 'AwsSolutions-SQS3'], app);
+  });
+});
+
+describe('infra: VPC placement', () => {
+  const NETWORK = {
+    vpcId: 'vpc-0123456789abcdef0',
+    availabilityZones: ['eu-west-1a', 'eu-west-1b'],
+    privateSubnetIds: ['subnet-0123456789abcdef0', 'subnet-0fedcba9876543210'],
+    vaultSecurityGroupId: 'sg-0123456789abcdef0',
+  };
+  const ENTRIES = ['RotateCerts', 'CommandStatus', 'InstanceState', 'RotateToken'];
+  let vpc: ReturnType<typeof synthesize>;
+  let securityGroupId: string;
+
+  /** The second synthesis of the file: the same app with context networkFile. */
+  beforeAll(() => {
+    vpc = synthesize({ networkFile: jsonFile('network.json', NETWORK) });
+    const groups = ofType('AWS::EC2::SecurityGroup', vpc.resources);
+    expect(groups).toHaveLength(1);
+    securityGroupId = groups[0]?.[0] ?? '';
+  });
+
+  /** A resolved value as a string: `<Ref>` and `<Id.Attribute>` for references, joins flattened. */
+  const flat = (value: unknown): string => {
+    if (typeof value === 'string') return value;
+    const node = value as { Ref?: string; 'Fn::GetAtt'?: [string, string]; 'Fn::Join'?: [string, unknown[]] };
+    if (node.Ref !== undefined) return `<${node.Ref}>`;
+    if (node['Fn::GetAtt'] !== undefined) return `<${node['Fn::GetAtt'].join('.')}>`;
+    if (node['Fn::Join'] !== undefined) return node['Fn::Join'][1].map(flat).join(node['Fn::Join'][0]);
+    throw new Error(`unexpected ${JSON.stringify(value)}`);
+  };
+  const ec2Arn = (resource: string) => `arn:aws:ec2:eu-west-1:<AWS::AccountId>:${resource}`;
+
+  it('without a network file, runs no function in a VPC and creates no EC2 resource or permission', () => {
+    for (const [id, fn] of ofType('AWS::Lambda::Function'))
+      expect(fn.Properties.VpcConfig, id).toBeUndefined();
+    expect(Object.values(resources).filter((resource) => resource.Type.startsWith('AWS::EC2::'))).toEqual([]);
+    const ec2Actions = identityStatements().flatMap(({ statement }) =>
+      asList(statement.Action).filter((action) => action.startsWith('ec2:')),
     );
-    expect([...rules].sort()).toEqual(['AwsSolutions-IAM5', 'AwsSolutions-L1', 'AwsSolutions-SQS3']);
+    expect(ec2Actions).toEqual([]);
+    expect(Object.keys(template.findOutputs('*'))).not.toContain('FunctionSecurityGroupId');
+  });
+
+  it('adds one security group and changes no other resource’s identity', () => {
+    expect(Object.keys(vpc.resources).sort()).toEqual([...Object.keys(resources), securityGroupId].sort());
+  });
+
+  it('runs every function in the configured subnets with the functions’ security group', () => {
+    for (const entry of ENTRIES) {
+      const [, fn] = ofType('AWS::Lambda::Function', vpc.resources).find(([, candidate]) =>
+        JSON.stringify(candidate.Properties.Role).includes(entry),
+      ) ?? [undefined, undefined];
+      expect(fn?.Properties.VpcConfig, entry).toEqual({
+        SubnetIds: NETWORK.privateSubnetIds,
+        SecurityGroupIds: [{ 'Fn::GetAtt': [securityGroupId, 'GroupId'] }],
+      });
+    }
+    vpc.template.hasOutput('FunctionSecurityGroupId', {
+      Value: { 'Fn::GetAtt': [securityGroupId, 'GroupId'] },
+    });
+  });
+
+  it('lets the functions out only to HTTPS and to Vault’s port in the Vault security group, and in from nowhere', () => {
+    const group = vpc.resources[securityGroupId]?.Properties ?? {};
+    expect(group.VpcId).toBe(NETWORK.vpcId);
+    expect(group.SecurityGroupIngress).toBeUndefined();
+    expect(
+      (group.SecurityGroupEgress as Record<string, unknown>[]).map(({ Description: _, ...rule }) => rule),
+    ).toEqual([
+      { CidrIp: '0.0.0.0/0', IpProtocol: 'tcp', FromPort: 443, ToPort: 443 },
+      {
+        DestinationSecurityGroupId: NETWORK.vaultSecurityGroupId,
+        IpProtocol: 'tcp',
+        FromPort: 8200,
+        ToPort: 8200,
+      },
+    ]);
+    // The Vault security group is referenced, not changed.
+    vpc.template.resourceCountIs('AWS::EC2::SecurityGroupIngress', 0);
+    vpc.template.resourceCountIs('AWS::EC2::SecurityGroupEgress', 0);
+  });
+
+  it('without a Vault security group, opens each Vault port of vault.address to 0.0.0.0/0 (443 once)', () => {
+    expect(
+      [
+        'https://vault.internal:8200',
+        'https://vault.internal',
+        'https://vault.internal:443',
+        'http://vault.internal',
+      ].map(vaultPort),
+    ).toEqual([8200, 443, 443, 80]);
+    const stack = new Stack(new App({ builtinCloudFormationValidation: false }), 'Network', {
+      env: { region: 'eu-west-1' },
+    });
+    const { vaultSecurityGroupId: _, ...withoutVaultGroup } = NETWORK;
+    new FunctionNetwork(stack, 'Network', {
+      network: withoutVaultGroup,
+      vaultAddresses: [
+        'https://vault-a.internal:8200',
+        'https://vault-b.internal',
+        'http://vault-c.internal',
+      ],
+    });
+    const groups = Object.values(Template.fromStack(stack).findResources('AWS::EC2::SecurityGroup'));
+    expect(groups).toHaveLength(1);
+    expect(
+      ((groups[0]?.Properties.SecurityGroupEgress ?? []) as Record<string, unknown>[]).map(
+        ({ CidrIp, FromPort, ToPort }) => `${String(CidrIp)}:${String(FromPort)}-${String(ToPort)}`,
+      ),
+    ).toEqual(['0.0.0.0/0:443-443', '0.0.0.0/0:80-80', '0.0.0.0/0:8200-8200']);
+  });
+
+  it('grants the ENI actions inline: create only in the subnets with the security group, no AWS managed policy', () => {
+    const statements = identityStatements(vpc.resources);
+    for (const entry of ENTRIES) {
+      const role = logicalIdOf('AWS::IAM::Role', (candidate) =>
+        String(candidate.Properties.Description).startsWith(`${kebab(entry)}:`),
+      );
+      const onEc2 = statements
+        .filter(({ roles }) => roles.includes(role))
+        .flatMap(({ statement }) =>
+          asList(statement.Action)
+            .filter((action) => action.startsWith('ec2:'))
+            .map((action) => [action, asList(statement.Resource).map(flat).sort()] as const),
+        );
+      expect(Object.fromEntries(onEc2), entry).toEqual({
+        'ec2:CreateNetworkInterface': [
+          ec2Arn('network-interface/*'),
+          ec2Arn(`security-group/<${securityGroupId}.GroupId>`),
+          ...NETWORK.privateSubnetIds.map((subnet) => ec2Arn(`subnet/${subnet}`)),
+        ].sort(),
+        'ec2:DeleteNetworkInterface': [ec2Arn('network-interface/*')],
+        'ec2:AssignPrivateIpAddresses': [ec2Arn('network-interface/*')],
+        'ec2:UnassignPrivateIpAddresses': [ec2Arn('network-interface/*')],
+        'ec2:DescribeNetworkInterfaces': ['*'],
+        'ec2:DescribeSubnets': ['*'],
+      });
+      // The policy exists before the function, so Lambda may create the interfaces when it does.
+      const fn = ofType('AWS::Lambda::Function', vpc.resources).find(([, candidate]) =>
+        JSON.stringify(candidate.Properties.Role).includes(`"${role}"`),
+      );
+      const policy = ofType('AWS::IAM::Policy', vpc.resources).find(([, candidate]) =>
+        JSON.stringify(candidate.Properties.Roles).includes(`"${role}"`),
+      );
+      const dependsOn = (fn?.[1] as { DependsOn?: string[] } | undefined)?.DependsOn;
+      expect(policy).toBeDefined();
+      expect(dependsOn).toContain(policy?.[0]);
+    }
+    for (const { roles, statement } of statements) {
+      for (const action of asList(statement.Action))
+        expect(action, `${action} on ${roles.join(', ')}`).not.toMatch(/(^\*$|:\*$)/);
+    }
+    for (const [, role] of ofType('AWS::IAM::Role', vpc.resources))
+      expect(role.Properties.ManagedPolicyArns).toBeUndefined();
+  });
+
+  it('fails synthesis on a bad network file with the field named', () => {
+    const cases: [unknown, RegExp][] = [
+      [{ ...NETWORK, vpcId: 'vpc-123' }, /vpcId: must be a VPC id/],
+      [{ ...NETWORK, privateSubnetIds: [] }, /privateSubnetIds: must name at least one subnet/],
+      [
+        { ...NETWORK, privateSubnetIds: ['subnet-0123456789abcdef0'] },
+        /privateSubnetIds: must hold a multiple/,
+      ],
+      [
+        { ...NETWORK, availabilityZones: ['eu-west-1a', 'eu-west-1'] },
+        /availabilityZones\.1: must be an availability zone/,
+      ],
+      [
+        { ...NETWORK, availabilityZones: ['us-east-1a', 'eu-west-1b'] },
+        /availabilityZones\.0: must be a zone of the target region eu-west-1/,
+      ],
+      [{ ...NETWORK, vaultSecurityGroupId: 'vault' }, /vaultSecurityGroupId: must be a security group id/],
+      [{ ...NETWORK, subnets: NETWORK.privateSubnetIds }, /subnets: unknown field/],
+    ];
+    for (const [network, message] of cases) {
+      expect(() => loadNetworkFile(jsonFile('network.json', network), 'eu-west-1')).toThrow(
+        expect.objectContaining({ issues: expect.arrayContaining([expect.stringMatching(message)]) }),
+      );
+    }
+    const twice = {
+      ...NETWORK,
+      privateSubnetIds: [NETWORK.privateSubnetIds[0], NETWORK.privateSubnetIds[0]],
+    };
+    const bad = new App({
+      context: {
+        region: 'eu-west-1',
+        networkFile: jsonFile('network.json', twice),
+        'aws:cdk:bundling-stacks': [],
+      },
+    });
+    expect(() => defineApp(bad)).toThrow(
+      expect.objectContaining({ issues: ['privateSubnetIds.1: is listed twice'] }),
+    );
+  });
+
+  it('leaves no cdk-nag finding unacknowledged, and reasons every acknowledgement', () => {
+    expect(unacknowledgedFindings(vpc.app)).toEqual([]);
+    expectReasonedAcknowledgementsOf(['AwsSolutions-IAM5', 'AwsSolutions-L1', 'AwsSolutions-SQS3'], vpc.app);
   });
 });
