@@ -105,6 +105,9 @@ export class NodeSandbox implements ManagedNode {
       ],
       {
         detached: true,
+        // No stdin, as under the agent. A socket there (Node's default pipe) makes bash take itself
+        // for an sshd session and source ~/.bashrc, which may put the host's own tools before the shims.
+        stdio: ['ignore', 'pipe', 'pipe'],
         env: {
           PATH: `${join(this.root, 'shims')}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`,
           HOME: '/root',
