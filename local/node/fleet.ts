@@ -1,8 +1,9 @@
+import { randomBytes } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { build } from 'esbuild';
 import type { Fleet } from '../fleet';
-import { NodeSandbox } from './sandbox';
+import { type ClusterPlan, computerName, freePorts, NodeSandbox } from './sandbox';
 import { Supervisor } from './supervisor';
 
 export interface NodeFleetOptions {
@@ -11,6 +12,7 @@ export interface NodeFleetOptions {
   clients: number;
   clusterName: string;
   region?: string;
+  datacenter?: string;
   clusterTagKey?: string;
   roleTagKey?: string;
   restartDelayMs?: number;
@@ -18,6 +20,11 @@ export interface NodeFleetOptions {
 
 export interface NodeFleet extends Fleet {
   readonly supervisor: Supervisor;
+  /**
+   * The gossip key every server's keyring holds at creation (32 random bytes, standard base64, as
+   * `nomad operator gossip keyring generate` makes them). A secret: never log it.
+   */
+  readonly initialGossipKey: string;
   nodes(): readonly NodeSandbox[];
   node(instanceId: string): NodeSandbox | undefined;
   /** Stop every agent and the supervisor: no process or port is left behind. */
@@ -26,7 +33,8 @@ export interface NodeFleet extends Fleet {
 
 /**
  * A cluster's worth of node sandboxes sharing one supervisor. Nodes start as fresh instances do
- * before their first issuance: no certificates, the `nomad` unit inactive. `stop()` ends every
+ * before their first issuance: no certificates, the `nomad` unit inactive. Servers already hold the
+ * cluster's gossip keyring, and their serf agents start and stop with the unit. `stop()` ends every
  * process the fleet started.
  */
 export async function createNodeFleet(options: NodeFleetOptions): Promise<NodeFleet> {
@@ -45,30 +53,44 @@ export async function createNodeFleet(options: NodeFleetOptions): Promise<NodeFl
   const supervisor = await Supervisor.start();
   const clusterTagKey = options.clusterTagKey ?? 'nomad-cluster';
   const roleTagKey = options.roleTagKey ?? 'nomad-role';
-  const nodes: NodeSandbox[] = [];
   const roles = [
     ...Array.from({ length: options.servers }, () => 'server' as const),
     ...Array.from({ length: options.clients }, () => 'client' as const),
   ];
-  for (const [index, role] of roles.entries()) {
-    nodes.push(
-      await NodeSandbox.create({
+  // One HTTPS port per node; a serf bind port, a serf RPC port and a Nomad RPC port per server.
+  const ports = await freePorts(roles.length + options.servers * 3);
+  const port = () => ports.pop()!;
+  const cluster: ClusterPlan = {
+    region: options.region ?? 'global',
+    datacenter: options.datacenter ?? 'dc1',
+    servers: Array.from({ length: options.servers }, (_, index) => ({
+      computerName: computerName('server', index + 1),
+      serfBindPort: port(),
+      serfRpcPort: port(),
+      rpcPort: port(),
+    })),
+    gossipKey: randomBytes(32).toString('base64'),
+  };
+  const nodes = await Promise.all(
+    roles.map((role, index) =>
+      NodeSandbox.create({
         baseDir: options.baseDir,
         role,
         index: index + 1,
         tags: { [clusterTagKey]: options.clusterName, [roleTagKey]: role },
         supervisor,
         standinProgram,
-        leader: '127.0.0.1:4647',
         restartDelayMs: options.restartDelayMs ?? 2_000,
+        httpsPort: port(),
+        cluster,
       }),
-    );
-  }
-  const fleet: NodeFleet = {
+    ),
+  );
+  return {
     supervisor,
+    initialGossipKey: cluster.gossipKey,
     nodes: () => nodes,
     node: (instanceId) => nodes.find((node) => node.instanceId === instanceId),
     stop: () => supervisor.stopAll(),
   };
-  return fleet;
 }

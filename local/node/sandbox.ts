@@ -4,11 +4,30 @@ import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import type { ManagedNode, PingStatus, ScriptResult, ScriptRun } from '../fleet';
-import type { StandinConfig } from './standin';
-import type { Supervisor, UnitState } from './supervisor';
+import type { GossipConfig, StandinConfig } from './standin';
+import type { Supervisor, UnitStatus } from './supervisor';
 
-const SHIMS = ['systemctl'] as const;
+const SHIMS = ['systemctl', 'nomad'] as const;
 const SHIM_SOURCE_DIR = new URL('./shims/', import.meta.url);
+/** Nomad's default `data_dir` as the packaged config sets it; the keyring lives under it. */
+const DATA_DIR = 'opt/nomad/data';
+
+/** A server's addresses, known to every node of the cluster. */
+export interface ServerPlan {
+  computerName: string;
+  serfBindPort: number;
+  serfRpcPort: number;
+  /** Nomad's RPC port (4647): it names the server in leader, peers and its serf tags; nothing listens. */
+  rpcPort: number;
+}
+
+export interface ClusterPlan {
+  region: string;
+  datacenter: string;
+  servers: ServerPlan[];
+  /** The key every server's keyring starts with, as `encrypt` puts it there on first start. */
+  gossipKey: string;
+}
 
 export interface SandboxOptions {
   baseDir: string;
@@ -17,8 +36,13 @@ export interface SandboxOptions {
   tags: Record<string, string>;
   supervisor: Supervisor;
   standinProgram: string;
-  leader: string;
   restartDelayMs: number;
+  httpsPort: number;
+  cluster: ClusterPlan;
+}
+
+export function computerName(role: 'server' | 'client', index: number): string {
+  return `${role}-${index}.nomad.internal`;
 }
 
 /**
@@ -35,17 +59,20 @@ export class NodeSandbox implements ManagedNode {
   readonly root: string;
   #online = true;
 
-  private constructor(
-    private readonly options: SandboxOptions,
-    readonly httpsPort: number,
-  ) {
+  readonly httpsPort: number;
+  /** A server's gossip addresses; undefined on clients, which do not gossip. */
+  readonly gossip: ServerPlan | undefined;
+
+  private constructor(private readonly options: SandboxOptions) {
     this.instanceId = `i-${randomBytes(9).toString('hex').slice(0, 17)}`;
-    this.computerName = `${options.role}-${options.index}.nomad.internal`;
+    this.computerName = computerName(options.role, options.index);
     this.root = join(options.baseDir, this.instanceId);
+    this.httpsPort = options.httpsPort;
+    this.gossip = options.cluster.servers.find((server) => server.computerName === this.computerName);
   }
 
   static async create(options: SandboxOptions): Promise<NodeSandbox> {
-    const sandbox = new NodeSandbox(options, await freePort());
+    const sandbox = new NodeSandbox(options);
     await sandbox.#layOut();
     return sandbox;
   }
@@ -66,7 +93,7 @@ export class NodeSandbox implements ManagedNode {
     this.#online = online;
   }
 
-  unitState(): { state: UnitState; pid?: number; lastExitCode?: number | null } {
+  unitState(): UnitStatus {
     return this.options.supervisor.state(this.instanceId);
   }
 
@@ -135,6 +162,37 @@ export class NodeSandbox implements ManagedNode {
     };
   }
 
+  /** A server's serf setup, and the keyring a first start with `encrypt` would have written. */
+  async #layOutGossip(self: ServerPlan): Promise<GossipConfig> {
+    const { cluster } = this.options;
+    const serverDir = join(this.root, DATA_DIR, 'server');
+    await mkdir(serverDir, { recursive: true, mode: 0o700 });
+    const keyringFile = join(serverDir, 'serf.keyring');
+    await writeFile(keyringFile, JSON.stringify([cluster.gossipKey], null, 2), { mode: 0o600 });
+    return {
+      memberName: `${this.computerName}.${cluster.region}`,
+      bindPort: self.serfBindPort,
+      rpcPort: self.serfRpcPort,
+      keyringFile,
+      join: cluster.servers
+        .filter((other) => other !== self)
+        .map((other) => `127.0.0.1:${other.serfBindPort}`),
+      // The tags a Nomad server advertises (api-docs agent.mdx, `nomad server members`).
+      tags: {
+        role: 'nomad',
+        region: cluster.region,
+        dc: cluster.datacenter,
+        vsn: '1',
+        mvn: '1',
+        build: 'local-standin',
+        port: String(self.rpcPort),
+        rpc_addr: '127.0.0.1',
+        raft_vsn: '3',
+        expect: String(cluster.servers.length),
+      },
+    };
+  }
+
   async #layOut(): Promise<void> {
     for (const directory of ['opt/nomad', 'shims', 'faults', 'var/log', 'var/lib/amazon/ssm', 'etc']) {
       await mkdir(join(this.root, directory), { recursive: true });
@@ -148,18 +206,27 @@ export class NodeSandbox implements ManagedNode {
       join(this.root, 'shims/node.env'),
       `SUPERVISOR_URL=${this.options.supervisor.url}\nNODE_ID=${this.instanceId}\n`,
     );
+    const { cluster } = this.options;
+    const rpcAddress = (server: ServerPlan) => `127.0.0.1:${server.rpcPort}`;
     const certs = join(this.root, 'opt/nomad/agent-certs');
     const config: StandinConfig = {
       role: this.options.role,
       nodeName: this.computerName,
+      region: cluster.region,
+      datacenter: cluster.datacenter,
       port: this.httpsPort,
       caFile: join(certs, 'ca.crt'),
       certFile: join(certs, 'agent.crt'),
       keyFile: join(certs, 'agent.key'),
       logFile: join(this.root, 'var/log/nomad.log'),
       ignoreSighupFile: join(this.root, 'faults/ignore-sighup'),
-      leader: this.options.leader,
-      peers: [this.options.leader],
+      leader: cluster.servers[0] === undefined ? '' : rpcAddress(cluster.servers[0]),
+      peers: cluster.servers.map(rpcAddress),
+      ...(this.gossip === undefined ? {} : { gossip: await this.#layOutGossip(this.gossip) }),
+      servers: cluster.servers.map((server) => ({
+        nodeName: server.computerName,
+        serfRpcPort: server.serfRpcPort,
+      })),
     };
     const configFile = join(this.root, 'etc/nomad-standin.json');
     await writeFile(configFile, JSON.stringify(config, null, 2));
@@ -171,13 +238,20 @@ export class NodeSandbox implements ManagedNode {
   }
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
+/** Ports free right now; held together while they are picked, so no two of them are the same. */
+export async function freePorts(count: number): Promise<number[]> {
+  const servers = Array.from({ length: count }, () => createServer());
+  try {
+    return await Promise.all(
+      servers.map(
+        (server) =>
+          new Promise<number>((resolve, reject) => {
+            server.on('error', reject);
+            server.listen(0, '127.0.0.1', () => resolve((server.address() as { port: number }).port));
+          }),
+      ),
+    );
+  } finally {
+    await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
+  }
 }

@@ -1,8 +1,18 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { ReadyMessage } from './standin';
 
 export type UnitState = 'active' | 'inactive' | 'failed';
+
+export interface UnitStatus {
+  state: UnitState;
+  /** The main process (the agent). */
+  pid?: number;
+  /** Every process of the running unit, main process first. */
+  processes: number[];
+  lastExitCode?: number | null;
+}
 
 export interface UnitDefinition {
   /** The bundled stand-in script and its config file. */
@@ -16,6 +26,8 @@ interface Unit {
   definition: UnitDefinition;
   state: UnitState;
   child?: ChildProcess;
+  /** Processes the agent started and reported (a server's serf agent), as systemd's cgroup holds them. */
+  helpers: number[];
   lastExitCode?: number | null;
   restartTimer?: NodeJS.Timeout;
   stopping: boolean;
@@ -61,14 +73,16 @@ export class Supervisor {
   }
 
   define(nodeId: string, definition: UnitDefinition): void {
-    this.#units.set(nodeId, { definition, state: 'inactive', stopping: false });
+    this.#units.set(nodeId, { definition, state: 'inactive', stopping: false, helpers: [] });
   }
 
-  state(nodeId: string): { state: UnitState; pid?: number; lastExitCode?: number | null } {
+  state(nodeId: string): UnitStatus {
     const unit = this.#unit(nodeId);
+    const pid = unit.child?.pid;
     return {
       state: unit.state,
-      ...(unit.child?.pid ? { pid: unit.child.pid } : {}),
+      ...(pid ? { pid } : {}),
+      processes: pid ? [pid, ...unit.helpers] : [],
       lastExitCode: unit.lastExitCode,
     };
   }
@@ -114,13 +128,15 @@ export class Supervisor {
       });
       unit.child = child;
       let ready = false;
-      child.once('message', () => {
+      child.once('message', (message: ReadyMessage) => {
         ready = true;
+        unit.helpers = message.processes;
         unit.state = 'active';
         resolve({ exitCode: 0, output: '' });
       });
       child.once('exit', (code) => {
         unit.child = undefined;
+        unit.helpers = [];
         unit.lastExitCode = code;
         if (unit.stopping) {
           unit.state = 'inactive';
