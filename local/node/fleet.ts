@@ -16,6 +16,8 @@ export interface NodeFleetOptions {
   clusterTagKey?: string;
   roleTagKey?: string;
   restartDelayMs?: number;
+  /** The Secrets Manager endpoint the nodes' `aws` uses; without it `aws` on a node cannot connect. */
+  secretsManagerEndpoint?: string;
 }
 
 export interface NodeFleet extends Fleet {
@@ -70,6 +72,7 @@ export async function createNodeFleet(options: NodeFleetOptions): Promise<NodeFl
       rpcPort: port(),
     })),
     gossipKey: randomBytes(32).toString('base64'),
+    secretsManagerEndpoint: options.secretsManagerEndpoint,
   };
   const nodes = await Promise.all(
     roles.map((role, index) =>

@@ -7,10 +7,12 @@ import type { ManagedNode, PingStatus, ScriptResult, ScriptRun } from '../fleet'
 import type { GossipConfig, StandinConfig } from './standin';
 import type { Supervisor, UnitStatus } from './supervisor';
 
-const SHIMS = ['systemctl', 'nomad'] as const;
+const SHIMS = ['systemctl', 'nomad', 'aws'] as const;
 const SHIM_SOURCE_DIR = new URL('./shims/', import.meta.url);
 /** Nomad's default `data_dir` as the packaged config sets it; the keyring lives under it. */
 const DATA_DIR = 'opt/nomad/data';
+/** The region the instance's AWS CLI signs for, as its instance metadata would report it. */
+const INSTANCE_AWS_REGION = 'us-east-1';
 
 /** A server's addresses, known to every node of the cluster. */
 export interface ServerPlan {
@@ -27,6 +29,8 @@ export interface ClusterPlan {
   servers: ServerPlan[];
   /** The key every server's keyring starts with, as `encrypt` puts it there on first start. */
   gossipKey: string;
+  /** Where the node's `aws` reaches Secrets Manager. */
+  secretsManagerEndpoint?: string;
 }
 
 export interface SandboxOptions {
@@ -162,6 +166,27 @@ export class NodeSandbox implements ManagedNode {
     };
   }
 
+  /**
+   * What the shims read: the supervisor's endpoint, and the instance's view of AWS (region, the
+   * instance role's credentials, the Secrets Manager endpoint). Sourced by bash, so every value is
+   * plain text of known characters.
+   */
+  #nodeEnv(): string {
+    const { cluster } = this.options;
+    const lines = [
+      `SUPERVISOR_URL=${this.options.supervisor.url}`,
+      `NODE_ID=${this.instanceId}`,
+      `INSTANCE_REGION=${INSTANCE_AWS_REGION}`,
+      `INSTANCE_ACCESS_KEY_ID=ASIA${randomBytes(8).toString('hex').toUpperCase()}`,
+      `INSTANCE_SECRET_ACCESS_KEY=${randomBytes(30).toString('base64')}`,
+      `INSTANCE_SESSION_TOKEN=${randomBytes(60).toString('base64')}`,
+      ...(cluster.secretsManagerEndpoint
+        ? [`SECRETS_MANAGER_ENDPOINT=${cluster.secretsManagerEndpoint}`]
+        : []),
+    ];
+    return `${lines.join('\n')}\n`;
+  }
+
   /** A server's serf setup, and the keyring a first start with `encrypt` would have written. */
   async #layOutGossip(self: ServerPlan): Promise<GossipConfig> {
     const { cluster } = this.options;
@@ -202,10 +227,7 @@ export class NodeSandbox implements ManagedNode {
       await writeFile(target, await readFile(new URL(`${shim}.sh`, SHIM_SOURCE_DIR), 'utf8'));
       await chmod(target, 0o755);
     }
-    await writeFile(
-      join(this.root, 'shims/node.env'),
-      `SUPERVISOR_URL=${this.options.supervisor.url}\nNODE_ID=${this.instanceId}\n`,
-    );
+    await writeFile(join(this.root, 'shims/node.env'), this.#nodeEnv(), { mode: 0o600 });
     const { cluster } = this.options;
     const rpcAddress = (server: ServerPlan) => `127.0.0.1:${server.rpcPort}`;
     const certs = join(this.root, 'opt/nomad/agent-certs');

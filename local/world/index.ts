@@ -90,6 +90,7 @@ export async function startWorld(options: WorldOptions = {}) {
       clusterName,
       region,
       restartDelayMs: 500,
+      secretsManagerEndpoint: secrets.endpoint,
     });
     stops.push(() => fleet.stop());
     const ssm = await startSsmEmulator({ fleet, events: (event) => events.putAwsEvent(event) });

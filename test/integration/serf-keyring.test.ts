@@ -8,7 +8,9 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { CreateSecretCommand, PutSecretValueCommand } from '@aws-sdk/client-secrets-manager';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type SecretsManagerEmulator, startSecretsManagerEmulator } from '../../local/aws/secrets-manager';
 import { createNodeFleet, type NodeFleet } from '../../local/node/fleet';
 import type { NodeSandbox } from '../../local/node/sandbox';
 import { opensslCa } from '../helpers/openssl-ca';
@@ -30,6 +32,7 @@ const CLI_ENV = [
 
 let baseDir: string;
 let fleet: NodeFleet;
+let secrets: SecretsManagerEmulator;
 let servers: NodeSandbox[];
 let client: NodeSandbox;
 let commands = 0;
@@ -145,12 +148,14 @@ async function issue(node: NodeSandbox, ca: Awaited<ReturnType<typeof opensslCa>
 
 beforeAll(async () => {
   baseDir = await mkdtemp(join(tmpdir(), 'serf-keyring-'));
+  secrets = await startSecretsManagerEmulator();
   fleet = await createNodeFleet({
     baseDir,
     servers: 3,
     clients: 1,
     clusterName: 'gossip',
     restartDelayMs: 200,
+    secretsManagerEndpoint: secrets.endpoint,
   });
   servers = fleet.nodes().filter((node) => node.role === 'server');
   client = fleet.nodes().find((node) => node.role === 'client')!;
@@ -168,6 +173,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await fleet?.stop();
+  await secrets?.stop();
   await rm(baseDir, { recursive: true, force: true });
 });
 
@@ -347,6 +353,41 @@ describe('gossip keyring on real serf agents, through the Nomad stand-in', () =>
     );
     expect(retired.exitCode).toBe(1);
     expect(retired.stderr).toContain('nomad operator gossip keyring');
+  });
+
+  it('reads a secret from Secrets Manager with the aws CLI and the instance role', async () => {
+    const name = 'nomad-rotator/gossip/gossip-key';
+    const current = newKey();
+    const pending = newKey();
+    const sm = secrets.client();
+    await sm.send(new CreateSecretCommand({ Name: name, SecretString: current }));
+    await sm.send(
+      new PutSecretValueCommand({ SecretId: name, SecretString: pending, VersionStages: ['AWSPENDING'] }),
+    );
+    const node = servers[0]!;
+    const read = (options: string) =>
+      shell(node, `aws secretsmanager get-secret-value --secret-id ${name} ${options}`);
+
+    const currentValue = await read('--query SecretString --output text');
+    const pendingValue = await read('--version-stage AWSPENDING --query SecretString --output text');
+    const whole = await read('');
+    const missing = await shell(node, 'aws secretsmanager get-secret-value --secret-id nope');
+    const unsupported = await shell(node, 'aws s3 ls');
+
+    expect(currentValue).toMatchObject({ exitCode: 0, stdout: `${current}\n` });
+    expect(pendingValue).toMatchObject({ exitCode: 0, stdout: `${pending}\n` });
+    expect(JSON.parse(whole.stdout)).toMatchObject({
+      Name: name,
+      SecretString: current,
+      VersionStages: ['AWSCURRENT'],
+      CreatedDate: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?\+00:00$/),
+    });
+    expect(missing.exitCode).toBe(254);
+    expect(missing.stderr).toContain(
+      'An error occurred (ResourceNotFoundException) when calling the GetSecretValue operation',
+    );
+    expect(unsupported.exitCode).toBe(252);
+    expect(unsupported.stderr).toContain("only 'aws secretsmanager get-secret-value'");
   });
 
   it('leaves no agent, serf process or listening port behind after stop', async () => {
