@@ -8,6 +8,19 @@ import type { GossipConfig, StandinConfig } from './standin';
 import type { Supervisor, UnitStatus } from './supervisor';
 
 const SHIMS = ['systemctl', 'nomad', 'aws'] as const;
+/**
+ * Runs inside the script's private mount namespace: the sandbox's opt/ over /opt, then any paths of
+ * the read-only fault bound onto themselves read-only, then the script as the agent runs it.
+ */
+const READ_ONLY_MOUNTS = [
+  'mount --bind "$1/opt" /opt || exit 1',
+  'if [ -f "$1/faults/read-only" ]; then',
+  '  while IFS= read -r path; do',
+  '    [ -e "$path" ] && mount --bind "$path" "$path" && mount -o remount,bind,ro "$path" || exit 1',
+  '  done <"$1/faults/read-only"',
+  'fi',
+  'exec sh -c "$2"',
+].join('\n');
 const SHIM_SOURCE_DIR = new URL('./shims/', import.meta.url);
 /** Nomad's default `data_dir` as the packaged config sets it; the keyring lives under it. */
 const DATA_DIR = 'opt/nomad/data';
@@ -106,6 +119,19 @@ export class NodeSandbox implements ManagedNode {
     await writeFile(join(this.root, 'faults', name), '');
   }
 
+  /**
+   * Make these node paths (files or directories under /opt) read-only for the scripts that run from
+   * now on, as a full or failing disk would: writes and renames onto them fail. `clearFault('read-only')`
+   * ends it.
+   */
+  async makeReadOnly(paths: readonly string[]): Promise<void> {
+    for (const path of paths) {
+      if (!/^\/opt(\/[A-Za-z0-9._-]+)+$/.test(path) || path.split('/').includes('..'))
+        throw new Error(`read-only fault: ${path} is not a path under /opt`);
+    }
+    await writeFile(join(this.root, 'faults', 'read-only'), `${paths.join('\n')}\n`);
+  }
+
   async clearFault(name: string): Promise<void> {
     await rm(join(this.root, 'faults', name), { force: true });
   }
@@ -129,7 +155,7 @@ export class NodeSandbox implements ManagedNode {
         '--',
         'bash',
         '-c',
-        'mount --bind "$1/opt" /opt && exec sh -c "$2"',
+        READ_ONLY_MOUNTS,
         'ssm-agent',
         this.root,
         script,

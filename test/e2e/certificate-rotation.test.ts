@@ -206,6 +206,28 @@ describe('certificate rotation end to end on the local world', () => {
     expect((await verifyNode(world.cluster, node, after)).problems).toEqual([]);
   });
 
+  it('restores the files it already wrote when a later write fails, and retries once the disk is back', async () => {
+    const node = clients()[0]!;
+    const before = (await records()).get(node.instanceId)!;
+    // cli.key is the last file written: the agent certificate, key, CA and CLI certificate are replaced first.
+    await node.makeReadOnly(['/opt/nomad/cli-certs/cli.key']);
+
+    await world.invoke({ action: 'rotate', cluster: 'e2e', targets: [node.instanceId], reason: 'disk' });
+    await world.settle();
+
+    expect((await records()).get(node.instanceId)).toMatchObject({
+      status: 'failed',
+      lastError: 'write-failed',
+    });
+    expect((await verifyNode(world.cluster, node, before)).problems).toEqual([]);
+    await node.clearFault('read-only');
+    world.clock.advance(2 * 60_000);
+    await tick();
+    const after = (await records()).get(node.instanceId)!;
+    expect(after).toMatchObject({ status: 'idle', lastAction: 'rotated-reload' });
+    expect((await verifyNode(world.cluster, node, after)).problems).toEqual([]);
+  });
+
   it('leaves an offline node on its working pair, rotates the others, and catches it up when it is back', async () => {
     const [offline, online] = clients() as [NodeSandbox, NodeSandbox];
     const before = await records();
