@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -97,5 +97,7 @@ export async function opensslCa() {
     );
     return { pem: await readFile(join(dir, `${id}.pem`), 'utf8'), serial };
   };
-  return { root, intermediate, bundle: `${intermediate}${root}`, sign };
+  /** Remove the CA's working directory (its private keys included). */
+  const dispose = () => rm(dir, { recursive: true, force: true });
+  return { root, intermediate, bundle: `${intermediate}${root}`, sign, dispose };
 }

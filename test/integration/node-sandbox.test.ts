@@ -86,6 +86,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await fleet.stop();
+  await ca.dispose();
   await rm(baseDir, { recursive: true, force: true });
 });
 

@@ -161,6 +161,7 @@ beforeAll(async () => {
   client = fleet.nodes().find((node) => node.role === 'client')!;
   const ca = await opensslCa();
   await Promise.all(fleet.nodes().map((node) => issue(node, ca)));
+  await ca.dispose();
   const started = await Promise.all(fleet.nodes().map((node) => shell(node, 'systemctl start nomad')));
   expect(started.map((result) => result.exitCode)).toEqual([0, 0, 0, 0]);
   await eventually(
