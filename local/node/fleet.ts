@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { build } from 'esbuild';
+import { build, stop as stopEsbuild } from 'esbuild';
 import type { Fleet } from '../fleet';
 import { type ClusterPlan, computerName, freePorts, NodeSandbox } from './sandbox';
 import { Supervisor } from './supervisor';
@@ -94,6 +94,10 @@ export async function createNodeFleet(options: NodeFleetOptions): Promise<NodeFl
     initialGossipKey: cluster.gossipKey,
     nodes: () => nodes,
     node: (instanceId) => nodes.find((node) => node.instanceId === instanceId),
-    stop: () => supervisor.stopAll(),
+    stop: async () => {
+      await supervisor.stopAll();
+      // The build left esbuild's service process running; it restarts on the next build if needed.
+      await stopEsbuild();
+    },
   };
 }
