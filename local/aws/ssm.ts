@@ -22,8 +22,15 @@ export interface SsmKnobs {
   undeliverableAfterMs: number;
   /** Drop this many of the next events (EventBridge delivery of AWS service events is best effort). */
   dropNextEvents: number;
-  /** Runs on the node's behalf just before a delivered script starts: tests use it to tamper with a node. */
-  beforeRun?: (run: { documentName: string; instanceId: string }) => Promise<void> | void;
+  /**
+   * Runs just before a delivered script starts on a node: tests use it to tamper with the node, or to
+   * corrupt the delivered script by returning a replacement.
+   */
+  beforeRun?: (run: {
+    documentName: string;
+    instanceId: string;
+    script: string;
+  }) => Promise<string | undefined> | string | undefined;
 }
 
 export interface AwsEvent {
@@ -154,9 +161,14 @@ export async function startSsmEmulator(options: {
     }
     invocation.startedAt = clock.now();
     setInvocation(invocation, 'InProgress', 'InProgress');
-    await knobs.beforeRun?.({ documentName: command.documentName, instanceId: node.instanceId });
+    const delivered =
+      (await knobs.beforeRun?.({
+        documentName: command.documentName,
+        instanceId: node.instanceId,
+        script,
+      })) ?? script;
     const result = await node.runScript({
-      script,
+      script: delivered,
       commandId: command.commandId,
       timeoutSeconds: scriptTimeout,
     });

@@ -206,6 +206,56 @@ describe('certificate rotation end to end on the local world', () => {
     expect((await verifyNode(world.cluster, node, after)).problems).toEqual([]);
   });
 
+  it.each([
+    {
+      fault: 'a CA bundle that does not parse',
+      reason: 'invalid-ca-bundle',
+      corrupt: (script: string) =>
+        script.replace(
+          /CA_BUNDLE_B64='[^']*'/,
+          `CA_BUNDLE_B64='${Buffer.from('-----BEGIN CERTIFICATE-----\nbroken\n-----END CERTIFICATE-----\n').toString('base64')}'`,
+        ),
+    },
+    {
+      fault: 'certificates without the names of the node’s role and region',
+      reason: 'wrong-names',
+      corrupt: (script: string) => script.replace("REGION='global'", "REGION='elsewhere'"),
+    },
+  ])(
+    'refuses $fault before touching anything; the agent stays up on its pair',
+    async ({ reason, corrupt }) => {
+      const node = clients()[1]!;
+      const before = (await records()).get(node.instanceId)!;
+      world.ssm.knobs.beforeRun = ({ documentName, instanceId, script }) =>
+        documentName === DOCUMENT_NAMES.install && instanceId === node.instanceId
+          ? corrupt(script)
+          : undefined;
+
+      try {
+        await world.invoke({
+          action: 'rotate',
+          cluster: 'e2e',
+          targets: [node.instanceId],
+          reason: 'corrupt',
+        });
+        await world.settle();
+      } finally {
+        world.ssm.knobs.beforeRun = undefined;
+      }
+
+      expect((await records()).get(node.instanceId)).toMatchObject({
+        status: 'failed',
+        lastError: expect.stringMatching(new RegExp(`^${reason}`)),
+      });
+      expect(node.unitState().state).toBe('active');
+      expect((await verifyNode(world.cluster, node, before)).problems).toEqual([]);
+      world.clock.advance(2 * 60_000);
+      await tick();
+      const after = (await records()).get(node.instanceId)!;
+      expect(after).toMatchObject({ status: 'idle', lastAction: 'rotated-reload' });
+    },
+  );
+
   it('restores the files it already wrote when a later write fails, and retries once the disk is back', async () => {
     const node = clients()[0]!;
     const before = (await records()).get(node.instanceId)!;
