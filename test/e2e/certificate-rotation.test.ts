@@ -23,6 +23,15 @@ const tick = async () => {
   await world.settle();
 };
 
+/** After the failure backoff, the next scheduled tick rotates the node and it serves its new pair. */
+async function expectRotatedOnRetry(node: NodeSandbox): Promise<void> {
+  world.clock.advance(2 * 60_000);
+  await tick();
+  const after = (await records()).get(node.instanceId)!;
+  expect(after).toMatchObject({ status: 'idle', lastAction: 'rotated-reload' });
+  expect((await verifyNode(world.cluster, node, after)).problems).toEqual([]);
+}
+
 /** Everything a run produced that could leak: SSM parameters, events, logs, every table item. */
 async function everythingProduced(): Promise<Record<string, unknown>> {
   const table = world.runtime.table;
@@ -168,12 +177,7 @@ describe('certificate rotation end to end on the local world', () => {
     ).toBe(true);
     expect((await verifyNode(world.cluster, node, before)).problems).toEqual([]);
     await node.clearFault('ignore-sighup');
-    world.clock.advance(2 * 60_000);
-    await tick();
-    expect((await records()).get(node.instanceId)).toMatchObject({
-      status: 'idle',
-      lastAction: 'rotated-reload',
-    });
+    await expectRotatedOnRetry(node);
   });
 
   it('refuses a certificate that does not match the key on the node and keeps the working pair', async () => {
@@ -199,11 +203,7 @@ describe('certificate rotation end to end on the local world', () => {
       lastError: 'no-certificate-for-this-node',
     });
     expect((await verifyNode(world.cluster, node, before)).problems).toEqual([]);
-    world.clock.advance(2 * 60_000);
-    await tick();
-    const after = (await records()).get(node.instanceId)!;
-    expect(after).toMatchObject({ status: 'idle', lastAction: 'rotated-reload' });
-    expect((await verifyNode(world.cluster, node, after)).problems).toEqual([]);
+    await expectRotatedOnRetry(node);
   });
 
   it.each([
@@ -249,10 +249,7 @@ describe('certificate rotation end to end on the local world', () => {
       });
       expect(node.unitState().state).toBe('active');
       expect((await verifyNode(world.cluster, node, before)).problems).toEqual([]);
-      world.clock.advance(2 * 60_000);
-      await tick();
-      const after = (await records()).get(node.instanceId)!;
-      expect(after).toMatchObject({ status: 'idle', lastAction: 'rotated-reload' });
+      await expectRotatedOnRetry(node);
     },
   );
 
@@ -271,11 +268,7 @@ describe('certificate rotation end to end on the local world', () => {
     });
     expect((await verifyNode(world.cluster, node, before)).problems).toEqual([]);
     await node.clearFault('read-only');
-    world.clock.advance(2 * 60_000);
-    await tick();
-    const after = (await records()).get(node.instanceId)!;
-    expect(after).toMatchObject({ status: 'idle', lastAction: 'rotated-reload' });
-    expect((await verifyNode(world.cluster, node, after)).problems).toEqual([]);
+    await expectRotatedOnRetry(node);
   });
 
   it('leaves an offline node on its working pair, rotates the others, and catches it up when it is back', async () => {
