@@ -1,9 +1,12 @@
+import { createPrivateKey, webcrypto } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { type Clock, systemClock } from '../../shared/clock';
 import { type Capability, capabilitiesFor, DEFAULT_POLICY, parsePolicy } from './acl';
 import { AwsAuthMethod } from './aws-auth';
 import { PkiMount, type PkiResult } from './pki';
+import { createCertificate, generateKeys, pem } from './pki-x509';
 import {
   badRequest,
   DEFAULT_MAX_TTL,
@@ -21,6 +24,11 @@ export interface VaultEmulatorOptions {
   clock?: Clock;
   /** What STS would answer for a signing access key id: the caller ARN. */
   awsIdentities?: Record<string, string>;
+  /**
+   * Listen with TLS, as every production Vault does: a certificate for 127.0.0.1 and localhost from a
+   * CA of its own, whose PEM the emulator returns as `caPem` (what `vault.caBundlePem` would hold).
+   */
+  tls?: boolean;
 }
 
 interface Mount {
@@ -413,11 +421,15 @@ export async function startVaultEmulator(options: VaultEmulatorOptions = {}) {
     response.end(`${JSON.stringify(injected)}\n`);
   };
 
-  const server: Server = createServer((request, response) => void handle(request, response));
+  const listener = (request: IncomingMessage, response: ServerResponse) => void handle(request, response);
+  const tls = options.tls ? await listenerCertificate() : undefined;
+  const server: Server = tls
+    ? createHttpsServer({ cert: tls.certificatePem, key: tls.keyPem }, listener)
+    : createServer(listener);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
-    address: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    caPem: undefined as string | undefined,
+    address: `${tls ? 'https' : 'http'}://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    caPem: tls?.caPem,
     rootToken: root.id,
     /** Method, path and status of every request; never a token or a body. */
     requestLog,
@@ -431,6 +443,40 @@ export async function startVaultEmulator(options: VaultEmulatorOptions = {}) {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
+  };
+}
+
+/** A CA and a server certificate for the listener, made fresh for each emulator. */
+async function listenerCertificate(): Promise<{ caPem: string; certificatePem: string; keyPem: string }> {
+  const now = Date.now();
+  const validity = { notBefore: new Date(now - 60_000), notAfter: new Date(now + 30 * 86_400_000) };
+  const caKeys = await generateKeys('ec', 256);
+  const ca = await createCertificate({
+    commonName: 'Vault listener CA (local world)',
+    publicKey: caKeys.publicKey,
+    issuer: { selfSigned: caKeys },
+    ca: true,
+    ...validity,
+  });
+  const serverKeys = await generateKeys('ec', 256);
+  const server = await createCertificate({
+    commonName: 'vault.local-world',
+    publicKey: serverKeys.publicKey,
+    issuer: { certificate: ca.certificate, keys: caKeys },
+    ca: false,
+    dnsNames: ['localhost'],
+    ipAddresses: ['127.0.0.1'],
+    serverAuth: true,
+    ...validity,
+  });
+  const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', serverKeys.privateKey));
+  return {
+    caPem: pem(ca.certificate),
+    certificatePem: pem(server.certificate),
+    keyPem: createPrivateKey({ key: pkcs8, format: 'der', type: 'pkcs8' }).export({
+      format: 'pem',
+      type: 'pkcs8',
+    }) as string,
   };
 }
 

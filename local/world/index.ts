@@ -66,12 +66,18 @@ export async function startWorld(options: WorldOptions = {}) {
     if (options.baseDir === undefined) stops.push(() => rm(baseDir, { recursive: true, force: true }));
 
     const vault = await startVaultEmulator({
+      tls: true,
       awsIdentities: {
         [ROTATE_TOKEN_KEY_ID]: `arn:aws:sts::${ACCOUNT}:assumed-role/nomad-rotator-rotate-token/world`,
       },
     });
     stops.push(() => vault.stop());
-    const operatorVault = new VaultClient({ address: vault.address, timeoutMs: 5_000, attempts: 1 });
+    const operatorVault = new VaultClient({
+      address: vault.address,
+      caBundlePem: vault.caPem!,
+      timeoutMs: 5_000,
+      attempts: 1,
+    });
     const region = options.cluster?.region ?? 'global';
     await bootstrapVault(operatorVault, vault.rootToken, { region, adminRoleArns: [ROTATE_TOKEN_ROLE_ARN] });
 
@@ -124,7 +130,12 @@ export async function startWorld(options: WorldOptions = {}) {
       name: clusterName,
       region,
       ...options.cluster,
-      vault: { address: vault.address, tokenSecretId: tokenSecret.ARN!, ...options.cluster?.vault },
+      vault: {
+        address: vault.address,
+        caBundlePem: vault.caPem!,
+        tokenSecretId: tokenSecret.ARN!,
+        ...options.cluster?.vault,
+      },
       rollout: { serverHealthTimeoutSeconds: 20, backoffBaseSeconds: 60, ...options.cluster?.rollout },
     });
     const config: ServiceConfig = {

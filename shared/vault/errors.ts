@@ -21,6 +21,25 @@ export class VaultInvalidTokenError extends VaultPermissionDeniedError {}
 /** 400 "... not allowed by this role": the PKI role refuses a name, TTL or key type. */
 export class VaultNotAllowedByRoleError extends VaultError {}
 
+/**
+ * Vault's TLS certificate did not verify against the configured CA bundle (or the system roots): a
+ * configuration problem that retrying cannot fix.
+ */
+export class VaultTlsError extends VaultError {}
+
+/** Node's TLS verification failures (OpenSSL's names) that mean "this certificate is not trusted". */
+const TLS_VERIFICATION_CODES = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_SIGNATURE_FAILURE',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
 /** Any other 4xx: the request itself is wrong. */
 export class VaultBadRequestError extends VaultError {}
 
@@ -38,6 +57,12 @@ export function toVaultError(error: unknown, operation: string, path: string): R
   const text =
     Array.isArray(errors) && typeof errors[0] === 'string' ? errors[0].replace(/\s+/g, ' ').trim() : '';
   const context: ErrorContext = { operation, path, status: status ?? null, code: http.code ?? null };
+  if (status === undefined && TLS_VERIFICATION_CODES.has(http.code ?? '')) {
+    return new VaultTlsError(
+      `Vault ${operation} ${path} failed: the server certificate did not verify (${http.code}); check vault.address and vault.caBundlePem`,
+      { context },
+    );
+  }
   if (status === undefined) {
     return new VaultUnavailableError(`Vault ${operation} ${path} failed: ${http.code ?? 'network error'}`, {
       context,

@@ -7,6 +7,8 @@ import NodeVault from 'node-vault';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../local/clock';
 import { startVaultEmulator, type VaultEmulator } from '../../local/vault';
+import { VaultClient, type VaultResponse } from '../../shared/vault/client';
+import { VaultTlsError } from '../../shared/vault/errors';
 import { csrPem } from '../helpers/vault-access-world';
 
 const fixture = (name: string) =>
@@ -307,3 +309,46 @@ function shapeLike(sample: Record<string, unknown>): Record<string, unknown> {
     ),
   );
 }
+
+describe('Vault over TLS (what production always is)', () => {
+  let secure: VaultEmulator;
+  beforeAll(async () => {
+    secure = await startVaultEmulator({ tls: true });
+  });
+  afterAll(async () => {
+    await secure?.stop();
+  });
+
+  it('answers the product’s client when vault.caBundlePem holds its CA', async () => {
+    const client = new VaultClient({ address: secure.address, caBundlePem: secure.caPem!, timeoutMs: 5_000 });
+
+    const created = await client.write<VaultResponse>(
+      'auth/token/create-orphan',
+      { policies: ['default'], period: '1h' },
+      secure.rootToken,
+    );
+
+    expect(secure.address).toMatch(/^https:\/\//);
+    expect(created.auth?.policies).toContain('default');
+  });
+
+  it('refuses a server it cannot verify at once, naming the cause and not the token', async () => {
+    let retries = 0;
+    const client = new VaultClient({
+      address: secure.address,
+      timeoutMs: 5_000,
+      attempts: 3,
+      sleep: async () => {
+        retries += 1;
+      },
+    });
+
+    const failure = await client.read('auth/token/lookup-self', secure.rootToken).catch((error) => error);
+
+    expect(failure).toBeInstanceOf(VaultTlsError);
+    expect(failure.message).toMatch(/did not verify \(UNABLE_TO_VERIFY_LEAF_SIGNATURE\).*caBundlePem/);
+    expect(failure.message).not.toContain(secure.rootToken);
+    expect(retries).toBe(0);
+    expect(secure.requestLog).toHaveLength(1);
+  });
+});
