@@ -25,8 +25,8 @@ import { EventQueue } from './constructs/event-queue';
 import { FunctionNetwork } from './constructs/function-network';
 import { Monitoring } from './constructs/monitoring';
 import { NodeCommands } from './constructs/node-commands';
-import { RotatorFunction } from './constructs/rotator-function';
-import { VaultTokenSecrets } from './constructs/vault-token-secrets';
+import { RotatorFunction, TASK_ROOT } from './constructs/rotator-function';
+import { tokenSecretName, VaultTokenSecrets } from './constructs/vault-token-secrets';
 
 export interface NomadRotatorStackProps extends StackProps {
   /** The clusters as the operator wrote them; passed to the functions with the stack's token secrets. */
@@ -44,6 +44,9 @@ export interface NomadRotatorStackProps extends StackProps {
  * With a network, the four functions run in that VPC with one security group of their own.
  */
 export class NomadRotatorStack extends Stack {
+  /** The clusters as the functions read them (CLUSTERS_CONFIG_FILE), token secrets named by the stack. */
+  readonly clustersConfig: string;
+
   constructor(scope: Construct, id: string, props: NomadRotatorStackProps) {
     super(scope, id, props);
     if (Token.isUnresolved(this.region)) {
@@ -51,14 +54,15 @@ export class NomadRotatorStack extends Stack {
         'env.region: a CMK-encrypted TableV2 cannot be rendered region-agnostic',
       ]);
     }
-    const withSecrets = (secretArn: (name: string) => string) =>
+    // A file in each bundle rather than an environment variable: Lambda's 4 KB environment holds only
+    // a cluster or two once vault.caBundlePem is set.
+    this.clustersConfig = JSON.stringify(
       props.clusterInputs.map((cluster) => ({
         ...cluster,
-        vault: { ...cluster.vault, tokenSecretId: secretArn(cluster.name) },
-      }));
-    this.#checkEnvironmentSize(
-      withSecrets((name) => `${EXAMPLE_SECRET_ARN_PREFIX}${this.stackName}/${name}/vault-token-AbCdEf`),
+        vault: { ...cluster.vault, tokenSecretId: tokenSecretName(this, cluster.name) },
+      })),
     );
+    const files = { [CLUSTERS_FILE]: this.clustersConfig };
     const { key } = new EncryptionKey(this, 'Encryption');
 
     // Single-table design (pk/sk strings); audit items carry expiresAt in epoch seconds for TTL.
@@ -81,8 +85,8 @@ export class NomadRotatorStack extends Stack {
     // Events EventBridge could not deliver to a queue and ticks the scheduler could not deliver.
     const deliveryDeadLetters = new DeadLetterQueue(this, 'DeliveryDeadLetters', key);
 
-    // CLUSTERS_CONFIG joins once the token secrets exist: they need the rotate-token function first.
     const environment = {
+      CLUSTERS_CONFIG_FILE: `${TASK_ROOT}/${CLUSTERS_FILE}`,
       STATE_TABLE_NAME: table.tableName,
       EVENT_BUS_NAME: bus.eventBusName,
       PREPARE_DOCUMENT_NAME: commands.documentNames.prepare,
@@ -103,6 +107,7 @@ export class NomadRotatorStack extends Stack {
       description: 'Scheduled tick (sync, reconcile, plan rollouts) and manual plan/rotate/reissue',
       key,
       environment,
+      files,
       network,
       timeout: Duration.minutes(5),
       // One tick at a time keeps SSM's request rate bounded; the cluster lease already keeps two ticks
@@ -114,6 +119,7 @@ export class NomadRotatorStack extends Stack {
       description: 'SSM invocation results: sign CSRs with Vault, send installs, record outcomes',
       key,
       environment,
+      files,
       network,
       timeout: Duration.minutes(2),
     });
@@ -122,6 +128,7 @@ export class NomadRotatorStack extends Stack {
       description: 'EC2 running/terminated: first certificates for new nodes, revoke terminated ones',
       key,
       environment,
+      files,
       network,
       timeout: Duration.minutes(1),
     });
@@ -130,6 +137,7 @@ export class NomadRotatorStack extends Stack {
       description: 'Secrets Manager rotation of the periodic tls-policy Vault token of every cluster',
       key,
       environment,
+      files,
       network,
       timeout: Duration.minutes(1),
     });
@@ -139,10 +147,6 @@ export class NomadRotatorStack extends Stack {
       key,
       rotation: rotateToken,
     });
-    const clustersConfig = this.toJsonString(withSecrets((name) => tokens.secretArn(name)));
-    for (const fn of [rotateCerts, commandStatus, instanceState, rotateToken]) {
-      fn.function.addEnvironment('CLUSTERS_CONFIG', clustersConfig);
-    }
 
     for (const issuer of [rotateCerts, commandStatus, instanceState]) {
       table.grant(
@@ -285,21 +289,9 @@ export class NomadRotatorStack extends Stack {
       });
     }
   }
-
-  /** Fail the synthesis, not the deployment, when CLUSTERS_CONFIG cannot fit in a Lambda environment. */
-  #checkEnvironmentSize(clusters: unknown[]): void {
-    const size = Buffer.byteLength(JSON.stringify(clusters));
-    if (size > CLUSTERS_CONFIG_BUDGET) {
-      throw new ConfigError('the clusters configuration does not fit in the functions’ environment', [
-        `CLUSTERS_CONFIG: about ${size} bytes with the token secret ARNs; at most ${CLUSTERS_CONFIG_BUDGET} fit in Lambda's 4 KB; leave out settings equal to their defaults (a vault.caBundlePem costs about 1.2 KB per certificate)`,
-      ]);
-    }
-  }
 }
 
-/** Lambda refuses more than 4 KB of environment; the other variables take well under 512 bytes. */
-const CLUSTERS_CONFIG_BUDGET = 4096 - 512;
-const EXAMPLE_SECRET_ARN_PREFIX = 'arn:aws:secretsmanager:ap-southeast-2:123456789012:secret:';
+const CLUSTERS_FILE = 'clusters.json';
 
 /** A cluster name as part of an output's logical id (letters and digits only). */
 function outputId(name: string): string {

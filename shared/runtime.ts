@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
@@ -35,19 +36,42 @@ const environmentSchema = z.object({
   EVENT_BUS_NAME: z.string().min(1),
   PREPARE_DOCUMENT_NAME: z.string().regex(/^[a-zA-Z0-9_.:/-]{3,128}$/),
   INSTALL_DOCUMENT_NAME: z.string().regex(/^[a-zA-Z0-9_.:/-]{3,128}$/),
-  CLUSTERS_CONFIG: z.string().min(2),
+  /** The clusters inline, or (what the stack deploys, free of Lambda's 4 KB environment limit) a file in the bundle. */
+  CLUSTERS_CONFIG: z.string().min(2).optional(),
+  CLUSTERS_CONFIG_FILE: z
+    .string()
+    .regex(/^\/[A-Za-z0-9._/-]+$/, { message: 'must be an absolute path' })
+    .optional(),
 });
 
 /** Read and validate the service configuration once, at start-up; nothing else reads the environment. */
-export function serviceConfigFromEnvironment(environment: Record<string, string | undefined>): ServiceConfig {
+export function serviceConfigFromEnvironment(
+  environment: Record<string, string | undefined>,
+  readText: (path: string) => string = (path) => readFileSync(path, 'utf8'),
+): ServiceConfig {
   const parsed = environmentSchema.safeParse(environment);
   if (!parsed.success) throw new ConfigError('invalid environment', describeIssues(parsed.error.issues));
+  const { CLUSTERS_CONFIG: inline, CLUSTERS_CONFIG_FILE: file } = parsed.data;
+  if ((inline === undefined) === (file === undefined)) {
+    throw new ConfigError('invalid environment', [
+      'CLUSTERS_CONFIG, CLUSTERS_CONFIG_FILE: exactly one must be set',
+    ]);
+  }
+  const source = inline === undefined ? 'CLUSTERS_CONFIG_FILE' : 'CLUSTERS_CONFIG';
+  let text: string;
+  try {
+    text = inline ?? readText(file!);
+  } catch (error) {
+    throw new ConfigError('invalid environment', [
+      `CLUSTERS_CONFIG_FILE: cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`,
+    ]);
+  }
   let clusters: unknown;
   try {
-    clusters = JSON.parse(parsed.data.CLUSTERS_CONFIG);
+    clusters = JSON.parse(text);
   } catch {
     throw new ConfigError('invalid environment', [
-      'CLUSTERS_CONFIG: must be a JSON array of cluster configurations',
+      `${source}: must be a JSON array of cluster configurations`,
     ]);
   }
   const clusterResult = clustersConfigSchema.safeParse(clusters);

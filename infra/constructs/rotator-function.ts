@@ -1,9 +1,10 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
+import { type Duration, Names, RemovalPolicy, Stage, Validations } from 'aws-cdk-lib';
 import { Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import type { IKey } from 'aws-cdk-lib/aws-kms';
 import { Architecture, Runtime } from 'aws-cdk-lib/aws-lambda';
-import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
+import { type ICommandHooks, NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import type { FunctionNetwork } from './function-network';
@@ -28,7 +29,12 @@ export interface RotatorFunctionProps {
   reservedConcurrentExecutions?: number;
   /** The VPC placement shared by every function; without it the function runs outside any VPC. */
   network?: FunctionNetwork;
+  /** Files added to the bundle (name in the task root → content), e.g. configuration too big for the environment. */
+  files?: Readonly<Record<string, string>>;
 }
+
+/** Where a bundled file lands in the running function: Lambda's task root. */
+export const TASK_ROOT = '/var/task';
 
 /**
  * One of the service's Lambda functions: Node.js 22 on arm64, bundled offline by the local esbuild
@@ -90,6 +96,7 @@ export class RotatorFunction extends Construct {
         keepNames: true,
         sourceMap: true,
         forceDockerBundling: false,
+        ...(props.files === undefined ? {} : { commandHooks: copyIntoBundle(this, props.files) }),
       },
     });
     Validations.of(this.function).acknowledge({
@@ -98,4 +105,24 @@ export class RotatorFunction extends Construct {
         'nodejs22.x on purpose: the bundle targets node22, the runtime this code is built and tested for; a newer runtime is adopted as a tested change, not as a side effect of a CDK upgrade.',
     });
   }
+}
+
+/**
+ * Stage the files in the cloud assembly's directory at synth time and copy them into the bundle after
+ * esbuild ran; their content is then part of the asset hash, so a changed file deploys new code.
+ */
+function copyIntoBundle(scope: Construct, files: Readonly<Record<string, string>>): ICommandHooks {
+  const staging = join(Stage.of(scope)!.outdir, 'nomad-rotator-files', Names.uniqueId(scope));
+  mkdirSync(staging, { recursive: true });
+  for (const [name, content] of Object.entries(files)) {
+    if (!/^[A-Za-z0-9._-]+$/.test(name))
+      throw new Error(`bundled file name ${name}: letters, digits, ".", "_", "-"`);
+    writeFileSync(join(staging, name), content);
+  }
+  return {
+    beforeBundling: () => [],
+    beforeInstall: () => [],
+    afterBundling: (_inputDir, outputDir) =>
+      Object.keys(files).map((name) => `cp "${join(staging, name)}" "${join(outputDir, name)}"`),
+  };
 }

@@ -47,7 +47,7 @@ export class VaultTokenSecrets extends Construct {
 
     for (const cluster of props.clusters) {
       const secret = new Secret(this, `Token-${cluster.name}`, {
-        secretName: `${stack.stackName}/${cluster.name}/vault-token`,
+        secretName: tokenSecretName(stack, cluster.name),
         description: `Periodic ${cluster.vault.tokenRotation.tokenPolicy} Vault token of Nomad cluster ${cluster.name} as {token, accessor}; written only by its rotation`,
         encryptionKey: props.key,
       });
@@ -95,12 +95,6 @@ export class VaultTokenSecrets extends Construct {
     );
   }
 
-  secretArn(clusterName: string): string {
-    const secret = this.secrets.get(clusterName);
-    if (secret === undefined) throw new Error(`no Vault token secret for cluster ${clusterName}`);
-    return secret.secretArn;
-  }
-
   #secretArns(): string[] {
     return [...this.secrets.values()].map((secret) => secret.secretArn);
   }
@@ -118,4 +112,12 @@ export function rotationInterval(cluster: ClusterConfig): Duration {
     ]);
   }
   return Duration.hours(hours);
+}
+
+/**
+ * The token secret's name, fixed at synth time so the functions' configuration can name it before the
+ * secret exists (GetSecretValue and the rotation event accept the name as well as the ARN).
+ */
+export function tokenSecretName(stack: Stack, clusterName: string): string {
+  return `${stack.stackName}/${clusterName}/vault-token`;
 }

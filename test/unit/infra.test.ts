@@ -1,14 +1,17 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { App, Stack, Validations } from 'aws-cdk-lib';
+import { App, Duration, Stack, Validations } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
+import { Key } from 'aws-cdk-lib/aws-kms';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import type { IConstruct } from 'constructs';
 import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { loadClustersFile, loadNetworkFile } from '../../infra/config';
 import { FunctionNetwork, vaultPort } from '../../infra/constructs/function-network';
+import { RotatorFunction } from '../../infra/constructs/rotator-function';
 import { defineApp } from '../../infra/define-app';
+import type { NomadRotatorStack } from '../../infra/stack';
 import { clustersConfigSchema } from '../../shared/config';
 import { commandDocument } from '../../shared/documents';
 import { METRIC, PowertoolsTelemetry } from '../../shared/observability';
@@ -19,6 +22,7 @@ type Statement = { Effect: string; Action: string | string[]; Resource: unknown;
 const EXAMPLE_CLUSTER = 'prod-eu';
 
 let app: App;
+let stack: NomadRotatorStack;
 let template: Template;
 let resources: Record<string, Resource>;
 
@@ -31,6 +35,7 @@ let resources: Record<string, Resource>;
  */
 function synthesize(context: Record<string, unknown> = {}): {
   app: App;
+  stack: NomadRotatorStack;
   template: Template;
   resources: Record<string, Resource>;
 } {
@@ -47,9 +52,11 @@ function synthesize(context: Record<string, unknown> = {}): {
       ...context,
     },
   });
-  const stackTemplate = Template.fromStack(defineApp(synthesized));
+  const stack = defineApp(synthesized);
+  const stackTemplate = Template.fromStack(stack);
   return {
     app: synthesized,
+    stack,
     template: stackTemplate,
     resources: stackTemplate.toJSON().Resources as Record<string, Resource>,
   };
@@ -57,7 +64,7 @@ function synthesize(context: Record<string, unknown> = {}): {
 
 /** One synthesis for the whole file (the VPC placement has its own, below). */
 beforeAll(() => {
-  ({ app, template, resources } = synthesize());
+  ({ app, stack, template, resources } = synthesize());
 });
 
 const ofType = (type: string, from = resources) =>
@@ -103,19 +110,6 @@ function identityStatements(from = resources): { roles: string[]; statement: Sta
       for (const statement of inline.PolicyDocument.Statement) found.push({ roles: [id], statement });
   }
   return found;
-}
-
-/** A Fn::Join of strings and Refs, with each Ref replaced by the given value. */
-function joinWithRefs(value: unknown, refs: Record<string, string>): string {
-  const [separator, parts] = (value as { 'Fn::Join': [string, unknown[]] })['Fn::Join'];
-  return parts
-    .map((part) => {
-      if (typeof part === 'string') return part;
-      const ref = (part as { Ref?: string }).Ref;
-      if (ref === undefined || refs[ref] === undefined) throw new Error(`unexpected ${JSON.stringify(part)}`);
-      return refs[ref];
-    })
-    .join(separator);
 }
 
 describe('infra: triggers', () => {
@@ -192,22 +186,43 @@ describe('infra: node documents and configuration', () => {
     }
   });
 
-  it('gives every function a CLUSTERS_CONFIG that validates and names the stack’s token secret', () => {
-    const secretId = logicalIdOf('AWS::SecretsManager::Secret', () => true);
-    const secretArn =
-      'arn:aws:secretsmanager:eu-west-1:123456789012:secret:NomadRotator/prod-eu/vault-token-AbCdEf';
+  it('gives every function the clusters as a file in its bundle, naming the stack’s token secret', () => {
+    const secretName = 'NomadRotator/prod-eu/vault-token';
     for (const [, fn] of ofType('AWS::Lambda::Function')) {
       const variables = (fn.Properties.Environment as { Variables: Record<string, unknown> }).Variables;
-      const clusters = clustersConfigSchema.parse(
-        JSON.parse(joinWithRefs(variables.CLUSTERS_CONFIG, { [secretId]: secretArn })),
-      );
-      expect(clusters.map((cluster) => [cluster.name, cluster.vault.tokenSecretId])).toEqual([
-        [EXAMPLE_CLUSTER, secretArn],
-      ]);
+      expect(variables.CLUSTERS_CONFIG_FILE).toBe('/var/task/clusters.json');
+      expect(variables).not.toHaveProperty('CLUSTERS_CONFIG');
       expect(Object.keys(variables)).toEqual(
         expect.arrayContaining(['STATE_TABLE_NAME', 'EVENT_BUS_NAME', 'POWERTOOLS_SERVICE_NAME']),
       );
     }
+    const clusters = clustersConfigSchema.parse(JSON.parse(stack.clustersConfig));
+    expect(clusters.map((cluster) => [cluster.name, cluster.vault.tokenSecretId])).toEqual([
+      [EXAMPLE_CLUSTER, secretName],
+    ]);
+    template.hasResourceProperties('AWS::SecretsManager::Secret', { Name: secretName });
+  });
+
+  it('copies the clusters file into the deployed bundle, next to the handler', () => {
+    const outdir = mkdtempSync(join(tmpdir(), 'nomad-rotator-bundle-'));
+    const bundled = new App({ outdir });
+    const fnStack = new Stack(bundled, 'Bundle', { env: { region: 'eu-west-1' } });
+    new RotatorFunction(fnStack, 'RotateToken', {
+      entry: 'rotate-token',
+      description: 'bundle test',
+      key: new Key(fnStack, 'Key'),
+      environment: {},
+      timeout: Duration.seconds(30),
+      files: { 'clusters.json': '[{"name":"bundled"}]' },
+    });
+
+    bundled.synth();
+
+    const assets = readdirSync(outdir).filter((entry) => entry.startsWith('asset.'));
+    const copies = assets.filter((asset) => existsSync(join(outdir, asset, 'clusters.json')));
+    expect(copies).toHaveLength(1);
+    expect(readFileSync(join(outdir, copies[0]!, 'clusters.json'), 'utf8')).toBe('[{"name":"bundled"}]');
+    expect(existsSync(join(outdir, copies[0]!, 'index.mjs'))).toBe(true);
   });
 
   it('runs Node.js 22 on arm64 with 90-day encrypted log groups', () => {
@@ -233,16 +248,20 @@ describe('infra: node documents and configuration', () => {
     expect(() => loadClustersFile(file)).toThrow(/0\.vault\.address/);
   });
 
-  it('fails synthesis, not the deployment, when CLUSTERS_CONFIG would not fit in 4 KB of environment', () => {
+  it('deploys clusters with CA bundles that could never fit in the 4 KB Lambda environment', () => {
     const caBundlePem = `-----BEGIN CERTIFICATE-----\n${'A'.repeat(1600)}\n-----END CERTIFICATE-----\n`;
-    const clusters = ['eu', 'us'].map((name) => ({
+    const clusters = ['eu', 'us', 'ap'].map((name) => ({
       name,
       vault: { address: 'https://vault.internal:8200', caBundlePem },
     }));
-    const oversized = new App({
+    const large = new App({
       context: { region: 'eu-west-1', clustersFile: clustersFile(clusters), 'aws:cdk:bundling-stacks': [] },
     });
-    expect(() => defineApp(oversized)).toThrow(/CLUSTERS_CONFIG: about \d+ bytes/);
+
+    const deployed = defineApp(large);
+
+    expect(Buffer.byteLength(deployed.clustersConfig)).toBeGreaterThan(4096);
+    expect(clustersConfigSchema.parse(JSON.parse(deployed.clustersConfig))).toHaveLength(3);
   });
 });
 
