@@ -20,6 +20,12 @@ export interface SsmKnobs {
   invocationVisibleAfterMs: number;
   /** How long an offline node's invocation waits before it is reported Undeliverable. */
   undeliverableAfterMs: number;
+  /**
+   * When set, an offline node's invocation waits for the node instead (Pending), runs if the node comes
+   * back within this time, and otherwise ends TimedOut / DeliveryTimedOut, as when the command's
+   * total timeout expires before the agent picks it up.
+   */
+  deliveryTimeoutMs?: number;
   /** Drop this many of the next events (EventBridge delivery of AWS service events is best effort). */
   dropNextEvents: number;
   /**
@@ -151,7 +157,15 @@ export async function startSsmEmulator(options: {
   const execute = async (command: Command, node: ManagedNode, script: string, scriptTimeout: number) => {
     const invocation = invocations.get(`${command.commandId}/${node.instanceId}`)!;
     await sleep(knobs.startLatencyMs);
-    if (node.pingStatus() !== 'Online') {
+    if (node.pingStatus() !== 'Online' && knobs.deliveryTimeoutMs !== undefined) {
+      const giveUpAt = Date.now() + knobs.deliveryTimeoutMs;
+      while (node.pingStatus() !== 'Online' && Date.now() < giveUpAt) await sleep(20);
+      if (node.pingStatus() !== 'Online') {
+        invocation.endedAt = clock.now();
+        setInvocation(invocation, 'TimedOut', 'DeliveryTimedOut');
+        return;
+      }
+    } else if (node.pingStatus() !== 'Online') {
       await sleep(knobs.undeliverableAfterMs);
       if (node.pingStatus() !== 'Online') {
         invocation.endedAt = clock.now();

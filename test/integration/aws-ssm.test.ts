@@ -213,6 +213,37 @@ describe('SSM emulator through the real SSMClient', () => {
     });
   });
 
+  it('holds an offline node’s invocation until it is back, or ends it DeliveryTimedOut', async () => {
+    ssm.knobs.deliveryTimeoutMs = 400;
+    const [returning, gone] = [fleet.nodes()[3]!, fleet.nodes()[4]!];
+    returning.setOnline(false);
+    gone.setOnline(false);
+    try {
+      const waited = await send('Echo', [returning.instanceId], { name: ['back'] });
+      const expired = await send('Echo', [gone.instanceId], { name: ['gone'] });
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(await invocation(waited.Command!.CommandId!, returning.instanceId)).toMatchObject({
+        Status: 'Pending',
+      });
+      returning.setOnline(true);
+      await ssm.idle();
+
+      expect(await invocation(waited.Command!.CommandId!, returning.instanceId)).toMatchObject({
+        Status: 'Success',
+        ResponseCode: 0,
+      });
+      expect(await invocation(expired.Command!.CommandId!, gone.instanceId)).toMatchObject({
+        Status: 'TimedOut',
+        StatusDetails: 'DeliveryTimedOut',
+        ResponseCode: -1,
+      });
+    } finally {
+      ssm.knobs.deliveryTimeoutMs = undefined;
+      returning.setOnline(true);
+      gone.setOnline(true);
+    }
+  });
+
   it('throttles with ThrottlingException when the API rate is exceeded', async () => {
     ssm.limiter.tps = 1;
     ssm.limiter.burst = 1;
