@@ -29,6 +29,11 @@ export interface NodeFleet extends Fleet {
   readonly initialGossipKey: string;
   nodes(): readonly NodeSandbox[];
   node(instanceId: string): NodeSandbox | undefined;
+  /**
+   * Launch one more client instance, as an autoscaling group would: no certificates, the unit inactive,
+   * and its SSM agent online or (still registering) not.
+   */
+  addClient(options?: { online?: boolean }): Promise<NodeSandbox>;
   /** Stop every agent and the supervisor: no process or port is left behind. */
   stop(): Promise<void>;
 }
@@ -74,26 +79,31 @@ export async function createNodeFleet(options: NodeFleetOptions): Promise<NodeFl
     gossipKey: randomBytes(32).toString('base64'),
     secretsManagerEndpoint: options.secretsManagerEndpoint,
   };
-  const nodes = await Promise.all(
-    roles.map((role, index) =>
-      NodeSandbox.create({
-        baseDir: options.baseDir,
-        role,
-        index: index + 1,
-        tags: { [clusterTagKey]: options.clusterName, [roleTagKey]: role },
-        supervisor,
-        standinProgram,
-        restartDelayMs: options.restartDelayMs ?? 2_000,
-        httpsPort: port(),
-        cluster,
-      }),
-    ),
-  );
+  const sandbox = (role: 'server' | 'client', index: number, httpsPort: number) =>
+    NodeSandbox.create({
+      baseDir: options.baseDir,
+      role,
+      index,
+      tags: { [clusterTagKey]: options.clusterName, [roleTagKey]: role },
+      supervisor,
+      standinProgram,
+      restartDelayMs: options.restartDelayMs ?? 2_000,
+      httpsPort,
+      cluster,
+    });
+  const nodes = await Promise.all(roles.map((role, index) => sandbox(role, index + 1, port())));
   return {
     supervisor,
     initialGossipKey: cluster.gossipKey,
     nodes: () => nodes,
     node: (instanceId) => nodes.find((node) => node.instanceId === instanceId),
+    addClient: async ({ online = true } = {}) => {
+      const [httpsPort] = await freePorts(1);
+      const node = await sandbox('client', nodes.length + 1, httpsPort!);
+      node.setOnline(online);
+      nodes.push(node);
+      return node;
+    },
     stop: async () => {
       await supervisor.stopAll();
       // The build left esbuild's service process running; it restarts on the next build if needed.

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CreateSecretCommand, RotateSecretCommand } from '@aws-sdk/client-secrets-manager';
 import { commandStatusHandler } from '../../functions/command-status';
-import { instanceStateHandler } from '../../functions/instance-state';
+import { instanceStateHandler, MAX_REGISTRATION_CHECKS } from '../../functions/instance-state';
 import { rotateCertsHandler } from '../../functions/rotate-certs';
 import { rotateTokenHandler } from '../../functions/rotate-token';
 import { type ClusterConfig, type ClusterConfigInput, parseClusterConfig } from '../../shared/config';
@@ -172,6 +172,8 @@ export async function startWorld(options: WorldOptions = {}) {
     const instanceStateQueue = startQueue({
       handler: (event) => instanceState(event, invocationContext(120_000)),
       batchSize: 10,
+      // As deployed: the handler's own limit of registration checks is reached before the dead-letter queue.
+      maxReceiveCount: MAX_REGISTRATION_CHECKS + 5,
     });
     stops.push(() => instanceStateQueue.stop());
     events.addRule(
