@@ -3,7 +3,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NodeSandbox } from '../../local/node/sandbox';
-import { DOCUMENT_NAMES, startWorld, type World } from '../../local/world';
+import { DOCUMENT_NAMES, FUNCTIONS, startWorld, type World } from '../../local/world';
 import { verifyNode } from '../../local/world/verify';
 import type { NodeRecord } from '../../shared/state/records';
 import { findSecrets } from '../helpers/secret-scan';
@@ -316,6 +316,52 @@ describe('certificate rotation end to end on the local world', () => {
     const current = await records();
     for (const node of world.fleet.nodes())
       expect((await verifyNode(world.cluster, node, current.get(node.instanceId))).problems).toEqual([]);
+  });
+
+  it('resumes a tick cut off by its deadline on the next one, rotating each node once', async () => {
+    // Without events every step waits for a tick's reconcile, so the tick's deadline decides how far it gets.
+    world.ssm.knobs.dropNextEvents = 1_000;
+    const before = await records();
+    const started = (await world.invoke({
+      action: 'rotate',
+      cluster: 'e2e',
+      targets: 'all',
+      reason: 'cut off',
+    })) as { rolloutId: string };
+    await world.settle();
+    const waiting = await records();
+
+    // 21 s left: the handler keeps a 20 s margin, so its deadline is one second away and already past
+    // when it first checks it.
+    const cutOff = world.lambda.invoke(FUNCTIONS.rotateCerts, { tick: true }, 21_000);
+    world.clock.advance(5_000);
+    await cutOff;
+    await world.settle();
+    expect(await records()).toEqual(waiting);
+
+    try {
+      for (let round = 0; round < 12; round += 1) {
+        if ((await world.runtime.table.getRollout('e2e', started.rolloutId))?.status === 'completed') break;
+        await tick();
+      }
+    } finally {
+      world.ssm.knobs.dropNextEvents = 0;
+    }
+
+    expect((await world.runtime.table.getRollout('e2e', started.rolloutId))?.status).toBe('completed');
+    const audit = await world.runtime.table.listAudit('e2e', world.clock.now());
+    const installs = audit.filter(
+      (entry) => entry.action === 'install-succeeded' && entry.rolloutId === started.rolloutId,
+    );
+    expect(installs.map((entry) => entry.instanceId).sort()).toEqual(
+      world.fleet
+        .nodes()
+        .map((node) => node.instanceId)
+        .sort(),
+    );
+    const after = await records();
+    for (const node of world.fleet.nodes())
+      expect(after.get(node.instanceId)?.agent?.serial).not.toBe(before.get(node.instanceId)?.agent?.serial);
   });
 
   it('touches no node while Vault is sealed, and completes once it is unsealed', async () => {
