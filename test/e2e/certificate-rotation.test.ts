@@ -105,6 +105,22 @@ describe('certificate rotation end to end on the local world', () => {
     expect(expiry?.value).toBeGreaterThan(23);
   });
 
+  it('changes nothing when every SSM event of the run is delivered again, late and out of order', async () => {
+    const before = await records();
+    const commandsBefore = world.ssm.history().length;
+    const replay = world.events
+      .events()
+      .filter((event) => event.source === 'aws.ssm')
+      .reverse();
+
+    for (const event of replay) world.events.putAwsEvent(structuredClone(event));
+    await world.settle();
+
+    expect(replay.length).toBeGreaterThan(0);
+    expect(await records()).toEqual(before);
+    expect(world.ssm.history()).toHaveLength(commandsBefore);
+  });
+
   it('never reloads two servers at a time (audit trail)', async () => {
     const audit = await world.runtime.table.listAudit(world.cluster.name, world.clock.now());
     let inFlight = 0;
