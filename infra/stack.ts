@@ -152,6 +152,7 @@ export class NomadRotatorStack extends Stack {
       table.grant(
         issuer.role,
         'dynamodb:GetItem',
+        'dynamodb:BatchGetItem',
         'dynamodb:PutItem',
         'dynamodb:UpdateItem',
         'dynamodb:DeleteItem',

@@ -343,6 +343,24 @@ describe('infra: least privilege', () => {
       expect(role.Properties.ManagedPolicyArns).toBeUndefined();
   });
 
+  it('lets the issuers call exactly the DynamoDB operations the state table code sends', () => {
+    // CreateTable is the local world's and the tests' only; the functions never create the table.
+    const source = readFileSync(join(import.meta.dirname, '../../shared/state/table.ts'), 'utf8');
+    const sent = new Set(
+      [...source.matchAll(/new (\w+)Command\(/g)]
+        .map(([, name]) => name!)
+        .filter((name) => name !== 'CreateTable')
+        .map((name) => `dynamodb:${/Item$|^Query$|^Scan$/.test(name) ? name : `${name}Item`}`),
+    );
+    for (const issuer of ['RotateCerts', 'CommandStatus', 'InstanceState']) {
+      const granted = identityStatements()
+        .filter(({ roles }) => roles.includes(roleId(issuer)))
+        .flatMap(({ statement }) => asList(statement.Action))
+        .filter((action) => action.startsWith('dynamodb:'));
+      expect(new Set(granted), issuer).toEqual(sent);
+    }
+  });
+
   it('lets only rotate-token write the token secrets, and the issuers only read them', () => {
     const secret = logicalIdOf('AWS::SecretsManager::Secret', () => true);
     const onSecret = identityStatements().filter(({ statement }) =>
