@@ -1,5 +1,5 @@
 import { randomBytes, webcrypto } from 'node:crypto';
-import { startDynamo } from '../../local/aws/dynamodb';
+import { createStateTable, startDynamo } from '../../local/aws/dynamodb';
 import { ManualClock } from '../../local/clock';
 import { RecordingLogger, RecordingTelemetry } from '../../local/world/recording';
 import type { CertificateKind, NodeRole } from '../../shared/certs/names';
@@ -19,7 +19,7 @@ import type {
   NodeInventory,
   RotationEventType,
 } from '../../shared/rotation/ports';
-import { createStateTable, StateTable } from '../../shared/state/table';
+import { StateTable } from '../../shared/state/table';
 
 type CryptoKeyPair = webcrypto.CryptoKeyPair;
 

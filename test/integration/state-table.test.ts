@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startDynamo } from '../../local/aws/dynamodb';
+import { createStateTable, startDynamo } from '../../local/aws/dynamodb';
 import { ConflictError } from '../../shared/errors';
 import type { RolloutRecord } from '../../shared/state/records';
-import { createStateTable, StateTable } from '../../shared/state/table';
+import { StateTable } from '../../shared/state/table';
 
 const NOW = 1_800_000_000_000;
 let dynamo: Awaited<ReturnType<typeof startDynamo>>;
