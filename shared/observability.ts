@@ -14,7 +14,6 @@ export const METRIC = {
   nodesExpiringSoon: 'NodesExpiringSoon',
   rolloutStuck: 'RolloutStuck',
   tokenRotationFailed: 'TokenRotationFailed',
-  gossipRotationFailed: 'GossipRotationFailed',
 } as const;
 
 export function createLogger(component: string): Logger {
