@@ -1,15 +1,18 @@
 import type { AddressInfo } from 'node:net';
 import {
   CreateTableCommand,
-  DescribeTableCommand,
   DynamoDBClient,
   ResourceInUseException,
+  waitUntilTableExists,
 } from '@aws-sdk/client-dynamodb';
 import dynalite from 'dynalite';
 
-/** DynamoDB for the local world: dynalite in-process, reached through the real SDK over HTTP. */
-export async function startDynamo() {
-  const server = dynalite({ createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
+/**
+ * DynamoDB for the local world: dynalite in-process, reached through the real SDK over HTTP.
+ * A new table is CREATING for `tableCreationMs` before it takes requests, as in DynamoDB.
+ */
+export async function startDynamo({ tableCreationMs = 0 }: { tableCreationMs?: number } = {}) {
+  const server = dynalite({ createTableMs: tableCreationMs, deleteTableMs: 0, updateTableMs: 0 });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
   const endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return {
@@ -48,10 +51,8 @@ export async function createStateTable(client: DynamoDBClient, tableName: string
   } catch (error) {
     if (!(error instanceof ResourceInUseException)) throw error;
   }
-  for (let attempt = 0; attempt < 200; attempt += 1) {
-    const { Table } = await client.send(new DescribeTableCommand({ TableName: tableName }));
-    if (Table?.TableStatus === 'ACTIVE') return;
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-  throw new Error(`table ${tableName} did not become ACTIVE within 2 s`);
+  await waitUntilTableExists(
+    { client, minDelay: 0.01, maxDelay: 0.1, maxWaitTime: 5 },
+    { TableName: tableName },
+  );
 }

@@ -35,6 +35,18 @@ const rollout = (cluster: string, rolloutId: string): RolloutRecord => ({
 });
 
 describe('state table on dynalite', () => {
+  it('is ready for the first write once created, even while DynamoDB still reports it CREATING', async () => {
+    const slow = await startDynamo({ tableCreationMs: 300 });
+    try {
+      await createStateTable(slow.client(), 'state');
+
+      const fresh = new StateTable(slow.client(), 'state');
+      expect(await fresh.acquireLease('e', 'certs', 'run-1', NOW, 60_000)).toBe(true);
+    } finally {
+      await slow.stop();
+    }
+  });
+
   it('adds a node once and leaves a known node alone', async () => {
     const first = await table.addNode(
       { cluster: 'a', instanceId: 'i-00000000000000001', role: 'server', ip: '10.0.0.1' },
