@@ -1,0 +1,229 @@
+// The gossip side of a Nomad server, as the stand-in runs it: the serf agent Nomad embeds (same
+// lifetime as the agent, keyring persisted in the data dir) and the HTTP endpoints Nomad answers
+// from it, /v1/agent/keyring/* and /v1/agent/members (nomad-facts §2.3).
+import { type ChildProcess, spawn } from 'node:child_process';
+import { closeSync, existsSync, openSync } from 'node:fs';
+import type { IncomingMessage } from 'node:http';
+import { type KeyOperation, type SerfAddress, serfHandshake, serfKeys, serfMembers } from './serf-rpc';
+
+export interface GossipConfig {
+  /** Nomad names a server's serf member `<node name>.<region>`. */
+  memberName: string;
+  bindPort: number;
+  rpcPort: number;
+  /** `<data_dir>/server/serf.keyring`: loaded when present; without it the agent gossips in clear. */
+  keyringFile: string;
+  /** The other servers' serf addresses, joined with retries as Nomad's `server_join` does. */
+  join: string[];
+  tags: Record<string, string>;
+}
+
+export interface KnownServer {
+  nodeName: string;
+  serfRpcPort: number;
+}
+
+/** What `/v1/agent/members` reports about the agent answering it. */
+export interface AgentIdentity {
+  nodeName: string;
+  region: string;
+  datacenter: string;
+  /** Where a client's server RPCs (here: the member list) go. */
+  servers: KnownServer[];
+}
+
+export interface GossipReply {
+  status: number;
+  body: unknown;
+}
+
+const LOOPBACK = '127.0.0.1';
+// serf answers a keyring query within its own timeout (3.2 s with the LAN profile); a silent
+// agent (stopped, frozen) must not hang the HTTP request forever.
+const SERF_RPC_TIMEOUT_MS = 10_000;
+const SERF_START_TIMEOUT_MS = 5_000;
+const SERF_STOP_GRACE_MS = 2_000;
+/** A client tries the next server when one does not answer within this. */
+const SERVER_MEMBERS_TIMEOUT_MS = 2_000;
+/** Nomad's ErrInvalidMethod, its answer to a wrong method and to server-only calls on a client. */
+const INVALID_METHOD = 'Invalid method';
+
+/** The serf agent a Nomad server embeds. Its output goes to the agent's log, as Nomad's does. */
+export class GossipAgent {
+  readonly #child: ChildProcess;
+  readonly #spawnFailed: Promise<never>;
+  readonly address: SerfAddress;
+  #stopping = false;
+
+  constructor(
+    readonly gossip: GossipConfig,
+    logFile: string,
+    log: (message: string) => void,
+  ) {
+    this.address = { host: LOOPBACK, port: gossip.rpcPort };
+    const args = [
+      'agent',
+      `-node=${gossip.memberName}`,
+      `-bind=${LOOPBACK}:${gossip.bindPort}`,
+      `-rpc-addr=${LOOPBACK}:${gossip.rpcPort}`,
+      // Nomad gossips with memberlist's WAN timings: a keyring query waits 8 s for a silent server.
+      // Loopback needs no such slack, so the LAN profile (3.2 s). Not `local` (1.6 s, 200 ms probe
+      // timeout): on a loaded machine a server then now and then missed a `use`, and once the old key
+      // was removed it could decrypt no one, a straggler the rotation under test did not cause.
+      '-profile=lan',
+      // Servers start one at a time on first issuance; serf's shortest retry lets the first one find
+      // the others within a second (Nomad's retry_join default is 30 s).
+      '-retry-interval=1s',
+      '-log-level=warn',
+      ...gossip.join.map((address) => `-retry-join=${address}`),
+      ...Object.entries(gossip.tags).flatMap(([name, value]) => ['-tag', `${name}=${value}`]),
+      ...(existsSync(gossip.keyringFile) ? [`-keyring-file=${gossip.keyringFile}`] : []),
+    ];
+    const output = openSync(logFile, 'a');
+    this.#child = spawn('serf', args, { stdio: ['ignore', output, output] });
+    closeSync(output);
+    this.#spawnFailed = new Promise<never>((_, reject) => this.#child.once('error', reject));
+    this.#spawnFailed.catch(() => {});
+    this.#child.on('exit', (code, signal) => {
+      if (this.#stopping) return;
+      log(`==> serf agent exited unexpectedly (${signal ?? code}); the agent stops with it`);
+      process.exit(1);
+    });
+  }
+
+  get pid(): number | undefined {
+    return this.#child.pid;
+  }
+
+  async started(): Promise<void> {
+    const deadline = Date.now() + SERF_START_TIMEOUT_MS;
+    for (;;) {
+      try {
+        await Promise.race([serfHandshake(this.address, 500), this.#spawnFailed]);
+        return;
+      } catch (error) {
+        if (Date.now() > deadline || (error as NodeJS.ErrnoException).syscall?.startsWith('spawn'))
+          throw error;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    }
+  }
+
+  /**
+   * SIGTERM: serf shuts down without a graceful leave, as Nomad does with leave_on_interrupt=false.
+   * SIGKILL: the agent crashed, and its embedded gossip goes down with it.
+   */
+  async stop(signal: 'SIGTERM' | 'SIGKILL'): Promise<void> {
+    this.#stopping = true;
+    if (!this.running) return;
+    const exited = new Promise<void>((resolve) => this.#child.once('exit', () => resolve()));
+    this.#child.kill(signal);
+    const forced = setTimeout(() => this.#child.kill('SIGKILL'), SERF_STOP_GRACE_MS);
+    await exited;
+    clearTimeout(forced);
+  }
+
+  /** The last resort when the agent dies unexpectedly (nothing can be awaited in an exit handler). */
+  kill(): void {
+    this.#stopping = true;
+    if (this.running) this.#child.kill('SIGKILL');
+  }
+
+  get running(): boolean {
+    return this.#child.exitCode === null && this.#child.signalCode === null;
+  }
+}
+
+async function readBody(request: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of request) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** Decodes `{"Key": "..."}` as Go's encoding/json would into Nomad's KeyringRequest. */
+export function keyFromBody(text: string): { key: string } | { error: string } {
+  if (text.trim() === '') return { error: 'EOF' };
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    // JavaScript's parse errors quote the input, which here holds a secret.
+    return { error: 'invalid JSON in request body' };
+  }
+  if (parsed === null) return { key: '' };
+  if (typeof parsed !== 'object' || Array.isArray(parsed)) {
+    return { error: 'json: cannot unmarshal non-object into Go value of type structs.KeyringRequest' };
+  }
+  // encoding/json matches field names case-insensitively.
+  const value = Object.entries(parsed).find(([name]) => name.toLowerCase() === 'key')?.[1] ?? '';
+  if (typeof value !== 'string') {
+    return {
+      error: 'json: cannot unmarshal non-string into Go struct field KeyringRequest.Key of type string',
+    };
+  }
+  return { key: value };
+}
+
+export const KEY_OPERATIONS: Record<string, KeyOperation> = {
+  list: 'list-keys',
+  install: 'install-key',
+  use: 'use-key',
+  remove: 'remove-key',
+};
+
+/** `/v1/agent/keyring/<op>`: Nomad ignores the method, answers 501 on clients, 500 with serf's error. */
+export async function keyring(
+  gossip: GossipAgent | undefined,
+  op: string,
+  request: IncomingMessage,
+): Promise<GossipReply> {
+  if (gossip === undefined) return { status: 501, body: INVALID_METHOD };
+  const operation = KEY_OPERATIONS[op];
+  if (operation === undefined) return { status: 404, body: 'resource not found' };
+  let key: string | undefined;
+  if (operation !== 'list-keys') {
+    const decoded = keyFromBody(await readBody(request));
+    if ('error' in decoded) return { status: 400, body: decoded.error };
+    key = decoded.key;
+  }
+  try {
+    const answer = await serfKeys(gossip.address, operation, key, SERF_RPC_TIMEOUT_MS);
+    if (answer.error) return { status: 500, body: answer.error };
+    return { status: 200, body: { Messages: answer.Messages, Keys: answer.Keys, NumNodes: answer.NumNodes } };
+  } catch (error) {
+    return { status: 500, body: (error as Error).message };
+  }
+}
+
+/**
+ * `/v1/agent/members`: Nomad answers with Status.Members, which a client forwards to a server; either
+ * way it is one server's gossip view.
+ */
+export async function members(
+  gossip: GossipAgent | undefined,
+  agent: AgentIdentity,
+  request: IncomingMessage,
+): Promise<GossipReply> {
+  if (request.method !== 'GET') return { status: 405, body: INVALID_METHOD };
+  const candidates: KnownServer[] =
+    gossip === undefined ? agent.servers : [{ nodeName: agent.nodeName, serfRpcPort: gossip.gossip.rpcPort }];
+  if (candidates.length === 0) return { status: 500, body: 'no servers' };
+  let failure = '';
+  for (const server of candidates) {
+    try {
+      const list = await serfMembers({ host: LOOPBACK, port: server.serfRpcPort }, SERVER_MEMBERS_TIMEOUT_MS);
+      return {
+        status: 200,
+        body: {
+          ServerName: server.nodeName,
+          ServerRegion: agent.region,
+          ServerDC: agent.datacenter,
+          Members: list,
+        },
+      };
+    } catch (error) {
+      failure = (error as Error).message;
+    }
+  }
+  return { status: 500, body: gossip === undefined ? `rpc error: ${failure}` : failure };
+}
