@@ -62,6 +62,8 @@ export async function startVaultEmulator(options: VaultEmulatorOptions = {}) {
   const authMethods = new Map<string, AwsAuthMethod>();
   const requestLog: { method: string; path: string; status: number }[] = [];
   let sealed = false;
+  /** Requests still to be answered 412, as a performance standby behind the active node answers them. */
+  let indexNotPresentAnswers = 0;
 
   const healthBody = () => ({
     initialized: true,
@@ -311,6 +313,10 @@ export async function startVaultEmulator(options: VaultEmulatorOptions = {}) {
         },
       };
     if (sealed) throw new VaultHttpError(503, 'Vault is sealed');
+    if (indexNotPresentAnswers > 0) {
+      indexNotPresentAnswers -= 1;
+      throw new VaultHttpError(412, 'required index state not present');
+    }
     const login = /^auth\/(.+)\/login$/.exec(path);
     if (login && authMethods.has(login[1]!) && method !== 'GET') {
       const result = authMethods.get(login[1]!)!.login(body);
@@ -438,6 +444,13 @@ export async function startVaultEmulator(options: VaultEmulatorOptions = {}) {
     },
     unseal: () => {
       sealed = false;
+    },
+    /**
+     * Answer the next `times` requests (health and seal status aside) with 412 "required index state
+     * not present", as an Enterprise performance standby does until it has replayed the client's index.
+     */
+    answerIndexNotPresent: (times: number) => {
+      indexNotPresentAnswers = times;
     },
     stop: async () => {
       server.closeAllConnections();

@@ -15,7 +15,7 @@ export interface VaultClientOptions {
   namespace?: string;
   timeoutMs: number;
   tokens?: TokenSource;
-  /** Attempts for retryable failures (5xx, 429, sealed, network); 4xx are never retried. */
+  /** Attempts for retryable failures (5xx, 429, 412, sealed, network); other 4xx are never retried. */
   attempts?: number;
   backoffBaseMs?: number;
   sleep?: (ms: number) => Promise<void>;

@@ -12,6 +12,12 @@ export class VaultUnavailableError extends TransientError {}
 
 export class VaultSealedError extends VaultUnavailableError {}
 
+/**
+ * 412 "required index state not present": a performance standby has not yet caught up with a write
+ * made through another node. Vault's own Go client retries it (api/client.go DefaultRetryPolicy).
+ */
+export class VaultIndexNotPresentError extends VaultUnavailableError {}
+
 /** 403: the token lacks a policy for the path. */
 export class VaultPermissionDeniedError extends VaultError {}
 
@@ -56,7 +62,14 @@ export function toVaultError(error: unknown, operation: string, path: string): R
   const errors = http.response?.body?.errors;
   const text =
     Array.isArray(errors) && typeof errors[0] === 'string' ? errors[0].replace(/\s+/g, ' ').trim() : '';
-  const context: ErrorContext = { operation, path, status: status ?? null, code: http.code ?? null };
+  // Vault's own error text rides along so callers can key on Vault's exact answers, not on our message.
+  const context: ErrorContext = {
+    operation,
+    path,
+    status: status ?? null,
+    code: http.code ?? null,
+    vaultError: text,
+  };
   if (status === undefined && TLS_VERIFICATION_CODES.has(http.code ?? '')) {
     return new VaultTlsError(
       `Vault ${operation} ${path} failed: the server certificate did not verify (${http.code}); check vault.address and vault.caBundlePem`,
@@ -70,6 +83,7 @@ export function toVaultError(error: unknown, operation: string, path: string): R
   }
   const message = `Vault ${operation} ${path} returned ${status}${text ? `: ${text}` : ''}`;
   if (status === 503 && /sealed/i.test(text)) return new VaultSealedError(message, { context });
+  if (status === 412) return new VaultIndexNotPresentError(message, { context });
   if (status === 429 || status >= 500) return new VaultUnavailableError(message, { context });
   if (status === 403 && /invalid token/i.test(text)) return new VaultInvalidTokenError(message, { context });
   if (status === 403) return new VaultPermissionDeniedError(message, { context });
