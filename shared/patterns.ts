@@ -1,7 +1,10 @@
 /**
  * Every value that reaches a node's shell is checked against one of these first, in our code and
  * again by SSM through the documents' allowedPattern. They are written to mean the same in
- * JavaScript, Java (SSM's API) and Go RE2 (the SSM agent): no lookaround, no backreferences.
+ * JavaScript, Java (SSM's API) and Go RE2 (the SSM agent compiles every allowedPattern with Go's
+ * regexp before a command runs, and one pattern it cannot compile fails the whole document): no
+ * lookaround, no backreferences, and no repeat count above 1000 (RE2's limit). Longer bounds live
+ * in MAX_LENGTH and in the document size budget, not in the pattern.
  */
 export const PATTERNS = {
   instanceId: '^i-([0-9a-f]{8}|[0-9a-f]{17})$',
@@ -13,19 +16,34 @@ export const PATTERNS = {
   keyType: '^(ec-p256|rsa-2048)$',
   reloadMode: '^(reload|restart)$',
   attemptId: '^[a-z0-9-]{8,64}$',
-  base64Payload: '^[A-Za-z0-9+/=]{1,60000}$',
+  base64Payload: '^[A-Za-z0-9+/=]+$',
   seconds: '^[1-9][0-9]{0,6}$',
+  boolean: '^(true|false)$',
   httpsUrl: '^https://[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$',
 } as const;
 
 export type PatternName = keyof typeof PATTERNS;
+
+/** Bounds a pattern cannot carry under RE2; checked by matchesPattern. */
+const MAX_LENGTH: Partial<Record<PatternName, number>> = {
+  base64Payload: 60_000,
+};
 
 const compiled = Object.fromEntries(
   Object.entries(PATTERNS).map(([name, source]) => [name, new RegExp(source)]),
 ) as Record<PatternName, RegExp>;
 
 export function matchesPattern(name: PatternName, value: string): boolean {
+  if (value.length > (MAX_LENGTH[name] ?? Number.POSITIVE_INFINITY)) return false;
   return compiled[name].test(value) && !(name === 'absolutePath' && value.split('/').includes('..'));
+}
+
+/** What a value matching the pattern may be, for error messages that name what is allowed. */
+export function describePattern(name: PatternName): string {
+  const limit = MAX_LENGTH[name];
+  return limit === undefined
+    ? `must match ${PATTERNS[name]}`
+    : `must match ${PATTERNS[name]} and be at most ${limit} characters`;
 }
 
 export function patternRegExp(name: PatternName): RegExp {

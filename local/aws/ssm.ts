@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { SSMClient } from '@aws-sdk/client-ssm';
+import { RE2JS } from 're2js';
 import { type Clock, systemClock } from '../../shared/clock';
 import type { CommandDocument } from '../../shared/documents';
 import type { Fleet, ManagedNode } from '../fleet';
@@ -10,6 +11,15 @@ const REGION = 'us-east-1';
 const STDOUT_LIMIT = 24_000;
 const STDERR_LIMIT = 8_000;
 const DOCUMENT_SIZE_LIMIT = 64 * 1024;
+/** ListCommandInvocations with Details: each plugin's Output is cut to this many characters. */
+const DETAILS_OUTPUT_LIMIT = 2_500;
+const LIST_INVOCATIONS_PAGE = 50;
+/** The agent's separator between stdout and stderr in a plugin's combined output. */
+const ERROR_MARKER = '\n----------ERROR-------\n';
+/** The agent clamps a step's timeoutSeconds to this range and uses 3600 outside it. */
+const STEP_TIMEOUT_MIN = 5;
+const STEP_TIMEOUT_MAX = 172_800;
+const STEP_TIMEOUT_DEFAULT = 3_600;
 const INSTANCE_ID = /^(i-(\w{8}|\w{17})|mi-\w{17})$/;
 
 /** Behaviour a test or the demo can change at runtime. */
@@ -157,6 +167,16 @@ export async function startSsmEmulator(options: {
   const execute = async (command: Command, node: ManagedNode, script: string, scriptTimeout: number) => {
     const invocation = invocations.get(`${command.commandId}/${node.instanceId}`)!;
     await sleep(knobs.startLatencyMs);
+    if (
+      node.pingStatus() === 'Online' &&
+      !agentAcceptsParameters(documents.get(command.documentName)!, command.parameters)
+    ) {
+      // The agent fails the whole document before any step runs: no output, no exit code.
+      invocation.startedAt = clock.now();
+      invocation.endedAt = clock.now();
+      setInvocation(invocation, 'Failed', 'Failed');
+      return;
+    }
     if (node.pingStatus() !== 'Online' && knobs.deliveryTimeoutMs !== undefined) {
       const giveUpAt = Date.now() + knobs.deliveryTimeoutMs;
       while (node.pingStatus() !== 'Online' && Date.now() < giveUpAt) await sleep(20);
@@ -231,7 +251,7 @@ export async function startSsmEmulator(options: {
     const substitute = (text: string) =>
       text.replace(/\{\{\s*(\w+)\s*\}\}/g, (_, name: string) => parameters[name]?.join(',') ?? '');
     const script = step.inputs.runCommand.map(substitute).join('\n');
-    const scriptTimeout = Number(substitute(step.inputs.timeoutSeconds)) || 3600;
+    const scriptTimeout = agentStepTimeout(substitute(step.inputs.timeoutSeconds));
     const now = clock.now();
     const command: Command = {
       commandId: randomUUID(),
@@ -330,30 +350,49 @@ export async function startSsmEmulator(options: {
     };
   };
 
-  const listCommandInvocations = (input: Record<string, unknown>) => ({
-    CommandInvocations: [...invocations.values()]
+  const listCommandInvocations = (input: Record<string, unknown>) => {
+    const maxResults = Number(input.MaxResults ?? LIST_INVOCATIONS_PAGE);
+    if (!(maxResults >= 1 && maxResults <= LIST_INVOCATIONS_PAGE))
+      throw new AwsServiceError(
+        'ValidationException',
+        `MaxResults must be between 1 and ${LIST_INVOCATIONS_PAGE}`,
+      );
+    const matching = [...invocations.values()]
       .filter((invocation) => (input.CommandId ? invocation.commandId === input.CommandId : true))
-      .filter((invocation) => (input.InstanceId ? invocation.instanceId === input.InstanceId : true))
-      .map((invocation) => ({
-        CommandId: invocation.commandId,
-        InstanceId: invocation.instanceId,
-        Comment: commands.get(invocation.commandId)?.comment,
-        Status: invocation.status,
-        StatusDetails: invocation.statusDetails,
-        ...(input.Details
-          ? {
-              CommandPlugins: [
-                {
-                  Name: 'plugin',
-                  Status: invocation.status,
-                  Output: invocation.stdout.slice(0, 2_500),
-                  ResponseCode: invocation.responseCode,
-                },
-              ],
-            }
-          : {}),
-      })),
-  });
+      .filter((invocation) => (input.InstanceId ? invocation.instanceId === input.InstanceId : true));
+    const start = Number(input.NextToken ?? 0);
+    const page = matching.slice(start, start + maxResults);
+    return {
+      CommandInvocations: page.map((invocation) => {
+        const command = commands.get(invocation.commandId)!;
+        return {
+          CommandId: invocation.commandId,
+          InstanceId: invocation.instanceId,
+          DocumentName: command.documentName,
+          Comment: command.comment,
+          Status: invocation.status,
+          StatusDetails: invocation.statusDetails,
+          RequestedDateTime: invocation.requestedAt / 1000,
+          ...(input.Details
+            ? {
+                CommandPlugins: [
+                  {
+                    Name: documents.get(command.documentName)?.mainSteps[0].name,
+                    Status: invocation.status,
+                    StatusDetails: invocation.statusDetails,
+                    ResponseCode: invocation.responseCode,
+                    Output: pluginOutput(invocation),
+                    ...(invocation.startedAt ? { ResponseStartDateTime: invocation.startedAt / 1000 } : {}),
+                    ...(invocation.endedAt ? { ResponseFinishDateTime: invocation.endedAt / 1000 } : {}),
+                  },
+                ],
+              }
+            : {}),
+        };
+      }),
+      ...(start + maxResults < matching.length ? { NextToken: String(start + maxResults) } : {}),
+    };
+  };
 
   const listCommands = (input: Record<string, unknown>) => ({
     Commands: [...commands.values()]
@@ -423,6 +462,40 @@ function validateParameters(
     result[name] = values;
   }
   return result;
+}
+
+/**
+ * The agent compiles every parameter's allowedPattern with Go's regexp (RE2) and checks each value
+ * against it before the document runs (allowedregexparamvalidator.go). One pattern RE2 cannot compile,
+ * such as a repeat count above 1000, fails the whole document.
+ */
+function agentAcceptsParameters(document: CommandDocument, parameters: Record<string, string[]>): boolean {
+  for (const [name, spec] of Object.entries(document.parameters)) {
+    let pattern: RE2JS;
+    try {
+      pattern = RE2JS.compile(spec.allowedPattern);
+    } catch {
+      return false;
+    }
+    for (const value of parameters[name] ?? []) if (!pattern.matcher(value).find()) return false;
+  }
+  return true;
+}
+
+/** The agent's step timeout: timeoutSeconds clamped to 5–172800 s, 3600 when outside or not a number. */
+function agentStepTimeout(text: string): number {
+  const seconds = Number(text);
+  return Number.isInteger(seconds) && seconds >= STEP_TIMEOUT_MIN && seconds <= STEP_TIMEOUT_MAX
+    ? seconds
+    : STEP_TIMEOUT_DEFAULT;
+}
+
+/** A plugin's Output in ListCommandInvocations: stdout, the error marker and stderr, cut to 2,500. */
+function pluginOutput(invocation: { stdout: string; stderr: string; endedAt?: number }): string {
+  if (invocation.endedAt === undefined) return '';
+  const combined =
+    invocation.stderr === '' ? invocation.stdout : `${invocation.stdout}${ERROR_MARKER}${invocation.stderr}`;
+  return combined.slice(0, DETAILS_OUTPUT_LIMIT);
 }
 
 function sleep(ms: number): Promise<void> {

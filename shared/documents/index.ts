@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { ValidationError } from '../errors';
-import { matchesPattern, PATTERNS, type PatternName } from '../patterns';
+import { describePattern, matchesPattern, PATTERNS, type PatternName } from '../patterns';
 
 interface ParameterSpec {
   pattern: PatternName;
@@ -17,9 +17,19 @@ const fileParameters = (file: string, label: string): Record<string, ParameterSp
 
 const executionTimeout: ParameterSpec = {
   pattern: 'seconds',
-  description: 'Seconds before the agent stops the script',
+  description: 'Seconds before the agent stops the script (SIGKILL to its process group: no cleanup runs)',
   default: '900',
 };
+
+/**
+ * SSM refuses a document whose content plus runtime parameters exceed 64 KB
+ * (MaxDocumentSizeExceeded). How the service measures it is undocumented, so we count the whole
+ * document as deployed (JSON, script included) plus every parameter name and value, and keep a
+ * margin under the limit.
+ */
+export const DOCUMENT_SIZE_LIMIT_BYTES = 64 * 1024;
+const DOCUMENT_SIZE_MARGIN_BYTES = 2 * 1024;
+export const DOCUMENT_SIZE_BUDGET_BYTES = DOCUMENT_SIZE_LIMIT_BYTES - DOCUMENT_SIZE_MARGIN_BYTES;
 
 /** The node-side documents. Every parameter has an allowedPattern; the code checks the same ones. */
 export const DOCUMENTS = {
@@ -54,6 +64,21 @@ export const DOCUMENTS = {
       caBundle: { pattern: 'base64Payload', description: 'Base64 PEM trust bundle for ca_file' },
       minimumValiditySeconds: { pattern: 'seconds', description: 'Refuse certificates expiring sooner' },
       healthTimeoutSeconds: { pattern: 'seconds', description: 'Seconds to wait for the proof of reload' },
+      settleSeconds: {
+        pattern: 'seconds',
+        description: 'Seconds the same agent process must keep running after it serves the new certificate',
+        default: '3',
+      },
+      nomadAddress: {
+        pattern: 'httpsUrl',
+        description: "The local agent's HTTPS address (the SSM agent sets no NOMAD_ADDR)",
+        default: 'https://127.0.0.1:4646',
+      },
+      verifyHttpsClient: {
+        pattern: 'boolean',
+        description: "The agent's tls.verify_https_client: prove with the new CLI certificate when true",
+        default: 'true',
+      },
       ...fileParameters('agentCert', 'the agent certificate (leaf + chain)'),
       ...fileParameters('agentKey', 'the agent private key'),
       ...fileParameters('ca', 'the CA bundle'),
@@ -138,11 +163,42 @@ export function validateDocumentParameters<Kind extends DocumentKind>(
     if (value === undefined) {
       issues.push(`${name}: required`);
     } else if (!matchesPattern(parameter.pattern, value)) {
-      issues.push(`${name}: must match ${PATTERNS[parameter.pattern]}`);
+      issues.push(`${name}: ${describePattern(parameter.pattern)}`);
     } else {
       result[name] = [value];
     }
   }
+  if (issues.length === 0) {
+    const size = documentSizeBytes(kind, result);
+    if (size > DOCUMENT_SIZE_BUDGET_BYTES)
+      issues.push(
+        `parameters: document plus parameters come to ${size} bytes; at most ${DOCUMENT_SIZE_BUDGET_BYTES} allowed (SSM's limit is ${DOCUMENT_SIZE_LIMIT_BYTES})`,
+      );
+  }
   if (issues.length > 0) throw new ValidationError(`invalid ${kind} command parameters`, issues);
   return result;
+}
+
+const documentBytes = new Map<DocumentKind, number>();
+
+/** The document as deployed plus every runtime parameter, in bytes: what the 64 KB limit counts. */
+export function documentSizeBytes(kind: DocumentKind, parameters: Record<string, readonly string[]>): number {
+  let base = documentBytes.get(kind);
+  if (base === undefined) {
+    base = Buffer.byteLength(JSON.stringify(commandDocument(kind)));
+    documentBytes.set(kind, base);
+  }
+  return base + Buffer.byteLength(JSON.stringify(parameters));
+}
+
+/** Slack the agent needs besides the waits: key checks, backups, writes, the signal, one JSON line. */
+const INSTALL_WORK_SECONDS = 120;
+
+/**
+ * The install's executionTimeout. The agent SIGKILLs the script's process group when it runs out (no
+ * EXIT trap runs), so the worst case must fit: the proof (health timeout plus the settle interval),
+ * and after a failed proof the rollback and its own proof (the same again).
+ */
+export function installExecutionTimeoutSeconds(healthTimeoutSeconds: number, settleSeconds: number): number {
+  return 2 * (healthTimeoutSeconds + settleSeconds) + INSTALL_WORK_SECONDS;
 }

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,6 +7,7 @@ import {
   GetCommandInvocationCommand,
   InvalidParameters,
   InvocationDoesNotExist,
+  ListCommandInvocationsCommand,
   ListCommandsCommand,
   SendCommandCommand,
   type SSMClient,
@@ -58,7 +59,19 @@ beforeAll(async () => {
     'Loud',
     testDocument(['head -c 30000 /dev/zero | tr "\\0" a', 'head -c 9000 /dev/zero | tr "\\0" b >&2']),
   );
-  ssm.registerDocument('Slow', testDocument(['sleep 5'], {}));
+  ssm.registerDocument('Slow', testDocument(['sleep 8'], {}));
+  ssm.registerDocument(
+    'LongRepeat',
+    testDocument(['touch /opt/nomad/long-repeat-ran', 'echo ran'], {
+      payload: { type: 'String', description: 'p', allowedPattern: '^[a-z]{1,60000}$' },
+    }),
+  );
+  ssm.registerDocument(
+    'ShortTimeout',
+    testDocument(['sleep 3', 'echo done'], {
+      executionTimeout: { type: 'String', description: 't', allowedPattern: '^[0-9]{1,4}$', default: '2' },
+    }),
+  );
 });
 
 afterAll(async () => {
@@ -169,6 +182,65 @@ describe('SSM emulator through the real SSMClient', () => {
     expect(ssm.history()).toHaveLength(before);
   });
 
+  it('fails the whole document, with no output, when the agent cannot compile a pattern under RE2', async () => {
+    const node = fleet.node(fleet.nodes()[4]!.instanceId)!;
+
+    // SSM's API accepts the pattern (Java regex); the agent's Go regexp refuses repeat counts over 1000.
+    const { Command } = await send('LongRepeat', [node.instanceId], { payload: ['abc'] });
+    await ssm.idle();
+
+    expect(await invocation(Command!.CommandId!, node.instanceId)).toMatchObject({
+      Status: 'Failed',
+      StatusDetails: 'Failed',
+      ResponseCode: -1,
+      StandardOutputContent: '',
+    });
+    expect(existsSync(join(node.root, 'opt/nomad/long-repeat-ran'))).toBe(false);
+  });
+
+  it("clamps a step's timeout below 5 s to the agent's 3600 s default", async () => {
+    const node = fleet.nodes()[4]!;
+
+    const { Command } = await send('ShortTimeout', [node.instanceId]);
+    await ssm.idle();
+
+    expect(await invocation(Command!.CommandId!, node.instanceId)).toMatchObject({
+      Status: 'Success',
+      StandardOutputContent: 'done\n',
+    });
+  });
+
+  it('lists invocations with details: stdout, the error marker and stderr in 2,500 characters, 50 a page', async () => {
+    const node = fleet.nodes()[5]!;
+    const failed = await send('Fail', [node.instanceId]);
+    const loud = await send('Loud', [node.instanceId]);
+    await ssm.idle();
+
+    const details = (commandId: string) =>
+      client.send(new ListCommandInvocationsCommand({ CommandId: commandId, Details: true }));
+    const failedPage = await details(failed.Command!.CommandId!);
+    const loudPage = await details(loud.Command!.CommandId!);
+    const firstPage = await client.send(new ListCommandInvocationsCommand({ MaxResults: 2 }));
+    const secondPage = await client.send(
+      new ListCommandInvocationsCommand({ MaxResults: 2, NextToken: firstPage.NextToken }),
+    );
+
+    expect(failedPage.CommandInvocations?.[0]?.CommandPlugins?.[0]).toMatchObject({
+      Name: 'run',
+      Status: 'Failed',
+      ResponseCode: 3,
+      Output: '\n----------ERROR-------\noops\n',
+    });
+    expect(loudPage.CommandInvocations?.[0]?.CommandPlugins?.[0]?.Output).toBe('a'.repeat(2_500));
+    expect(firstPage.CommandInvocations).toHaveLength(2);
+    expect(secondPage.CommandInvocations?.[0]?.CommandId).not.toBe(
+      firstPage.CommandInvocations?.[0]?.CommandId,
+    );
+    await expect(client.send(new ListCommandInvocationsCommand({ MaxResults: 51 }))).rejects.toThrow(
+      /between 1 and 50/,
+    );
+  });
+
   it('enforces the 50-instance and 100-character comment limits', async () => {
     const many = Array.from({ length: 51 }, (_, index) => `i-${String(index).padStart(17, '0')}`);
 
@@ -198,7 +270,7 @@ describe('SSM emulator through the real SSMClient', () => {
     const offline = fleet.nodes()[3]!;
     offline.setOnline(false);
     const undelivered = await send('Echo', [offline.instanceId], { name: ['x'] });
-    const slow = await send('Slow', [fleet.nodes()[4]!.instanceId], { executionTimeout: ['1'] });
+    const slow = await send('Slow', [fleet.nodes()[4]!.instanceId], { executionTimeout: ['5'] });
     await ssm.idle();
     offline.setOnline(true);
 

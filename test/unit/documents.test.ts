@@ -1,6 +1,17 @@
+import { RE2JS } from 're2js';
 import { describe, expect, it } from 'vitest';
-import { commandDocument, DOCUMENTS, scriptText, validateDocumentParameters } from '../../shared/documents';
+import {
+  commandDocument,
+  DOCUMENT_SIZE_LIMIT_BYTES,
+  DOCUMENTS,
+  documentSizeBytes,
+  installExecutionTimeoutSeconds,
+  scriptText,
+  validateDocumentParameters,
+} from '../../shared/documents';
 import { ValidationError } from '../../shared/errors';
+import { PATTERNS } from '../../shared/patterns';
+import { DEFAULT_FILES } from '../helpers/documents';
 
 const prepare = {
   attemptId: 'abc123-0f0f0f0f',
@@ -41,6 +52,72 @@ describe('SSM documents', () => {
     }
   });
 
+  it("compile every pattern under Go's RE2, as the SSM agent does before it runs a document", () => {
+    for (const kind of Object.keys(DOCUMENTS) as (keyof typeof DOCUMENTS)[]) {
+      for (const [name, parameter] of Object.entries(commandDocument(kind).parameters)) {
+        expect(() => RE2JS.compile(parameter.allowedPattern), `${kind}.${name}`).not.toThrow();
+      }
+    }
+    expect(() => RE2JS.compile('^[A-Za-z0-9+/=]{1,60000}$')).toThrow(/invalid repeat count/);
+  });
+
+  it('mean the same under RE2 and JavaScript for values at and past their edges', () => {
+    const samples = [
+      '',
+      'a',
+      "a'b",
+      'server',
+      'i-0123456789abcdef0',
+      '/opt/nomad/x',
+      '0640',
+      'true',
+      'QUJD+/=',
+      'https://127.0.0.1:4646',
+      'x\ny',
+    ];
+    for (const source of Object.values(PATTERNS)) {
+      const re2 = RE2JS.compile(source);
+      for (const sample of samples)
+        expect(re2.matcher(sample).find(), `${source} on ${sample}`).toBe(new RegExp(source).test(sample));
+    }
+  });
+
+  it('refuse a payload longer than the pattern allows, although RE2 patterns carry no such bound', () => {
+    const attempt = () =>
+      validateDocumentParameters('install', installParameters({ certificates: 'A'.repeat(60_001) }));
+
+    expect(attempt).toThrow(/certificates: must match .* at most 60000 characters/);
+  });
+
+  it('count the whole document, chain and CA bundle included, against the 64 KB budget', () => {
+    const fits = validateDocumentParameters(
+      'install',
+      installParameters({ certificates: 'A'.repeat(20_000) }),
+    );
+    const tooBig = () =>
+      validateDocumentParameters(
+        'install',
+        installParameters({
+          certificates: 'A'.repeat(20_000),
+          chain: 'B'.repeat(20_000),
+          caBundle: 'C'.repeat(20_000),
+        }),
+      );
+
+    expect(documentSizeBytes('install', fits)).toBeGreaterThan(
+      Buffer.byteLength(JSON.stringify(commandDocument('install'))) + 20_000,
+    );
+    expect(tooBig).toThrow(/parameters: document plus parameters come to \d+ bytes; at most \d+ allowed/);
+    expect(DOCUMENT_SIZE_LIMIT_BYTES).toBe(65_536);
+  });
+
+  it('give the install enough time for the proof, a rollback and its proof before the agent kills it', () => {
+    const timeout = installExecutionTimeoutSeconds(120, 3);
+
+    expect(timeout).toBeGreaterThanOrEqual(2 * (120 + 3));
+    expect(timeout).toBeLessThanOrEqual(172_800);
+  });
+
   it('accept valid parameters and fill defaults', () => {
     const parameters = validateDocumentParameters('prepare', prepare);
 
@@ -64,3 +141,22 @@ describe('SSM documents', () => {
     );
   });
 });
+
+function installParameters(overrides: Record<string, string>) {
+  return {
+    attemptId: 'abc123-0f0f0f0f',
+    role: 'server',
+    region: 'global',
+    mode: 'reload',
+    certificates: 'QUJD',
+    chain: 'QUJD',
+    caBundle: 'QUJD',
+    minimumValiditySeconds: '600',
+    healthTimeoutSeconds: '120',
+    settleSeconds: '3',
+    nomadAddress: 'https://127.0.0.1:4646',
+    verifyHttpsClient: 'true',
+    ...DEFAULT_FILES,
+    ...overrides,
+  } as Parameters<typeof validateDocumentParameters<'install'>>[1];
+}
