@@ -64,6 +64,8 @@ export async function startVaultEmulator(options: VaultEmulatorOptions = {}) {
   let sealed = false;
   /** Requests still to be answered 412, as a performance standby behind the active node answers them. */
   let indexNotPresentAnswers = 0;
+  /** Injected failures by path: what a broken or misconfigured Vault would answer there. */
+  const injectedFailures = new Map<string, { status: number; text: string; times: number }>();
 
   const healthBody = () => ({
     initialized: true,
@@ -171,12 +173,17 @@ export async function startVaultEmulator(options: VaultEmulatorOptions = {}) {
         tokens.revoke(token.id);
         return { status: 204 };
       case 'revoke-accessor': {
-        const target = tokens.byAccessor(String(body.accessor ?? ''));
+        // vault/token_store.go handleUpdateRevokeAccessor: three distinct answers before any revocation.
+        const accessor = String(body.accessor ?? '');
+        if (accessor === '') throw badRequest('missing accessor');
+        const target = tokens.heldAccessor(accessor);
         if (target === undefined)
           return {
             status: 200,
             body: envelope({ warnings: ['No token found with this accessor'], mountType: 'token' }),
           };
+        // The accessor entry outlives an expired token until the expiration manager has revoked it.
+        if (tokens.lookup(target.id) === undefined) throw badRequest('token not found');
         tokens.revoke(target.id);
         return { status: 204 };
       }
@@ -317,6 +324,11 @@ export async function startVaultEmulator(options: VaultEmulatorOptions = {}) {
       indexNotPresentAnswers -= 1;
       throw new VaultHttpError(412, 'required index state not present');
     }
+    const injected = injectedFailures.get(path);
+    if (injected !== undefined && injected.times > 0) {
+      injected.times -= 1;
+      throw new VaultHttpError(injected.status, injected.text);
+    }
     const login = /^auth\/(.+)\/login$/.exec(path);
     if (login && authMethods.has(login[1]!) && method !== 'GET') {
       const result = authMethods.get(login[1]!)!.login(body);
@@ -451,6 +463,10 @@ export async function startVaultEmulator(options: VaultEmulatorOptions = {}) {
      */
     answerIndexNotPresent: (times: number) => {
       indexNotPresentAnswers = times;
+    },
+    /** Answer the next `times` requests to `path` (e.g. `auth/token/revoke-accessor`) with this error. */
+    answerWithError: (path: string, status: number, text: string, times = 1) => {
+      injectedFailures.set(path, { status, text, times });
     },
     stop: async () => {
       server.closeAllConnections();

@@ -48,6 +48,12 @@ const ROLE_DEFAULTS = {
 };
 type Role = typeof ROLE_DEFAULTS;
 
+/** A certificate's serial as Vault prints it: lower-case colon hex without leading zero bytes. */
+function colonSerial(certificate: x509.X509Certificate): string {
+  const hex = certificate.serialNumber.toLowerCase().replace(/^(00)+/, '');
+  return (hex.length % 2 === 1 ? `0${hex}` : hex).match(/../g)!.join(':');
+}
+
 const HOSTNAME = /^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i;
 
 /** One PKI secrets engine mount: issuers, roles, issue/sign with Vault's name and TTL rules, revocation. */
@@ -465,15 +471,18 @@ export class PkiMount {
     });
   }
 
+  /** path_revoke.go + crl_util.go revokeCert: unknown → 400, issuer → 400, revoked → first time, expired → warning. */
   #revoke(body: Record<string, unknown>): PkiResult {
-    const serial =
-      body.serial_number === undefined
-        ? undefined
-        : String(body.serial_number).replaceAll('-', ':').toLowerCase();
-    if (serial === undefined)
+    if (body.serial_number === undefined || body.serial_number === '')
       throw badRequest('The serial number or certificate to revoke must be provided.');
+    const requested = String(body.serial_number);
+    const serial = requested.replaceAll('-', ':').toLowerCase();
     const entry = this.#certs.get(serial);
-    if (entry === undefined) throw badRequest(`certificate with serial ${serial} not found.`);
+    // Vault echoes the serial as it was sent, before normalising it.
+    if (entry === undefined) throw badRequest(`certificate with serial ${requested} not found.`);
+    const issuer = this.#issuers.find((candidate) => colonSerial(candidate.certificate) === serial);
+    if (issuer !== undefined)
+      throw badRequest(`adding issuer (id: ${issuer.id}) to its own CRL is not allowed`);
     if (entry.notAfter <= this.clock.now()) {
       return {
         body: envelope({

@@ -62,8 +62,13 @@ export class TokenStore {
     return token;
   }
 
+  /** The token an accessor entry points at, even an expired one whose revocation has not run yet. */
+  heldAccessor(accessor: string): Token | undefined {
+    return [...this.#tokens.values()].find((candidate) => candidate.accessor === accessor);
+  }
+
   byAccessor(accessor: string): Token | undefined {
-    const token = [...this.#tokens.values()].find((candidate) => candidate.accessor === accessor);
+    const token = this.heldAccessor(accessor);
     return token === undefined ? undefined : this.lookup(token.id);
   }
 

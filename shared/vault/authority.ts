@@ -2,7 +2,7 @@ import type { CertificateKind } from '../certs/names';
 import { x509 } from '../certs/x509';
 import type { CertificateAuthority, IssuedCertificate } from '../rotation/ports';
 import type { VaultClient } from './client';
-import { VaultBadRequestError, VaultSealedError, VaultUnavailableError } from './errors';
+import { isVaultAnswer, VaultBadRequestError, VaultSealedError, VaultUnavailableError } from './errors';
 
 export interface PkiSettings {
   mount: string;
@@ -19,6 +19,9 @@ interface SignResponse {
     expiration: number;
   };
 }
+
+/** path_revoke.go's answer for a serial the mount holds no certificate for. */
+const UNKNOWN_SERIAL = /^certificate with serial \S+ not found\.$/;
 
 /** Vault PKI as the rotation's certificate authority: sign CSRs with our names, revoke serials. */
 export class VaultCertificateAuthority implements CertificateAuthority {
@@ -72,12 +75,17 @@ export class VaultCertificateAuthority implements CertificateAuthority {
     };
   }
 
+  /**
+   * Revoke a serial. Vault answers 200 for a serial already revoked (with the first revocation time)
+   * and for one already expired (with a warning); a serial it no longer holds (tidied after expiry)
+   * is 400 "certificate with serial <s> not found." and leaves nothing to revoke. Any other answer
+   * is a failure, even a 4xx that happens to say "not found" (a missing mount is 404 "no handler").
+   */
   async revoke(serial: string): Promise<void> {
     try {
       await this.vault.write(`${this.pki.mount}/revoke`, { serial_number: serial });
     } catch (error) {
-      // Revoking a serial Vault no longer knows (tidied after expiry) leaves nothing to revoke.
-      if (error instanceof VaultBadRequestError && /not found/.test(error.message)) return;
+      if (isVaultAnswer(error, 400, UNKNOWN_SERIAL)) return;
       throw error;
     }
   }

@@ -49,6 +49,17 @@ const TLS_VERIFICATION_CODES = new Set([
 /** Any other 4xx: the request itself is wrong. */
 export class VaultBadRequestError extends VaultError {}
 
+/**
+ * Whether Vault answered exactly this: the status and Vault's own error text (whitespace collapsed),
+ * never our message around it, which names the path and so matches far more than was meant.
+ */
+export function isVaultAnswer(error: unknown, status: number, text: string | RegExp): boolean {
+  if (!(error instanceof VaultError) || error.context.status !== status) return false;
+  const answered = error.context.vaultError;
+  if (typeof answered !== 'string') return false;
+  return typeof text === 'string' ? answered === text : text.test(answered);
+}
+
 interface HttpLikeError {
   response?: { statusCode?: number; body?: { errors?: unknown } };
   code?: string;

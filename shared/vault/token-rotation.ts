@@ -18,7 +18,7 @@ import type { Runtime } from '../runtime';
 import { parseOrThrow } from '../validation';
 import { awsIamLogin, type VaultLogin } from './aws-login';
 import { VaultClient, type VaultResponse } from './client';
-import { VaultBadRequestError } from './errors';
+import { isVaultAnswer, VaultBadRequestError } from './errors';
 import { parseTokenSecret, type TokenSecret } from './tokens';
 
 /** The Secrets Manager custom rotation event; steps are camelCase, the token is the new VersionId. */
@@ -379,10 +379,11 @@ class VaultTokenRotation {
 
   async #revokeAccessor(admin: VaultLogin, accessor: string): Promise<void> {
     try {
+      // A token already revoked or tidied away: 200 with the warning "No token found with this accessor".
       await this.#vault.write('auth/token/revoke-accessor', { accessor }, admin.token);
     } catch (error) {
-      // Already revoked or expired: Vault no longer knows the accessor, which is the state we want.
-      if (error instanceof VaultBadRequestError && /accessor/i.test(error.message)) return;
+      // Expired, and Vault still holds its accessor: 400 "token not found"; the token is unusable already.
+      if (isVaultAnswer(error, 400, 'token not found')) return;
       throw error;
     }
   }
