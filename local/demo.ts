@@ -2,6 +2,8 @@ import { rm } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { renderFleetTable } from '../cli/fleet-table';
 import type { NodeRecord } from '../shared/state/records';
+import { describeFailure } from './failure';
+import { missingPrerequisites, prerequisitesReport } from './prerequisites';
 import { startWorld, type World } from './world';
 import { verifyNode } from './world/verify';
 
@@ -122,14 +124,18 @@ async function main(): Promise<number> {
   }
 }
 
-main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (error: unknown) => {
-    process.stderr.write(
-      `demo failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
-    );
-    process.exitCode = 1;
-  },
-);
+const missing = prerequisitesReport(missingPrerequisites());
+if (missing !== undefined) {
+  process.stderr.write(`${missing}\n`);
+  process.exitCode = 2;
+} else {
+  main().then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (error: unknown) => {
+      process.stderr.write(`demo failed: ${describeFailure(error)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}

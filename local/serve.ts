@@ -4,6 +4,8 @@
 import 'reflect-metadata';
 import { rm } from 'node:fs/promises';
 import { resolve } from 'node:path';
+import { describeFailure } from './failure';
+import { missingPrerequisites, prerequisitesReport } from './prerequisites';
 import { startWorld } from './world';
 
 const WORLD_DIR = resolve('.world');
@@ -52,9 +54,13 @@ async function main(): Promise<void> {
   }, TICK_SECONDS * 1000);
 }
 
-main().catch((error: unknown) => {
-  process.stderr.write(
-    `world failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
-  );
-  process.exitCode = 1;
-});
+const missing = prerequisitesReport(missingPrerequisites());
+if (missing !== undefined) {
+  process.stderr.write(`${missing}\n`);
+  process.exitCode = 2;
+} else {
+  main().catch((error: unknown) => {
+    process.stderr.write(`world failed: ${describeFailure(error)}\n`);
+    process.exitCode = 1;
+  });
+}
