@@ -158,6 +158,54 @@ describe('node shims', () => {
     expect(JSON.parse(recorded[0]!.body)).toEqual({ Key: key });
   });
 
+  it('nomad sends the ACL token as X-Nomad-Token, from NOMAD_TOKEN or -token (the flag wins)', async () => {
+    const list = `nomad operator gossip keyring list -address=${endpointUrl}`;
+    recorded.length = 0;
+
+    const fromEnv = await shell(`NOMAD_TOKEN=env-secret ${list}`);
+    const fromFlag = await shell(
+      `NOMAD_TOKEN=env-secret nomad operator gossip keyring list -token flag-secret -address=${endpointUrl}`,
+    );
+    const without = await shell(list);
+
+    expect([fromEnv.exitCode, fromFlag.exitCode, without.exitCode]).toEqual([0, 0, 0]);
+    expect(recorded.map((request) => request.headers['x-nomad-token'])).toEqual([
+      'env-secret',
+      'flag-secret',
+      undefined,
+    ]);
+  });
+
+  it('nomad runs in the SSM agent’s bare environment: no HOME, from /usr/bin, no curl config read', async () => {
+    const key = Buffer.alloc(32, 9).toString('base64');
+    recorded.length = 0;
+
+    const bare = await shell(
+      `cd /usr/bin && env -i PATH="$PATH" nomad operator gossip keyring install -address=${endpointUrl} ${key}`,
+    );
+    const withCurlrc = await shell(
+      [
+        'home=$(mktemp -d)',
+        `printf 'header = "X-Nomad-Token: from-curlrc"\n' >"$home/.curlrc"`,
+        `HOME=$home nomad operator gossip keyring list -address=${endpointUrl}`,
+      ].join('\n'),
+    );
+    const defaultAddress = await shell('env -u NOMAD_ADDR nomad operator gossip keyring list');
+
+    expect(bare).toMatchObject({ exitCode: 0, stderr: '' });
+    expect(withCurlrc).toMatchObject({ exitCode: 0, stderr: '' });
+    expect(recorded).toMatchObject([
+      { method: 'PUT', url: '/v1/agent/keyring/install' },
+      { method: 'GET', url: '/v1/agent/keyring/list' },
+    ]);
+    expect(JSON.parse(recorded[0]!.body)).toEqual({ Key: key });
+    expect(recorded[1]!.headers['x-nomad-token']).toBeUndefined();
+    expect(defaultAddress.exitCode).toBe(1);
+    expect(defaultAddress.stderr).toMatch(
+      /^error: Get "http:\/\/127\.0\.0\.1:4646\/v1\/agent\/keyring\/list": /,
+    );
+  });
+
   it('refuses unsupported commands and malformed values without sending anything', async () => {
     const refusals: [string, number, string][] = [
       ['aws s3 ls', 252, "only 'aws secretsmanager get-secret-value'"],
@@ -179,7 +227,12 @@ describe('node shims', () => {
       ['nomad operator keyring -list', 1, "use 'nomad operator gossip keyring"],
       [`nomad operator gossip keyring install -address=${endpointUrl} 'k"}'`, 1, 'not standard base64'],
       [`nomad operator gossip keyring list -address=${endpointUrl} extra`, 1, 'takes no arguments'],
-      [`nomad server members -address=${endpointUrl} -token=x`, 1, 'flag provided but not defined: -token'],
+      [`nomad server members -address=${endpointUrl} -bogus`, 1, 'flag provided but not defined: -bogus'],
+      [
+        `nomad server members -address=${endpointUrl} -token="$(printf 'a\nX-Injected: b')"`,
+        1,
+        'the token contains a control character',
+      ],
       ["nomad server members -address='https://x/$(id)'", 1, 'invalid address'],
       [`nomad server members -address=${endpointUrl} -ca-cert=/missing.pem`, 1, 'open /missing.pem'],
     ];

@@ -3,15 +3,19 @@
 # makes them, over the local agent's HTTPS API (curl here):
 #   nomad operator gossip keyring generate | list | install <key> | use <key> | remove <key>
 #   nomad server members
-# The address and TLS files come from NOMAD_ADDR, NOMAD_CACERT, NOMAD_CLIENT_CERT, NOMAD_CLIENT_KEY
-# or the -address, -ca-cert, -client-cert, -client-key flags. Output and exit codes follow Nomad's CLI
+# The address, TLS files and ACL token come from NOMAD_ADDR (default http://127.0.0.1:4646, as the
+# real CLI's), NOMAD_CACERT, NOMAD_CLIENT_CERT, NOMAD_CLIENT_KEY, NOMAD_TOKEN or the -address,
+# -ca-cert, -client-cert, -client-key, -token flags. Output and exit codes follow Nomad's CLI
 # (command/operator_gossip_keyring_*.go, command/server_members.go). Anything else exits 1.
+# It needs nothing of its environment beyond PATH: the SSM agent runs scripts without HOME, from
+# /usr/bin.
 set -euo pipefail
 
 address=${NOMAD_ADDR:-http://127.0.0.1:4646}
 ca_cert=${NOMAD_CACERT:-}
 client_cert=${NOMAD_CLIENT_CERT:-}
 client_key=${NOMAD_CLIENT_KEY:-}
+token=${NOMAD_TOKEN:-}
 
 unsupported() {
   printf "nomad (nomad-rotator local world): unsupported command: 'nomad%s'\n" "${*:+ $*}" >&2
@@ -41,7 +45,9 @@ while (($# > 0)); do
     -ca-cert=* | --ca-cert=*) ca_cert=${1#*=} ;;
     -client-cert=* | --client-cert=*) client_cert=${1#*=} ;;
     -client-key=* | --client-key=*) client_key=${1#*=} ;;
-    -address | --address | -ca-cert | --ca-cert | -client-cert | --client-cert | -client-key | --client-key)
+    -token=* | --token=*) token=${1#*=} ;;
+    -address | --address | -ca-cert | --ca-cert | -client-cert | --client-cert | -client-key | --client-key | \
+      -token | --token)
       if (($# < 2)); then
         echo "flag needs an argument: $1" >&2
         exit 1
@@ -52,6 +58,7 @@ while (($# > 0)); do
         ca-cert) ca_cert=$2 ;;
         client-cert) client_cert=$2 ;;
         client-key) client_key=$2 ;;
+        token) token=$2 ;;
       esac
       shift
       ;;
@@ -83,19 +90,28 @@ for file in "$ca_cert" "$client_cert" "$client_key"; do
     exit 1
   fi
 done
+# Nomad's API client sends the token as X-Nomad-Token; a line break in it would forge headers.
+if [[ "$token" =~ [[:cntrl:]] ]]; then
+  echo "Error initializing client: the token contains a control character" >&2
+  exit 1
+fi
 
 # api METHOD PATH [body]: prints the response body, or on failure the error the Go API client
 # would report (an unexpected status with its body, or the failed request) and returns 1.
 api() {
-  local method=$1 path=$2 data=${3:-} curl_args=(-sS --max-time 60 -X "$1" -w '\n%{http_code}')
+  # -q first: curl must not read a ~/.curlrc (nor root's, when HOME is unset); Nomad's CLI reads none.
+  local method=$1 path=$2 data=${3:-} curl_args=(-q -sS --max-time 60 -X "$1" -w '\n%{http_code}')
   [[ -n "$ca_cert" ]] && curl_args+=(--cacert "$ca_cert")
   [[ -n "$client_cert" ]] && curl_args+=(--cert "$client_cert")
   [[ -n "$client_key" ]] && curl_args+=(--key "$client_key")
+  # The token travels in a header read from a pipe: a secret must not show on curl's command line.
+  [[ -n "$token" ]] && curl_args+=(-H "@/dev/fd/3")
   # A body travels on stdin: a gossip key must not show on curl's command line.
   [[ -n "$data" ]] && curl_args+=(--data-binary @-)
   local response status errors
   errors=$(mktemp)
-  if ! response=$(printf '%s' "$data" | curl "${curl_args[@]}" "$address$path" 2>"$errors"); then
+  if ! response=$(printf '%s' "$data" | curl "${curl_args[@]}" "$address$path" 2>"$errors" \
+    3< <(printf 'X-Nomad-Token: %s\n' "$token")); then
     local verb=${method,,}
     printf '%s "%s": %s' "${verb^}" "$address$path" "$(sed -E 's/^curl: \([0-9]+\) //' "$errors")"
     rm -f "$errors"
