@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { installExecutionTimeoutSeconds } from './documents';
 import { parseDurationSeconds } from './duration';
 import { PATTERNS, patternRegExp } from './patterns';
 import { parseOrThrow } from './validation';
@@ -143,24 +144,62 @@ const rolloutSchema = z
   })
   .prefault({});
 
-export const clusterConfigSchema = z.strictObject({
-  name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,47}$/, {
-    message: 'must be 1-48 lower-case letters, digits or "-", starting with a letter or digit',
-  }),
-  region: pattern('region', 'a Nomad region name').default('global'),
-  inventory: z
-    .strictObject({
-      /** Nodes carry tag <clusterTagKey>=<cluster name>. */
-      clusterTagKey: z.string().min(1).max(128).default('nomad-cluster'),
-      /** Nodes carry tag <roleTagKey>=server|client. */
-      roleTagKey: z.string().min(1).max(128).default('nomad-role'),
-    })
-    .prefault({}),
-  vault: vaultSchema,
-  certificates: certificatesSchema,
-  files: filesSchema,
-  rollout: rolloutSchema,
-});
+/** How the install script reaches the node's own agent and what it must prove there. */
+const nomadAgentSchema = z
+  .strictObject({
+    /**
+     * The agent's HTTPS address as seen on the node. The SSM agent's environment has no NOMAD_ADDR,
+     * so the address travels as a document parameter.
+     */
+    address: pattern('httpsUrl', 'an https:// address with a host and an optional port').default(
+      'https://127.0.0.1:4646',
+    ),
+    /**
+     * The agent's tls.verify_https_client. When true (the seed guide's setting) the HTTPS API asks for
+     * a client certificate and the proof uses the new CLI certificate; Nomad checks no name on it.
+     */
+    verifyHttpsClient: z.boolean().default(true),
+    /**
+     * After the new serial is served the same agent process must still run this long: Nomad serves
+     * the new leaf before the part of a reload that can still fail (and exit).
+     */
+    settleSeconds: z.number().int().min(1).max(60).default(3),
+  })
+  .prefault({});
+
+export const clusterConfigSchema = z
+  .strictObject({
+    name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,47}$/, {
+      message: 'must be 1-48 lower-case letters, digits or "-", starting with a letter or digit',
+    }),
+    region: pattern('region', 'a Nomad region name').default('global'),
+    inventory: z
+      .strictObject({
+        /** Nodes carry tag <clusterTagKey>=<cluster name>. */
+        clusterTagKey: z.string().min(1).max(128).default('nomad-cluster'),
+        /** Nodes carry tag <roleTagKey>=server|client. */
+        roleTagKey: z.string().min(1).max(128).default('nomad-role'),
+      })
+      .prefault({}),
+    vault: vaultSchema,
+    certificates: certificatesSchema,
+    files: filesSchema,
+    rollout: rolloutSchema,
+    nomad: nomadAgentSchema,
+  })
+  .superRefine((cluster, context) => {
+    const install = installExecutionTimeoutSeconds(
+      cluster.rollout.serverHealthTimeoutSeconds,
+      cluster.nomad.settleSeconds,
+    );
+    if (cluster.rollout.commandTimeoutSeconds < install) {
+      context.addIssue({
+        code: 'custom',
+        path: ['rollout', 'commandTimeoutSeconds'],
+        message: `must be at least ${install}: an install may run that long (twice serverHealthTimeoutSeconds plus nomad.settleSeconds, for the proof and a rollback's proof, plus 120 s of work)`,
+      });
+    }
+  });
 
 export type ClusterConfig = z.output<typeof clusterConfigSchema>;
 export type ClusterConfigInput = z.input<typeof clusterConfigSchema>;

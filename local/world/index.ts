@@ -136,6 +136,8 @@ export async function startWorld(options: WorldOptions = {}) {
         ...options.cluster?.vault,
       },
       rollout: { serverHealthTimeoutSeconds: 20, backoffBaseSeconds: 60, ...options.cluster?.rollout },
+      // One second is enough for the stand-in to exit on a failed reload; Nomad's default below is 3.
+      nomad: { settleSeconds: 1, ...options.cluster?.nomad },
     });
     const config: ServiceConfig = {
       tableName,

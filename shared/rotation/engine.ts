@@ -3,7 +3,13 @@ import { validateCsr } from '../certs/csr';
 import { certificateNames, type NodeRole } from '../certs/names';
 import type { Clock } from '../clock';
 import type { ClusterConfig } from '../config';
-import type { DocumentParameters } from '../documents';
+import {
+  DOCUMENT_SIZE_BUDGET_BYTES,
+  type DocumentParameters,
+  documentSizeBytes,
+  installExecutionTimeoutSeconds,
+  validateDocumentParameters,
+} from '../documents';
 import { ConflictError, describeError, RotatorError } from '../errors';
 import type { NodeRecord, RolloutRecord, SignedSet, Wave } from '../state/records';
 import type { NodeChanges, NodeField, StateTable } from '../state/table';
@@ -29,8 +35,6 @@ const SSM_MAX_TARGETS = 50;
 const LEASE_KIND = 'certs';
 /** A dispatch that claimed nodes but crashed before sending is undone after this long. */
 const ORPHANED_CLAIM_MS = 120_000;
-/** Keep each install command's parameters well inside SSM's 64 KB document + parameters limit. */
-const INSTALL_BATCH_CERTIFICATE_BYTES = 40_000;
 
 export interface RotationDependencies {
   cluster: ClusterConfig;
@@ -404,8 +408,60 @@ export class CertificateRotation {
     }
   }
 
+  /** Every install parameter but the batch's certificates and attempt id. */
+  #installParameters(
+    rollout: RolloutRecord,
+    wave: Wave,
+    signed: NonNullable<NodeRecord['signed']>,
+  ): Omit<DocumentParameters<'install'>, 'attemptId' | 'certificates'> {
+    const files = this.#cluster.files;
+    const fileParameters = Object.fromEntries(
+      (['agentCert', 'agentKey', 'ca', 'cliCert', 'cliKey'] as const).flatMap((file) => [
+        [`${file}Path`, files[file].path],
+        [`${file}Mode`, files[file].mode],
+        [`${file}Owner`, files[file].owner],
+        [`${file}Group`, files[file].group],
+      ]),
+    ) as Record<string, string>;
+    const { serverHealthTimeoutSeconds } = this.#cluster.rollout;
+    const { address, verifyHttpsClient, settleSeconds } = this.#cluster.nomad;
+    return {
+      ...(fileParameters as Omit<DocumentParameters<'install'>, 'attemptId'>),
+      role: wave.role,
+      region: this.#cluster.region,
+      mode: rollout.mode,
+      chain: base64(signed.chainPem),
+      caBundle: base64(signed.caBundlePem),
+      minimumValiditySeconds: String(this.#cluster.certificates.minimumValidity),
+      healthTimeoutSeconds: String(serverHealthTimeoutSeconds),
+      settleSeconds: String(settleSeconds),
+      nomadAddress: address,
+      verifyHttpsClient: String(verifyHttpsClient),
+      executionTimeout: String(installExecutionTimeoutSeconds(serverHealthTimeoutSeconds, settleSeconds)),
+    };
+  }
+
+  /**
+   * Bytes left for the certificates parameter of one install command: the document, chain, CA bundle
+   * and every other parameter count against SSM's 64 KB too.
+   */
+  #installCertificateBudget(
+    rollout: RolloutRecord,
+    wave: Wave,
+    signed: NonNullable<NodeRecord['signed']>,
+  ): number {
+    const fixed = validateDocumentParameters('install', {
+      ...this.#installParameters(rollout, wave, signed),
+      attemptId: 'x'.repeat(64),
+      certificates: 'A',
+    });
+    return DOCUMENT_SIZE_BUDGET_BYTES - documentSizeBytes('install', fixed);
+  }
+
   async #dispatchInstall(rollout: RolloutRecord, wave: Wave, nodes: NodeRecord[]): Promise<void> {
-    for (const batch of installBatches(nodes)) {
+    const sample = nodes.find((node) => node.signed !== undefined)?.signed;
+    if (sample === undefined) return;
+    for (const batch of installBatches(nodes, this.#installCertificateBudget(rollout, wave, sample))) {
       const attemptId = batch[0]!.attemptId!;
       const claimed = (
         await Promise.all(
@@ -425,30 +481,14 @@ export class CertificateRotation {
       ).filter((node): node is NodeRecord => node !== undefined);
       if (claimed.length === 0) continue;
       const first = claimed[0]!.signed!;
-      const files = this.#cluster.files;
-      const fileParameters = Object.fromEntries(
-        (['agentCert', 'agentKey', 'ca', 'cliCert', 'cliKey'] as const).flatMap((file) => [
-          [`${file}Path`, files[file].path],
-          [`${file}Mode`, files[file].mode],
-          [`${file}Owner`, files[file].owner],
-          [`${file}Group`, files[file].group],
-        ]),
-      ) as Record<string, string>;
       const certificates = claimed.flatMap((node) => [
         node.signed!.agentCertificatePem,
         node.signed!.cliCertificatePem,
       ]);
       await this.#send(claimed, 'install', attemptId, wave.role, () => ({
-        ...(fileParameters as Omit<DocumentParameters<'install'>, 'attemptId'>),
+        ...this.#installParameters(rollout, wave, first),
         attemptId,
-        role: wave.role,
-        region: this.#cluster.region,
-        mode: rollout.mode,
         certificates: base64(certificates.join('\n')),
-        chain: base64(first.chainPem),
-        caBundle: base64(first.caBundlePem),
-        minimumValiditySeconds: String(this.#cluster.certificates.minimumValidity),
-        healthTimeoutSeconds: String(this.#cluster.rollout.serverHealthTimeoutSeconds),
       }));
       for (const node of claimed) {
         await this.#audit('install-dispatched', 'rotator', {
@@ -959,21 +999,27 @@ function newAttemptId(rollout: RolloutRecord): string {
   return `${rollout.rolloutId.slice(-6)}-${randomBytes(4).toString('hex')}`;
 }
 
-/** Group signed nodes so that one install command's certificate payload stays well under 64 KB. */
-function installBatches(nodes: NodeRecord[]): NodeRecord[][] {
+/**
+ * Group signed nodes so that one install command's certificates fit the bytes its document and other
+ * parameters leave (base64 of the PEMs, joined by newlines). A node whose pair alone does not fit still
+ * gets a command of its own, which the parameter check then refuses by name.
+ */
+function installBatches(nodes: NodeRecord[], certificateBudgetBytes: number): NodeRecord[][] {
   const batches: NodeRecord[][] = [];
   let current: NodeRecord[] = [];
   let bytes = 0;
   const byAttempt = [...nodes].sort((a, b) => (a.attemptId ?? '').localeCompare(b.attemptId ?? ''));
   for (const node of byAttempt) {
-    const size = Math.ceil(
-      (((node.signed?.agentCertificatePem.length ?? 0) + (node.signed?.cliCertificatePem.length ?? 0)) * 4) /
-        3,
-    );
+    const size =
+      4 *
+      Math.ceil(
+        ((node.signed?.agentCertificatePem.length ?? 0) + (node.signed?.cliCertificatePem.length ?? 0) + 2) /
+          3,
+      );
     const sameAttempt = current.length === 0 || current[0]!.attemptId === node.attemptId;
     if (
       current.length > 0 &&
-      (!sameAttempt || bytes + size > INSTALL_BATCH_CERTIFICATE_BYTES || current.length === SSM_MAX_TARGETS)
+      (!sameAttempt || bytes + size > certificateBudgetBytes || current.length === SSM_MAX_TARGETS)
     ) {
       batches.push(current);
       current = [];

@@ -30,6 +30,8 @@ export class InProcessAuthority implements CertificateAuthority {
   sealed = false;
   readonly revoked: string[] = [];
   readonly signed: { kind: CertificateKind; serial: string }[] = [];
+  /** Intermediates placed before the CA in every answer's chain, e.g. to make the chain large. */
+  extraChainPems: string[] = [];
   #ca?: { cert: x509.X509Certificate; keys: CryptoKeyPair };
 
   constructor(private readonly clock: ManualClock) {}
@@ -70,7 +72,7 @@ export class InProcessAuthority implements CertificateAuthority {
       serial: serial.match(/../g)!.join(':'),
       notBefore: notBefore.getTime(),
       notAfter: notAfter.getTime(),
-      caChainPems: [ca.cert.toString('pem')],
+      caChainPems: [...this.extraChainPems, ca.cert.toString('pem')],
     };
   }
 

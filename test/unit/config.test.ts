@@ -25,6 +25,30 @@ describe('cluster configuration', () => {
     expect(config.rollout.clientWaveSize).toBe(5);
   });
 
+  it("defaults the agent's address, verify_https_client and settle interval as the seed guide runs Nomad", () => {
+    expect(parseClusterConfig(minimal).nomad).toEqual({
+      address: 'https://127.0.0.1:4646',
+      verifyHttpsClient: true,
+      settleSeconds: 3,
+    });
+  });
+
+  it('refuses an agent address that is not https, naming the field', () => {
+    expect(() => parseClusterConfig({ ...minimal, nomad: { address: 'http://127.0.0.1:4646' } })).toThrow(
+      /nomad\.address: must be an https:\/\/ address/,
+    );
+  });
+
+  it('refuses a command timeout shorter than an install with its rollback may run', () => {
+    const attempt = () =>
+      parseClusterConfig({
+        ...minimal,
+        rollout: { serverHealthTimeoutSeconds: 600, commandTimeoutSeconds: 900 },
+      });
+
+    expect(attempt).toThrow(/rollout\.commandTimeoutSeconds: must be at least 1326/);
+  });
+
   it('accepts durations as text or seconds', () => {
     const config = parseClusterConfig({ ...minimal, certificates: { ttl: '72h', minimumValidity: 600 } });
 

@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { DOCUMENT_SIZE_BUDGET_BYTES, documentSizeBytes } from '../../shared/documents';
 import { parseCommandComment } from '../../shared/rotation/engine';
 import type { NodeRecord } from '../../shared/state/records';
 import { type FakeClusterHarness, fakeCluster, type SentCommand } from '../helpers/fake-cluster';
@@ -69,6 +70,51 @@ describe('certificate rotation engine', () => {
     expect(harness.telemetry.total('PushSucceeded')).toBe(6);
     expect(harness.events.events.filter((event) => event.type === 'CertificateRotated')).toHaveLength(6);
     expect(await harness.table.getActiveRollout('prod')).toBeUndefined();
+  });
+
+  it("tells each install the agent's address, its verify_https_client and a timeout that fits a rollback", async () => {
+    harness = await fakeCluster(fleet, {
+      nomad: { address: 'https://nomad.internal:4646', verifyHttpsClient: false, settleSeconds: 4 },
+      rollout: { clientWaveSize: 2, maxAttempts: 2, serverHealthTimeoutSeconds: 90 },
+    });
+
+    await tick(harness);
+    await settle(harness);
+
+    for (const command of installs(harness)) {
+      expect(command.parameters).toMatchObject({
+        nomadAddress: 'https://nomad.internal:4646',
+        verifyHttpsClient: 'false',
+        settleSeconds: '4',
+        healthTimeoutSeconds: '90',
+      });
+      expect(Number(command.parameters.executionTimeout)).toBeGreaterThanOrEqual(2 * (90 + 4));
+    }
+  });
+
+  it('splits a wave into installs that fit 64 KB with the chain and CA bundle counted', async () => {
+    const many = Array.from({ length: 12 }, (_, index) => ({
+      instanceId: `i-${String(index + 100).padStart(17, '0')}`,
+      role: 'client' as const,
+    }));
+    harness = await fakeCluster(many, { rollout: { clientWaveSize: 12, maxAttempts: 2 } });
+    const bulky = `-----BEGIN CERTIFICATE-----\n${'A'.repeat(6_000)}\n-----END CERTIFICATE-----`;
+    harness.authority.extraChainPems = [bulky, bulky];
+
+    await tick(harness);
+    await settle(harness);
+
+    const sent = installs(harness);
+    expect(sent.length).toBeGreaterThan(1);
+    expect(sent.flatMap((command) => command.instanceIds).sort()).toEqual(
+      many.map((node) => node.instanceId),
+    );
+    for (const command of sent) {
+      const parameters = Object.fromEntries(
+        Object.entries(command.parameters).map(([name, value]) => [name, [value]]),
+      );
+      expect(documentSizeBytes('install', parameters)).toBeLessThanOrEqual(DOCUMENT_SIZE_BUDGET_BYTES);
+    }
   });
 
   it('never has two server installs in flight (audit trail)', async () => {
