@@ -14,8 +14,11 @@ const DOCUMENT_SIZE_LIMIT = 64 * 1024;
 /** ListCommandInvocations with Details: each plugin's Output is cut to this many characters. */
 const DETAILS_OUTPUT_LIMIT = 2_500;
 const LIST_INVOCATIONS_PAGE = 50;
-/** The agent's separator between stdout and stderr in a plugin's combined output. */
-const ERROR_MARKER = '\n----------ERROR-------\n';
+/** The agent's markers in a plugin's outputs (agent/framework/processor/executer/iohandler). */
+const ERROR_TITLE = '\n----------ERROR-------\n';
+const OUTPUT_TRUNCATED = '\n---Output truncated---';
+const ERROR_TRUNCATED = '\n---Error truncated----';
+const CONTENT_TRUNCATED = '--output truncated--';
 /** The agent clamps a step's timeoutSeconds to this range and uses 3600 outside it. */
 const STEP_TIMEOUT_MIN = 5;
 const STEP_TIMEOUT_MAX = 172_800;
@@ -311,8 +314,8 @@ export async function startSsmEmulator(options: {
       ResponseCode: invocation.responseCode,
       Status: invocation.status,
       StatusDetails: invocation.statusDetails,
-      StandardOutputContent: finished ? invocation.stdout.slice(0, STDOUT_LIMIT) : '',
-      StandardErrorContent: finished ? invocation.stderr.slice(0, STDERR_LIMIT) : '',
+      StandardOutputContent: finished ? keepPrefix(invocation.stdout, STDOUT_LIMIT) : '',
+      StandardErrorContent: finished ? keepPrefix(invocation.stderr, STDERR_LIMIT) : '',
       ExecutionStartDateTime: invocation.startedAt ? iso(invocation.startedAt) : '',
       ExecutionEndDateTime: invocation.endedAt ? iso(invocation.endedAt) : '',
     };
@@ -490,12 +493,32 @@ function agentStepTimeout(text: string): number {
     : STEP_TIMEOUT_DEFAULT;
 }
 
-/** A plugin's Output in ListCommandInvocations: stdout, the error marker and stderr, cut to 2,500. */
+/** The agent keeps the head of a long output, ending it with a marker, within the limit. */
+function keepPrefix(output: string, limit: number): string {
+  return output.length < limit
+    ? output
+    : `${output.slice(0, limit - CONTENT_TRUNCATED.length)}${CONTENT_TRUNCATED}`;
+}
+
+/**
+ * A plugin's Output in ListCommandInvocations, as the agent composes it within 2,500 characters:
+ * stdout, then (if any) the error title and stderr; when they do not fit, the longer part or both
+ * are cut and marked.
+ */
 function pluginOutput(invocation: { stdout: string; stderr: string; endedAt?: number }): string {
   if (invocation.endedAt === undefined) return '';
-  const combined =
-    invocation.stderr === '' ? invocation.stdout : `${invocation.stdout}${ERROR_MARKER}${invocation.stderr}`;
-  return combined.slice(0, DETAILS_OUTPUT_LIMIT);
+  const { stdout, stderr } = invocation;
+  const title = stderr === '' ? '' : ERROR_TITLE;
+  const space = DETAILS_OUTPUT_LIMIT - title.length;
+  if (stdout.length + stderr.length < space) return `${stdout}${title}${stderr}`;
+  if (stdout.length > space / 2 && stderr.length > space / 2) {
+    const half = Math.floor((space - ERROR_TRUNCATED.length - OUTPUT_TRUNCATED.length) / 2);
+    return `${stdout.slice(0, half)}${OUTPUT_TRUNCATED}${title}${stderr.slice(0, half)}${ERROR_TRUNCATED}`;
+  }
+  if (stdout.length <= space / 2) {
+    return `${stdout}${title}${stderr.slice(0, space - ERROR_TRUNCATED.length - stdout.length)}${ERROR_TRUNCATED}`;
+  }
+  return `${stdout.slice(0, space - OUTPUT_TRUNCATED.length - stderr.length)}${OUTPUT_TRUNCATED}${title}${stderr}`;
 }
 
 function sleep(ms: number): Promise<void> {

@@ -231,7 +231,11 @@ describe('SSM emulator through the real SSMClient', () => {
       ResponseCode: 3,
       Output: '\n----------ERROR-------\noops\n',
     });
-    expect(loudPage.CommandInvocations?.[0]?.CommandPlugins?.[0]?.Output).toBe('a'.repeat(2_500));
+    const loudOutput = loudPage.CommandInvocations?.[0]?.CommandPlugins?.[0]?.Output ?? '';
+    expect(loudOutput.length).toBeLessThanOrEqual(2_500);
+    expect(loudOutput).toMatch(
+      /^a+\n---Output truncated---\n----------ERROR-------\nb+\n---Error truncated----$/,
+    );
     expect(firstPage.CommandInvocations).toHaveLength(2);
     expect(secondPage.CommandInvocations?.[0]?.CommandId).not.toBe(
       firstPage.CommandInvocations?.[0]?.CommandId,
@@ -263,7 +267,9 @@ describe('SSM emulator through the real SSMClient', () => {
     });
     const output = await invocation(loud.Command!.CommandId!, node.instanceId);
     expect(output.StandardOutputContent).toHaveLength(24_000);
+    expect(output.StandardOutputContent?.endsWith('a--output truncated--')).toBe(true);
     expect(output.StandardErrorContent).toHaveLength(8_000);
+    expect(output.StandardErrorContent?.endsWith('b--output truncated--')).toBe(true);
   });
 
   it('reports an offline node as Undeliverable and a script past its timeout as TimedOut', async () => {

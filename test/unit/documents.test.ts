@@ -118,6 +118,22 @@ describe('SSM documents', () => {
     expect(timeout).toBeLessThanOrEqual(172_800);
   });
 
+  it('exit only 0 or 1: the agent reboots the instance on 194 and skips steps on 168/169', () => {
+    for (const kind of Object.keys(DOCUMENTS) as (keyof typeof DOCUMENTS)[]) {
+      const code = scriptText(kind)
+        .split('\n')
+        .filter((line) => !line.trim().startsWith('#'))
+        .join('\n');
+      const codes = [...code.matchAll(/\bexit\s+(\S+)/g)].map((match) => match[1]);
+      expect(new Set(codes), kind).toEqual(new Set(['1', '0'].filter((code) => codes.includes(code))));
+    }
+  });
+
+  it("start with #!/bin/bash on the first line, which the agent's sh -c <file> honours", () => {
+    for (const kind of Object.keys(DOCUMENTS) as (keyof typeof DOCUMENTS)[])
+      expect(commandDocument(kind).mainSteps[0].inputs.runCommand[0], kind).toBe('#!/bin/bash');
+  });
+
   it('accept valid parameters and fill defaults', () => {
     const parameters = validateDocumentParameters('prepare', prepare);
 
