@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
+import { parseClustersConfig } from '../shared/config';
 import { StateTable } from '../shared/state/table';
 import { bootstrapVault, renderBootstrapReport } from '../shared/vault/bootstrap';
 import { VaultClient } from '../shared/vault/client';
@@ -15,9 +16,11 @@ Commands
   rotate   --cluster C --targets X --reason R [--restart] [--function F]
   reissue  --cluster C --targets X --reason R [--no-revoke] [--function F]
                                                        emergency: restart + revoke replaced serials
-  vault-bootstrap --spec FILE [--dry-run] [--vault-ca FILE]
+  vault-bootstrap --spec FILE [--clusters FILE] [--dry-run] [--vault-ca FILE]
                                                        set Vault up idempotently (VAULT_ADDR, VAULT_TOKEN);
-                                                       prints created/updated/unchanged and the policy HCL
+                                                       prints created/updated/unchanged and the policy HCL;
+                                                       with --clusters (the deployed clusters file), refuses
+                                                       before writing anything if the roles would refuse them
 
 Targets: all | servers | clients | i-0123...,i-0456...
 Defaults: --table $NOMAD_ROTATOR_TABLE, --function $NOMAD_ROTATOR_FUNCTION (the rotate-certs Lambda).
@@ -33,6 +36,7 @@ interface Options {
   restart?: boolean;
   'no-revoke'?: boolean;
   spec?: string;
+  clusters?: string;
   'dry-run'?: boolean;
   'vault-ca'?: string;
   help?: boolean;
@@ -52,6 +56,7 @@ export async function main(argv: string[], environment: Record<string, string | 
       restart: { type: 'boolean' },
       'no-revoke': { type: 'boolean' },
       spec: { type: 'string' },
+      clusters: { type: 'string' },
       'dry-run': { type: 'boolean' },
       'vault-ca': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -106,8 +111,12 @@ async function vaultBootstrap(
     timeoutMs: 10_000,
     ...(options['vault-ca'] ? { caBundlePem: readFileSync(options['vault-ca'], 'utf8') } : {}),
   });
+  const clusters = options.clusters
+    ? parseClustersConfig(JSON.parse(readFileSync(options.clusters, 'utf8')))
+    : undefined;
   const report = await bootstrapVault(vault, required(environment.VAULT_TOKEN, 'VAULT_TOKEN'), spec, {
     dryRun: options['dry-run'] ?? false,
+    ...(clusters ? { clusters } : {}),
   });
   process.stdout.write(`${renderBootstrapReport(report)}\n`);
   return 0;

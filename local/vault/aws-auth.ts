@@ -1,12 +1,53 @@
-import { badRequest, list, seconds } from './protocol';
+import { createHash, randomBytes } from 'node:crypto';
+import { badRequest, bool, list, seconds } from './protocol';
 
 interface AwsRole {
   auth_type: string;
   bound_iam_principal_arn: string[];
+  /** The IAM unique ids the ARNs resolved to when the role was written (resolve_aws_unique_ids). */
+  bound_iam_principal_id: string[];
+  resolve_aws_unique_ids: boolean;
   token_policies: string[];
   token_ttl: number;
   token_max_ttl: number;
   token_period: number;
+}
+
+/**
+ * The IAM roles behind the callers, as IAM GetRole would answer Vault: every role has a unique id
+ * (AROA…) that changes when the role is deleted and created again under the same name.
+ */
+export class IamDirectory {
+  readonly #uniqueIds = new Map<string, string>();
+  /** Whether Vault's own AWS credentials may call iam:GetRole. */
+  vaultCanGetRole = true;
+
+  uniqueId(roleArn: string): string {
+    let id = this.#uniqueIds.get(roleArn);
+    if (id === undefined) {
+      id = uniqueIdFrom(createHash('sha256').update(roleArn).digest());
+      this.#uniqueIds.set(roleArn, id);
+    }
+    return id;
+  }
+
+  /** Delete and recreate the role: same name and ARN, a new unique id. */
+  recreate(roleArn: string): void {
+    this.#uniqueIds.set(roleArn, uniqueIdFrom(randomBytes(32)));
+  }
+}
+
+function uniqueIdFrom(bytes: Buffer): string {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  return `AROA${[...bytes.subarray(0, 17)].map((byte) => alphabet[byte % 32]).join('')}`;
+}
+
+/** config/client fields the emulator models; Vault reports "" for what was never set. */
+interface ClientConfig {
+  iam_server_id_header_value: string;
+  sts_endpoint: string;
+  sts_region: string;
+  use_sts_region_from_client: boolean;
 }
 
 export interface AwsLoginResult {
@@ -28,33 +69,78 @@ const STS_BODY = 'Action=GetCallerIdentity&Version=2011-06-15';
 export class AwsAuthMethod {
   readonly #roles = new Map<string, AwsRole>();
   /** Unset until config/client is written: Vault then answers its read with 404. */
-  #serverIdHeader: string | undefined;
+  #config: ClientConfig | undefined;
 
-  constructor(private readonly identities: Record<string, string>) {}
+  constructor(
+    private readonly identities: Record<string, string>,
+    private readonly iam: IamDirectory,
+  ) {}
 
-  config(): Record<string, unknown> | undefined {
-    return this.#serverIdHeader === undefined
-      ? undefined
-      : { iam_server_id_header_value: this.#serverIdHeader };
+  config(): ClientConfig | undefined {
+    return this.#config;
   }
 
   writeConfig(body: Record<string, unknown>): void {
-    this.#serverIdHeader = String(body.iam_server_id_header_value ?? '');
+    const current = this.#config ?? {
+      iam_server_id_header_value: '',
+      sts_endpoint: '',
+      sts_region: '',
+      use_sts_region_from_client: false,
+    };
+    this.#config = {
+      iam_server_id_header_value: String(
+        body.iam_server_id_header_value ?? current.iam_server_id_header_value,
+      ),
+      sts_endpoint: String(body.sts_endpoint ?? current.sts_endpoint),
+      sts_region: String(body.sts_region ?? current.sts_region),
+      use_sts_region_from_client: bool(body.use_sts_region_from_client, current.use_sts_region_from_client),
+    };
   }
 
   role(name: string): AwsRole | undefined {
     return this.#roles.get(name);
   }
 
+  /**
+   * path_role.go: resolve_aws_unique_ids defaults to true on create and cannot be turned off later;
+   * with it, every bound ARN without a wildcard is resolved through IAM with Vault's own credentials.
+   */
   writeRole(name: string, body: Record<string, unknown>): void {
+    const existing = this.#roles.get(name);
+    const resolve = bool(body.resolve_aws_unique_ids, existing?.resolve_aws_unique_ids ?? true);
+    if (existing?.resolve_aws_unique_ids && !resolve)
+      throw badRequest('changing resolve_aws_unique_ids from true to false is not allowed');
+    const arns = list(body.bound_iam_principal_arn);
+    const ids: string[] = [];
+    if (resolve) {
+      for (const arn of arns.filter((candidate) => !candidate.endsWith('*'))) {
+        if (!this.iam.vaultCanGetRole) {
+          throw badRequest(
+            `unable to resolve ARN "${arn}" to internal ID: AccessDenied: User: arn:aws:iam::${arn.split(':')[4]}:user/vault-server is not authorized to perform: iam:GetRole on resource: role ${arn.split('/').at(-1)}`,
+          );
+        }
+        ids.push(this.iam.uniqueId(arn));
+      }
+    }
     this.#roles.set(name, {
       auth_type: String(body.auth_type ?? 'iam'),
-      bound_iam_principal_arn: list(body.bound_iam_principal_arn),
+      bound_iam_principal_arn: arns,
+      bound_iam_principal_id: ids,
+      resolve_aws_unique_ids: resolve,
       token_policies: list(body.token_policies ?? body.policies),
       token_ttl: seconds(body.token_ttl),
       token_max_ttl: seconds(body.token_max_ttl),
       token_period: seconds(body.token_period),
     });
+  }
+
+  /** The region of the STS endpoint Vault sends the request to (path_login.go), as that STS checks the scope. */
+  #stsRegion(clientScope: string): string {
+    const config = this.#config;
+    if (config?.use_sts_region_from_client) return clientScope;
+    if (config?.sts_region) return config.sts_region;
+    const host = config?.sts_endpoint ? new URL(config.sts_endpoint).hostname : 'sts.amazonaws.com';
+    return /^sts(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$/.exec(host)?.[1] ?? 'us-east-1';
   }
 
   login(body: Record<string, unknown>): AwsLoginResult {
@@ -71,8 +157,7 @@ export class AwsAuthMethod {
       throw badRequest("invalid iam_http_request_method; currently only 'POST' is supported");
     }
     const url = decode('iam_request_url');
-    if (!/^https:\/\/sts(\.[a-z0-9-]+)?\.amazonaws\.com\/?$/.test(url))
-      throw badRequest(`error making upstream request: unexpected endpoint ${url}`);
+    if (!STS_URL.test(url)) throw badRequest(`error making upstream request: unexpected endpoint ${url}`);
     if (decode('iam_request_body') !== STS_BODY)
       throw badRequest('error making upstream request: not a GetCallerIdentity request');
     const headers = normaliseHeaders(
@@ -80,23 +165,32 @@ export class AwsAuthMethod {
     );
     const authorization = headers.authorization ?? '';
     const credential =
-      /^AWS4-HMAC-SHA256 Credential=([A-Z0-9]+)\/\d{8}\/[a-z0-9-]+\/sts\/aws4_request, ?SignedHeaders=([a-z0-9;-]+), ?Signature=[0-9a-f]+$/.exec(
+      /^AWS4-HMAC-SHA256 Credential=([A-Z0-9]+)\/\d{8}\/([a-z0-9-]+)\/sts\/aws4_request, ?SignedHeaders=([a-z0-9;-]+), ?Signature=[0-9a-f]+$/.exec(
         authorization,
       );
     if (credential === null || headers['x-amz-date'] === undefined)
       throw badRequest('error making upstream request: missing or malformed signature');
-    if (this.#serverIdHeader !== undefined && this.#serverIdHeader !== '') {
+    const serverIdHeader = this.#config?.iam_server_id_header_value ?? '';
+    if (serverIdHeader !== '') {
       const sent = headers['x-vault-aws-iam-server-id'];
       if (sent === undefined)
         throw badRequest(
           'error validating X-Vault-AWS-IAM-Server-ID header: missing header "X-Vault-AWS-IAM-Server-ID"',
         );
-      if (sent !== this.#serverIdHeader)
+      if (sent !== serverIdHeader)
         throw badRequest(
-          `error validating X-Vault-AWS-IAM-Server-ID header: expected "${this.#serverIdHeader}" but got "${sent}"`,
+          `error validating X-Vault-AWS-IAM-Server-ID header: expected "${serverIdHeader}" but got "${sent}"`,
         );
-      if (!credential[2]!.split(';').includes('x-vault-aws-iam-server-id'))
+      if (!credential[3]!.split(';').includes('x-vault-aws-iam-server-id'))
         throw badRequest("error validating X-Vault-AWS-IAM-Server-ID header: vault header wasn't signed");
+    }
+    // Vault replays the request to its own STS endpoint; STS refuses a signature scoped to another region.
+    const scope = credential[2]!;
+    const answering = this.#stsRegion(scope);
+    if (scope !== answering) {
+      throw badRequest(
+        `error making upstream request: received error code 403 from STS: <ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type><Code>SignatureDoesNotMatch</Code><Message>Credential should be scoped to a valid region, not '${scope}'. </Message></Error></ErrorResponse>`,
+      );
     }
     const callerArn = this.identities[credential[1]!];
     if (callerArn === undefined)
@@ -108,7 +202,12 @@ export class AwsAuthMethod {
     if (role === undefined) throw badRequest(`entry for role ${roleName} not found`);
     if (role.auth_type !== 'iam') throw badRequest(`auth method iam not allowed for role ${roleName}`);
     const canonical = canonicalArn(callerArn);
-    if (!role.bound_iam_principal_arn.includes(canonical)) {
+    // STS answers with the caller's current unique id; path_login.go matches it when ids were resolved.
+    const callerUniqueId = this.iam.uniqueId(canonical);
+    const bound = role.resolve_aws_unique_ids
+      ? role.bound_iam_principal_id.includes(callerUniqueId)
+      : role.bound_iam_principal_arn.includes(canonical);
+    if (!bound) {
       throw badRequest(`IAM Principal "${callerArn}" does not belong to the role "${roleName}"`);
     }
     return {
@@ -119,6 +218,7 @@ export class AwsAuthMethod {
       metadata: {
         client_arn: callerArn,
         canonical_arn: canonical,
+        client_user_id: callerUniqueId,
         auth_type: 'iam',
         role_id: roleName,
         account_id: canonical.split(':')[4] ?? '',
@@ -126,6 +226,9 @@ export class AwsAuthMethod {
     };
   }
 }
+
+/** The STS hosts of the aws, aws-us-gov and aws-cn partitions, global or regional, FIPS or not. */
+const STS_URL = /^https:\/\/sts(-fips)?(\.[a-z0-9-]+)?\.amazonaws\.com(\.cn)?\/?$/;
 
 function normaliseHeaders(headers: Record<string, string | string[]>): Record<string, string> {
   return Object.fromEntries(

@@ -4,7 +4,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { type Clock, systemClock } from '../../shared/clock';
 import { type Capability, capabilitiesFor, DEFAULT_POLICY, parsePolicy } from './acl';
-import { AwsAuthMethod } from './aws-auth';
+import { AwsAuthMethod, IamDirectory } from './aws-auth';
 import { PkiMount, type PkiResult } from './pki';
 import { createCertificate, generateKeys, pem } from './pki-x509';
 import {
@@ -40,11 +40,11 @@ interface Mount {
   pki?: PkiMount;
 }
 
-type Reply = { status: number; body?: unknown; raw?: { text: string; contentType: string } };
+type Reply = { status: number; body?: unknown; raw?: { text: string | Uint8Array; contentType: string } };
 
 /** sys/ routes whose `data` Vault also copies to the top level of the body (http/handler.go). */
 const INJECTED = [/^sys\/mounts(\/|$)/, /^sys\/auth(\/|$)/, /^sys\/policy(\/|$)/, /^sys\/capabilities-self$/];
-const PKI_UNAUTHENTICATED = /^(ca\/pem|ca_chain|crl\/pem|cert\/[^/]+|issuers)$/;
+const PKI_UNAUTHENTICATED = /^(ca|ca\/pem|ca_chain|crl|crl\/pem|cert\/[^/]+|issuers)$/;
 
 export type VaultEmulator = Awaited<ReturnType<typeof startVaultEmulator>>;
 
@@ -60,6 +60,7 @@ export async function startVaultEmulator(options: VaultEmulatorOptions = {}) {
   const policies = new Map<string, string>([['default', DEFAULT_POLICY]]);
   const mounts = new Map<string, Mount>();
   const authMethods = new Map<string, AwsAuthMethod>();
+  const iam = new IamDirectory();
   const requestLog: { method: string; path: string; status: number }[] = [];
   let sealed = false;
   /** Requests still to be answered 412, as a performance standby behind the active node answers them. */
@@ -259,7 +260,7 @@ export async function startVaultEmulator(options: VaultEmulatorOptions = {}) {
     if (auth) {
       if (authMethods.has(auth[1]!)) throw badRequest(`path is already in use at ${auth[1]}/`);
       if (body.type !== 'aws') throw badRequest(`unknown auth method type "${String(body.type)}"`);
-      authMethods.set(auth[1]!, new AwsAuthMethod(options.awsIdentities ?? {}));
+      authMethods.set(auth[1]!, new AwsAuthMethod(options.awsIdentities ?? {}, iam));
       return { status: 204 };
     }
     const policy = /^(?:policies\/acl|policy)(?:\/(.+))?$/.exec(rest);
@@ -464,6 +465,8 @@ export async function startVaultEmulator(options: VaultEmulatorOptions = {}) {
     answerIndexNotPresent: (times: number) => {
       indexNotPresentAnswers = times;
     },
+    /** IAM as Vault's AWS auth method sees it: recreate a role (new unique id), or deny Vault iam:GetRole. */
+    iam,
     /** Answer the next `times` requests to `path` (e.g. `auth/token/revoke-accessor`) with this error. */
     answerWithError: (path: string, status: number, text: string, times = 1) => {
       injectedFailures.set(path, { status, text, times });

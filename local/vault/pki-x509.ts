@@ -38,6 +38,13 @@ export function keyTypeOf(key: { algorithm: { name: string } }): KeyType {
   return key.algorithm.name === 'ECDSA' ? 'ec' : 'rsa';
 }
 
+/** The key size Vault compares with a role's key_bits: the curve's size, or the RSA modulus length. */
+export function keyBitsOf(key: { algorithm: { name: string } }): number {
+  const algorithm = key.algorithm as { name: string; namedCurve?: string; modulusLength?: number };
+  if (algorithm.name === 'ECDSA') return Number(algorithm.namedCurve?.slice(2) ?? 0);
+  return algorithm.modulusLength ?? 0;
+}
+
 /** Vault serials: 20 random bytes (positive), printed as lower-case colon hex. */
 export function newSerial(): { hex: string; colon: string } {
   const bytes = randomBytes(20);
@@ -72,6 +79,9 @@ export interface CertificateRequest {
   ipAddresses?: string[];
   serverAuth?: boolean;
   clientAuth?: boolean;
+  /** The mount's config/urls: Authority Information Access (CA issuers) and CRL distribution points. */
+  issuingCertificateUrls?: string[];
+  crlDistributionPoints?: string[];
 }
 
 export async function createCertificate(
@@ -101,6 +111,10 @@ export async function createCertificate(
     ...(request.ipAddresses ?? []).map((value) => ({ type: 'ip' as const, value })),
   ];
   if (names.length > 0) extensions.push(new x509.SubjectAlternativeNameExtension(names));
+  if (request.issuingCertificateUrls?.length)
+    extensions.push(new x509.AuthorityInfoAccessExtension({ caIssuers: request.issuingCertificateUrls }));
+  if (request.crlDistributionPoints?.length)
+    extensions.push(new x509.CRLDistributionPointsExtension(request.crlDistributionPoints));
   const certificate = await x509.X509CertificateGenerator.create({
     serialNumber: serial.hex,
     subject: `CN=${request.commonName}`,

@@ -9,12 +9,58 @@ import {
   generateKeys,
   type KeyPair,
   type KeyType,
+  keyBitsOf,
   keyTypeOf,
   pem,
 } from './pki-x509';
-import { badRequest, bool, envelope, goDuration, list, NOT_FOUND, seconds, VaultHttpError } from './protocol';
+import {
+  badRequest,
+  bool,
+  envelope,
+  goDuration,
+  list,
+  NOT_FOUND,
+  rfc3339Nano,
+  seconds,
+  VaultHttpError,
+} from './protocol';
 
-export type PkiResult = { status?: number; body?: unknown; raw?: { text: string; contentType: string } };
+export type PkiResult = {
+  status?: number;
+  body?: unknown;
+  raw?: { text: string | Uint8Array; contentType: string };
+};
+
+/** config/urls (path_config_urls.go): stored as written, put into every certificate issued afterwards. */
+interface AiaUrls {
+  issuing_certificates: string[];
+  crl_distribution_points: string[];
+  delta_crl_distribution_points: string[];
+  ocsp_servers: string[];
+  enable_templating: boolean;
+}
+
+/** The subset of config/auto-tidy (path_tidy.go) the product writes, with Vault's defaults. */
+const AUTO_TIDY_DEFAULTS = {
+  enabled: false,
+  interval_duration: 12 * 3600,
+  tidy_cert_store: false,
+  tidy_revoked_certs: false,
+  tidy_revoked_cert_issuer_associations: false,
+  tidy_expired_issuers: false,
+  tidy_move_legacy_ca_bundle: false,
+  safety_buffer: 72 * 3600,
+  issuer_safety_buffer: 365 * 24 * 3600,
+  pause_duration: '0s',
+};
+type AutoTidy = typeof AUTO_TIDY_DEFAULTS;
+const TIDY_OPERATIONS = [
+  'tidy_cert_store',
+  'tidy_revoked_certs',
+  'tidy_revoked_cert_issuer_associations',
+  'tidy_expired_issuers',
+  'tidy_move_legacy_ca_bundle',
+] as const;
 
 interface Issuer {
   id: string;
@@ -48,6 +94,10 @@ const ROLE_DEFAULTS = {
 };
 type Role = typeof ROLE_DEFAULTS;
 
+function pemToDer(text: string): Uint8Array {
+  return new Uint8Array(Buffer.from(text.replace(/-----[^-]+-----|\s/g, ''), 'base64'));
+}
+
 /** A certificate's serial as Vault prints it: lower-case colon hex without leading zero bytes. */
 function colonSerial(certificate: x509.X509Certificate): string {
   const hex = certificate.serialNumber.toLowerCase().replace(/^(00)+/, '');
@@ -62,6 +112,14 @@ export class PkiMount {
   readonly #roles = new Map<string, Role>();
   readonly #certs = new Map<string, { pem: string; notAfter: number; revokedAt?: number }>();
   #pendingKey?: KeyPair;
+  #urls: AiaUrls = {
+    issuing_certificates: [],
+    crl_distribution_points: [],
+    delta_crl_distribution_points: [],
+    ocsp_servers: [],
+    enable_templating: false,
+  };
+  #autoTidy: AutoTidy = { ...AUTO_TIDY_DEFAULTS };
 
   constructor(
     private readonly clock: Clock,
@@ -99,6 +157,24 @@ export class PkiMount {
       if (path === 'ca_chain')
         return this.#raw(this.#issuer?.chain.join('\n') ?? '', 'application/pkix-cert');
       if (path === 'crl/pem') return this.#raw(await this.#crl(), 'application/pem-certificate-chain');
+      // The DER forms are what the AIA and CRL distribution point URLs of issued certificates name.
+      if (path === 'ca')
+        return this.#raw(
+          this.#issuer ? new Uint8Array(this.#issuer.certificate.rawData) : '',
+          'application/pkix-cert',
+        );
+      if (path === 'crl') return this.#raw(pemToDer(await this.#crl()), 'application/pkix-crl');
+      if (path === 'cert/ca') {
+        const issuer = this.#requireIssuer();
+        return {
+          body: envelope({
+            data: { certificate: pem(issuer.certificate), revocation_time: 0, revocation_time_rfc3339: '' },
+            mountType: 'pki',
+          }),
+        };
+      }
+      if (path === 'config/urls') return { body: envelope({ data: this.#urls, mountType: 'pki' }) };
+      if (path === 'config/auto-tidy') return { body: envelope({ data: this.#autoTidy, mountType: 'pki' }) };
       if (path === 'cert/ca_chain') {
         const chain = this.#issuer?.chain.join('\n') ?? '';
         return {
@@ -128,6 +204,8 @@ export class PkiMount {
       return { status: 204 };
     }
     if (first === 'roles' && second) return this.#writeRole(second, body);
+    if (path === 'config/urls') return this.#writeUrls(body);
+    if (path === 'config/auto-tidy') return this.#writeAutoTidy(body);
     if (first === 'root' && second === 'generate') return this.#generateRoot(third ?? 'internal', body);
     if (first === 'intermediate' && second === 'generate') return this.#generateIntermediate(body);
     if (path === 'root/sign-intermediate') return this.#signIntermediate(body);
@@ -153,8 +231,47 @@ export class PkiMount {
     return { body: envelope({ data: { keys, ...extra }, mountType: 'pki' }) };
   }
 
-  #raw(text: string, contentType: string): PkiResult {
-    return text === '' ? { status: 204 } : { raw: { text, contentType } };
+  #raw(text: string | Uint8Array, contentType: string): PkiResult {
+    return text.length === 0 ? { status: 204 } : { raw: { text, contentType } };
+  }
+
+  #writeUrls(body: Record<string, unknown>): PkiResult {
+    const urls = { ...this.#urls };
+    for (const field of [
+      'issuing_certificates',
+      'crl_distribution_points',
+      'delta_crl_distribution_points',
+      'ocsp_servers',
+    ] as const) {
+      if (body[field] === undefined) continue;
+      urls[field] = list(body[field]);
+      const bad = urls[field].find((url) => !URL.canParse(url));
+      if (bad !== undefined)
+        throw badRequest(
+          `invalid URL found in Authority Information Access (AIA) parameter ${field}: ${bad}`,
+        );
+    }
+    if (body.enable_templating !== undefined) urls.enable_templating = bool(body.enable_templating, false);
+    this.#urls = urls;
+    return { body: envelope({ data: urls, mountType: 'pki' }) };
+  }
+
+  #writeAutoTidy(body: Record<string, unknown>): PkiResult {
+    const config = { ...this.#autoTidy };
+    if (body.enabled !== undefined) config.enabled = bool(body.enabled, false);
+    for (const operation of TIDY_OPERATIONS)
+      if (body[operation] !== undefined) config[operation] = bool(body[operation], false);
+    for (const field of ['interval_duration', 'safety_buffer', 'issuer_safety_buffer'] as const)
+      if (body[field] !== undefined) config[field] = seconds(body[field]);
+    if (config.safety_buffer < 1)
+      throw badRequest(`given safety_buffer must be at least one second; got: ${config.safety_buffer}`);
+    if (config.enabled && !TIDY_OPERATIONS.some((operation) => config[operation])) {
+      throw badRequest(
+        `Auto-tidy enabled but no tidy operations were requested. Enable at least one tidy operation to be run (${TIDY_OPERATIONS.join(', ')}).`,
+      );
+    }
+    this.#autoTidy = config;
+    return { body: envelope({ data: config, mountType: 'pki' }) };
   }
 
   #readCert(serial: string): PkiResult {
@@ -166,7 +283,7 @@ export class PkiMount {
         data: {
           certificate: entry.pem,
           revocation_time: revoked ? Math.floor(entry.revokedAt! / 1000) : 0,
-          revocation_time_rfc3339: revoked ? new Date(entry.revokedAt!).toISOString() : '',
+          revocation_time_rfc3339: revoked ? rfc3339Nano(new Date(entry.revokedAt!)) : '',
           ...(revoked ? { issuer_id: this.#issuer?.id } : {}),
         },
         mountType: 'pki',
@@ -185,6 +302,10 @@ export class PkiMount {
       else if (key === 'key_bits') role.key_bits = Number(value);
       else (role as Record<string, unknown>)[key] = seconds(value);
     }
+    // path_roles.go: key_bits 0 means the type's default, and a read reports that default.
+    if (role.key_bits === 0 && role.key_type !== 'any') role.key_bits = role.key_type === 'ec' ? 256 : 2048;
+    if (role.key_type === 'rsa' && role.key_bits < 2048)
+      throw badRequest('RSA keys < 2048 bits are unsafe and not supported');
     if (role.ttl > 0 && role.max_ttl > 0 && role.ttl > role.max_ttl)
       throw badRequest('"ttl" value must be less than "max_ttl" value');
     this.#roles.set(name, role);
@@ -342,6 +463,11 @@ export class PkiMount {
     if (role.key_type !== 'any' && keyTypeOf(publicKey) !== role.key_type) {
       throw badRequest(`role requires keys of type ${role.key_type}`);
     }
+    // cert_util.go signCert: the role's key_bits is a minimum (P-384 passes an ec/256 role, P-256 not an ec/384 one).
+    const bits = keyBitsOf(publicKey);
+    const minimum = role.key_type === 'any' ? (keyTypeOf(publicKey) === 'ec' ? 224 : 2048) : role.key_bits;
+    if (bits < minimum)
+      throw badRequest(`role requires a minimum of a ${minimum}-bit key, but CSR's key is ${bits} bits`);
     const warnings: string[] = [];
     const sanExtension = request.extensions.find(
       (extension) => extension instanceof x509.SubjectAlternativeNameExtension,
@@ -419,7 +545,7 @@ export class PkiMount {
     const { notBefore, notAfter } = this.#window(ttl, role, warnings);
     if (notAfter > issuer.certificate.notAfter) {
       throw badRequest(
-        `cannot satisfy request, as TTL would result in notAfter of ${notAfter.toISOString()} that is beyond the expiration of the CA certificate at ${issuer.certificate.notAfter.toISOString()}`,
+        `cannot satisfy request, as TTL would result in notAfter of ${rfc3339Nano(notAfter)} that is beyond the expiration of the CA certificate at ${rfc3339Nano(issuer.certificate.notAfter)}`,
       );
     }
     const dnsNames = [
@@ -436,6 +562,8 @@ export class PkiMount {
       ipAddresses: ipSans,
       serverAuth: role.server_flag,
       clientAuth: role.client_flag,
+      issuingCertificateUrls: this.#urls.issuing_certificates,
+      crlDistributionPoints: this.#urls.crl_distribution_points,
     });
     if (!role.no_store) this.#certs.set(serial, { pem: pem(certificate), notAfter: notAfter.getTime() });
     const data: Record<string, unknown> = {
@@ -496,7 +624,7 @@ export class PkiMount {
       body: envelope({
         data: {
           revocation_time: Math.floor(entry.revokedAt / 1000),
-          revocation_time_rfc3339: new Date(entry.revokedAt).toISOString(),
+          revocation_time_rfc3339: rfc3339Nano(new Date(entry.revokedAt)),
           state: 'revoked',
         },
         mountType: 'pki',

@@ -73,6 +73,13 @@ export function goDuration(totalSeconds: number): string {
   return h > 0 ? `${h}h${m}m${s}s` : m > 0 ? `${m}m${s}s` : `${s}s`;
 }
 
+/** Go's time.RFC3339Nano of a UTC time: fractional seconds without trailing zeros, none when zero. */
+export function rfc3339Nano(date: Date): string {
+  return date
+    .toISOString()
+    .replace(/\.(\d*?)0*Z$/, (_match, digits: string) => (digits ? `.${digits}Z` : 'Z'));
+}
+
 /** A comma string or an array, as Vault's TypeCommaStringSlice accepts. */
 export function list(value: unknown): string[] {
   if (value === undefined || value === null || value === '') return [];

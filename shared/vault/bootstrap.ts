@@ -1,11 +1,11 @@
 import { z } from 'zod';
-import { duration } from '../config';
+import { type ClusterConfig, duration } from '../config';
 import { formatDuration } from '../duration';
 import { ValidationError } from '../errors';
 import { PATTERNS, patternRegExp } from '../patterns';
 import { parseOrThrow } from '../validation';
 import type { VaultClient } from './client';
-import { VaultBadRequestError } from './errors';
+import { isVaultAnswer, VaultBadRequestError } from './errors';
 
 const mountPath = z
   .string()
@@ -45,6 +45,18 @@ export const bootstrapSpecSchema = z
     adminRoleArns: z.array(iamRoleArn).min(1),
     adminTokenTtl: duration('15m'),
     iamServerIdHeader: z.string().min(1).max(256).optional(),
+    /**
+     * Vault's default: the admin role binds the IAM roles' unique ids (Vault resolves them with
+     * iam:GetRole when the role is written), so a role deleted and recreated under the same name is
+     * refused until the Vault role is written again. Vault does not allow turning it off later.
+     */
+    resolveAwsUniqueIds: z.boolean().default(true),
+    /** Base of the CA (AIA) and CRL URLs put into issued certificates; the Vault address when omitted. */
+    pkiUrlBase: z.url({ protocol: /^https?$/ }).optional(),
+    /** How often Vault's auto-tidy runs on the intermediate mount. */
+    autoTidyInterval: duration('12h'),
+    /** How long after expiry (or revocation) a certificate is kept before auto-tidy removes it. */
+    tidySafetyBuffer: duration('72h'),
   })
   .superRefine((spec, context) => {
     const allowed: readonly number[] = KEY_BITS[spec.keyType];
@@ -123,10 +135,101 @@ export async function bootstrapVault(
   vault: VaultClient,
   token: string,
   input: unknown,
-  options: { dryRun?: boolean } = {},
+  options: {
+    dryRun?: boolean;
+    /** The clusters this Vault serves: the spec is checked against them before anything is read or written. */
+    clusters?: readonly ClusterConfig[];
+  } = {},
 ): Promise<BootstrapReport> {
   const spec = parseOrThrow(bootstrapSpecSchema, input, 'vault-bootstrap spec');
-  return new VaultBootstrap(vault, token, spec, options.dryRun ?? false).run();
+  const disagreements = clusterDisagreements(spec, options.clusters ?? []);
+  if (disagreements.length > 0) {
+    throw new ValidationError(
+      'vault-bootstrap refused, nothing was written: the roles it would create refuse what these clusters request',
+      disagreements,
+    );
+  }
+  const urlBase = (spec.pkiUrlBase ?? vault.address).replace(/\/+$/, '');
+  return new VaultBootstrap(vault, token, spec, options.dryRun ?? false, urlBase).run();
+}
+
+/** The key each cluster key type makes, as Vault's signCert measures it against a role's key_type and key_bits. */
+const CLUSTER_KEYS = {
+  'ec-p256': { keyType: 'ec', bits: 256 },
+  'rsa-2048': { keyType: 'rsa', bits: 2048 },
+} as const;
+
+/**
+ * What a cluster would request that the roles of this spec refuse at signing time (Vault's
+ * cert_util.go: key_type must match, key_bits is a minimum, every DNS SAN must be an allowed name),
+ * and names that must agree for the cluster to use what bootstrap creates. Empty when they agree.
+ */
+export function clusterDisagreements(spec: BootstrapSpec, clusters: readonly ClusterConfig[]): string[] {
+  const issues: string[] = [];
+  const roleBits = keyBitsOf(spec);
+  const allowedNames = `*.${spec.region}.nomad and localhost`;
+  clusters.forEach((cluster, index) => {
+    const at = `clusters[${index}] (${cluster.name})`;
+    const key = CLUSTER_KEYS[cluster.certificates.keyType];
+    if (key.keyType !== spec.keyType || key.bits < roleBits) {
+      const fitting = Object.entries(CLUSTER_KEYS).find(
+        ([, candidate]) => candidate.keyType === spec.keyType && candidate.bits >= roleBits,
+      )?.[0];
+      issues.push(
+        `${at}.certificates.keyType: ${cluster.certificates.keyType} makes ${key.keyType} ${key.bits}-bit keys, but the roles require key_type ${spec.keyType} of at least ${roleBits} bits (spec keyType ${spec.keyType}, keyBits ${roleBits}); allowed: ${fitting ?? 'no cluster key type'} with this spec, or spec keyType ${key.keyType} with keyBits of at most ${key.bits}`,
+      );
+    }
+    if (cluster.region !== spec.region) {
+      issues.push(
+        `${at}.region: ${cluster.region} is not the spec's region ${spec.region}; the roles allow ${allowedNames} only`,
+      );
+    } else {
+      for (const name of cluster.certificates.serverExtraDnsSans.filter(
+        (candidate) => !roleAllowsName(spec.region, candidate),
+      )) {
+        issues.push(
+          `${at}.certificates.serverExtraDnsSans: ${name} is not allowed by the roles; allowed: ${allowedNames}`,
+        );
+      }
+    }
+    if (cluster.certificates.ttl > spec.certificateMaxTtl) {
+      issues.push(
+        `${at}.certificates.ttl: ${formatDuration(cluster.certificates.ttl)} exceeds the roles' max_ttl; allowed: at most certificateMaxTtl ${formatDuration(spec.certificateMaxTtl)}`,
+      );
+    }
+    const sameNames: [field: string, cluster: string, specField: string, spec: string][] = [
+      ['vault.pkiMount', cluster.vault.pkiMount, 'intermediateMount', spec.intermediateMount],
+      ['vault.agentRole', cluster.vault.agentRole, 'agentRole', spec.agentRole],
+      ['vault.cliRole', cluster.vault.cliRole, 'cliRole', spec.cliRole],
+      [
+        'vault.tokenRotation.tokenPolicy',
+        cluster.vault.tokenRotation.tokenPolicy,
+        'tokenPolicy',
+        spec.tokenPolicy,
+      ],
+      [
+        'vault.tokenRotation.adminAuthMount',
+        cluster.vault.tokenRotation.adminAuthMount,
+        'awsAuthMount',
+        spec.awsAuthMount,
+      ],
+      ['vault.tokenRotation.adminRole', cluster.vault.tokenRotation.adminRole, 'adminRole', spec.adminRole],
+    ];
+    for (const [field, value, specField, wanted] of sameNames) {
+      if (value !== wanted) issues.push(`${at}.${field}: ${value} is not the spec's ${specField} ${wanted}`);
+    }
+  });
+  return issues;
+}
+
+/** The names the roles admit: allow_subdomains of <region>.nomad, allow_localhost, no wildcards, no bare domain. */
+function roleAllowsName(region: string, name: string): boolean {
+  const lower = name.toLowerCase();
+  return lower === 'localhost' || (!lower.startsWith('*.') && lower.endsWith(`.${region}.nomad`));
+}
+
+function keyBitsOf(spec: BootstrapSpec): number {
+  return spec.keyBits ?? (spec.keyType === 'ec' ? 256 : 2048);
 }
 
 type Fields = Record<string, unknown>;
@@ -139,14 +242,19 @@ class VaultBootstrap {
     private readonly token: string,
     private readonly spec: BootstrapSpec,
     private readonly dryRun: boolean,
+    /** Base of the AIA and CRL URLs, without a trailing slash. */
+    private readonly urlBase: string,
   ) {}
 
   async run(): Promise<BootstrapReport> {
     const { spec } = this;
+    await this.#refuseWhatVaultWouldRefuse();
     if (!spec.externalRoot) await this.#mount(spec.rootMount, spec.rootMaxTtl);
     await this.#mount(spec.intermediateMount, spec.intermediateMaxTtl);
     await this.#rootCa();
     await this.#intermediateCa();
+    await this.#aiaUrls();
+    await this.#autoTidy();
     await this.#pkiRole(spec.agentRole, { server_flag: true, client_flag: true });
     await this.#pkiRole(spec.cliRole, { server_flag: false, client_flag: true });
     await this.#policy(spec.tokenPolicy, tlsPolicyHcl(spec));
@@ -155,6 +263,61 @@ class VaultBootstrap {
     await this.#awsClientConfig();
     await this.#awsAdminRole();
     return { dryRun: this.dryRun, items: this.#items };
+  }
+
+  /** Reads only: a change Vault refuses half-way through a run is refused here, before any write. */
+  async #refuseWhatVaultWouldRefuse(): Promise<void> {
+    const { spec } = this;
+    const role = await this.#readData(`auth/${spec.awsAuthMount}/role/${spec.adminRole}`);
+    if (role?.resolve_aws_unique_ids === true && !spec.resolveAwsUniqueIds) {
+      throw new ValidationError(
+        `resolveAwsUniqueIds: false is refused, nothing was written: aws role ${spec.adminRole} resolves IAM unique ids and Vault does not allow turning that off; keep true, or delete auth/${spec.awsAuthMount}/role/${spec.adminRole} first`,
+      );
+    }
+  }
+
+  /** config/urls: without them leaves carry no CA issuer (AIA) or CRL distribution point. */
+  async #aiaUrls(): Promise<void> {
+    const mount = this.spec.intermediateMount;
+    const path = `${mount}/config/urls`;
+    const wanted: Fields = {
+      issuing_certificates: [`${this.urlBase}/v1/${mount}/ca`],
+      crl_distribution_points: [`${this.urlBase}/v1/${mount}/crl`],
+    };
+    const current = await this.#readData(path);
+    // A mount never configured reads back with empty lists: that is "missing", not a drift.
+    const configured = Object.keys(wanted).some(
+      (field) => Array.isArray(current?.[field]) && (current[field] as unknown[]).length > 0,
+    );
+    await this.#reconcile({
+      item: `urls ${mount}`,
+      detail: `CA ${String((wanted.issuing_certificates as string[])[0])}, CRL ${String((wanted.crl_distribution_points as string[])[0])}`,
+      current: configured ? current : undefined,
+      wanted,
+      write: () => this.#write(path, wanted),
+    });
+  }
+
+  /** config/auto-tidy: without it every issued certificate stays in Vault's storage forever. */
+  async #autoTidy(): Promise<void> {
+    const { spec } = this;
+    const path = `${spec.intermediateMount}/config/auto-tidy`;
+    const wanted: Fields = {
+      enabled: true,
+      tidy_cert_store: true,
+      tidy_revoked_certs: true,
+      interval_duration: spec.autoTidyInterval,
+      safety_buffer: spec.tidySafetyBuffer,
+    };
+    const current = await this.#readData(path);
+    await this.#reconcile({
+      item: `auto-tidy ${spec.intermediateMount}`,
+      detail: `every ${formatDuration(spec.autoTidyInterval)}, expired and revoked certificates removed after ${formatDuration(spec.tidySafetyBuffer)}`,
+      // Vault reports its defaults (disabled) for a mount never configured: that is "missing", not a drift.
+      current: current?.enabled === true ? current : undefined,
+      wanted,
+      write: () => this.#write(path, wanted),
+    });
   }
 
   async #mount(mount: string, maxTtl: number): Promise<void> {
@@ -348,13 +511,23 @@ class VaultBootstrap {
       token_policies: [spec.adminPolicy],
       token_ttl: spec.adminTokenTtl,
       token_max_ttl: spec.adminTokenTtl,
+      resolve_aws_unique_ids: spec.resolveAwsUniqueIds,
     };
     await this.#reconcile({
       item: `aws role ${spec.adminRole}`,
-      detail: `iam login for ${spec.adminRoleArns.join(', ')} → policy ${spec.adminPolicy}, ttl ${formatDuration(spec.adminTokenTtl)}`,
+      detail: `iam login for ${spec.adminRoleArns.join(', ')}${spec.resolveAwsUniqueIds ? ' (bound to their IAM unique ids)' : ''} → policy ${spec.adminPolicy}, ttl ${formatDuration(spec.adminTokenTtl)}`,
       current: await this.#readData(path),
       wanted,
-      write: () => this.#write(path, wanted),
+      write: async () => {
+        try {
+          await this.#write(path, wanted);
+        } catch (error) {
+          if (!isVaultAnswer(error, 400, /^unable to resolve ARN /)) throw error;
+          throw new ValidationError(
+            `aws role ${spec.adminRole}: Vault could not resolve ${spec.adminRoleArns.join(', ')} to IAM unique ids (resolveAwsUniqueIds): Vault's own AWS credentials need iam:GetRole on these roles (${String((error as VaultBadRequestError).context.vaultError)})`,
+          );
+        }
+      },
     });
   }
 
@@ -388,7 +561,7 @@ class VaultBootstrap {
   }
 
   #keyBits(): number {
-    return this.spec.keyBits ?? (this.spec.keyType === 'ec' ? 256 : 2048);
+    return keyBitsOf(this.spec);
   }
 
   #keyParameters(): Fields {

@@ -68,12 +68,12 @@ export async function startBootstrappedVault(
       ...(token ? { tokens: { token: async () => token, invalidate: () => {} } } : {}),
     });
   const root = client();
-  const bootstrap = (dryRun = false): Promise<BootstrapReport> =>
+  const bootstrap = (dryRun = false, clusters?: ClusterConfigInput[]): Promise<BootstrapReport> =>
     bootstrapVault(
       root,
       emulator.rootToken,
       { adminRoleArns: [ROTATOR_ROLE_ARN], ...options.spec },
-      { dryRun },
+      { dryRun, ...(clusters ? { clusters: clusters.map(parseClusterConfig) } : {}) },
     );
   return { clock, emulator, client, root, bootstrap };
 }

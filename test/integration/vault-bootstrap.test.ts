@@ -78,6 +78,8 @@ describe('vault-bootstrap', () => {
       ['mount pki_int', 'created'],
       ['root CA in pki', 'created'],
       ['intermediate CA in pki_int', 'created'],
+      ['urls pki_int', 'created'],
+      ['auto-tidy pki_int', 'created'],
       ['role pki_int/nomad-cluster', 'created'],
       ['role pki_int/nomad-cli', 'created'],
       ['policy tls-policy', 'created'],
