@@ -3,6 +3,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { build, stop as stopEsbuild } from 'esbuild';
 import type { Fleet } from '../fleet';
+import { type AgentBehaviour, DEFAULT_AGENT_BEHAVIOUR } from './agent-options';
 import { type ClusterPlan, computerName, freePorts, NodeSandbox } from './sandbox';
 import { Supervisor } from './supervisor';
 
@@ -16,6 +17,11 @@ export interface NodeFleetOptions {
   clusterTagKey?: string;
   roleTagKey?: string;
   restartDelayMs?: number;
+  /**
+   * The agents' Nomad version and timings (local/node/agent-options.ts); unset fields take Nomad's
+   * defaults, with verify_https_client on as the seed guide configures it.
+   */
+  agent?: Partial<AgentBehaviour>;
   /** The Secrets Manager endpoint the nodes' `aws` uses; without it `aws` on a node cannot connect. */
   secretsManagerEndpoint?: string;
 }
@@ -90,6 +96,7 @@ export async function createNodeFleet(options: NodeFleetOptions): Promise<NodeFl
       restartDelayMs: options.restartDelayMs ?? 2_000,
       httpsPort,
       cluster,
+      behaviour: { ...DEFAULT_AGENT_BEHAVIOUR, ...options.agent },
     });
   const nodes = await Promise.all(roles.map((role, index) => sandbox(role, index + 1, port())));
   return {

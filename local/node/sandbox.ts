@@ -4,6 +4,7 @@ import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import type { ManagedNode, PingStatus, ScriptResult, ScriptRun } from '../fleet';
+import type { AgentBehaviour } from './agent-options';
 import type { GossipConfig, StandinConfig } from './standin';
 import type { Supervisor, UnitStatus } from './supervisor';
 
@@ -32,7 +33,7 @@ export interface ServerPlan {
   computerName: string;
   serfBindPort: number;
   serfRpcPort: number;
-  /** Nomad's RPC port (4647): it names the server in leader, peers and its serf tags; nothing listens. */
+  /** Nomad's RPC port (4647): the stand-in's mutual-TLS RPC and modelled Raft listen here. */
   rpcPort: number;
 }
 
@@ -56,6 +57,8 @@ export interface SandboxOptions {
   restartDelayMs: number;
   httpsPort: number;
   cluster: ClusterPlan;
+  /** Nomad version and timings the node's agent follows. */
+  behaviour: AgentBehaviour;
 }
 
 export function computerName(role: 'server' | 'client', index: number): string {
@@ -255,7 +258,6 @@ export class NodeSandbox implements ManagedNode {
     }
     await writeFile(join(this.root, 'shims/node.env'), this.#nodeEnv(), { mode: 0o600 });
     const { cluster } = this.options;
-    const rpcAddress = (server: ServerPlan) => `127.0.0.1:${server.rpcPort}`;
     const certs = join(this.root, 'opt/nomad/agent-certs');
     const config: StandinConfig = {
       role: this.options.role,
@@ -268,8 +270,12 @@ export class NodeSandbox implements ManagedNode {
       keyFile: join(certs, 'agent.key'),
       logFile: join(this.root, 'var/log/nomad.log'),
       ignoreSighupFile: join(this.root, 'faults/ignore-sighup'),
-      leader: cluster.servers[0] === undefined ? '' : rpcAddress(cluster.servers[0]),
-      peers: cluster.servers.map(rpcAddress),
+      rpcServers: cluster.servers.map((server) => ({
+        nodeName: server.computerName,
+        rpcPort: server.rpcPort,
+      })),
+      ...(this.gossip === undefined ? {} : { rpcPort: this.gossip.rpcPort }),
+      behaviour: this.options.behaviour,
       ...(this.gossip === undefined ? {} : { gossip: await this.#layOutGossip(this.gossip) }),
       servers: cluster.servers.map((server) => ({
         nodeName: server.computerName,

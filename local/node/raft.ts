@@ -1,0 +1,369 @@
+// A small, deterministic model of the Raft cluster Nomad's servers form. It is not Raft (no log, no
+// persisted term), but it answers the questions the rotation asks the way Raft would:
+//
+// - Links. Every server probes every configured server over RPC (mutual TLS with its current files)
+//   each probe interval. A link is up while probes succeeded in *both* directions within the contact
+//   window (RAFT_CONTACT_PROBES intervals), which stands for Raft's heartbeat and election timeouts:
+//   a certificate the peer does not trust, or a stopped peer, takes the link down.
+// - Leadership. A leader holds only while it has links to a majority of the voters (itself counted),
+//   as a Raft leader steps down when it cannot reach a quorum. A follower keeps its leader while the
+//   link to it is up, and never votes while it has one: a sitting leader is never displaced (Raft's
+//   pre-vote and leader stickiness).
+// - Election. A voter without a leader stands only if it and the leaderless voters it has links to
+//   form a majority and it has the lowest node name among them. That replaces Raft's randomised
+//   timeouts with a rule that gives the same result without split votes. It asks each of them for a
+//   vote in a term above every term it has seen; a majority of grants makes it leader.
+// - Configuration. The leader owns the voter/non-voter list; followers copy it from the leader.
+//   Autopilot on the leader removes voters whose serf member is `failed` or `left` (at most
+//   (voters-1)/2), adds an alive server that is missing as a non-voter, and promotes a non-voter
+//   once it has been healthy (linked to the leader) for server_stabilization_time.
+import { type AgentBehaviour, RAFT_CONTACT_PROBES } from './agent-options';
+import type { RpcRequest } from './rpc';
+
+export interface RaftMember {
+  /** The server's node name, as Raft's Node field shows it. */
+  id: string;
+  rpcPort: number;
+  /** Its serf member name (`<node name>.<region>`), which autopilot looks up. */
+  serfName: string;
+}
+
+export interface RaftServerEntry {
+  id: string;
+  address: string;
+  voter: boolean;
+}
+
+export interface RaftConfiguration {
+  index: number;
+  servers: RaftServerEntry[];
+}
+
+/** What a server tells a peer on every probe, in both directions. */
+interface RaftView {
+  term: number;
+  leader: string | null;
+  configuration: RaftConfiguration;
+}
+
+interface Link {
+  /** When a probe this server sent was last answered. */
+  answeredAt: number;
+  /** When a probe from the peer last arrived. */
+  probedAt: number;
+  view?: RaftView;
+}
+
+export type LeaderAnswer = { leader: string } | { error: string };
+
+export interface RaftOptions {
+  self: RaftMember;
+  /** Every configured server, this one included: bootstrap_expect is their number. */
+  members: RaftMember[];
+  behaviour: AgentBehaviour;
+  /** An RPC to a server with this server's current files. */
+  call: (member: RaftMember, request: RpcRequest, timeoutMs: number) => Promise<unknown>;
+  /** serf member name → status (alive, failed, left…), from this server's own serf agent. */
+  serfStatuses: () => Promise<Map<string, string>>;
+  log: (message: string) => void;
+}
+
+const NO_LEADER = 'No cluster leader';
+const HOLD_RETRY_MS = 50;
+
+export const rpcAddress = (port: number) => `127.0.0.1:${port}`;
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export class RaftModel {
+  #term = 0;
+  #votedTerm = 0;
+  #leader: string | null = null;
+  #configuration: RaftConfiguration;
+  readonly #links = new Map<string, Link>();
+  /** Non-voters the leader has seen healthy without a break, and since when. */
+  readonly #healthySince = new Map<string, number>();
+  #lastAutopilotAt = 0;
+  #running = false;
+  #loop: Promise<void> = Promise.resolve();
+
+  constructor(readonly options: RaftOptions) {
+    this.#configuration = {
+      index: 1,
+      servers: options.members.map((member) => ({
+        id: member.id,
+        address: rpcAddress(member.rpcPort),
+        voter: true,
+      })),
+    };
+  }
+
+  get #windowMs(): number {
+    return this.options.behaviour.raftProbeIntervalMs * RAFT_CONTACT_PROBES;
+  }
+
+  get #self(): string {
+    return this.options.self.id;
+  }
+
+  start(): void {
+    this.#running = true;
+    this.#loop = (async () => {
+      while (this.#running) {
+        await this.#round();
+        await sleep(this.options.behaviour.raftProbeIntervalMs);
+      }
+    })();
+  }
+
+  async stop(): Promise<void> {
+    this.#running = false;
+    await this.#loop;
+  }
+
+  /** `/v1/status/peers`: every server of this server's Raft configuration, voter or not. */
+  peers(): string[] {
+    return this.#configuration.servers.map((server) => server.address);
+  }
+
+  /** `/v1/operator/raft/configuration`, in Nomad's shape. */
+  configurationReply(): unknown {
+    return {
+      Index: this.#configuration.index,
+      Servers: this.#configuration.servers.map((server) => ({
+        Address: server.address,
+        ID: server.address,
+        Leader: server.id === this.#leader,
+        Node: this.#member(server.id).serfName,
+        RaftProtocol: '3',
+        Voter: server.voter,
+      })),
+    };
+  }
+
+  /** The leader this server knows from its own state (`?stale=true`), or "" as Nomad answers then. */
+  staleLeader(): string {
+    return this.#leader === null ? '' : this.#addressOf(this.#leader);
+  }
+
+  /**
+   * Status.Leader as Nomad serves it: a leader answers itself; a follower forwards to its leader over
+   * RPC; without a leader the call is held up to RPCHoldTimeout for one to appear. A forwarded call is
+   * answered from local state only, so a hold is never nested.
+   */
+  async leader(forwarded: boolean): Promise<LeaderAnswer> {
+    const deadline = Date.now() + this.options.behaviour.rpcHoldTimeoutMs;
+    let failure: string | undefined;
+    for (;;) {
+      const leader = this.#leader;
+      if (leader === this.#self) return { leader: this.#addressOf(leader) };
+      if (leader !== null && !forwarded) {
+        try {
+          const answer = (await this.options.call(
+            this.#member(leader),
+            { op: 'leader', forwarded: true },
+            this.options.behaviour.rpcHoldTimeoutMs,
+          )) as LeaderAnswer;
+          if ('leader' in answer) return answer;
+          failure = answer.error;
+        } catch (error) {
+          failure = `rpc error: failed to get conn: ${(error as Error).message}`;
+        }
+      }
+      if (forwarded || Date.now() >= deadline) {
+        return { error: this.#leader === null ? NO_LEADER : (failure ?? NO_LEADER) };
+      }
+      await sleep(HOLD_RETRY_MS);
+    }
+  }
+
+  /** An RPC from a peer server. */
+  handle(request: RpcRequest): unknown {
+    const from = String(request.from);
+    if (request.op === 'probe') {
+      const link = this.#link(from);
+      link.probedAt = Date.now();
+      this.#observe(from, request.view as RaftView);
+      return this.#view();
+    }
+    if (request.op === 'vote') return { granted: this.#grantVote(from, Number(request.term)) };
+    throw new Error(`unknown operation ${request.op}`);
+  }
+
+  #view(): RaftView {
+    return { term: this.#term, leader: this.#leader, configuration: this.#configuration };
+  }
+
+  #link(id: string): Link {
+    let link = this.#links.get(id);
+    if (link === undefined) {
+      link = { answeredAt: 0, probedAt: 0 };
+      this.#links.set(id, link);
+    }
+    return link;
+  }
+
+  #linked(id: string): boolean {
+    if (id === this.#self) return true;
+    const link = this.#links.get(id);
+    const since = Date.now() - this.#windowMs;
+    return link !== undefined && link.answeredAt >= since && link.probedAt >= since;
+  }
+
+  #member(id: string): RaftMember {
+    const member = this.options.members.find((candidate) => candidate.id === id);
+    if (member === undefined) throw new Error(`unknown server ${id}`);
+    return member;
+  }
+
+  #addressOf(id: string): string {
+    return rpcAddress(this.#member(id).rpcPort);
+  }
+
+  #voters(): string[] {
+    return this.#configuration.servers.filter((server) => server.voter).map((server) => server.id);
+  }
+
+  #majority(): number {
+    return Math.floor(this.#voters().length / 2) + 1;
+  }
+
+  /** A peer's view, from its probe or its answer to ours. */
+  #observe(from: string, view: RaftView): void {
+    this.#link(from).view = view;
+    if (view.term > this.#term && this.#leader === this.#self) this.#stepDown(`saw term ${view.term}`);
+    this.#term = Math.max(this.#term, view.term);
+    if (view.leader !== from || !this.#linked(from) || this.#leader === this.#self) return;
+    if (this.#leader !== from) this.options.log(`nomad: following leader ${from} term=${view.term}`);
+    this.#leader = from;
+    if (view.configuration.index > this.#configuration.index) this.#configuration = view.configuration;
+  }
+
+  #grantVote(candidate: string, term: number): boolean {
+    const voter = this.#voters().includes(this.#self);
+    if (!voter || this.#leader !== null || term <= this.#votedTerm || !this.#linked(candidate)) return false;
+    this.#votedTerm = term;
+    this.#term = Math.max(this.#term, term);
+    return true;
+  }
+
+  #stepDown(reason: string): void {
+    this.#leader = null;
+    this.options.log(`nomad: cluster leadership lost (${reason})`);
+  }
+
+  async #round(): Promise<void> {
+    const timeoutMs = this.#windowMs / 2;
+    await Promise.all(
+      this.options.members
+        .filter((member) => member.id !== this.#self)
+        .map(async (member) => {
+          try {
+            const view = (await this.options.call(
+              member,
+              { op: 'probe', from: this.#self, view: this.#view() },
+              timeoutMs,
+            )) as RaftView;
+            this.#link(member.id).answeredAt = Date.now();
+            this.#observe(member.id, view);
+          } catch {
+            // An unanswered probe is what the contact window measures.
+          }
+        }),
+    );
+    if (!this.#running) return;
+    const linkedVoters = this.#voters().filter((id) => this.#linked(id)).length;
+    if (this.#leader === this.#self && linkedVoters < this.#majority()) {
+      this.#stepDown(`reaches ${linkedVoters} of ${this.#voters().length} voters`);
+    } else if (this.#leader !== null && this.#leader !== this.#self && !this.#linked(this.#leader)) {
+      this.options.log(`nomad: lost contact with leader ${this.#leader}`);
+      this.#leader = null;
+    }
+    if (this.#leader === null) await this.#maybeStand();
+    if (this.#leader === this.#self) await this.#autopilot();
+  }
+
+  async #maybeStand(): Promise<void> {
+    if (!this.#voters().includes(this.#self)) return;
+    const group = [
+      this.#self,
+      ...this.#voters().filter(
+        (id) => id !== this.#self && this.#linked(id) && this.#links.get(id)?.view?.leader === null,
+      ),
+    ].sort();
+    if (group.length < this.#majority() || group[0] !== this.#self) return;
+    const peerTerms = [...this.#links.values()].map((link) => link.view?.term ?? 0);
+    const term = Math.max(this.#term, this.#votedTerm, ...peerTerms) + 1;
+    this.#term = term;
+    this.#votedTerm = term;
+    const votes = await Promise.all(
+      group
+        .filter((id) => id !== this.#self)
+        .map(async (id) => {
+          try {
+            const answer = (await this.options.call(
+              this.#member(id),
+              { op: 'vote', from: this.#self, term },
+              this.#windowMs / 2,
+            )) as { granted: boolean };
+            return answer.granted;
+          } catch {
+            return false;
+          }
+        }),
+    );
+    const tally = 1 + votes.filter(Boolean).length;
+    if (tally < this.#majority() || this.#leader !== null || term !== this.#term) return;
+    this.#leader = this.#self;
+    this.#healthySince.clear();
+    this.options.log(`raft: election won: term=${term} tally=${tally}`);
+    this.options.log('nomad: cluster leadership acquired');
+  }
+
+  #changeConfiguration(servers: RaftServerEntry[]): void {
+    this.#configuration = { index: this.#configuration.index + 1, servers };
+  }
+
+  async #autopilot(): Promise<void> {
+    const now = Date.now();
+    for (const server of this.#configuration.servers) {
+      if (server.voter || !this.#linked(server.id)) this.#healthySince.delete(server.id);
+      else if (!this.#healthySince.has(server.id)) this.#healthySince.set(server.id, now);
+    }
+    if (now - this.#lastAutopilotAt < this.options.behaviour.autopilotIntervalMs) return;
+    this.#lastAutopilotAt = now;
+    let statuses: Map<string, string>;
+    try {
+      statuses = await this.options.serfStatuses();
+    } catch {
+      return;
+    }
+    if (this.#leader !== this.#self) return;
+    const status = (id: string) => statuses.get(this.#member(id).serfName);
+    let servers = this.#configuration.servers;
+    const voters = servers.filter((server) => server.voter);
+    let removable = Math.floor((voters.length - 1) / 2);
+    for (const voter of voters) {
+      const dead = voter.id !== this.#self && ['failed', 'left'].includes(status(voter.id) ?? '');
+      if (!dead || removable === 0) continue;
+      removable -= 1;
+      servers = servers.filter((server) => server.id !== voter.id);
+      this.options.log(`autopilot: removing dead server ${voter.id}`);
+    }
+    for (const member of this.options.members) {
+      if (servers.some((server) => server.id === member.id) || status(member.id) !== 'alive') continue;
+      servers = [...servers, { id: member.id, address: rpcAddress(member.rpcPort), voter: false }];
+      this.options.log(`nomad: adding server ${member.id} as a non-voter`);
+    }
+    servers = servers.map((server) => {
+      const since = this.#healthySince.get(server.id);
+      if (server.voter || since === undefined) return server;
+      if (now - since < this.options.behaviour.serverStabilizationTimeMs) return server;
+      this.options.log(`autopilot: promoting server ${server.id} to voter`);
+      return { ...server, voter: true };
+    });
+    if (JSON.stringify(servers) !== JSON.stringify(this.#configuration.servers)) {
+      this.#changeConfiguration(servers);
+    }
+  }
+}
