@@ -20,6 +20,7 @@ import { createHash, createPrivateKey, X509Certificate } from 'node:crypto';
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import { createServer, type Server } from 'node:https';
+import { Server as NetServer } from 'node:net';
 import { createSecureContext } from 'node:tls';
 import { type AgentBehaviour, exitsOnReloadError } from './agent-options';
 import { GossipAgent, type GossipConfig, type KnownServer, keyring, members } from './gossip';
@@ -310,12 +311,14 @@ async function listenHttp(server: Server): Promise<void> {
 
 /**
  * Nomad's reloadHTTPServer: the listener is shut and a new one built with the new TLS configuration.
- * Connections already open stay with the old server object, and so with the old certificate.
+ * Connections already open, idle keep-alives included, stay with the old server object and so with
+ * the old certificate. Nomad closes only the listener; Node's https close() would also drop idle
+ * connections, hence net.Server's own close.
  */
 async function rebuildHttp(): Promise<void> {
   const old = http;
   retiredHttp.add(old);
-  old.close(() => retiredHttp.delete(old));
+  NetServer.prototype.close.call(old, () => retiredHttp.delete(old));
   http = createHttp(files);
   await listenHttp(http);
 }
