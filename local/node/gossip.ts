@@ -1,6 +1,6 @@
 // The gossip side of a Nomad server, as the stand-in runs it: the serf agent Nomad embeds (same
-// lifetime as the agent, keyring persisted in the data dir) and the HTTP endpoints Nomad answers
-// from it, /v1/agent/keyring/* and /v1/agent/members (nomad-facts §2.3).
+// lifetime as the agent, memberlist's WAN timings, keyring persisted in the data dir) and the HTTP
+// endpoints Nomad answers from it, /v1/agent/keyring/* and /v1/agent/members (nomad-facts §2.3).
 import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
@@ -38,9 +38,9 @@ export interface GossipReply {
 }
 
 const LOOPBACK = '127.0.0.1';
-// serf answers a keyring query within its own timeout (3.2 s with the LAN profile); a silent
-// agent (stopped, frozen) must not hang the HTTP request forever.
-const SERF_RPC_TIMEOUT_MS = 10_000;
+// serf answers a keyring query within its own timeout (8 s with the WAN profile for up to 9
+// members, 16 s up to 99); a silent agent (stopped, frozen) must not hang the HTTP request forever.
+const SERF_RPC_TIMEOUT_MS = 20_000;
 const SERF_START_TIMEOUT_MS = 5_000;
 const SERF_STOP_GRACE_MS = 2_000;
 /** A client tries the next server when one does not answer within this. */
@@ -66,15 +66,15 @@ export class GossipAgent {
       `-node=${gossip.memberName}`,
       `-bind=${LOOPBACK}:${gossip.bindPort}`,
       `-rpc-addr=${LOOPBACK}:${gossip.rpcPort}`,
-      // Nomad gossips with memberlist's WAN timings: a keyring query waits 8 s for a silent server.
-      // Loopback needs no such slack, so the LAN profile (3.2 s). Not `local` (1.6 s, 200 ms probe
-      // timeout): on a loaded machine a server then now and then missed a `use`, and once the old key
-      // was removed it could decrypt no one, a straggler the rotation under test did not cause.
-      '-profile=lan',
+      // Nomad's serf runs memberlist's WAN config (nomad/config.go): probe every 5 s with a 3 s
+      // timeout, suspicion multiplier 6 (a stopped server stays suspect, and counted, ~30 s), and a
+      // keyring query that waits 8 s for a silent server. The product must live with these timings.
+      '-profile=wan',
       // Servers start one at a time on first issuance; serf's shortest retry lets the first one find
       // the others within a second (Nomad's retry_join default is 30 s).
       '-retry-interval=1s',
-      '-log-level=warn',
+      // Nomad's default log level: memberlist's INFO lines show a server going suspect, then failed.
+      '-log-level=info',
       ...gossip.join.map((address) => `-retry-join=${address}`),
       ...Object.entries(gossip.tags).flatMap(([name, value]) => ['-tag', `${name}=${value}`]),
       ...(existsSync(gossip.keyringFile) ? [`-keyring-file=${gossip.keyringFile}`] : []),
