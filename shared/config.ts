@@ -3,6 +3,7 @@ import { installExecutionTimeoutSeconds } from './documents';
 import { parseDurationSeconds } from './duration';
 import { PATTERNS, patternRegExp } from './patterns';
 import { parseOrThrow } from './validation';
+import { GLOBAL_STS_ENDPOINT, stsEndpointRegion } from './vault/sts';
 
 const pattern = (name: keyof typeof PATTERNS, description: string) =>
   z.string().regex(patternRegExp(name), { message: `must be ${description} (pattern ${PATTERNS[name]})` });
@@ -107,6 +108,36 @@ const tokenRotationSchema = z
       .default('tls-policy'),
     /** The minted token's period; the rotation runs every half period so a token never outlives two. */
     tokenPeriod: duration('24h'),
+    /**
+     * The STS endpoint the admin login's GetCallerIdentity is signed for; the auth method's sts_endpoint
+     * must reach the same STS. aws-cn and aws-us-gov have no global endpoint: name a regional one.
+     */
+    stsEndpoint: z.string().default(GLOBAL_STS_ENDPOINT),
+    /** The region in the signature's credential scope; derived from stsEndpoint, and must agree with it. */
+    stsRegion: z
+      .string()
+      .regex(/^[a-z]{2}(-gov)?-[a-z]+-\d$/, { message: 'must be an AWS region such as us-east-1' })
+      .optional(),
+  })
+  .transform((tokenRotation, context) => {
+    const endpointRegion = stsEndpointRegion(tokenRotation.stsEndpoint);
+    if (endpointRegion === undefined) {
+      context.addIssue({
+        code: 'custom',
+        path: ['stsEndpoint'],
+        message: `must be an STS endpoint: ${GLOBAL_STS_ENDPOINT}, https://sts.<region>.amazonaws.com, https://sts.us-gov-west-1.amazonaws.com or https://sts.cn-north-1.amazonaws.com.cn`,
+      });
+      return z.NEVER;
+    }
+    if (tokenRotation.stsRegion !== undefined && tokenRotation.stsRegion !== endpointRegion) {
+      context.addIssue({
+        code: 'custom',
+        path: ['stsRegion'],
+        message: `must be ${endpointRegion}, the region of stsEndpoint ${tokenRotation.stsEndpoint} (or omitted)`,
+      });
+      return z.NEVER;
+    }
+    return { ...tokenRotation, stsRegion: endpointRegion };
   })
   .prefault({});
 

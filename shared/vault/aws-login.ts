@@ -4,13 +4,11 @@ import { HttpRequest } from '@smithy/protocol-http';
 import { SignatureV4 } from '@smithy/signature-v4';
 import type { AwsCredentialIdentityProvider } from '@smithy/types';
 import type { Clock } from '../clock';
+import { ValidationError } from '../errors';
 import type { VaultClient } from './client';
 import { VaultBadRequestError } from './errors';
+import { GLOBAL_STS_ENDPOINT, stsEndpointRegion } from './sts';
 
-/** The global STS endpoint: Vault replays the signed request there unless its sts_endpoint says otherwise. */
-const STS_HOST = 'sts.amazonaws.com';
-const STS_URL = `https://${STS_HOST}/`;
-const STS_SIGNING_REGION = 'us-east-1';
 const GET_CALLER_IDENTITY_BODY = 'Action=GetCallerIdentity&Version=2011-06-15';
 const SERVER_ID_HEADER = 'x-vault-aws-iam-server-id';
 
@@ -27,9 +25,17 @@ export interface AwsIamLoginOptions {
   role: string;
   /** Sent and signed as X-Vault-AWS-IAM-Server-ID when the auth method requires it. */
   serverIdHeader?: string;
+  /** The STS the request is addressed and signed for; the global endpoint (us-east-1) when omitted. */
+  sts?: StsTarget;
   /** The function's credentials; the Node provider chain (Lambda's environment) when omitted. */
   credentials?: AwsCredentialIdentityProvider;
   clock?: Clock;
+}
+
+/** An STS endpoint and the region its requests are signed for (config keeps the two consistent). */
+export interface StsTarget {
+  endpoint: string;
+  region: string;
 }
 
 /** The four login fields Vault's IAM method expects, as Vault's own Go helper builds them. */
@@ -47,24 +53,32 @@ export interface IamLoginData {
 export async function buildIamLoginData(options: {
   credentials: AwsCredentialIdentityProvider;
   serverIdHeader?: string;
+  sts?: StsTarget;
   signingDate?: Date;
 }): Promise<IamLoginData> {
+  const sts = options.sts ?? { endpoint: GLOBAL_STS_ENDPOINT, region: 'us-east-1' };
+  if (stsEndpointRegion(sts.endpoint) !== sts.region) {
+    throw new ValidationError(
+      `STS endpoint ${sts.endpoint} is not signed for region ${sts.region}; STS would refuse the login`,
+    );
+  }
+  const host = new URL(sts.endpoint).hostname;
   const headers: Record<string, string> = {
-    host: STS_HOST,
+    host,
     'content-type': 'application/x-www-form-urlencoded; charset=utf-8',
   };
   if (options.serverIdHeader !== undefined) headers[SERVER_ID_HEADER] = options.serverIdHeader;
   const request = new HttpRequest({
     method: 'POST',
     protocol: 'https:',
-    hostname: STS_HOST,
+    hostname: host,
     path: '/',
     headers,
     body: GET_CALLER_IDENTITY_BODY,
   });
   const signer = new SignatureV4({
     credentials: options.credentials,
-    region: STS_SIGNING_REGION,
+    region: sts.region,
     service: 'sts',
     sha256: Sha256,
     // Go's STS client does not send x-amz-content-sha256; keep the request exactly as Vault expects it.
@@ -73,7 +87,7 @@ export async function buildIamLoginData(options: {
   const signed = await signer.sign(request, options.signingDate ? { signingDate: options.signingDate } : {});
   return {
     iam_http_request_method: 'POST',
-    iam_request_url: base64(STS_URL),
+    iam_request_url: base64(`https://${host}/`),
     iam_request_body: base64(GET_CALLER_IDENTITY_BODY),
     iam_request_headers: base64(JSON.stringify(goHttpHeader(signed.headers))),
   };
@@ -89,6 +103,7 @@ export async function awsIamLogin(vault: VaultClient, options: AwsIamLoginOption
   const loginData = await buildIamLoginData({
     credentials,
     ...(options.serverIdHeader !== undefined ? { serverIdHeader: options.serverIdHeader } : {}),
+    ...(options.sts !== undefined ? { sts: options.sts } : {}),
     ...(options.clock ? { signingDate: new Date(options.clock.now()) } : {}),
   });
   const path = `auth/${options.mount}/login`;

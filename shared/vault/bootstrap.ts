@@ -6,6 +6,7 @@ import { PATTERNS, patternRegExp } from '../patterns';
 import { parseOrThrow } from '../validation';
 import type { VaultClient } from './client';
 import { isVaultAnswer, VaultBadRequestError } from './errors';
+import { GLOBAL_STS_ENDPOINT, stsEndpointRegion } from './sts';
 
 const mountPath = z
   .string()
@@ -51,6 +52,11 @@ export const bootstrapSpecSchema = z
      * refused until the Vault role is written again. Vault does not allow turning it off later.
      */
     resolveAwsUniqueIds: z.boolean().default(true),
+    /**
+     * The STS Vault replays admin logins to (config/client sts_endpoint, sts_region); Vault's default is
+     * the global endpoint. Must be the STS the rotate-token function signs for (tokenRotation.stsEndpoint).
+     */
+    stsEndpoint: z.string().optional(),
     /** Base of the CA (AIA) and CRL URLs put into issued certificates; the Vault address when omitted. */
     pkiUrlBase: z.url({ protocol: /^https?$/ }).optional(),
     /** How often Vault's auto-tidy runs on the intermediate mount. */
@@ -65,6 +71,13 @@ export const bootstrapSpecSchema = z
         code: 'custom',
         path: ['keyBits'],
         message: `must be one of ${allowed.join(', ')} for key type ${spec.keyType}`,
+      });
+    }
+    if (spec.stsEndpoint !== undefined && stsEndpointRegion(spec.stsEndpoint) === undefined) {
+      context.addIssue({
+        code: 'custom',
+        path: ['stsEndpoint'],
+        message: `must be an STS endpoint: ${GLOBAL_STS_ENDPOINT}, https://sts.<region>.amazonaws.com, https://sts.us-gov-west-1.amazonaws.com or https://sts.cn-north-1.amazonaws.com.cn`,
       });
     }
     if (spec.intermediateCertificatePem !== undefined && !spec.externalRoot) {
@@ -486,17 +499,24 @@ class VaultBootstrap {
   }
 
   async #awsClientConfig(): Promise<void> {
-    const { awsAuthMount, iamServerIdHeader } = this.spec;
+    const { awsAuthMount, iamServerIdHeader, stsEndpoint } = this.spec;
     const path = `auth/${awsAuthMount}/config/client`;
     const current = await this.#readData(path);
-    const wanted = { iam_server_id_header_value: iamServerIdHeader ?? '' };
+    // Vault reports "" for what was never set, and then uses the global endpoint.
+    const wanted = {
+      iam_server_id_header_value: iamServerIdHeader ?? '',
+      sts_endpoint: stsEndpoint ?? '',
+      sts_region: stsEndpoint === undefined ? '' : (stsEndpointRegion(stsEndpoint) ?? ''),
+    };
+    const notes = [
+      iamServerIdHeader ? `X-Vault-AWS-IAM-Server-ID required: ${iamServerIdHeader}` : 'no server id header',
+      ...(stsEndpoint ? [`STS ${stsEndpoint} (${wanted.sts_region})`] : []),
+    ];
     await this.#reconcile({
       item: `${path}`,
-      detail: iamServerIdHeader
-        ? `X-Vault-AWS-IAM-Server-ID required: ${iamServerIdHeader}`
-        : 'no server id header',
-      // No client config at all is what "no server id header" looks like: nothing to write then.
-      current: current ?? (iamServerIdHeader === undefined ? wanted : undefined),
+      detail: notes.join(', '),
+      // No client config at all is what "no server id header, global STS" looks like: nothing to write then.
+      current: current ?? (iamServerIdHeader === undefined && stsEndpoint === undefined ? wanted : undefined),
       wanted,
       write: () => this.#write(path, wanted),
     });

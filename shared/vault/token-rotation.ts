@@ -101,6 +101,7 @@ export function tokenRotationContext(
         role: tokenRotation.adminRole,
         clock: runtime.clock,
         ...(tokenRotation.iamServerIdHeader ? { serverIdHeader: tokenRotation.iamServerIdHeader } : {}),
+        sts: { endpoint: tokenRotation.stsEndpoint, region: tokenRotation.stsRegion },
         ...(overrides.credentials ? { credentials: overrides.credentials } : {}),
       }),
   };

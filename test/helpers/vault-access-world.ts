@@ -126,9 +126,13 @@ export async function startTokenRotationWorld(
     clock?: ManualClock;
     rotatorKeyId?: string;
     clusterOverrides?: Partial<ClusterConfigInput['vault']>;
+    spec?: Partial<BootstrapSpecInput>;
   } = {},
 ) {
-  const vault = await startBootstrappedVault(options.clock ? { clock: options.clock } : {});
+  const vault = await startBootstrappedVault({
+    ...(options.clock ? { clock: options.clock } : {}),
+    ...(options.spec ? { spec: options.spec } : {}),
+  });
   await vault.bootstrap();
   const { clock, emulator, root } = vault;
   const secretsManager = await startSecretsManagerEmulator({ clock });
