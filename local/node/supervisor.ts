@@ -22,6 +22,22 @@ export interface UnitDefinition {
   restartDelayMs: number;
 }
 
+/**
+ * systemd's default start limit, which the packaged unit keeps: more than StartLimitBurst=5 starts
+ * within StartLimitIntervalSec=10s, automatic restarts included, and the unit is refused further
+ * starts (result `start-limit-hit`) until the interval has passed or `systemctl reset-failed`.
+ */
+const START_LIMIT_BURST = 5;
+const START_LIMIT_INTERVAL_MS = 10_000;
+const START_LIMIT_HIT = [
+  'Job for nomad.service failed.',
+  'nomad.service: Start request repeated too quickly.',
+  'See "systemctl status nomad.service" and "journalctl -xeu nomad.service" for details.',
+].join('\n');
+
+/** Why the unit last stopped or failed, as systemd's Result property names it. */
+type UnitResult = 'success' | 'exit-code' | 'start-limit-hit';
+
 interface Unit {
   definition: UnitDefinition;
   state: UnitState;
@@ -31,11 +47,22 @@ interface Unit {
   lastExitCode?: number | null;
   restartTimer?: NodeJS.Timeout;
   stopping: boolean;
+  result: UnitResult;
+  /**
+   * Automatic restarts since the unit was defined (NRestarts). systemd counts a restart when it
+   * queues it, so the one the start limit then refuses is counted too.
+   */
+  restarts: number;
+  /** systemd's start rate limiter: when the current interval began, and the starts counted in it. */
+  limitBegin: number;
+  limitCount: number;
 }
 
 interface Answer {
   exitCode: number;
   output: string;
+  /** `show`: the unit's properties as systemctl prints them. */
+  properties?: Record<string, string>;
 }
 
 /**
@@ -73,7 +100,16 @@ export class Supervisor {
   }
 
   define(nodeId: string, definition: UnitDefinition): void {
-    this.#units.set(nodeId, { definition, state: 'inactive', stopping: false, helpers: [] });
+    this.#units.set(nodeId, {
+      definition,
+      state: 'inactive',
+      stopping: false,
+      helpers: [],
+      result: 'success',
+      restarts: 0,
+      limitBegin: 0,
+      limitCount: 0,
+    });
   }
 
   state(nodeId: string): UnitStatus {
@@ -101,6 +137,16 @@ export class Supervisor {
       case 'restart':
         await this.#stop(unit);
         return this.#start(unit);
+      case 'show':
+        return { exitCode: 0, output: '', properties: this.#properties(unit) };
+      case 'reset-failed':
+        unit.limitBegin = 0;
+        unit.limitCount = 0;
+        unit.result = 'success';
+        if (unit.state === 'failed' && unit.child === undefined && unit.restartTimer === undefined) {
+          unit.state = 'inactive';
+        }
+        return { exitCode: 0, output: '' };
       case 'reload':
         if (unit.state !== 'active' || unit.child === undefined) {
           return { exitCode: 1, output: 'nomad.service is not active, cannot reload.' };
@@ -119,9 +165,45 @@ export class Supervisor {
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
   }
 
+  #properties(unit: Unit): Record<string, string> {
+    const running = unit.child?.pid !== undefined;
+    const subState = running
+      ? 'running'
+      : unit.restartTimer !== undefined
+        ? 'auto-restart'
+        : unit.state === 'failed'
+          ? 'failed'
+          : 'dead';
+    return {
+      MainPID: String(unit.child?.pid ?? 0),
+      ActiveState: unit.state,
+      SubState: subState,
+      Result: unit.result,
+      NRestarts: String(unit.restarts),
+    };
+  }
+
+  /** systemd's ratelimit: a new interval begins once the last one is over; within one, `burst` starts. */
+  #startAllowed(unit: Unit): boolean {
+    const now = Date.now();
+    if (unit.limitBegin === 0 || now - unit.limitBegin > START_LIMIT_INTERVAL_MS) {
+      unit.limitBegin = now;
+      unit.limitCount = 0;
+    }
+    if (unit.limitCount >= START_LIMIT_BURST) return false;
+    unit.limitCount += 1;
+    return true;
+  }
+
   #start(unit: Unit): Promise<Answer> {
     clearTimeout(unit.restartTimer);
+    unit.restartTimer = undefined;
     unit.stopping = false;
+    if (!this.#startAllowed(unit)) {
+      unit.state = 'failed';
+      unit.result = 'start-limit-hit';
+      return Promise.resolve({ exitCode: 1, output: START_LIMIT_HIT });
+    }
     return new Promise((resolve) => {
       const child = fork(unit.definition.program, [unit.definition.configFile], {
         stdio: ['ignore', 'ignore', 'ignore', 'ipc'],
@@ -140,9 +222,14 @@ export class Supervisor {
         unit.lastExitCode = code;
         if (unit.stopping) {
           unit.state = 'inactive';
+          unit.result = 'success';
         } else {
           unit.state = 'failed';
-          unit.restartTimer = setTimeout(() => void this.#start(unit), unit.definition.restartDelayMs);
+          unit.result = 'exit-code';
+          unit.restartTimer = setTimeout(() => {
+            unit.restarts += 1;
+            void this.#start(unit);
+          }, unit.definition.restartDelayMs);
         }
         if (!ready)
           resolve({
@@ -155,6 +242,7 @@ export class Supervisor {
 
   async #stop(unit: Unit): Promise<void> {
     clearTimeout(unit.restartTimer);
+    unit.restartTimer = undefined;
     unit.stopping = true;
     const child = unit.child;
     if (child === undefined) {
