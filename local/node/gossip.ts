@@ -1,9 +1,11 @@
 // The gossip side of a Nomad server, as the stand-in runs it: the serf agent Nomad embeds (same
-// lifetime as the agent, memberlist's WAN timings, keyring persisted in the data dir) and the HTTP
-// endpoints Nomad answers from it, /v1/agent/keyring/* and /v1/agent/members (nomad-facts §2.3).
+// lifetime as the agent, memberlist's WAN timings, keyring persisted in the data dir and seeded from
+// `encrypt` only when missing) and the HTTP endpoints Nomad answers from it, /v1/agent/keyring/*
+// and /v1/agent/members (nomad-facts §2, real-systems §4).
 import { type ChildProcess, spawn } from 'node:child_process';
-import { closeSync, existsSync, openSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
+import { dirname } from 'node:path';
 import { type KeyOperation, type SerfAddress, serfHandshake, serfKeys, serfMembers } from './serf-rpc';
 
 export interface GossipConfig {
@@ -11,8 +13,16 @@ export interface GossipConfig {
   memberName: string;
   bindPort: number;
   rpcPort: number;
-  /** `<data_dir>/server/serf.keyring`: loaded when present; without it the agent gossips in clear. */
+  /**
+   * `<data_dir>/server/serf.keyring`: loaded whenever present (it wins over `encrypt`); without it
+   * and without `encrypt` the agent gossips in clear.
+   */
   keyringFile: string;
+  /**
+   * The server's `encrypt` (standard base64, as in the agent config). It only seeds a missing
+   * keyring file; Nomad warns and ignores it once the file exists. A secret: never log it.
+   */
+  encrypt?: string;
   /** The other servers' serf addresses, joined with retries as Nomad's `server_join` does. */
   join: string[];
   tags: Record<string, string>;
@@ -48,6 +58,23 @@ const SERVER_MEMBERS_TIMEOUT_MS = 2_000;
 /** Nomad's ErrInvalidMethod, its answer to a wrong method and to server-only calls on a client. */
 const INVALID_METHOD = 'Invalid method';
 
+/**
+ * Nomad's setupKeyrings: `encrypt` seeds the keyring file only when it is missing (compact JSON, file
+ * 0600 in a 0700 directory); an existing file always wins, with Nomad's warning. Returns whether serf
+ * gets a keyring file, that is whether gossip is encrypted.
+ */
+function prepareKeyring(gossip: GossipConfig, log: (message: string) => void): boolean {
+  const exists = existsSync(gossip.keyringFile);
+  if (gossip.encrypt === undefined) return exists;
+  if (exists) {
+    log('WARNING: keyring exists but -encrypt given, using keyring');
+    return true;
+  }
+  mkdirSync(dirname(gossip.keyringFile), { recursive: true, mode: 0o700 });
+  writeFileSync(gossip.keyringFile, JSON.stringify([gossip.encrypt]), { mode: 0o600 });
+  return true;
+}
+
 /** The serf agent a Nomad server embeds. Its output goes to the agent's log, as Nomad's does. */
 export class GossipAgent {
   readonly #child: ChildProcess;
@@ -61,6 +88,7 @@ export class GossipAgent {
     log: (message: string) => void,
   ) {
     this.address = { host: LOOPBACK, port: gossip.rpcPort };
+    const encrypted = prepareKeyring(gossip, log);
     const args = [
       'agent',
       `-node=${gossip.memberName}`,
@@ -77,7 +105,8 @@ export class GossipAgent {
       '-log-level=info',
       ...gossip.join.map((address) => `-retry-join=${address}`),
       ...Object.entries(gossip.tags).flatMap(([name, value]) => ['-tag', `${name}=${value}`]),
-      ...(existsSync(gossip.keyringFile) ? [`-keyring-file=${gossip.keyringFile}`] : []),
+      // Never `-encrypt` as well: serf refuses a key given both ways.
+      ...(encrypted ? [`-keyring-file=${gossip.keyringFile}`] : []),
     ];
     const output = openSync(logFile, 'a');
     this.#child = spawn('serf', args, { stdio: ['ignore', output, output] });

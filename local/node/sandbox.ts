@@ -216,18 +216,18 @@ export class NodeSandbox implements ManagedNode {
     return `${lines.join('\n')}\n`;
   }
 
-  /** A server's serf setup, and the keyring a first start with `encrypt` would have written. */
+  /**
+   * A server's serf setup. The key goes into `encrypt`, as the agent config of a new server has it;
+   * no keyring file is laid out, the first start writes it as Nomad does.
+   */
   async #layOutGossip(self: ServerPlan): Promise<GossipConfig> {
     const { cluster } = this.options;
-    const serverDir = join(this.root, DATA_DIR, 'server');
-    await mkdir(serverDir, { recursive: true, mode: 0o700 });
-    const keyringFile = join(serverDir, 'serf.keyring');
-    await writeFile(keyringFile, JSON.stringify([cluster.gossipKey], null, 2), { mode: 0o600 });
     return {
       memberName: `${this.computerName}.${cluster.region}`,
       bindPort: self.serfBindPort,
       rpcPort: self.serfRpcPort,
-      keyringFile,
+      keyringFile: join(this.root, DATA_DIR, 'server/serf.keyring'),
+      encrypt: cluster.gossipKey,
       join: cluster.servers
         .filter((other) => other !== self)
         .map((other) => `127.0.0.1:${other.serfBindPort}`),
