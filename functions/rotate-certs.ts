@@ -28,6 +28,8 @@ export function rotateCertsHandler(runtime: Runtime) {
       const reports = [];
       for (const cluster of clusters) {
         await keepTokenAlive(runtime, cluster);
+        // Before the tick, so a tick that fails still reports the CA's remaining life.
+        await publishIssuerExpiry(runtime, cluster);
         reports.push(
           await runtime.rotation(cluster).tick({ deadline, owner: context.awsRequestId, actor: 'schedule' }),
         );
@@ -74,6 +76,23 @@ async function keepTokenAlive(runtime: Runtime, cluster: string): Promise<void> 
     await renewIfDue(client, await tokens.token());
   } catch (error) {
     runtime.logger.warn('could not check the Vault token TTL', {
+      cluster,
+      error: describeError(error),
+    });
+  }
+}
+
+/**
+ * CaDaysToExpiry: days until the issuing CA expires. Vault refuses a leaf that would outlive it
+ * (leaf_not_after_behavior=err), so signing stops one certificate TTL before that; the alarm fires
+ * well before. A failure to read is only logged: the metric then goes missing, which the alarm ignores.
+ */
+async function publishIssuerExpiry(runtime: Runtime, cluster: string): Promise<void> {
+  try {
+    const notAfter = await runtime.authority(cluster).issuerNotAfter();
+    runtime.issuerTelemetry.caDaysToExpiry(cluster, (notAfter - runtime.clock.now()) / 86_400_000);
+  } catch (error) {
+    runtime.logger.warn('could not read the issuing CA certificate', {
       cluster,
       error: describeError(error),
     });

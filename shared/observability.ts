@@ -14,14 +14,20 @@ export const METRIC = {
   nodesExpiringSoon: 'NodesExpiringSoon',
   rolloutStuck: 'RolloutStuck',
   tokenRotationFailed: 'TokenRotationFailed',
+  caDaysToExpiry: 'CaDaysToExpiry',
 } as const;
+
+/** The issuing CA's remaining life, reported on every certificate tick (alarmed in infra/). */
+export interface IssuerTelemetry {
+  caDaysToExpiry(cluster: string, days: number): void;
+}
 
 export function createLogger(component: string): Logger {
   return new Logger({ serviceName: SERVICE_NAME, persistentKeys: { component } });
 }
 
 /** Rotation telemetry as CloudWatch EMF, one metric line per event with the cluster as dimension. */
-export class PowertoolsTelemetry implements RotationTelemetry {
+export class PowertoolsTelemetry implements RotationTelemetry, IssuerTelemetry {
   constructor(
     private readonly metrics: Metrics = new Metrics({
       namespace: METRICS_NAMESPACE,
@@ -46,6 +52,10 @@ export class PowertoolsTelemetry implements RotationTelemetry {
     if (minHoursToExpiry !== undefined)
       this.#emit(cluster, METRIC.minHoursToExpiry, MetricUnit.Count, minHoursToExpiry);
     this.#emit(cluster, METRIC.nodesExpiringSoon, MetricUnit.Count, nodesExpiringSoon);
+  }
+
+  caDaysToExpiry(cluster: string, days: number): void {
+    this.#emit(cluster, METRIC.caDaysToExpiry, MetricUnit.Count, Math.round(days * 100) / 100);
   }
 
   #emit(

@@ -9,7 +9,7 @@ import { type DocumentNames, SsmCommandGateway, SsmInventory } from './aws/ssm';
 import { type Clock, systemClock } from './clock';
 import { type ClusterConfig, clustersConfigSchema } from './config';
 import { ConfigError, NotFoundError } from './errors';
-import { createLogger, PowertoolsTelemetry } from './observability';
+import { createLogger, type IssuerTelemetry, PowertoolsTelemetry } from './observability';
 import { CertificateRotation } from './rotation/engine';
 import type {
   CommandGateway,
@@ -108,6 +108,7 @@ export interface RuntimeOptions {
   clock?: Clock;
   logger?: Logger;
   telemetry?: RotationTelemetry;
+  issuerTelemetry?: IssuerTelemetry;
   vaultAttempts?: number;
 }
 
@@ -118,6 +119,7 @@ export class Runtime {
   readonly inventory: NodeInventory;
   readonly events: EventPublisher;
   readonly telemetry: RotationTelemetry;
+  readonly issuerTelemetry: IssuerTelemetry;
   readonly logger: Logger;
   readonly clock: Clock;
   readonly #vaults = new Map<string, { client: VaultClient; tokens: SecretsManagerTokenSource }>();
@@ -130,6 +132,7 @@ export class Runtime {
     this.clock = options.clock ?? systemClock;
     this.logger = options.logger ?? createLogger('nomad-rotator');
     this.telemetry = options.telemetry ?? new PowertoolsTelemetry();
+    this.issuerTelemetry = options.issuerTelemetry ?? new PowertoolsTelemetry();
     this.table = new StateTable(clients.dynamodb, config.tableName);
     this.commands = new SsmCommandGateway(clients.ssm, config.documents);
     this.inventory = new SsmInventory(clients.ssm);
@@ -171,6 +174,16 @@ export class Runtime {
     return entry;
   }
 
+  /** The cluster's Vault PKI as certificate authority, with the cluster's Vault client. */
+  authority(clusterName: string): VaultCertificateAuthority {
+    const { vault } = this.cluster(clusterName);
+    return new VaultCertificateAuthority(this.vault(clusterName).client, {
+      mount: vault.pkiMount,
+      agentRole: vault.agentRole,
+      cliRole: vault.cliRole,
+    });
+  }
+
   rotation(clusterName: string): CertificateRotation {
     const cluster = this.cluster(clusterName);
     return new CertificateRotation({
@@ -178,11 +191,7 @@ export class Runtime {
       table: this.table,
       inventory: this.inventory,
       commands: this.commands,
-      authority: new VaultCertificateAuthority(this.vault(clusterName).client, {
-        mount: cluster.vault.pkiMount,
-        agentRole: cluster.vault.agentRole,
-        cliRole: cluster.vault.cliRole,
-      }),
+      authority: this.authority(clusterName),
       events: this.events,
       telemetry: this.telemetry,
       logger: this.logger,

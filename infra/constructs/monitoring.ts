@@ -99,7 +99,9 @@ export class Monitoring extends Construct {
     const minHours = metric(METRIC.minHoursToExpiry, 'Minimum');
     const rolloutStuck = metric(METRIC.rolloutStuck, 'Sum');
     const tokenFailed = metric(METRIC.tokenRotationFailed, 'Sum');
+    const caDays = metric(METRIC.caDaysToExpiry, 'Minimum');
     const threshold = minHoursToExpiryThreshold(cluster);
+    const caThreshold = caDaysToExpiryThreshold(cluster);
 
     this.#alarm(`${name}-PushFailed`, {
       metric: pushFailed,
@@ -120,6 +122,17 @@ export class Monitoring extends Construct {
       metric: rolloutStuck,
       threshold: 1,
       description: `A rollout in ${name} halted: a node ran out of attempts. Its wave finished; fix the node, then start a rotation for it (nomad-rotator rotate).`,
+    });
+    this.#alarm(`${name}-CaDaysToExpiry`, {
+      metric: caDays,
+      threshold: caThreshold,
+      comparisonOperator: ComparisonOperator.LESS_THAN_THRESHOLD,
+      evaluationPeriods: 3,
+      // The CA's end does not move when a tick misses: keep the state rather than clear an active alarm
+      // (notBreaching would send OK) or page "CA expiring" for a Vault outage, which PushFailed,
+      // MinHoursToExpiry and the Errors alarms already report.
+      treatMissingData: TreatMissingData.IGNORE,
+      description: `The issuing CA of ${name} (the intermediate in ${cluster.vault.pkiMount} that signs every certificate) expires in under ${caThreshold} days. Vault refuses a certificate that would outlive it, so renewals stop one certificate TTL (${cluster.certificates.ttl / 3600}h) before its end. Sign a new intermediate, import it and make it the default issuer of ${cluster.vault.pkiMount}; then reissue.`,
     });
     this.#alarm(`${name}-TokenRotationFailed`, {
       metric: tokenFailed,
@@ -147,6 +160,14 @@ export class Monitoring extends Construct {
         width: 6,
       }),
       new GraphWidget({ title: `${name}: Vault token rotation failures`, left: [tokenFailed], width: 6 }),
+      new GraphWidget({
+        title: `${name}: days to the issuing CA's expiry`,
+        left: [caDays],
+        leftAnnotations: [
+          { value: caThreshold, label: 'alarm', color: '#d62728' } satisfies HorizontalAnnotation,
+        ],
+        width: 6,
+      }),
     ];
   }
 
@@ -228,4 +249,14 @@ export function minHoursToExpiryThreshold(cluster: ClusterConfig): number {
   const { ttl, renewWhenRemaining, jitter } = cluster.certificates;
   const hours = ((ttl / 3600) * renewWhenRemaining * (1 - jitter)) / 2;
   return Math.round(hours * 100) / 100;
+}
+
+/**
+ * Days of the issuing CA's life below which to alarm: three certificate lifetimes, and at least 30
+ * days, so a new intermediate can be signed and rolled out long before signing stops (one TTL before
+ * the CA's end) and before the last certificates issued under the old one expire.
+ */
+export function caDaysToExpiryThreshold(cluster: ClusterConfig): number {
+  const days = Math.max(30, (3 * cluster.certificates.ttl) / 86_400);
+  return Math.round(days * 100) / 100;
 }

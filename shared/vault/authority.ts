@@ -43,6 +43,19 @@ export class VaultCertificateAuthority implements CertificateAuthority {
     if (!health.initialized) throw new VaultUnavailableError('Vault is not initialized');
   }
 
+  /**
+   * When the issuing CA (the mount's default issuer, which signs every leaf) expires, in ms. Read from
+   * cert/ca, which Vault serves without a token, so the answer never depends on the token's policy.
+   */
+  async issuerNotAfter(): Promise<number> {
+    const response = await this.vault.read<{ data?: { certificate?: string } }>(`${this.pki.mount}/cert/ca`);
+    const pem = response.data?.certificate;
+    if (typeof pem !== 'string' || !pem.includes('BEGIN CERTIFICATE')) {
+      throw new VaultBadRequestError(`Vault ${this.pki.mount}/cert/ca answered without a certificate`);
+    }
+    return new x509.X509Certificate(pem).notAfter.getTime();
+  }
+
   async sign(request: {
     kind: CertificateKind;
     csrPem: string;

@@ -9,6 +9,7 @@ import type { IConstruct } from 'constructs';
 import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { loadClustersFile, loadNetworkFile } from '../../infra/config';
 import { FunctionNetwork, vaultPort } from '../../infra/constructs/function-network';
+import { caDaysToExpiryThreshold } from '../../infra/constructs/monitoring';
 import { RotatorFunction } from '../../infra/constructs/rotator-function';
 import { defineApp } from '../../infra/define-app';
 import type { NomadRotatorStack } from '../../infra/stack';
@@ -442,6 +443,26 @@ describe('infra: alarms', () => {
       ComparisonOperator: 'LessThanThreshold',
       TreatMissingData: 'breaching',
     });
+  });
+
+  it('alarms well before the issuing CA expires (30 days for 24h certificates), ignoring missing data', () => {
+    alarmOn(METRIC.caDaysToExpiry, {
+      Statistic: 'Minimum',
+      Threshold: 30,
+      ComparisonOperator: 'LessThanThreshold',
+      EvaluationPeriods: 3,
+      TreatMissingData: 'ignore',
+    });
+  });
+
+  it('raises the CA alarm threshold to three certificate lifetimes when those exceed 30 days', () => {
+    const cluster = (ttl: string) =>
+      clustersConfigSchema.parse([
+        { name: 'c', vault: { address: 'https://vault:8200', tokenSecretId: 's' }, certificates: { ttl } },
+      ])[0]!;
+
+    expect(caDaysToExpiryThreshold(cluster('24h'))).toBe(30);
+    expect(caDaysToExpiryThreshold(cluster('720h'))).toBe(90);
   });
 
   it('alarms on stuck rollouts, failed token rotations, function errors and throttles, and dead letters', () => {
