@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { build, stop as stopEsbuild } from 'esbuild';
 import type { Fleet } from '../fleet';
 import { type AgentBehaviour, DEFAULT_AGENT_BEHAVIOUR } from './agent-options';
+import type { AclGrant } from './gossip';
 import { type ClusterPlan, computerName, freePorts, NodeSandbox } from './sandbox';
 import { Supervisor } from './supervisor';
 
@@ -24,6 +25,11 @@ export interface NodeFleetOptions {
   agent?: Partial<AgentBehaviour>;
   /** The Secrets Manager endpoint the nodes' `aws` uses; without it `aws` on a node cannot connect. */
   secretsManagerEndpoint?: string;
+  /**
+   * Enables ACLs on the servers with these tokens (secret ID → what it grants): keyring calls then
+   * need a token with agent:write. Without it ACLs are disabled, as on a Nomad cluster by default.
+   */
+  aclTokens?: Record<string, AclGrant>;
 }
 
 export interface NodeFleet extends Fleet {
@@ -84,6 +90,7 @@ export async function createNodeFleet(options: NodeFleetOptions): Promise<NodeFl
     })),
     gossipKey: randomBytes(32).toString('base64'),
     secretsManagerEndpoint: options.secretsManagerEndpoint,
+    aclTokens: options.aclTokens,
   };
   const sandbox = (role: 'server' | 'client', index: number, httpsPort: number) =>
     NodeSandbox.create({

@@ -1,12 +1,21 @@
 // The gossip side of a Nomad server, as the stand-in runs it: the serf agent Nomad embeds (same
 // lifetime as the agent, memberlist's WAN timings, keyring persisted in the data dir and seeded from
 // `encrypt` only when missing) and the HTTP endpoints Nomad answers from it, /v1/agent/keyring/*
-// and /v1/agent/members (nomad-facts §2, real-systems §4).
+// (ACL agent:write) and /v1/agent/members (nomad-facts §2, real-systems §4).
 import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import { dirname } from 'node:path';
 import { type KeyOperation, type SerfAddress, serfHandshake, serfKeys, serfMembers } from './serf-rpc';
+
+/** What a token's policies grant, as far as the gossip endpoints ask (they need `agent:write`). */
+export type AclGrant = 'management' | 'agent-write' | 'agent-read';
+
+/** The agent's `acl` block and the tokens its servers know, by secret ID. */
+export interface AclConfig {
+  enabled: boolean;
+  tokens: Record<string, AclGrant>;
+}
 
 export interface GossipConfig {
   /** Nomad names a server's serf member `<node name>.<region>`. */
@@ -23,6 +32,8 @@ export interface GossipConfig {
    * keyring file; Nomad warns and ignores it once the file exists. A secret: never log it.
    */
   encrypt?: string;
+  /** Without it, or disabled, every keyring call is allowed (Nomad without ACLs). */
+  acl?: AclConfig;
   /** The other servers' serf addresses, joined with retries as Nomad's `server_join` does. */
   join: string[];
   tags: Record<string, string>;
@@ -57,6 +68,9 @@ const SERF_STOP_GRACE_MS = 2_000;
 const SERVER_MEMBERS_TIMEOUT_MS = 2_000;
 /** Nomad's ErrInvalidMethod, its answer to a wrong method and to server-only calls on a client. */
 const INVALID_METHOD = 'Invalid method';
+/** Nomad's ErrPermissionDenied: a missing, unknown or insufficient token. */
+const PERMISSION_DENIED = 'Permission denied';
+const GRANTS_AGENT_WRITE: readonly AclGrant[] = ['management', 'agent-write'];
 
 /**
  * Nomad's setupKeyrings: `encrypt` seeds the keyring file only when it is missing (compact JSON, file
@@ -200,13 +214,37 @@ export const KEY_OPERATIONS: Record<string, KeyOperation> = {
   remove: 'remove-key',
 };
 
-/** `/v1/agent/keyring/<op>`: Nomad ignores the method, answers 501 on clients, 500 with serf's error. */
+/** Nomad's parseToken: `X-Nomad-Token`, else an `Authorization: Bearer` token; none is anonymous. */
+function requestToken(request: IncomingMessage): string {
+  const header = request.headers['x-nomad-token'];
+  const token = (Array.isArray(header) ? header[0] : header)?.trim() ?? '';
+  if (token !== '') return token;
+  const [scheme, ...rest] = (request.headers.authorization ?? '').split(' ');
+  if (scheme?.toLowerCase() !== 'bearer' || rest.length === 0) return '';
+  return rest.join(' ').trim().split(' ')[0] ?? '';
+}
+
+/** `aclObj.AllowAgentWrite()`: the anonymous token, like any token without agent:write, is refused. */
+function allowsAgentWrite(acl: AclConfig | undefined, token: string): boolean {
+  if (acl === undefined || !acl.enabled) return true;
+  const grant = Object.hasOwn(acl.tokens, token) ? acl.tokens[token] : undefined;
+  return grant !== undefined && GRANTS_AGENT_WRITE.includes(grant);
+}
+
+/**
+ * `/v1/agent/keyring/<op>` in Nomad's order of checks: 501 on a client, 403 without agent:write
+ * (list included), 404 for an unknown op, 400 for an undecodable body, then serf's error as a
+ * plain-text 500. The method is not checked.
+ */
 export async function keyring(
   gossip: GossipAgent | undefined,
   op: string,
   request: IncomingMessage,
 ): Promise<GossipReply> {
   if (gossip === undefined) return { status: 501, body: INVALID_METHOD };
+  if (!allowsAgentWrite(gossip.gossip.acl, requestToken(request))) {
+    return { status: 403, body: PERMISSION_DENIED };
+  }
   const operation = KEY_OPERATIONS[op];
   if (operation === undefined) return { status: 404, body: 'resource not found' };
   let key: string | undefined;

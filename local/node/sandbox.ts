@@ -5,6 +5,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import type { ManagedNode, PingStatus, ScriptResult, ScriptRun } from '../fleet';
 import type { AgentBehaviour } from './agent-options';
+import type { AclGrant } from './gossip';
 import type { GossipConfig, StandinConfig } from './standin';
 import type { Supervisor, UnitStatus } from './supervisor';
 
@@ -43,6 +44,8 @@ export interface ClusterPlan {
   servers: ServerPlan[];
   /** The key every server's keyring starts with, as `encrypt` puts it there on first start. */
   gossipKey: string;
+  /** The servers' ACL tokens by secret ID; without it ACLs are disabled. */
+  aclTokens?: Record<string, AclGrant>;
   /** Where the node's `aws` reaches Secrets Manager. */
   secretsManagerEndpoint?: string;
 }
@@ -228,6 +231,7 @@ export class NodeSandbox implements ManagedNode {
       rpcPort: self.serfRpcPort,
       keyringFile: join(this.root, DATA_DIR, 'server/serf.keyring'),
       encrypt: cluster.gossipKey,
+      acl: { enabled: cluster.aclTokens !== undefined, tokens: cluster.aclTokens ?? {} },
       join: cluster.servers
         .filter((other) => other !== self)
         .map((other) => `127.0.0.1:${other.serfBindPort}`),

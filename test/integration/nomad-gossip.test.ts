@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
@@ -11,9 +11,13 @@ import { opensslCa } from '../helpers/openssl-ca';
 import { eventually, issue } from '../helpers/standin-nodes';
 
 // The gossip side of the Nomad stand-in where it must match real Nomad and serf (real-systems §4):
-// `encrypt` seeding a missing keyring, serf rewriting the keyring file in place, and memberlist's
-// WAN timings with suspect servers still counted. Three servers with real serf agents and one client.
+// `encrypt` seeding a missing keyring, ACL agent:write on every keyring call, serf rewriting the
+// keyring file in place, and memberlist's WAN timings with suspect servers still counted. Three
+// servers with real serf agents and one client, ACLs enabled.
 
+const MANAGEMENT = randomUUID();
+const AGENT_WRITE = randomUUID();
+const AGENT_READ = randomUUID();
 const KEYRING_FILE = 'opt/nomad/data/server/serf.keyring';
 const CLI_ENV = [
   'test -n "$NOMAD_ADDR" || export NOMAD_ADDR=https://127.0.0.1:4646',
@@ -25,6 +29,7 @@ const CLI_ENV = [
 let baseDir: string;
 let fleet: NodeFleet;
 let servers: NodeSandbox[];
+let client: NodeSandbox;
 let commands = 0;
 
 const newKey = () => randomBytes(32).toString('base64');
@@ -34,8 +39,16 @@ interface Answer {
   text: string;
 }
 
-/** A call to a node's agent with the node's CLI certificate, as an operator on it would make it. */
-async function api(node: NodeSandbox, method: string, path: string, body?: unknown): Promise<Answer> {
+/** A call to a node's agent with the node's CLI certificate; keyring calls carry the management token. */
+async function api(
+  node: NodeSandbox,
+  method: string,
+  path: string,
+  {
+    body,
+    headers = { 'X-Nomad-Token': MANAGEMENT },
+  }: { body?: unknown; headers?: Record<string, string> } = {},
+): Promise<Answer> {
   const read = (file: string) => readFile(join(node.root, file), 'utf8');
   const [ca, cert, key] = await Promise.all([
     read('opt/nomad/agent-certs/ca.crt'),
@@ -44,7 +57,7 @@ async function api(node: NodeSandbox, method: string, path: string, body?: unkno
   ]);
   return new Promise((resolve, reject) => {
     const call = request(
-      { host: '127.0.0.1', port: node.httpsPort, method, path, ca, cert, key, agent: false },
+      { host: '127.0.0.1', port: node.httpsPort, method, path, headers, ca, cert, key, agent: false },
       (response) => {
         const chunks: Buffer[] = [];
         response.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -99,8 +112,10 @@ beforeAll(async () => {
     clients: 1,
     clusterName: 'gossip',
     restartDelayMs: 200,
+    aclTokens: { [MANAGEMENT]: 'management', [AGENT_WRITE]: 'agent-write', [AGENT_READ]: 'agent-read' },
   });
   servers = fleet.nodes().filter((node) => node.role === 'server');
+  client = fleet.nodes().find((node) => node.role === 'client')!;
   const ca = await opensslCa();
   await Promise.all(fleet.nodes().map((node) => issue(node, ca)));
   await ca.dispose();
@@ -137,6 +152,41 @@ describe('the Nomad stand-in’s gossip, as real Nomad and serf behave', () => {
     expect(json(listed)).toEqual({ Messages: {}, Keys: { [key]: 3 }, NumNodes: 3 });
   });
 
+  it('asks for agent:write on every keyring call, list included, after the client’s 501 and before the op', async () => {
+    const before = await keyringFile(servers[0]!);
+    const list = (headers: Record<string, string>) =>
+      api(servers[0]!, 'GET', '/v1/agent/keyring/list', { headers });
+
+    const anonymous = await list({});
+    const agentRead = await list({ 'X-Nomad-Token': AGENT_READ });
+    const unknown = await list({ 'X-Nomad-Token': randomUUID() });
+    const agentWrite = await list({ 'X-Nomad-Token': AGENT_WRITE });
+    const bearer = await list({ Authorization: `Bearer ${MANAGEMENT}` });
+    const anonymousInstall = await api(servers[0]!, 'PUT', '/v1/agent/keyring/install', {
+      body: { Key: newKey() },
+      headers: {},
+    });
+    const anonymousUnknownOp = await api(servers[0]!, 'PUT', '/v1/agent/keyring/rotate', { headers: {} });
+    const onClient = await api(client, 'GET', '/v1/agent/keyring/list', { headers: {} });
+    const cliWithout = await shell(servers[1]!, 'nomad operator gossip keyring list');
+    const cliWith = await shell(servers[1]!, `NOMAD_TOKEN=${AGENT_WRITE} nomad operator gossip keyring list`);
+
+    const denied = { status: 403, text: 'Permission denied' };
+    expect([anonymous, agentRead, unknown]).toEqual([denied, denied, denied]);
+    expect([agentWrite.status, bearer.status]).toEqual([200, 200]);
+    expect(json(agentWrite).Keys).toEqual(Object.fromEntries(before.map((key) => [key, 3])));
+    expect(anonymousInstall).toEqual(denied);
+    expect(await keyringFile(servers[0]!)).toEqual(before);
+    expect(anonymousUnknownOp).toEqual(denied);
+    expect(onClient).toEqual({ status: 501, text: 'Invalid method' });
+    expect(cliWithout).toMatchObject({
+      exitCode: 1,
+      stderr: 'error: Unexpected response code: 403 (Permission denied)\n',
+    });
+    expect(cliWith.exitCode).toBe(0);
+    expect(cliWith.stdout.trim().split('\n').slice(2)).toEqual(before);
+  });
+
   it('lets serf rewrite serf.keyring in place on a change (same inode, indented JSON): not atomically', async () => {
     const old = fleet.initialGossipKey;
     const next = newKey();
@@ -144,7 +194,7 @@ describe('the Nomad stand-in’s gossip, as real Nomad and serf behave', () => {
       servers.map(async (server) => (await stat(join(server.root, KEYRING_FILE))).ino),
     );
 
-    const installed = await api(servers[0]!, 'PUT', '/v1/agent/keyring/install', { Key: next });
+    const installed = await api(servers[0]!, 'PUT', '/v1/agent/keyring/install', { body: { Key: next } });
 
     expect(installed.status).toBe(200);
     for (const [index, server] of servers.entries()) {
@@ -191,8 +241,8 @@ describe('the Nomad stand-in’s gossip, as real Nomad and serf behave', () => {
   it('loads the keyring a restarted server persisted over its encrypt, with Nomad’s warning', async () => {
     const old = fleet.initialGossipKey;
     const [next] = (await keyringFile(servers[0]!)).filter((key) => key !== old);
-    await api(servers[0]!, 'PUT', '/v1/agent/keyring/use', { Key: next });
-    await api(servers[0]!, 'PUT', '/v1/agent/keyring/remove', { Key: old });
+    await api(servers[0]!, 'PUT', '/v1/agent/keyring/use', { body: { Key: next } });
+    await api(servers[0]!, 'PUT', '/v1/agent/keyring/remove', { body: { Key: old } });
     const restarted = servers[1]!;
 
     const result = await shell(restarted, 'systemctl restart nomad');
