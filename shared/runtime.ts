@@ -112,6 +112,8 @@ export interface RuntimeOptions {
   vaultAttempts?: number;
 }
 
+const NO_ISSUER_TELEMETRY: IssuerTelemetry = { caDaysToExpiry: () => {} };
+
 /** Everything a handler needs, built once per Lambda container (or once per local world). */
 export class Runtime {
   readonly table: StateTable;
@@ -131,8 +133,12 @@ export class Runtime {
   ) {
     this.clock = options.clock ?? systemClock;
     this.logger = options.logger ?? createLogger('nomad-rotator');
-    this.telemetry = options.telemetry ?? new PowertoolsTelemetry();
-    this.issuerTelemetry = options.issuerTelemetry ?? new PowertoolsTelemetry();
+    const telemetry = options.telemetry ?? new PowertoolsTelemetry();
+    this.telemetry = telemetry;
+    // The same sink when it takes CA metrics too (Powertools does); a rotation-only recorder gets none.
+    this.issuerTelemetry =
+      options.issuerTelemetry ??
+      ('caDaysToExpiry' in telemetry ? (telemetry as IssuerTelemetry) : NO_ISSUER_TELEMETRY);
     this.table = new StateTable(clients.dynamodb, config.tableName);
     this.commands = new SsmCommandGateway(clients.ssm, config.documents);
     this.inventory = new SsmInventory(clients.ssm);
