@@ -1,9 +1,12 @@
 #!/bin/bash
 # nomad-rotator install: pick this node's certificates out of the batch by matching the pending keys,
 # verify them (key match, chain, names, usages, validity) before any signal, back up the current set,
-# write every file atomically, reload (or restart) Nomad, then prove the agent serves the new
-# certificate and answers health with the new CLI certificate. Any failure after the first write
-# restores the backup and signals again. Re-running after success changes nothing.
+# write every file atomically, reload (or restart) Nomad, then prove it: the agent serves the new
+# certificate, answers health (with the new CLI certificate where verify_https_client is on), a leader
+# answers through its reloaded RPC, and the same process still runs a settle interval later. Any
+# failure after the first write restores the backup and signals again. Re-running after success
+# changes nothing. Private keys are never copied outside their own directories.
+# Runs under the SSM agent: root, no HOME, no NOMAD_* variables, working directory /usr/bin.
 set -euo pipefail
 umask 077
 exec 3>&1 1>&2 # stdout carries exactly one JSON line; everything else goes to stderr
@@ -17,6 +20,9 @@ CHAIN_B64='{{ chain }}'
 CA_BUNDLE_B64='{{ caBundle }}'
 MINIMUM_VALIDITY='{{ minimumValiditySeconds }}'
 HEALTH_TIMEOUT='{{ healthTimeoutSeconds }}'
+SETTLE_SECONDS='{{ settleSeconds }}'
+NOMAD_ADDR='{{ nomadAddress }}'
+VERIFY_HTTPS_CLIENT='{{ verifyHttpsClient }}'
 declare -A FILE_PATH=(
   [agentCert]='{{ agentCertPath }}' [agentKey]='{{ agentKeyPath }}' [ca]='{{ caPath }}'
   [cliCert]='{{ cliCertPath }}' [cliKey]='{{ cliKeyPath }}'
@@ -39,6 +45,7 @@ WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 WROTE_ANY=false
 WAS_ACTIVE=false
+EXPECTED_PID=0
 
 emit() { printf '%s\n' "$1" >&3; }
 
@@ -51,7 +58,6 @@ refuse() {
 
 # --- inputs -----------------------------------------------------------------------------------------
 
-NOMAD_ADDR=${NOMAD_ADDR:-https://127.0.0.1:4646}
 [[ "$NOMAD_ADDR" =~ ^https://([A-Za-z0-9.-]+)(:([0-9]{1,5}))?$ ]] || refuse "bad-nomad-addr"
 NOMAD_HOSTPORT="${BASH_REMATCH[1]}:${BASH_REMATCH[3]:-4646}"
 
@@ -131,45 +137,74 @@ fi
 verify_leaf "$agent_leaf" "${ROLE}.${REGION}.nomad" agent
 verify_leaf "$cli_leaf" "cli.${REGION}.nomad" cli
 
+# The public files are assembled in the work directory; the keys are read where they are (their
+# pending directory, or the installed path on a re-run), so no copy of a key exists anywhere else.
 mkdir -p "$WORK/new"
 cat "$agent_leaf" "$WORK/chain.pem" >"$WORK/new/agentCert"
-cp "$agent_key" "$WORK/new/agentKey"
 cp "$WORK/ca.pem" "$WORK/new/ca"
 cat "$cli_leaf" "$WORK/chain.pem" >"$WORK/new/cliCert"
-cp "$cli_key" "$WORK/new/cliKey"
+declare -A SOURCE=(
+  [agentCert]="$WORK/new/agentCert" [agentKey]="$agent_key" [ca]="$WORK/new/ca"
+  [cliCert]="$WORK/new/cliCert" [cliKey]="$cli_key"
+)
 NEW_SERIAL=$(serial_of "$agent_leaf")
 
 # --- proof -------------------------------------------------------------------------------------------
 
+# Nomad asks for a client certificate on HTTPS only with verify_https_client, and checks no name on it.
+openssl_client_auth=()
+curl_client_auth=()
+if [[ "$VERIFY_HTTPS_CLIENT" == true ]]; then
+  openssl_client_auth=(-cert "${FILE_PATH[cliCert]}" -key "${FILE_PATH[cliKey]}")
+  curl_client_auth=(--cert "${FILE_PATH[cliCert]}" --key "${FILE_PATH[cliKey]}")
+fi
+
 served_serial() {
   timeout 5 openssl s_client -connect "$NOMAD_HOSTPORT" -CAfile "${FILE_PATH[ca]}" \
-    -cert "${FILE_PATH[cliCert]}" -key "${FILE_PATH[cliKey]}" </dev/null 2>/dev/null |
+    "${openssl_client_auth[@]}" </dev/null 2>/dev/null |
     openssl x509 -noout -serial 2>/dev/null | cut -d= -f2 | tr 'A-F' 'a-f'
 }
 
 nomad_get() {
-  curl -sf --max-time 5 --cacert "${FILE_PATH[ca]}" --cert "${FILE_PATH[cliCert]}" \
-    --key "${FILE_PATH[cliKey]}" "$NOMAD_ADDR$1"
+  curl -sf --max-time 5 --cacert "${FILE_PATH[ca]}" "${curl_client_auth[@]}" "$NOMAD_ADDR$1"
 }
 
-# The agent serves the expected serial, answers health with the CLI certificate on disk, and (servers)
-# knows a leader. `systemctl reload` exiting 0 proves only that a signal was sent.
-proven() {
+main_pid() { systemctl show -p MainPID --value nomad 2>/dev/null || printf '0'; }
+
+# A server's health and leader need a Raft quorum, which a cluster's first server cannot have on its
+# own; so a server proves them only where its agent ran before. A client's health needs only a known
+# server, and its leader query goes through its own reloaded RPC, so a client always proves both.
+if [[ "$ROLE" == client ]] || systemctl is-active --quiet nomad; then REQUIRE_LEADER=true; else REQUIRE_LEADER=false; fi
+
+# The agent serves the expected serial, answers health, and a leader answers through its RPC.
+# `systemctl reload` exiting 0 proves only that a signal was sent.
+answers() {
   [[ "$(served_serial)" == "$1" ]] || return 1
+  $REQUIRE_LEADER || return 0
   nomad_get /v1/agent/health >/dev/null || return 1
-  if [[ "$ROLE" == server ]]; then
-    local leader
-    leader=$(nomad_get /v1/status/leader) || return 1
-    [[ -n "$leader" && "$leader" != '""' ]] || return 1
-  fi
+  local leader
+  leader=$(nomad_get /v1/status/leader) || return 1
+  [[ -n "$leader" && "$leader" != '""' ]]
 }
 
-wait_until_proven() {
-  local deadline=$((SECONDS + $2))
-  until proven "$1"; do
+wait_until_answers() {
+  local deadline=$2
+  until answers "$1"; do
     ((SECONDS < deadline)) || return 1
     sleep 0.5
   done
+}
+
+# Nomad serves the new leaf before the rest of a reload, which can still fail and exit (>= 1.10.1
+# on a bad CA): the proof holds only if the process that answered is the one that was signalled and
+# it still runs, and answers, a settle interval later.
+wait_until_proven() {
+  local deadline=$((SECONDS + $2))
+  wait_until_answers "$1" "$deadline" || return 1
+  sleep "$SETTLE_SECONDS"
+  [[ "$EXPECTED_PID" != 0 && "$(main_pid)" == "$EXPECTED_PID" ]] || return 1
+  systemctl is-active --quiet nomad || return 1
+  wait_until_answers "$1" $((deadline + SETTLE_SECONDS))
 }
 
 report_success() {
@@ -184,9 +219,10 @@ report_success() {
 
 unchanged=true
 for file in "${FILES[@]}"; do
-  cmp -s "$WORK/new/$file" "${FILE_PATH[$file]}" || unchanged=false
+  cmp -s "${SOURCE[$file]}" "${FILE_PATH[$file]}" || unchanged=false
 done
 if $unchanged; then
+  EXPECTED_PID=$(main_pid)
   wait_until_proven "$NEW_SERIAL" "$HEALTH_TIMEOUT" || refuse "installed-set-not-served"
   rm -rf "$AGENT_PENDING" "$CLI_PENDING"
   report_success false none
@@ -210,10 +246,14 @@ atomic_write() {
   sync "$(dirname "$target")"
 }
 
+# Sets EXPECTED_PID: the process a reload signals, or the one a (re)start leaves running.
 signal_nomad() {
   if [[ "$1" == restart ]] || ! systemctl is-active --quiet nomad; then
-    systemctl restart nomad
+    # After a crash loop systemd's start limit refuses the start until the failure is reset.
+    systemctl restart nomad || { systemctl reset-failed nomad && systemctl restart nomad; } || return 1
+    EXPECTED_PID=$(main_pid)
   else
+    EXPECTED_PID=$(main_pid)
     systemctl reload nomad
   fi
 }
@@ -261,7 +301,7 @@ done
 
 for file in "${FILES[@]}"; do
   WROTE_ANY=true
-  atomic_write "$WORK/new/$file" "$file" || rollback "write-failed"
+  atomic_write "${SOURCE[$file]}" "$file" || rollback "write-failed"
 done
 
 signal_nomad "$MODE" || rollback "signal-failed"
