@@ -205,12 +205,20 @@ describe('gossip keyring on real serf agents, through the Nomad stand-in', () =>
     expect((fromClient.Members as unknown[]).length).toBe(3);
   });
 
-  it('lists the initial key on every server, and refuses keyring calls on a client with 501', async () => {
+  it('lists the initial key on every server whatever the method, and refuses keyring calls on a client with 501', async () => {
     const listed = await keyring(servers[0]!, 'list');
+    // Nomad's handler does not look at the method: any of them runs the op.
+    const listedByDelete = await api(servers[1]!, 'DELETE', '/v1/agent/keyring/list');
+    const reinstalledByPost = await api(servers[2]!, 'POST', '/v1/agent/keyring/install', {
+      Key: fleet.initialGossipKey,
+    });
     const onClient = await keyring(client, 'list');
 
     expect(listed.status).toBe(200);
     expect(json(listed)).toEqual({ Messages: {}, Keys: { [fleet.initialGossipKey]: 3 }, NumNodes: 3 });
+    expect(listedByDelete).toEqual(listed);
+    expect(reinstalledByPost.status).toBe(200);
+    expect(json(reinstalledByPost)).toEqual({ Messages: {}, Keys: {}, NumNodes: 3 });
     expect(onClient).toEqual({ status: 501, text: 'Invalid method' });
   });
 
