@@ -35,8 +35,9 @@ export interface NodeFleetOptions {
 export interface NodeFleet extends Fleet {
   readonly supervisor: Supervisor;
   /**
-   * The gossip key every server's keyring holds at creation (32 random bytes, standard base64, as
-   * `nomad operator gossip keyring generate` makes them). A secret: never log it.
+   * The gossip key every server's keyring starts with: each server's `encrypt`, written to its
+   * serf.keyring on its first start (32 random bytes, standard base64, as `nomad operator gossip
+   * keyring generate` makes them). A secret: never log it.
    */
   readonly initialGossipKey: string;
   nodes(): readonly NodeSandbox[];
@@ -52,9 +53,9 @@ export interface NodeFleet extends Fleet {
 
 /**
  * A cluster's worth of node sandboxes sharing one supervisor. Nodes start as fresh instances do
- * before their first issuance: no certificates, the `nomad` unit inactive. Servers already hold the
- * cluster's gossip keyring, and their serf agents start and stop with the unit. `stop()` ends every
- * process the fleet started.
+ * before their first issuance: no certificates, the `nomad` unit inactive. Servers have the cluster's
+ * gossip key as `encrypt` (their first start writes it to serf.keyring), and their serf agents start
+ * and stop with the unit. `stop()` ends every process the fleet started.
  */
 export async function createNodeFleet(options: NodeFleetOptions): Promise<NodeFleet> {
   await mkdir(options.baseDir, { recursive: true });
