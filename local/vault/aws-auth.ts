@@ -58,8 +58,6 @@ export interface AwsLoginResult {
   metadata: Record<string, string>;
 }
 
-const STS_BODY = 'Action=GetCallerIdentity&Version=2011-06-15';
-
 /**
  * The AWS auth method's IAM login. Vault would replay the signed GetCallerIdentity request to STS and
  * take the caller ARN from the answer. There is no STS here, so THE SIGNATURE IS NOT VERIFIED: the
@@ -157,9 +155,15 @@ export class AwsAuthMethod {
       throw badRequest("invalid iam_http_request_method; currently only 'POST' is supported");
     }
     const url = decode('iam_request_url');
+    // path_login.go: a query string is refused outright, the body may hold Action and Version only.
+    if (URL.canParse(url) && new URL(url).search !== '') throw badRequest('invalid request');
     if (!STS_URL.test(url)) throw badRequest(`error making upstream request: unexpected endpoint ${url}`);
-    if (decode('iam_request_body') !== STS_BODY)
-      throw badRequest('error making upstream request: not a GetCallerIdentity request');
+    const form = new URLSearchParams(decode('iam_request_body'));
+    if (
+      form.getAll('Action').join() !== 'GetCallerIdentity' ||
+      [...form.keys()].some((key) => key !== 'Action' && key !== 'Version')
+    )
+      throw badRequest('iam request body is invalid');
     const headers = normaliseHeaders(
       JSON.parse(decode('iam_request_headers')) as Record<string, string | string[]>,
     );

@@ -126,8 +126,43 @@ export class PkiMount {
     private readonly maxTtl: () => number,
   ) {}
 
+  /** config/issuers: the issuer sign/issue use. The first one stays the default (storage.go importIssuer). */
+  #defaultIssuerId: string | undefined;
+  #defaultFollowsLatestIssuer = false;
+
   get #issuer(): Issuer | undefined {
-    return this.#issuers.at(-1);
+    return this.#issuers.find((issuer) => issuer.id === this.#defaultIssuerId);
+  }
+
+  /** A later issuer becomes the default only with default_follows_latest_issuer (default false). */
+  #addIssuer(issuer: Issuer): void {
+    this.#issuers.push(issuer);
+    if (this.#defaultIssuerId === undefined || this.#defaultFollowsLatestIssuer)
+      this.#defaultIssuerId = issuer.id;
+  }
+
+  #writeDefaultIssuer(body: Record<string, unknown>): PkiResult {
+    if (body.default !== undefined) {
+      const wanted = String(body.default);
+      if (!this.#issuers.some((issuer) => issuer.id === wanted))
+        throw badRequest(`unable to resolve issuer id for reference: ${wanted}`);
+      this.#defaultIssuerId = wanted;
+    }
+    if (body.default_follows_latest_issuer !== undefined)
+      this.#defaultFollowsLatestIssuer = bool(body.default_follows_latest_issuer, false);
+    return this.#defaultIssuerConfig();
+  }
+
+  #defaultIssuerConfig(): PkiResult {
+    return {
+      body: envelope({
+        data: {
+          default: this.#defaultIssuerId ?? '',
+          default_follows_latest_issuer: this.#defaultFollowsLatestIssuer,
+        },
+        mountType: 'pki',
+      }),
+    };
   }
 
   async handle(
@@ -184,13 +219,7 @@ export class PkiMount {
           }),
         };
       }
-      if (path === 'config/issuers')
-        return {
-          body: envelope({
-            data: { default: this.#issuer?.id ?? '', default_follows_latest_issuer: false },
-            mountType: 'pki',
-          }),
-        };
+      if (path === 'config/issuers') return this.#defaultIssuerConfig();
       if (first === 'cert' && second) return this.#readCert(second);
       if (first === 'roles' && second) {
         const role = this.#roles.get(second);
@@ -205,6 +234,7 @@ export class PkiMount {
     }
     if (first === 'roles' && second) return this.#writeRole(second, body);
     if (path === 'config/urls') return this.#writeUrls(body);
+    if (path === 'config/issuers') return this.#writeDefaultIssuer(body);
     if (path === 'config/auto-tidy') return this.#writeAutoTidy(body);
     if (first === 'root' && second === 'generate') return this.#generateRoot(third ?? 'internal', body);
     if (first === 'intermediate' && second === 'generate') return this.#generateIntermediate(body);
@@ -349,7 +379,7 @@ export class PkiMount {
       ca: true,
     });
     const issuer: Issuer = { id: randomUUID(), certificate, keys, chain: [pem(certificate)] };
-    this.#issuers.push(issuer);
+    this.#addIssuer(issuer);
     this.#certs.set(serial, { pem: pem(certificate), notAfter: notAfter.getTime() });
     return {
       body: envelope({
@@ -439,7 +469,7 @@ export class PkiMount {
       keys: this.#pendingKey,
       chain: blocks.map((block) => block.trim()),
     };
-    this.#issuers.push(issuer);
+    this.#addIssuer(issuer);
     this.#pendingKey = undefined;
     return {
       body: envelope({
