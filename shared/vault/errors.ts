@@ -24,7 +24,10 @@ export class VaultPermissionDeniedError extends VaultError {}
 /** 403 with "invalid token": expired, revoked or unknown token. */
 export class VaultInvalidTokenError extends VaultPermissionDeniedError {}
 
-/** 400 "... not allowed by this role": the PKI role refuses a name, TTL or key type. */
+/**
+ * 400 "... not allowed by this role" (a name) or "role requires ..." (the key's type or size, signCert
+ * in cert_util.go): the PKI role refuses what was asked; retrying the same request cannot help.
+ */
 export class VaultNotAllowedByRoleError extends VaultError {}
 
 /**
@@ -98,7 +101,7 @@ export function toVaultError(error: unknown, operation: string, path: string): R
   if (status === 429 || status >= 500) return new VaultUnavailableError(message, { context });
   if (status === 403 && /invalid token/i.test(text)) return new VaultInvalidTokenError(message, { context });
   if (status === 403) return new VaultPermissionDeniedError(message, { context });
-  if (status === 400 && /not allowed by this role|not allowed in this role/i.test(text)) {
+  if (status === 400 && /not allowed by this role|not allowed in this role|^role requires /i.test(text)) {
     return new VaultNotAllowedByRoleError(message, { context });
   }
   return new VaultBadRequestError(message, { context });
