@@ -199,6 +199,23 @@ describe('modelled Raft among the server stand-ins', () => {
     expect(await highestTerm()).toBe(termBefore);
   });
 
+  it('a follower whose certificate the leader stops trusting fails health at once: health is an RPC to the leader', async () => {
+    const leader = await leaderOf(servers[0]!);
+    const follower = servers.find((server) => rpcAddress(server) !== leader)!;
+
+    await issue(follower, otherCa, { caFile: otherCa.bundle });
+    await reload(follower);
+    // Well inside the contact window: the follower has not yet noticed that its leader is gone.
+    const health = await api(follower, '/v1/agent/health');
+    await issue(follower, ca);
+    await reload(follower);
+    const rejoined = await eventually(() => leaderOf(follower), isAddress);
+
+    expect(health.status).toBe(500);
+    expect(JSON.parse(health.text)).toMatchObject({ server: { ok: false } });
+    expect(rejoined).toBe(leader);
+  });
+
   it('when the leader stops, the remaining majority elects a new leader with a higher term', async () => {
     const oldLeader = serverAt(await leaderOf(servers[0]!));
     const others = servers.filter((server) => server !== oldLeader);

@@ -15,6 +15,7 @@ import {
   issue,
   leaf,
   servedSerial,
+  sleep,
   type TestCa,
 } from '../helpers/standin-nodes';
 
@@ -158,12 +159,16 @@ describe('stand-in TLS reload in Nomad’s order', () => {
     await writeAgentFiles(server, next);
     await reload(current, server);
     const log = await logged(server, 'reloading HTTP server');
-    await rpcClosed;
+    const rpcClosedByReload = await Promise.race([
+      rpcClosed.then(() => true),
+      sleep(2_000).then(() => false),
+    ]);
     const afterOnKeepAlive = await viaKeepAlive();
     const onNewConnection = await servedSerial(server.httpsPort);
     const onRpc = await servedSerial(server.gossip!.rpcPort);
     keepAlive.destroy();
 
+    expect(rpcClosedByReload).toBe(true);
     expect(afterOnKeepAlive).toEqual({ serial: before.serial, reused: true });
     expect(onNewConnection).toBe(next.serial);
     expect(onRpc).toBe(next.serial);
