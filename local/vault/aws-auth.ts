@@ -100,36 +100,46 @@ export class AwsAuthMethod {
   }
 
   /**
-   * path_role.go: resolve_aws_unique_ids defaults to true on create and cannot be turned off later;
-   * with it, every bound ARN without a wildcard is resolved through IAM with Vault's own credentials.
+   * path_role.go: a write updates the fields it names and keeps the rest. resolve_aws_unique_ids
+   * defaults to true on create and cannot be turned off later; with it, every bound ARN without a
+   * wildcard is resolved through IAM with Vault's own credentials whenever the ARNs are written.
    */
   writeRole(name: string, body: Record<string, unknown>): void {
     const existing = this.#roles.get(name);
     const resolve = bool(body.resolve_aws_unique_ids, existing?.resolve_aws_unique_ids ?? true);
     if (existing?.resolve_aws_unique_ids && !resolve)
       throw badRequest('changing resolve_aws_unique_ids from true to false is not allowed');
-    const arns = list(body.bound_iam_principal_arn);
-    const ids: string[] = [];
-    if (resolve) {
-      for (const arn of arns.filter((candidate) => !candidate.endsWith('*'))) {
-        if (!this.iam.vaultCanGetRole) {
-          throw badRequest(
-            `unable to resolve ARN "${arn}" to internal ID: AccessDenied: User: arn:aws:iam::${arn.split(':')[4]}:user/vault-server is not authorized to perform: iam:GetRole on resource: role ${arn.split('/').at(-1)}`,
-          );
-        }
-        ids.push(this.iam.uniqueId(arn));
-      }
-    }
+    const arns =
+      body.bound_iam_principal_arn === undefined
+        ? (existing?.bound_iam_principal_arn ?? [])
+        : list(body.bound_iam_principal_arn);
+    let ids = body.bound_iam_principal_arn === undefined ? (existing?.bound_iam_principal_id ?? []) : [];
+    if (!resolve) ids = [];
+    else if (ids.length === 0)
+      ids = arns.filter((arn) => !arn.endsWith('*')).map((arn) => this.#resolve(arn));
+    const policies = body.token_policies ?? body.policies;
     this.#roles.set(name, {
-      auth_type: String(body.auth_type ?? 'iam'),
+      auth_type: String(body.auth_type ?? existing?.auth_type ?? 'iam'),
       bound_iam_principal_arn: arns,
       bound_iam_principal_id: ids,
       resolve_aws_unique_ids: resolve,
-      token_policies: list(body.token_policies ?? body.policies),
-      token_ttl: seconds(body.token_ttl),
-      token_max_ttl: seconds(body.token_max_ttl),
-      token_period: seconds(body.token_period),
+      token_policies: policies === undefined ? (existing?.token_policies ?? []) : list(policies),
+      token_ttl: body.token_ttl === undefined ? (existing?.token_ttl ?? 0) : seconds(body.token_ttl),
+      token_max_ttl:
+        body.token_max_ttl === undefined ? (existing?.token_max_ttl ?? 0) : seconds(body.token_max_ttl),
+      token_period:
+        body.token_period === undefined ? (existing?.token_period ?? 0) : seconds(body.token_period),
     });
+  }
+
+  /** iam:GetRole with Vault's own credentials, as resolveArnToRealUniqueId does. */
+  #resolve(arn: string): string {
+    if (!this.iam.vaultCanGetRole) {
+      throw badRequest(
+        `unable to resolve ARN "${arn}" to internal ID: AccessDenied: User: arn:aws:iam::${arn.split(':')[4]}:user/vault-server is not authorized to perform: iam:GetRole on resource: role ${arn.split('/').at(-1)}`,
+      );
+    }
+    return this.iam.uniqueId(arn);
   }
 
   /** The region of the STS endpoint Vault sends the request to (path_login.go), as that STS checks the scope. */

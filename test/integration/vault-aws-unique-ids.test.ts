@@ -46,6 +46,25 @@ describe('resolve_aws_unique_ids on the admin role', () => {
     await expect(adminLogin(world)).rejects.toThrow(/does not belong to the role "nomad-rotator-admin"/);
   });
 
+  it('lets the recreated role in again once the bound ARNs are written again (Vault resolves the new id)', async () => {
+    world = await startBootstrappedVault();
+    await world.bootstrap();
+    world.emulator.iam.recreate(ROTATOR_ROLE_ARN);
+
+    await world.root.write(
+      'auth/aws/role/nomad-rotator-admin',
+      { bound_iam_principal_arn: [ROTATOR_ROLE_ARN] },
+      world.emulator.rootToken,
+    );
+
+    const admin = await adminLogin(world);
+    const lookup = await world.root.read<{ data: { policies: string[] } }>(
+      'auth/token/lookup-self',
+      admin.token,
+    );
+    expect(lookup.data.policies).toContain('nomad-rotator-admin');
+  });
+
   it('says which IAM permission Vault lacks when it cannot resolve the ARN (iam:GetRole)', async () => {
     world = await startBootstrappedVault();
     world.emulator.iam.vaultCanGetRole = false;
