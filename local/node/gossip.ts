@@ -32,6 +32,11 @@ export interface GossipConfig {
    * keyring file; Nomad warns and ignores it once the file exists. A secret: never log it.
    */
   encrypt?: string;
+  /**
+   * `<data_dir>/server/serf/snapshot`, serf's record of members and Lamport clocks that Nomad keeps:
+   * after a restart serf rejoins the members it knew and ignores queries it had already answered.
+   */
+  snapshotFile: string;
   /** Without it, or disabled, every keyring call is allowed (Nomad without ACLs). */
   acl?: AclConfig;
   /** The other servers' serf addresses, joined with retries as Nomad's `server_join` does. */
@@ -103,6 +108,8 @@ export class GossipAgent {
   ) {
     this.address = { host: LOOPBACK, port: gossip.rpcPort };
     const encrypted = prepareKeyring(gossip, log);
+    // As Nomad's ensurePath: serf creates the snapshot file but not its directory.
+    mkdirSync(dirname(gossip.snapshotFile), { recursive: true, mode: 0o755 });
     const args = [
       'agent',
       `-node=${gossip.memberName}`,
@@ -117,6 +124,7 @@ export class GossipAgent {
       '-retry-interval=1s',
       // Nomad's default log level: memberlist's INFO lines show a server going suspect, then failed.
       '-log-level=info',
+      `-snapshot=${gossip.snapshotFile}`,
       ...gossip.join.map((address) => `-retry-join=${address}`),
       ...Object.entries(gossip.tags).flatMap(([name, value]) => ['-tag', `${name}=${value}`]),
       // Never `-encrypt` as well: serf refuses a key given both ways.

@@ -230,6 +230,7 @@ export class NodeSandbox implements ManagedNode {
       bindPort: self.serfBindPort,
       rpcPort: self.serfRpcPort,
       keyringFile: join(this.root, DATA_DIR, 'server/serf.keyring'),
+      snapshotFile: join(this.root, DATA_DIR, 'server/serf/snapshot'),
       encrypt: cluster.gossipKey,
       acl: { enabled: cluster.aclTokens !== undefined, tokens: cluster.aclTokens ?? {} },
       join: cluster.servers

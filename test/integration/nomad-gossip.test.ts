@@ -73,10 +73,7 @@ async function api(
 
 const json = (answer: Answer) => JSON.parse(answer.text) as Record<string, unknown>;
 
-/**
- * A server's serf.keyring text. serf truncates and rewrites it in place, and may do so again when a
- * query it already answered reaches it after a restart, so a read can catch it empty: read again.
- */
+/** A server's serf.keyring text. serf truncates and rewrites it in place: a racing read can see it empty. */
 async function keyringText(node: NodeSandbox): Promise<string> {
   const read = () => readFile(join(node.root, KEYRING_FILE), 'utf8');
   return eventually(read, (text) => text !== '', 2_000);
@@ -261,6 +258,22 @@ describe('the Nomad stand-in’s gossip, as real Nomad and serf behave', () => {
       expect(log).not.toContain(old);
       expect(log).not.toContain(next);
     }
+  });
+
+  it('ignores after a restart the keyring queries it answered before, from serf’s snapshot as Nomad keeps it', async () => {
+    const restarted = servers[0]!;
+    await api(servers[2]!, 'PUT', '/v1/agent/keyring/install', { body: { Key: newKey() } });
+    const logBefore = (await restarted.log()).length;
+    const logSince = async () => (await restarted.log()).slice(logBefore);
+
+    const result = await shell(restarted, 'systemctl restart nomad');
+    await eventually(logSince, (log) => log.includes('Join completed'), 20_000);
+    // The install is still being gossiped (4 retransmits, 500 ms apart): time to reach the new process.
+    await new Promise((resolve) => setTimeout(resolve, 2_500));
+
+    expect(result.exitCode).toBe(0);
+    expect(existsSync(join(restarted.root, 'opt/nomad/data/server/serf/snapshot'))).toBe(true);
+    expect(await logSince()).not.toContain('Received install-key query');
   });
 
   it('gossips in clear when the server has neither encrypt nor a keyring file', async () => {
