@@ -45,10 +45,14 @@ export class VaultCertificateAuthority implements CertificateAuthority {
 
   /**
    * When the issuing CA (the mount's default issuer, which signs every leaf) expires, in ms. Read from
-   * cert/ca, which Vault serves without a token, so the answer never depends on the token's policy.
+   * cert/ca, which Vault serves without a token: none is sent, so neither the token's policy nor its
+   * expiry can hide the CA's.
    */
   async issuerNotAfter(): Promise<number> {
-    const response = await this.vault.read<{ data?: { certificate?: string } }>(`${this.pki.mount}/cert/ca`);
+    const response = await this.vault.read<{ data?: { certificate?: string } }>(
+      `${this.pki.mount}/cert/ca`,
+      '',
+    );
     const pem = response.data?.certificate;
     if (typeof pem !== 'string' || !pem.includes('BEGIN CERTIFICATE')) {
       throw new VaultBadRequestError(`Vault ${this.pki.mount}/cert/ca answered without a certificate`);

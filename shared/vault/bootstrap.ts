@@ -293,10 +293,10 @@ class VaultBootstrap {
   async #aiaUrls(): Promise<void> {
     const mount = this.spec.intermediateMount;
     const path = `${mount}/config/urls`;
-    const wanted: Fields = {
-      issuing_certificates: [`${this.urlBase}/v1/${mount}/ca`],
-      crl_distribution_points: [`${this.urlBase}/v1/${mount}/crl`],
-    };
+    // The DER forms, which Vault serves without a token and TLS clients expect behind these URLs.
+    const caUrl = `${this.urlBase}/v1/${mount}/ca`;
+    const crlUrl = `${this.urlBase}/v1/${mount}/crl`;
+    const wanted: Fields = { issuing_certificates: [caUrl], crl_distribution_points: [crlUrl] };
     const current = await this.#readData(path);
     // A mount never configured reads back with empty lists: that is "missing", not a drift.
     const configured = Object.keys(wanted).some(
@@ -304,7 +304,7 @@ class VaultBootstrap {
     );
     await this.#reconcile({
       item: `urls ${mount}`,
-      detail: `CA ${String((wanted.issuing_certificates as string[])[0])}, CRL ${String((wanted.crl_distribution_points as string[])[0])}`,
+      detail: `CA ${caUrl}, CRL ${crlUrl}`,
       current: configured ? current : undefined,
       wanted,
       write: () => this.#write(path, wanted),
