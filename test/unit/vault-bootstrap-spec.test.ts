@@ -27,7 +27,12 @@ describe('vault-bootstrap spec', () => {
       awsAuthMount: 'aws',
       adminTokenTtl: 900,
       externalRoot: false,
+      resolveAwsUniqueIds: true,
+      autoTidyInterval: 12 * 3600,
+      tidySafetyBuffer: 72 * 3600,
     });
+    expect(spec.pkiUrlBase).toBeUndefined();
+    expect(spec.stsEndpoint).toBeUndefined();
   });
 
   it.each([
@@ -39,6 +44,9 @@ describe('vault-bootstrap spec', () => {
       'intermediateCertificatePem',
     ],
     [{ adminRoleArns, rootMount: 'PKI root' }, 'rootMount'],
+    [{ adminRoleArns, stsEndpoint: 'https://sts.example.com' }, 'stsEndpoint'],
+    [{ adminRoleArns, pkiUrlBase: 'ftp://vault.example.internal' }, 'pkiUrlBase'],
+    [{ adminRoleArns, tidySafetyBuffer: '0s' }, 'tidySafetyBuffer'],
   ])('refuses %o naming %s', (input, field) => {
     const result = bootstrapSpecSchema.safeParse(input);
 
