@@ -1,9 +1,13 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { main } from '../../cli/main';
 import { x509 } from '../../shared/certs/x509';
 import type { ClusterConfigInput } from '../../shared/config';
 import { ValidationError } from '../../shared/errors';
 import { VaultCertificateAuthority } from '../../shared/vault/authority';
-import { mintSeedToken, startBootstrappedVault } from '../helpers/vault-access-world';
+import { mintSeedToken, ROTATOR_ROLE_ARN, startBootstrappedVault } from '../helpers/vault-access-world';
 
 type World = Awaited<ReturnType<typeof startBootstrappedVault>>;
 
@@ -127,6 +131,28 @@ describe('vault-bootstrap refuses, before writing anything, what the roles would
     });
 
     expect(signed.certificatePem).toContain('BEGIN CERTIFICATE');
+  });
+});
+
+describe('nomad-rotator vault-bootstrap --clusters', () => {
+  it('reads the deployed clusters file and refuses before any request reaches Vault', async () => {
+    world = await startBootstrappedVault();
+    const dir = await mkdtemp(join(tmpdir(), 'vault-bootstrap-cli-'));
+    try {
+      await writeFile(join(dir, 'spec.json'), JSON.stringify({ adminRoleArns: [ROTATOR_ROLE_ARN] }));
+      await writeFile(join(dir, 'clusters.json'), JSON.stringify([cluster({ keyType: 'rsa-2048' })]));
+
+      const refused = await main(
+        ['vault-bootstrap', '--spec', join(dir, 'spec.json'), '--clusters', join(dir, 'clusters.json')],
+        { VAULT_ADDR: world.emulator.address, VAULT_TOKEN: world.emulator.rootToken },
+      ).catch((error) => error);
+
+      expect(refused).toBeInstanceOf(ValidationError);
+      expect(refused.message).toContain('clusters[0] (prod).certificates.keyType: rsa-2048');
+      expect(world.emulator.requestLog).toEqual([]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 
