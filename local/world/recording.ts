@@ -1,4 +1,5 @@
 import type { NodeRole } from '../../shared/certs/names';
+import type { IssuerTelemetry } from '../../shared/observability';
 import type { Logger, RotationTelemetry } from '../../shared/rotation/ports';
 
 export interface LogLine {
@@ -54,7 +55,7 @@ export interface MetricPoint {
 }
 
 /** Telemetry kept as data points, for assertions and the demo's summary. */
-export class RecordingTelemetry implements RotationTelemetry {
+export class RecordingTelemetry implements RotationTelemetry, IssuerTelemetry {
   readonly points: MetricPoint[] = [];
 
   pushSucceeded(cluster: string, role: NodeRole): void {
@@ -73,6 +74,10 @@ export class RecordingTelemetry implements RotationTelemetry {
     if (minHoursToExpiry !== undefined)
       this.points.push({ name: 'MinHoursToExpiry', cluster, value: minHoursToExpiry });
     this.points.push({ name: 'NodesExpiringSoon', cluster, value: nodesExpiringSoon });
+  }
+
+  caDaysToExpiry(cluster: string, days: number): void {
+    this.points.push({ name: 'CaDaysToExpiry', cluster, value: days });
   }
 
   total(name: string): number {

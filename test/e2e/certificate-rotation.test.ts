@@ -103,6 +103,9 @@ describe('certificate rotation end to end on the local world', () => {
     await tick();
     const expiry = world.telemetry.points.filter((point) => point.name === 'MinHoursToExpiry').at(-1);
     expect(expiry?.value).toBeGreaterThan(23);
+    // And the issuing CA's remaining life, read from Vault on every tick, for the CaDaysToExpiry alarm.
+    const caDays = world.telemetry.points.filter((point) => point.name === 'CaDaysToExpiry').at(-1);
+    expect(caDays?.value).toBeGreaterThan(30);
   });
 
   it('changes nothing when every SSM event of the run is delivered again, late and out of order', async () => {
