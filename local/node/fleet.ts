@@ -121,6 +121,7 @@ export async function createNodeFleet(options: NodeFleetOptions): Promise<NodeFl
     },
     stop: async () => {
       await supervisor.stopAll();
+      await Promise.all(nodes.map((node) => node.close()));
       // The build left esbuild's service process running; it restarts on the next build if needed.
       await stopEsbuild();
     },

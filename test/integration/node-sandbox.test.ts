@@ -1,74 +1,61 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createNodeFleet, type NodeFleet } from '../../local/node/fleet';
 import type { NodeSandbox } from '../../local/node/sandbox';
-import { servedCertificateSerial } from '../../local/world/verify';
-import { DEFAULT_FILES, renderDocument } from '../helpers/documents';
+import { rotateOnNode, servedSerial as served } from '../helpers/node-rotation';
 import { opensslCa } from '../helpers/openssl-ca';
 
 let baseDir: string;
 let fleet: NodeFleet;
 let ca: Awaited<ReturnType<typeof opensslCa>>;
 let server: NodeSandbox;
-let attempt = 0;
-
-const b64 = (text: string) => Buffer.from(text).toString('base64');
 
 /** One prepare → sign → install round on a node, through the real documents. */
-async function rotate(
+const rotate = (
   node: NodeSandbox,
   overrides: Record<string, string> = {},
   names = 'DNS:server.global.nomad,DNS:localhost,IP:127.0.0.1',
-) {
-  attempt += 1;
-  const attemptId = `test-${String(attempt).padStart(8, '0')}`;
-  const prepared = await node.runScript({
-    script: renderDocument('prepare', { attemptId, ...DEFAULT_FILES }),
-    commandId: `prepare-${attempt}`,
-    timeoutSeconds: 60,
+) =>
+  rotateOnNode(node, {
+    ca,
+    names,
+    role: overrides.role === 'client' ? 'client' : 'server',
+    install: overrides,
   });
-  expect(prepared.exitCode, prepared.stdout + prepared.stderr).toBe(0);
-  const output = JSON.parse(prepared.stdout) as { agentCsr: string; cliCsr: string };
-  const agent = await ca.sign(output.agentCsr, names, 'serverAuth,clientAuth');
-  const cli = await ca.sign(output.cliCsr, 'DNS:cli.global.nomad', 'clientAuth');
-  const installed = await node.runScript({
-    script: renderDocument('install', {
-      attemptId,
-      role: 'server',
-      region: 'global',
-      mode: 'reload',
-      certificates: b64(`${agent.pem}${cli.pem}`),
-      chain: b64(ca.intermediate),
-      caBundle: b64(ca.bundle),
-      minimumValiditySeconds: '600',
-      healthTimeoutSeconds: '5',
-      ...DEFAULT_FILES,
-      ...overrides,
-    }),
-    commandId: `install-${attempt}`,
-    timeoutSeconds: 60,
-  });
-  return {
-    agent,
-    cli,
-    installed,
-    result: JSON.parse(installed.stdout.trim().split('\n').at(-1) ?? '{}') as Record<string, unknown>,
-  };
-}
 
-async function served(node: NodeSandbox): Promise<string> {
-  const read = (path: string) => readFile(join(node.root, path), 'utf8');
-  return (
-    await servedCertificateSerial(node.httpsPort, {
-      ca: await read('opt/nomad/agent-certs/ca.crt'),
-      cert: await read('opt/nomad/cli-certs/cli.crt'),
-      key: await read('opt/nomad/cli-certs/cli.key'),
-    })
-  ).toLowerCase();
+/**
+ * Watches the install's work directories (mktemp -d under /tmp, recognised by the batch it decodes
+ * there) while a script runs, and names every file in them that holds a private key.
+ */
+function watchWorkDirectories() {
+  const directories = new Set<string>();
+  const filesWithPrivateKeys = new Set<string>();
+  let running = true;
+  const poll = (async () => {
+    while (running) {
+      for (const entry of await readdir(tmpdir()).catch(() => [])) {
+        const directory = join(tmpdir(), entry);
+        if (!entry.startsWith('tmp.') || !existsSync(join(directory, 'bundle.pem'))) continue;
+        directories.add(directory);
+        for (const file of await readdir(directory, { recursive: true }).catch(() => [])) {
+          const text = await readFile(join(directory, file), 'utf8').catch(() => '');
+          if (text.includes('PRIVATE KEY')) filesWithPrivateKeys.add(join(directory, file));
+        }
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  })();
+  return {
+    stop: async () => {
+      running = false;
+      await poll;
+      return { directories: directories.size, filesWithPrivateKeys: [...filesWithPrivateKeys] };
+    },
+  };
 }
 
 beforeAll(async () => {
@@ -118,12 +105,18 @@ describe('node sandbox running the real documents', () => {
     expect(await server.log()).toContain(`now serving serial ${agent.serial}`);
   });
 
-  it('rolls back by itself when the reload does not take effect', async () => {
+  it('rolls back by itself when the reload does not take effect, with no key copied to a work directory', async () => {
     const before = await served(server);
     await server.injectFault('ignore-sighup');
+    const watcher = watchWorkDirectories();
 
     const { result } = await rotate(server);
     await server.clearFault('ignore-sighup');
+    const seen = await watcher.stop();
+
+    // The agent SIGKILLs a script that overruns, and its EXIT trap never removes the work directory.
+    expect(seen.directories).toBeGreaterThan(0);
+    expect(seen.filesWithPrivateKeys).toEqual([]);
 
     expect(result).toMatchObject({
       ok: false,
@@ -160,15 +153,39 @@ describe('node sandbox running the real documents', () => {
     expect(await client.log()).toContain('Fatal error while reloading');
   });
 
-  it('keeps script writes inside the sandbox and reports timeouts as 137', async () => {
-    const marker = `/opt/nomad/marker-${Date.now()}`;
-    const written = await server.runScript({
-      script: `echo hi > ${marker}; echo "$NOMAD_ADDR"`,
-      commandId: 'c2',
+  it("runs scripts in the SSM agent's bare environment: no HOME or NOMAD_*, cwd /usr/bin, the agent's PATH", async () => {
+    const result = await server.runScript({
+      script:
+        '#!/bin/bash\nenv | cut -d= -f1 | sort | tr "\\n" " "; echo; pwd; echo "$PATH"; stat -c %a "$0"',
+      commandId: 'env-check',
       timeoutSeconds: 10,
     });
 
-    expect(written.stdout.trim()).toBe(`https://127.0.0.1:${server.httpsPort}`);
+    const [variables, directory, path, mode] = result.stdout.trim().split('\n');
+    expect(variables?.split(' ').filter(Boolean)).toEqual(
+      expect.arrayContaining(['AWS_SSM_INSTANCE_ID', 'AWS_SSM_REGION_NAME', 'PATH', 'SSM_COMMAND_ID']),
+    );
+    expect(variables).not.toMatch(/\b(HOME|NOMAD_[A-Z_]+|USER)\b/);
+    expect(directory).toBe('/usr/bin');
+    expect(path).toBe('/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin');
+    expect(mode).toBe('700');
+  });
+
+  it("reaches the node's own agent at 127.0.0.1:4646, as on every real node", async () => {
+    const result = await server.runScript({
+      script:
+        'openssl s_client -connect 127.0.0.1:4646 </dev/null 2>/dev/null | openssl x509 -noout -serial | cut -d= -f2',
+      commandId: 'agent-port',
+      timeoutSeconds: 10,
+    });
+
+    expect(result.stdout.trim().toLowerCase()).toBe(await served(server));
+  });
+
+  it('keeps script writes inside the sandbox and reports timeouts as 137', async () => {
+    const marker = `/opt/nomad/marker-${Date.now()}`;
+    await server.runScript({ script: `echo hi > ${marker}`, commandId: 'c2', timeoutSeconds: 10 });
+
     expect(existsSync(join(server.root, marker))).toBe(true);
     expect(existsSync(marker)).toBe(false);
     expect(await server.runScript({ script: 'sleep 5', commandId: 'c3', timeoutSeconds: 1 })).toMatchObject({
