@@ -16,7 +16,9 @@
 // - Configuration. The leader owns the voter/non-voter list; followers copy it from the leader.
 //   Autopilot on the leader removes voters whose serf member is `failed` or `left` (at most
 //   (voters-1)/2), adds an alive server that is missing as a non-voter, and promotes a non-voter
-//   once it has been healthy (linked to the leader) for server_stabilization_time.
+//   once it has been healthy (linked to the leader) for server_stabilization_time. "Failed" is
+//   serf's own verdict, as in Nomad, not this model's links: a server cut off by TLS alone stays in
+//   the configuration, one cut off from gossip is pruned.
 import { type AgentBehaviour, RAFT_CONTACT_PROBES } from './agent-options';
 import type { RpcRequest } from './rpc';
 
@@ -71,7 +73,7 @@ export interface RaftOptions {
 const NO_LEADER = 'No cluster leader';
 const HOLD_RETRY_MS = 50;
 
-export const rpcAddress = (port: number) => `127.0.0.1:${port}`;
+const rpcAddress = (port: number) => `127.0.0.1:${port}`;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -149,7 +151,9 @@ export class RaftModel {
   /**
    * Status.Leader as Nomad serves it: a leader answers itself; a follower forwards to its leader over
    * RPC; without a leader the call is held up to RPCHoldTimeout for one to appear. A forwarded call is
-   * answered from local state only, so a hold is never nested.
+   * answered from local state only, so a hold is never nested. Nomad finds the leader's RPC address
+   * among the servers its serf agent knows as alive, so a follower whose gossip is cut off has no
+   * leader to forward to (real-systems §3).
    */
   async leader(forwarded: boolean): Promise<LeaderAnswer> {
     const deadline = Date.now() + this.options.behaviour.rpcHoldTimeoutMs;
@@ -157,7 +161,7 @@ export class RaftModel {
     for (;;) {
       const leader = this.#leader;
       if (leader === this.#self) return { leader: this.#addressOf(leader) };
-      if (leader !== null && !forwarded) {
+      if (leader !== null && !forwarded && (await this.#aliveInSerf(leader))) {
         try {
           const answer = (await this.options.call(
             this.#member(leader),
@@ -174,6 +178,14 @@ export class RaftModel {
         return { error: this.#leader === null ? NO_LEADER : (failure ?? NO_LEADER) };
       }
       await sleep(HOLD_RETRY_MS);
+    }
+  }
+
+  async #aliveInSerf(id: string): Promise<boolean> {
+    try {
+      return (await this.options.serfStatuses()).get(this.#member(id).serfName) === 'alive';
+    } catch {
+      return false;
     }
   }
 
@@ -345,7 +357,11 @@ export class RaftModel {
     let removable = Math.floor((voters.length - 1) / 2);
     for (const voter of voters) {
       const dead = voter.id !== this.#self && ['failed', 'left'].includes(status(voter.id) ?? '');
-      if (!dead || removable === 0) continue;
+      if (!dead) continue;
+      if (removable === 0) {
+        this.options.log(`autopilot: will not remove dead server ${voter.id}: that would risk quorum`);
+        continue;
+      }
       removable -= 1;
       servers = servers.filter((server) => server.id !== voter.id);
       this.options.log(`autopilot: removing dead server ${voter.id}`);

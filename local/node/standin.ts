@@ -7,8 +7,9 @@
 // - Raft. Servers form a modelled Raft cluster over that RPC (./raft.ts): leader, peers, health and
 //   autopilot's dead-server cleanup follow from which servers can reach each other.
 // - Health and leader as Nomad answers them: a server's health and /v1/status/leader forward
-//   Status.Leader to the leader and hold up to RPCHoldTimeout without one; a client's health only
-//   needs a known server, while its /v1/status/leader goes over its own RPC to a server.
+//   Status.Leader to the leader (which its serf agent must know as alive) and hold up to
+//   RPCHoldTimeout without one; a client's health only needs a known server, while its
+//   /v1/status/leader goes over its own RPC to a server.
 // - SIGHUP reloads only when the files' contents changed, in Nomad's order: the new leaf is live at
 //   once (HTTPS and RPC), then the server's RPC listener is rebuilt with its connections closed,
 //   then the HTTP listener (a short port gap; open keep-alive connections keep the old certificate).

@@ -1,4 +1,5 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -8,8 +9,9 @@ import { opensslCa } from '../helpers/openssl-ca';
 import { api, eventually, issue, type TestCa } from '../helpers/standin-nodes';
 
 // Autopilot's dead-server cleanup on the leader's stand-in (real-systems §4): a voter is removed once
-// its serf member is `failed`, and comes back as a non-voter that is promoted after
-// server_stabilization_time. "Failed" is serf's own verdict, read from the leader's serf agent, so
+// its serf member is `failed` (at most (voters-1)/2 of them), and comes back as a non-voter that is
+// promoted after server_stabilization_time. A server cut off from gossip by a foreign key keeps
+// working RPC but, as in Nomad, finds no alive leader to forward to. "Failed" is serf's own verdict, read from the leader's serf agent, so
 // this file waits for serf's failure detection (tens of seconds with Nomad's WAN gossip timings);
 // Raft and autopilot run with small timings.
 
@@ -38,6 +40,13 @@ const rpcAddress = (node: NodeSandbox) => `127.0.0.1:${node.gossip!.rpcPort}`;
 async function leaderOf(node: NodeSandbox): Promise<string> {
   const answer = await api(node, '/v1/status/leader');
   return answer.status === 200 ? (JSON.parse(answer.text) as string) : answer.text;
+}
+
+/** The serf keyring file a server's agent loads when it starts. */
+async function writeKeyring(node: NodeSandbox, key: string): Promise<void> {
+  await writeFile(join(node.root, 'opt/nomad/data/server/serf.keyring'), JSON.stringify([key]), {
+    mode: 0o600,
+  });
 }
 
 async function configuration(node: NodeSandbox): Promise<RaftServer[]> {
@@ -72,33 +81,62 @@ afterAll(async () => {
 });
 
 describe('autopilot dead-server cleanup', () => {
-  it('removes a stopped voter once serf marks it failed, and takes it back as a non-voter promoted when stable', async () => {
-    const leaderAddress = await leaderOf(servers[0]!);
-    const leader = servers.find((server) => rpcAddress(server) === leaderAddress)!;
-    const follower = servers.find((server) => server !== leader)!;
+  let leader: NodeSandbox;
+  let stopped: NodeSandbox;
+  let cutOff: NodeSandbox;
 
-    await fleet.supervisor.command(follower.instanceId, 'stop');
-    const pruned = await eventually(
-      () => configuration(leader),
-      (list) => !list.some((entry) => entry.Address === rpcAddress(follower)),
+  it('removes at most (voters-1)/2 of the voters serf marks failed: of a stopped server and one cut off from gossip, one goes', async () => {
+    const leaderAddress = await leaderOf(servers[0]!);
+    leader = servers.find((server) => rpcAddress(server) === leaderAddress)!;
+    [stopped, cutOff] = servers.filter((server) => server !== leader) as [NodeSandbox, NodeSandbox];
+
+    await fleet.supervisor.command(stopped.instanceId, 'stop');
+    await writeKeyring(cutOff, randomBytes(32).toString('base64'));
+    await fleet.supervisor.command(cutOff.instanceId, 'restart');
+    const log = await eventually(
+      () => leader.log(),
+      (text) => text.includes('autopilot: will not remove dead server'),
       SERF_FAILURE_DETECTION_MS,
     );
-    const peersWhilePruned = JSON.parse((await api(leader, '/v1/status/peers')).text) as string[];
-    await fleet.supervisor.command(follower.instanceId, 'start');
-    const returned = await eventually(
-      () => configuration(leader),
-      (list) => list.some((entry) => entry.Address === rpcAddress(follower)),
-    );
-    const promoted = await eventually(
-      () => configuration(leader),
-      (list) => list.length === 3 && list.every((entry) => entry.Voter),
-    );
+    const remaining = (await configuration(leader)).map((entry) => entry.Node);
 
-    expect(pruned.map((entry) => entry.Address)).not.toContain(rpcAddress(follower));
-    expect(peersWhilePruned).toHaveLength(2);
-    expect(await leader.log()).toContain(`autopilot: removing dead server ${follower.computerName}`);
-    expect(returned.find((entry) => entry.Address === rpcAddress(follower))?.Voter).toBe(false);
-    expect(promoted.every((entry) => entry.Voter)).toBe(true);
-    expect(await leaderOf(follower)).toBe(leaderAddress);
+    expect(log).toMatch(/autopilot: removing dead server server-\d/);
+    expect(remaining).toHaveLength(2);
+    expect(remaining).toContain(`${leader.computerName}.global`);
+    expect(await leaderOf(leader)).toBe(leaderAddress);
   }, 120_000);
+
+  it('the server cut off from gossip answers "No cluster leader" although its RPC still reaches the leader', async () => {
+    const leaderAddress = rpcAddress(leader);
+
+    const forwarded = await leaderOf(cutOff);
+    const stale = await api(cutOff, '/v1/status/leader?stale=true');
+    const health = await api(cutOff, '/v1/agent/health');
+
+    expect(forwarded).toBe('No cluster leader');
+    expect(JSON.parse(stale.text)).toBe(leaderAddress);
+    expect(JSON.parse(health.text)).toEqual({ server: { ok: false, message: 'No cluster leader' } });
+  });
+
+  it('servers that come back are non-voters until stable for server_stabilization_time, then voters', async () => {
+    const seen = new Map<string, boolean[]>();
+    const record = (list: RaftServer[]) => {
+      for (const entry of list) seen.set(entry.Node, [...(seen.get(entry.Node) ?? []), entry.Voter]);
+      return list;
+    };
+
+    await writeKeyring(cutOff, fleet.initialGossipKey);
+    await fleet.supervisor.command(cutOff.instanceId, 'restart');
+    await fleet.supervisor.command(stopped.instanceId, 'start');
+    const final = await eventually(
+      async () => record(await configuration(leader)),
+      (list) => list.length === 3 && list.every((entry) => entry.Voter),
+      30_000,
+    );
+    const returnedAsNonVoter = [...seen.values()].some((voter) => voter.includes(false));
+
+    expect(final.every((entry) => entry.Voter)).toBe(true);
+    expect(returnedAsNonVoter).toBe(true);
+    expect(await Promise.all(servers.map(leaderOf))).toEqual(servers.map(() => rpcAddress(leader)));
+  }, 60_000);
 });
