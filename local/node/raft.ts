@@ -18,12 +18,15 @@
 //   (voters-1)/2), adds an alive server that is missing as a non-voter, and promotes a non-voter
 //   once it has been healthy (linked to the leader) for server_stabilization_time. "Failed" is
 //   serf's own verdict, as in Nomad, not this model's links: a server cut off by TLS alone stays in
-//   the configuration, one cut off from gossip is pruned.
+//   the configuration, one cut off from gossip is pruned. /v1/status/peers lists the whole
+//   configuration, non-voters included, as Nomad's Status.Peers does.
+// - Forwarding. A follower forwards Status.Leader (health, /v1/status/leader) over RPC to the leader,
+//   which its serf agent must show alive, as Nomad looks the leader up among its serf members.
 import { type AgentBehaviour, RAFT_CONTACT_PROBES } from './agent-options';
 import type { RpcRequest } from './rpc';
 
 export interface RaftMember {
-  /** The server's node name, as Raft's Node field shows it. */
+  /** The server's node name: its identity in the model. */
   id: string;
   rpcPort: number;
   /** Its serf member name (`<node name>.<region>`), which autopilot looks up. */

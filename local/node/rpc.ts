@@ -12,7 +12,7 @@ export interface TlsFiles {
   key: string;
 }
 
-export type PeerRole = 'server' | 'client';
+type PeerRole = 'server' | 'client';
 
 /** One RPC: the operation and its arguments. What the operations mean is the Raft model's business. */
 export interface RpcRequest {
@@ -120,7 +120,8 @@ export function rpcCall(
   });
 }
 
-export type RpcHandler = (request: RpcRequest, peer: PeerRole) => Promise<unknown>;
+/** Answers an RPC that passed the name checks. */
+export type RpcHandler = (request: RpcRequest) => Promise<unknown>;
 
 /**
  * A server's RPC listener. `useLeaf` swaps the served certificate in place (Nomad's shared key loader);
@@ -192,7 +193,7 @@ export class RpcListener {
         .then(async (request) => {
           const typed = request as RpcRequest;
           if (role !== 'server' && !CLIENT_OPERATIONS.has(typed.op)) throw new Error('permission denied');
-          const answer = await this.handle(typed, role);
+          const answer = await this.handle(typed);
           socket.end(`${JSON.stringify(answer)}\n`);
         })
         .catch(() => socket.destroy());

@@ -162,9 +162,7 @@ const gossip = config.gossip === undefined ? undefined : new GossipAgent(config.
 process.on('exit', () => gossip?.kill());
 
 const rpc =
-  config.rpcPort === undefined
-    ? undefined
-    : new RpcListener(config.rpcPort, config.region, files, (request) => answerRpc(request));
+  config.rpcPort === undefined ? undefined : new RpcListener(config.rpcPort, config.region, files, answerRpc);
 
 const raft =
   config.rpcPort === undefined
