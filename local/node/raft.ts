@@ -1,5 +1,5 @@
 // A small, deterministic model of the Raft cluster Nomad's servers form. It is not Raft (no log, no
-// persisted term), but it answers the questions the rotation asks the way Raft would:
+// persisted term or configuration index), but it answers the questions the rotation asks the way Raft would:
 //
 // - Links. Every server probes every configured server over RPC (mutual TLS with its current files)
 //   each probe interval. A link is up while probes succeeded in *both* directions within the contact
@@ -13,6 +13,9 @@
 //   form a majority and it has the lowest node name among them. That replaces Raft's randomised
 //   timeouts with a rule that gives the same result without split votes. It asks each of them for a
 //   vote in a term above every term it has seen; a majority of grants makes it leader.
+// - Bootstrap. A server without Raft state (no marker in its data dir) has an empty configuration
+//   and waits until serf shows all bootstrap_expect servers alive, as Nomad does; only then is
+//   there a configuration with every server a voter, which it keeps across restarts.
 // - Configuration. The leader owns the voter/non-voter list; followers copy it from the leader.
 //   Autopilot on the leader removes voters whose serf member is `failed` or `left` (at most
 //   (voters-1)/2), adds an alive server that is missing as a non-voter, and promotes a non-voter
@@ -22,6 +25,8 @@
 //   configuration, non-voters included, as Nomad's Status.Peers does.
 // - Forwarding. A follower forwards Status.Leader (health, /v1/status/leader) over RPC to the leader,
 //   which its serf agent must show alive, as Nomad looks the leader up among its serf members.
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { type AgentBehaviour, RAFT_CONTACT_PROBES } from './agent-options';
 import type { RpcRequest } from './rpc';
 
@@ -68,6 +73,11 @@ export interface RaftOptions {
   behaviour: AgentBehaviour;
   /** An RPC to a server with this server's current files. */
   call: (member: RaftMember, request: RpcRequest, timeoutMs: number) => Promise<unknown>;
+  /**
+   * Stands for the Raft state in `<data_dir>/server/raft`: present once this server has a
+   * configuration (bootstrapped, or received from a leader).
+   */
+  bootstrapMarker: string;
   /** serf member name → status (alive, failed, left…), from this server's own serf agent. */
   serfStatuses: () => Promise<Map<string, string>>;
   log: (message: string) => void;
@@ -93,14 +103,47 @@ export class RaftModel {
   #loop: Promise<void> = Promise.resolve();
 
   constructor(readonly options: RaftOptions) {
-    this.#configuration = {
+    this.#configuration = existsSync(options.bootstrapMarker)
+      ? this.#bootstrapConfiguration()
+      : { index: 0, servers: [] };
+  }
+
+  /** What bootstrap_expect writes: every expected server a voter. */
+  #bootstrapConfiguration(): RaftConfiguration {
+    return {
       index: 1,
-      servers: options.members.map((member) => ({
+      servers: this.options.members.map((member) => ({
         id: member.id,
         address: rpcAddress(member.rpcPort),
         voter: true,
       })),
     };
+  }
+
+  /** The configuration is Raft state on disk: once a server has one, a restart keeps it. */
+  #adopt(configuration: RaftConfiguration): void {
+    if (this.#configuration.index === 0) {
+      mkdirSync(dirname(this.options.bootstrapMarker), { recursive: true, mode: 0o700 });
+      writeFileSync(this.options.bootstrapMarker, '');
+    }
+    this.#configuration = configuration;
+  }
+
+  /**
+   * Nomad's maybeBootstrap: a server without Raft state waits until its serf agent shows
+   * bootstrap_expect servers alive, then starts the cluster with all of them as voters.
+   */
+  async #maybeBootstrap(): Promise<void> {
+    let statuses: Map<string, string>;
+    try {
+      statuses = await this.options.serfStatuses();
+    } catch {
+      return;
+    }
+    const alive = this.options.members.filter((member) => statuses.get(member.serfName) === 'alive');
+    if (alive.length < this.options.members.length || this.#configuration.index > 0) return;
+    this.options.log(`nomad: found expected number of peers (${alive.length}), bootstrapping the cluster`);
+    this.#adopt(this.#bootstrapConfiguration());
   }
 
   get #windowMs(): number {
@@ -251,7 +294,7 @@ export class RaftModel {
     if (view.leader !== from || !this.#linked(from) || this.#leader === this.#self) return;
     if (this.#leader !== from) this.options.log(`nomad: following leader ${from} term=${view.term}`);
     this.#leader = from;
-    if (view.configuration.index > this.#configuration.index) this.#configuration = view.configuration;
+    if (view.configuration.index > this.#configuration.index) this.#adopt(view.configuration);
   }
 
   #grantVote(candidate: string, term: number): boolean {
@@ -287,6 +330,7 @@ export class RaftModel {
         }),
     );
     if (!this.#running) return;
+    if (this.#configuration.index === 0) await this.#maybeBootstrap();
     const linkedVoters = this.#voters().filter((id) => this.#linked(id)).length;
     if (this.#leader === this.#self && linkedVoters < this.#majority()) {
       this.#stepDown(`reaches ${linkedVoters} of ${this.#voters().length} voters`);
@@ -335,10 +379,6 @@ export class RaftModel {
     this.options.log('nomad: cluster leadership acquired');
   }
 
-  #changeConfiguration(servers: RaftServerEntry[]): void {
-    this.#configuration = { index: this.#configuration.index + 1, servers };
-  }
-
   async #autopilot(): Promise<void> {
     const now = Date.now();
     for (const server of this.#configuration.servers) {
@@ -382,7 +422,7 @@ export class RaftModel {
       return { ...server, voter: true };
     });
     if (JSON.stringify(servers) !== JSON.stringify(this.#configuration.servers)) {
-      this.#changeConfiguration(servers);
+      this.#adopt({ index: this.#configuration.index + 1, servers });
     }
   }
 }

@@ -366,7 +366,9 @@ export class NodeSandbox implements ManagedNode {
         nodeName: server.computerName,
         rpcPort: server.rpcPort,
       })),
-      ...(this.gossip === undefined ? {} : { rpcPort: this.gossip.rpcPort }),
+      ...(this.gossip === undefined
+        ? {}
+        : { server: { rpcPort: this.gossip.rpcPort, raftDir: join(this.root, DATA_DIR, 'server/raft') } }),
       behaviour: this.options.behaviour,
       ...(this.gossip === undefined ? {} : { gossip: await this.#layOutGossip(this.gossip) }),
       servers: cluster.servers.map((server) => ({

@@ -15,13 +15,13 @@
 //   then the HTTP listener (a short port gap; open keep-alive connections keep the old certificate).
 //   Bad files follow the configured Nomad version (see reload()).
 // - On servers, the serf agent Nomad embeds and the gossip endpoints (./gossip.ts).
-// Not modelled: a Raft log, persisted terms, the first bootstrap's wait for all bootstrap_expect
-// servers, leadership transfer, ACLs, and everything in Nomad that is not TLS, Raft or gossip.
+// Not modelled: a Raft log, persisted terms, leadership transfer, ACLs, and everything in Nomad that is not TLS, Raft or gossip.
 import { createHash, createPrivateKey, X509Certificate } from 'node:crypto';
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import { Server as NetServer } from 'node:net';
+import { join } from 'node:path';
 import { createSecureContext } from 'node:tls';
 import { type AgentBehaviour, exitsOnReloadError } from './agent-options';
 import { GossipAgent, type GossipConfig, type KnownServer, keyring, members } from './gossip';
@@ -45,13 +45,20 @@ export interface StandinConfig {
   ignoreSighupFile: string;
   /** Every configured server's Nomad RPC address: bootstrap_expect is their number; clients dial them. */
   rpcServers: RpcServer[];
-  /** Servers only: where this server's RPC listens (Nomad's 4647). */
-  rpcPort?: number;
+  /** Servers only: the RPC port and Raft state directory. */
+  server?: ServerRole;
   behaviour: AgentBehaviour;
   /** Servers only. */
   gossip?: GossipConfig;
   /** Where a client's server RPCs (here: the member list) go. */
   servers: KnownServer[];
+}
+
+export interface ServerRole {
+  /** Where this server's RPC listens (Nomad's 4647). */
+  rpcPort: number;
+  /** `<data_dir>/server/raft`, where the modelled Raft marks that it has state. */
+  raftDir: string;
 }
 
 export interface RpcServer {
@@ -162,15 +169,17 @@ const gossip = config.gossip === undefined ? undefined : new GossipAgent(config.
 process.on('exit', () => gossip?.kill());
 
 const rpc =
-  config.rpcPort === undefined ? undefined : new RpcListener(config.rpcPort, config.region, files, answerRpc);
+  config.server === undefined
+    ? undefined
+    : new RpcListener(config.server.rpcPort, config.region, files, answerRpc);
 
 const raft =
-  config.rpcPort === undefined
+  config.server === undefined
     ? undefined
     : new RaftModel({
         self: {
           id: config.nodeName,
-          rpcPort: config.rpcPort,
+          rpcPort: config.server.rpcPort,
           serfName: `${config.nodeName}.${config.region}`,
         },
         members: config.rpcServers.map((server) => ({
@@ -179,6 +188,7 @@ const raft =
           serfName: `${server.nodeName}.${config.region}`,
         })),
         behaviour,
+        bootstrapMarker: join(config.server.raftDir, 'bootstrapped'),
         call: (member, request, timeoutMs) =>
           rpcCall(member.rpcPort, request, {
             files: rpc!.files,

@@ -76,7 +76,7 @@ afterAll(async () => {
 });
 
 describe('modelled Raft among the server stand-ins', () => {
-  it('a lone server of three has no quorum: leader and health answer "No cluster leader" after the hold', async () => {
+  it('a lone server of three has no leader: leader and health answer "No cluster leader" after the hold', async () => {
     await command(servers[0]!, 'start');
 
     const began = Date.now();
@@ -89,30 +89,50 @@ describe('modelled Raft among the server stand-ins', () => {
     expect(heldMs).toBeGreaterThanOrEqual(BEHAVIOUR.rpcHoldTimeoutMs);
     expect(health.status).toBe(500);
     expect(JSON.parse(health.text)).toEqual({ server: { ok: false, message: 'No cluster leader' } });
-    expect(JSON.parse(peers.text)).toEqual(servers.map(rpcAddress));
+    expect(JSON.parse(peers.text)).toEqual([]);
   });
 
-  it('a second server makes a majority: one leader, the same from both, and server health 200', async () => {
+  it('two of three fresh servers do not bootstrap: Nomad waits for bootstrap_expect servers', async () => {
     await command(servers[1]!, 'start');
+    await eventually(
+      () => api(servers[0]!, '/v1/agent/members'),
+      (answer) => (JSON.parse(answer.text) as { Members: unknown[] }).Members.length === 2,
+    );
+    await sleep(CONTACT_WINDOW_MS * 2);
+
+    const leaders = await Promise.all(servers.slice(0, 2).map(leaderOf));
+    const peers = await api(servers[1]!, '/v1/status/peers');
+
+    expect(leaders).toEqual(['No cluster leader', 'No cluster leader']);
+    expect(JSON.parse(peers.text)).toEqual([]);
+  });
+
+  it('the third server completes bootstrap: one leader for all, server health 200, every server a peer', async () => {
+    await command(servers[2]!, 'start');
 
     const leader = await eventually(() => leaderOf(servers[0]!), isAddress);
-    const fromSecond = await leaderOf(servers[1]!);
-    const health = await Promise.all(servers.slice(0, 2).map((server) => api(server, '/v1/agent/health')));
+    const leaders = await eventually(
+      () => Promise.all(servers.map(leaderOf)),
+      (all) => all.every((value) => value === leader),
+    );
+    const health = await Promise.all(servers.map((server) => api(server, '/v1/agent/health')));
+    const peers = await api(servers[2]!, '/v1/status/peers');
 
-    expect([rpcAddress(servers[0]!), rpcAddress(servers[1]!)]).toContain(leader);
-    expect(fromSecond).toBe(leader);
+    expect(leaders).toEqual([leader, leader, leader]);
     for (const answer of health) {
       expect(answer.status).toBe(200);
       expect(JSON.parse(answer.text)).toEqual({ server: { ok: true, message: 'ok' } });
     }
+    expect(JSON.parse(peers.text)).toEqual(servers.map(rpcAddress));
   });
 
-  it('a third server follows the sitting leader instead of taking over', async () => {
+  it('a restarted follower keeps its Raft state and follows the sitting leader instead of taking over', async () => {
     const leader = await leaderOf(servers[0]!);
+    const follower = servers.find((server) => rpcAddress(server) !== leader)!;
     const termBefore = await highestTerm();
 
-    await command(servers[2]!, 'start');
-    await eventually(() => leaderOf(servers[2]!), isAddress);
+    await command(follower, 'restart');
+    await eventually(() => leaderOf(follower), isAddress);
     await sleep(CONTACT_WINDOW_MS * 2);
 
     expect(await Promise.all(servers.map(leaderOf))).toEqual([leader, leader, leader]);
@@ -230,5 +250,20 @@ describe('modelled Raft among the server stand-ins', () => {
     expect(others.map(rpcAddress)).toContain(newLeader);
     expect(await leaderOf(others[1]!)).toBe(newLeader);
     expect(await highestTerm()).toBeGreaterThan(termBefore);
+  });
+
+  it('with two of three servers stopped the last one has no quorum and no leader', async () => {
+    const running = servers.filter((server) => server.unitState().state === 'active');
+    const [stopping, last] = running as [NodeSandbox, NodeSandbox];
+
+    await command(stopping, 'stop');
+    const leader = await eventually(
+      () => leaderOf(last),
+      (value) => value === 'No cluster leader',
+    );
+
+    expect(running).toHaveLength(2);
+    expect(leader).toBe('No cluster leader');
+    expect((await api(last, '/v1/agent/health')).status).toBe(500);
   });
 });
