@@ -7,11 +7,12 @@
 //   a certificate the peer does not trust, or a stopped peer, takes the link down.
 // - Leadership. A leader holds only while it has links to a majority of the voters (itself counted),
 //   as a Raft leader steps down when it cannot reach a quorum. A follower keeps its leader while the
-//   link to it is up, and never votes while it has one: a sitting leader is never displaced (Raft's
-//   pre-vote and leader stickiness).
+//   link to it is up and it still claims to lead, and never votes while it has one: a sitting
+//   leader is never displaced (Raft's pre-vote and leader stickiness).
 // - Election. A voter without a leader stands only if it and the leaderless voters it has links to
-//   form a majority and it has the lowest node name among them. That replaces Raft's randomised
-//   timeouts with a rule that gives the same result without split votes. It asks each of them for a
+//   form a majority and it has the lowest node name among them, after a contact window without a
+//   leader (the election timeout). That replaces Raft's randomised timeouts with a rule that gives
+//   the same result without split votes. It asks each of them for a
 //   vote in a term above every term it has seen; a majority of grants makes it leader.
 // - Bootstrap. A server without Raft state (no marker in its data dir) has an empty configuration
 //   and waits until serf shows all bootstrap_expect servers alive, as Nomad does; only then is
@@ -94,6 +95,7 @@ export class RaftModel {
   #term = 0;
   #votedTerm = 0;
   #leader: string | null = null;
+  #leaderlessSince = Date.now();
   #configuration: RaftConfiguration;
   readonly #links = new Map<string, Link>();
   /** Non-voters the leader has seen healthy without a break, and since when. */
@@ -144,6 +146,7 @@ export class RaftModel {
     if (alive.length < this.options.members.length || this.#configuration.index > 0) return;
     this.options.log(`nomad: found expected number of peers (${alive.length}), bootstrapping the cluster`);
     this.#adopt(this.#bootstrapConfiguration());
+    this.#leaderlessSince = Date.now();
   }
 
   get #windowMs(): number {
@@ -291,6 +294,9 @@ export class RaftModel {
     this.#link(from).view = view;
     if (view.term > this.#term && this.#leader === this.#self) this.#stepDown(`saw term ${view.term}`);
     this.#term = Math.max(this.#term, view.term);
+    // A leader that restarted within the contact window is reachable but leads no more: without
+    // its heartbeats a Raft follower times out and elects anew.
+    if (from === this.#leader && view.leader !== from) this.#loseLeader(`leader ${from} no longer leads`);
     if (view.leader !== from || !this.#linked(from) || this.#leader === this.#self) return;
     if (this.#leader !== from) this.options.log(`nomad: following leader ${from} term=${view.term}`);
     this.#leader = from;
@@ -306,8 +312,13 @@ export class RaftModel {
   }
 
   #stepDown(reason: string): void {
+    this.#loseLeader(`cluster leadership lost (${reason})`);
+  }
+
+  #loseLeader(message: string): void {
     this.#leader = null;
-    this.options.log(`nomad: cluster leadership lost (${reason})`);
+    this.#leaderlessSince = Date.now();
+    this.options.log(`nomad: ${message}`);
   }
 
   async #round(): Promise<void> {
@@ -335,14 +346,16 @@ export class RaftModel {
     if (this.#leader === this.#self && linkedVoters < this.#majority()) {
       this.#stepDown(`reaches ${linkedVoters} of ${this.#voters().length} voters`);
     } else if (this.#leader !== null && this.#leader !== this.#self && !this.#linked(this.#leader)) {
-      this.options.log(`nomad: lost contact with leader ${this.#leader}`);
-      this.#leader = null;
+      this.#loseLeader(`lost contact with leader ${this.#leader}`);
     }
     if (this.#leader === null) await this.#maybeStand();
     if (this.#leader === this.#self) await this.#autopilot();
   }
 
   async #maybeStand(): Promise<void> {
+    // The election timeout: a full contact window without a leader, so that every peer that is up
+    // has linked and the lowest-named of them, not the quickest, stands.
+    if (Date.now() - this.#leaderlessSince < this.#windowMs) return;
     if (!this.#voters().includes(this.#self)) return;
     const group = [
       this.#self,

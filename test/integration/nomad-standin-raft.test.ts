@@ -139,6 +139,21 @@ describe('modelled Raft among the server stand-ins', () => {
     expect(await highestTerm()).toBe(termBefore);
   });
 
+  it('a leader restarted within the contact window leads no more: the servers elect again in a higher term', async () => {
+    const leader = serverAt(await leaderOf(servers[0]!));
+    const termBefore = await highestTerm();
+
+    await command(leader, 'restart');
+    const leaders = await eventually(
+      () => Promise.all(servers.map(leaderOf)),
+      (all) => all.every((value) => isAddress(value) && value === all[0]),
+    );
+
+    expect(leaders.every(isAddress)).toBe(true);
+    expect(new Set(leaders).size).toBe(1);
+    expect(await highestTerm()).toBeGreaterThan(termBefore);
+  });
+
   it('a client is healthy as soon as it knows servers, and asks the leader over its own RPC', async () => {
     await command(client, 'start');
 
