@@ -15,7 +15,10 @@
 //   then the HTTP listener (a short port gap; open keep-alive connections keep the old certificate).
 //   Bad files follow the configured Nomad version (see reload()).
 // - On servers, the serf agent Nomad embeds and the gossip endpoints (./gossip.ts).
-// Not modelled: a Raft log, persisted terms, leadership transfer, ACLs, and everything in Nomad that is not TLS, Raft or gossip.
+// - Raft also waits for bootstrap_expect (every configured server alive in serf) before its first
+//   election, and autopilot prunes serf-failed voters (./raft.ts).
+// Not modelled: a Raft log, persisted terms, leadership transfer, PUT /v1/agent/reload (2.0.3+),
+// ACLs outside the keyring endpoints, and everything in Nomad that is not TLS, Raft or gossip.
 import { createHash, createPrivateKey, X509Certificate } from 'node:crypto';
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
