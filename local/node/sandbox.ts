@@ -155,7 +155,10 @@ export class NodeSandbox implements ManagedNode {
     return this.options.supervisor.state(this.instanceId);
   }
 
-  /** Faults the stand-in honours, e.g. `ignore-sighup` (a reload that silently changes nothing). */
+  /**
+   * Faults the stand-in honours: `ignore-sighup` (a reload that silently changes nothing),
+   * `fail-next-reload` (the next reload serves the new leaf, then the agent exits).
+   */
   async injectFault(name: string): Promise<void> {
     await writeFile(join(this.root, 'faults', name), '');
   }
@@ -362,6 +365,7 @@ export class NodeSandbox implements ManagedNode {
       keyFile: join(certs, 'agent.key'),
       logFile: join(this.root, 'var/log/nomad.log'),
       ignoreSighupFile: join(this.root, 'faults/ignore-sighup'),
+      failNextReloadFile: join(this.root, 'faults/fail-next-reload'),
       rpcServers: cluster.servers.map((server) => ({
         nodeName: server.computerName,
         rpcPort: server.rpcPort,

@@ -20,7 +20,7 @@
 // Not modelled: a Raft log, persisted terms, leadership transfer, PUT /v1/agent/reload (2.0.3+),
 // ACLs outside the keyring endpoints, and everything in Nomad that is not TLS, Raft or gossip.
 import { createHash, createPrivateKey, X509Certificate } from 'node:crypto';
-import { appendFileSync, existsSync, readFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, rmSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import { Server as NetServer } from 'node:net';
@@ -46,6 +46,11 @@ export interface StandinConfig {
   logFile: string;
   /** A file whose presence makes the agent ignore SIGHUP (a reload that silently does nothing). */
   ignoreSighupFile: string;
+  /**
+   * A file whose presence makes the next reload fail after the new leaf is live, as a server reload
+   * that errors does: the agent exits a moment later and systemd starts it again. Used once.
+   */
+  failNextReloadFile: string;
   /** Every configured server's Nomad RPC address: bootstrap_expect is their number; clients dial them. */
   rpcServers: RpcServer[];
   /** Servers only: the RPC port and Raft state directory. */
@@ -94,6 +99,8 @@ const SERF_MEMBERS_TIMEOUT_MS = 2_000;
 /** The old HTTP listener's port may take a moment to be released when the listener is rebuilt. */
 const HTTP_REBIND_ATTEMPTS = 50;
 const HTTP_REBIND_DELAY_MS = 10;
+/** How long a failed reload's new leaf is served before the agent exits (fail-next-reload fault). */
+const FAILED_RELOAD_EXIT_DELAY_MS = 300;
 
 const config = JSON.parse(readFileSync(process.argv[2] ?? '', 'utf8')) as StandinConfig;
 const behaviour = config.behaviour;
@@ -371,6 +378,12 @@ async function reload(): Promise<void> {
   http.setSecureContext(httpOptions(files));
   rpc?.useLeaf(next.cert, next.key);
   log(`reloading TLS: now serving serial ${serial(next.cert)}`);
+  if (existsSync(config.failNextReloadFile)) {
+    rmSync(config.failNextReloadFile, { force: true });
+    log('Fatal error while reloading: server reload failed (fault injected)');
+    setTimeout(() => void exitWith(1), FAILED_RELOAD_EXIT_DELAY_MS);
+    return;
+  }
   // 2. The TLS configuration from the new files. A CA without a good certificate (or an Ed25519 key)
   //    ends a >= 1.10.1 agent here, after its new leaf was served; older ones keep the old CA pools.
   let reloaded: TlsFiles;

@@ -128,6 +128,21 @@ describe('node sandbox running the real documents', () => {
     expect(server.unitState().state).toBe('active');
   });
 
+  it('rolls back when the reload serves the new certificate and then ends the agent, which systemd restarts', async () => {
+    const before = await served(server);
+    await server.injectFault('fail-next-reload');
+
+    const { result } = await rotate(server);
+
+    // The restarted agent serves the new files well; only the process that was signalled can prove them.
+    expect(result).toMatchObject({ ok: false, reason: 'new-certificate-not-served', restored: true });
+    expect(await served(server)).toBe(before);
+    expect(await server.log()).toContain(
+      'Fatal error while reloading: server reload failed (fault injected)',
+    );
+    expect(server.unitState().state).toBe('active');
+  });
+
   it('refuses certificates with the wrong names before touching anything', async () => {
     const before = await served(server);
 

@@ -354,7 +354,7 @@ describe('gossip keyring on real serf agents, through the Nomad stand-in', () =>
     });
     expect(removePrimary.exitCode).toBe(1);
     expect(removePrimary.stderr).toBe('error: Unexpected response code: 500 (3/3 nodes reported failure)\n');
-    expect(members.exitCode).toBe(0);
+    expect(members.exitCode, members.stderr).toBe(0);
     const rows = members.stdout.trim().split('\n');
     expect(rows[0]).toMatch(/^Name +Address +Port +Status +Leader +Raft Version +Build +Datacenter +Region$/);
     expect(rows.slice(1).map((row) => row.split(/ +/).slice(0, 5))).toEqual(
