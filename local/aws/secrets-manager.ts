@@ -35,7 +35,7 @@ export type SecretsManagerEmulator = Awaited<ReturnType<typeof startSecretsManag
 /**
  * Secrets Manager for the local world: version stages, idempotent PutSecretValue, stage moves with
  * AWSPREVIOUS bookkeeping, and RotateSecret driving a registered rotation function through its four
- * steps asynchronously, as the service does (aws-facts §3).
+ * steps asynchronously, as the service does.
  */
 export async function startSecretsManagerEmulator(options: { clock?: Clock } = {}) {
   const clock = options.clock ?? systemClock;

@@ -94,7 +94,7 @@ export type SsmEmulator = Awaited<ReturnType<typeof startSsmEmulator>>;
 /**
  * SSM Run Command and inventory for the local world, spoken over the AWS JSON 1.1 protocol so the
  * product's real SSMClient calls it. Commands run on the fleet's managed nodes (real bash, real
- * openssl); statuses, limits, truncation and events follow what SSM documents (aws-facts §1, §2.1).
+ * openssl); statuses, limits, truncation and events follow what SSM documents (SSM API reference, and the agent's source for what it does on the node).
  */
 export async function startSsmEmulator(options: {
   fleet: Fleet;

@@ -4,7 +4,7 @@
  */
 export interface AgentBehaviour {
   /**
-   * Which reload behaviour to model (real-systems §3): from 1.10.1 (PR #25796) a reload error can end
+   * Which reload behaviour to model (command/agent/command.go handleReload): from 1.10.1 (PR #25796) a reload error can end
    * the agent; 1.9.x and 1.10.0 never exit on SIGHUP.
    */
   nomadVersion: string;

@@ -1,7 +1,7 @@
 // The gossip side of a Nomad server, as the stand-in runs it: the serf agent Nomad embeds (same
 // lifetime as the agent, memberlist's WAN timings, keyring persisted in the data dir and seeded from
 // `encrypt` only when missing) and the HTTP endpoints Nomad answers from it, /v1/agent/keyring/*
-// (ACL agent:write) and /v1/agent/members (nomad-facts §2, real-systems §4).
+// (ACL agent:write) and /v1/agent/members (command/agent/agent_endpoint.go, serf's keymanager.go).
 import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';

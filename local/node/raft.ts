@@ -202,7 +202,7 @@ export class RaftModel {
    * RPC; without a leader the call is held up to RPCHoldTimeout for one to appear. A forwarded call is
    * answered from local state only, so a hold is never nested. Nomad finds the leader's RPC address
    * among the servers its serf agent knows as alive, so a follower whose gossip is cut off has no
-   * leader to forward to (real-systems §3).
+   * leader to forward to (nomad/rpc.go, nomad/status_endpoint.go).
    */
   async leader(forwarded: boolean): Promise<LeaderAnswer> {
     const deadline = Date.now() + this.options.behaviour.rpcHoldTimeoutMs;

@@ -1,5 +1,5 @@
 // The Nomad stand-in: one process per node, started by the node's supervisor (systemd's role).
-// What it models, and from where (real-systems §3, nomad-facts):
+// What it models, and from where (Nomad's source: command/agent, nomad/, helper/tlsutil):
 // - TLS. HTTPS on the node's port from agent.crt/agent.key/ca.crt, asking for a client certificate
 //   only with verify_https_client (no name is checked on it). Servers also listen for RPC on their
 //   rpcPort, always mutual TLS with the current files and Nomad's name rules (./rpc.ts). A CA bundle
@@ -139,7 +139,7 @@ function caPool(ca: string): string[] {
   return pool;
 }
 
-/** Node's TLS would serve an Ed25519 key; Nomad's TLS configuration refuses it (real-systems §3). */
+/** Node's TLS would serve an Ed25519 key; Nomad's TLS configuration refuses it (helper/tlsutil/config.go). */
 function assertSupportedKey(key: string): void {
   const type = createPrivateKey(key).asymmetricKeyType;
   if (type === 'ed25519') throw new Error(`unsupported private key type ${type}`);

@@ -50,7 +50,7 @@ export type VaultEmulator = Awaited<ReturnType<typeof startVaultEmulator>>;
 
 /**
  * A Vault server on loopback for the local world, covering what nomad-rotator calls, with Vault's
- * envelopes, statuses and error texts (reference/vault-api.md): seal state, mounts, ACL policies on
+ * envelopes, statuses and error texts (real samples of Vault's answers in test/fixtures/vault/): seal state, mounts, ACL policies on
  * every request, the token store, AWS IAM login and the PKI engine with real X.509.
  */
 export async function startVaultEmulator(options: VaultEmulatorOptions = {}) {

@@ -5,7 +5,7 @@ import { x509 } from './x509';
 /**
  * Check a CSR a node sent before it goes to Vault: it must parse, be self-signed by the key it
  * carries (proof of possession), and use the configured key type. Its names are ignored: we decide
- * the names (DESIGN 2.1), so a compromised node cannot ask for someone else's identity.
+ * the names, so a compromised node cannot ask for someone else's identity.
  */
 export async function validateCsr(
   base64Pem: string,

@@ -36,7 +36,7 @@ export type NodeChanges = Partial<Omit<NodeRecord, 'cluster' | 'instanceId' | 'v
 export type NodeField = keyof NodeChanges;
 
 /**
- * The state table (single-table design, DESIGN §3). Every state change is a conditional write, so a
+ * The state table (single-table design). Every state change is a conditional write, so a
  * duplicate, late or out-of-order event turns into a ConflictError the caller can drop. No
  * transactions: dynalite has none, and nothing here needs more than one item at a time.
  */

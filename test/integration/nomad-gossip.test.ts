@@ -10,7 +10,7 @@ import type { NodeSandbox } from '../../local/node/sandbox';
 import { opensslCa } from '../helpers/openssl-ca';
 import { eventually, issue } from '../helpers/standin-nodes';
 
-// The gossip side of the Nomad stand-in where it must match real Nomad and serf (real-systems §4):
+// The gossip side of the Nomad stand-in where it must match real Nomad and serf:
 // `encrypt` seeding a missing keyring, ACL agent:write on every keyring call, serf rewriting the
 // keyring file in place, and memberlist's WAN timings with suspect servers still counted. Three
 // servers with real serf agents and one client, ACLs enabled.

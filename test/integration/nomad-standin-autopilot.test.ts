@@ -8,7 +8,7 @@ import type { NodeSandbox } from '../../local/node/sandbox';
 import { opensslCa } from '../helpers/openssl-ca';
 import { api, eventually, issue, sleep, type TestCa } from '../helpers/standin-nodes';
 
-// Autopilot's dead-server cleanup on the leader's stand-in (real-systems §4): a voter is removed once
+// Autopilot's dead-server cleanup on the leader's stand-in (raft-autopilot reconcile.go, nomad/autopilot.go): a voter is removed once
 // its serf member is `failed` (at most (voters-1)/2 of them), and comes back as a non-voter that is
 // promoted after server_stabilization_time. A server cut off from gossip by a foreign key keeps
 // working RPC but, as in Nomad, finds no alive leader to forward to. "Failed" is serf's own verdict, read from the leader's serf agent, so

@@ -20,7 +20,7 @@ import {
 } from '../helpers/standin-nodes';
 
 // SIGHUP on the stand-in in Nomad's order and with each version's handling of bad files
-// (real-systems §3). Two single-server fleets with a client each: one with the default behaviour
+// (command/agent/agent.go Reload, command.go handleReload). Two single-server fleets with a client each: one with the default behaviour
 // (Nomad >= 1.10.1, verify_https_client on), one as Nomad 1.10.0 with verify_https_client off.
 // restartDelayMs is long so an agent that exits stays down for the test to see.
 

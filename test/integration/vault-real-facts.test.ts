@@ -11,7 +11,7 @@ import {
 } from '../helpers/vault-access-world';
 
 /**
- * The facts of reference/real-systems.md §2 (read from OpenBao / Vault source) that nomad-rotator
+ * The facts of Vault's behaviour, read from OpenBao / Vault source, that nomad-rotator
  * relies on, replayed against the emulator: where they disagree, the emulator is wrong.
  */
 
@@ -67,7 +67,7 @@ const sign = async (csr: string, names: Record<string, unknown> = {}, role = 'no
 
 const refusal = (text: string) => ({ status: 400, body: { errors: [text] } });
 
-describe('real-systems §2: pki/sign/:role checks the CSR key against the role (cert_util.go signCert)', () => {
+describe('Vault: pki/sign/:role checks the CSR key against the role (cert_util.go signCert)', () => {
   it('key_type must match: an RSA key on an ec role is refused', async () => {
     const csr = await csrOf({
       name: 'RSASSA-PKCS1-v1_5',
@@ -115,7 +115,7 @@ describe('real-systems §2: pki/sign/:role checks the CSR key against the role (
   });
 });
 
-describe('real-systems §2: names (cert_util.go validateNames)', () => {
+describe('Vault: names (cert_util.go validateNames)', () => {
   it('allow_subdomains of <region>.nomad admits server., client. and cli.; localhost and any IP pass', async () => {
     for (const commonName of ['server.global.nomad', 'client.global.nomad', 'cli.global.nomad']) {
       const signed = await sign(await csrPem(), {
@@ -134,7 +134,7 @@ describe('real-systems §2: names (cert_util.go validateNames)', () => {
   });
 });
 
-describe('real-systems §2: leaf_not_after_behavior=err', () => {
+describe('Vault: leaf_not_after_behavior=err', () => {
   it('a leaf that would outlive the issuer fails; signing stops in the last TTL before the CA ends', async () => {
     const issuer = await raw('GET', 'pki_int/cert/ca', undefined, '');
     const caEnd = new x509.X509Certificate(issuer.body.data.certificate).notAfter;
@@ -149,7 +149,7 @@ describe('real-systems §2: leaf_not_after_behavior=err', () => {
   });
 });
 
-describe('real-systems §2: storage, auto-tidy and URLs (path_tidy.go, path_config_urls.go)', () => {
+describe('Vault: storage, auto-tidy and URLs (path_tidy.go, path_config_urls.go)', () => {
   it('issued certificates are stored (no_store=false): the serial is listed and readable until tidied', async () => {
     const signed = await sign(await csrPem());
 
@@ -178,7 +178,7 @@ describe('real-systems §2: storage, auto-tidy and URLs (path_tidy.go, path_conf
   });
 });
 
-describe('real-systems §2: issuers (storage.go importIssuer, path_manage_issuers.go)', () => {
+describe('Vault: issuers (storage.go importIssuer, path_manage_issuers.go)', () => {
   async function importSecondIntermediate(): Promise<string> {
     const generated = await raw('POST', 'pki_int/intermediate/generate/internal', {
       common_name: 'second intermediate',
@@ -219,7 +219,7 @@ describe('real-systems §2: issuers (storage.go importIssuer, path_manage_issuer
   });
 });
 
-describe('real-systems §2: revoke-accessor answers (vault/token_store.go)', () => {
+describe('Vault: revoke-accessor answers (vault/token_store.go)', () => {
   const mint = async () =>
     (await raw('POST', 'auth/token/create-orphan', { policies: ['tls-policy'], ttl: '1h' })).body.auth;
 
@@ -248,7 +248,7 @@ describe('real-systems §2: revoke-accessor answers (vault/token_store.go)', () 
   });
 });
 
-describe('real-systems §2: PKI revoke answers (path_revoke.go, crl_util.go revokeCert)', () => {
+describe('Vault: PKI revoke answers (path_revoke.go, crl_util.go revokeCert)', () => {
   it('unknown serial 400 "… not found."; revoked again 200 with the first time; expired 200 with a warning', async () => {
     const signed = await sign(await csrPem());
     const serial = signed.body.data.serial_number as string;
@@ -269,7 +269,7 @@ describe('real-systems §2: PKI revoke answers (path_revoke.go, crl_util.go revo
   });
 });
 
-describe('real-systems §2: 412 "required index state not present" (api/client.go DefaultRetryPolicy)', () => {
+describe('Vault: 412 "required index state not present" (api/client.go DefaultRetryPolicy)', () => {
   it('is retried by the product’s client, as by Vault’s Go client', async () => {
     const client = new VaultClient({
       address: world.emulator.address,
@@ -283,7 +283,7 @@ describe('real-systems §2: 412 "required index state not present" (api/client.g
   });
 });
 
-describe('real-systems §2: AWS auth role and IAM login (path_role.go, path_login.go)', () => {
+describe('Vault: AWS auth role and IAM login (path_role.go, path_login.go)', () => {
   const loginBody = async (overrides: Record<string, unknown> = {}) => ({
     role: 'nomad-rotator-admin',
     ...(await buildIamLoginData({ credentials: credentialsFor(ROTATOR_KEY_ID) })),
