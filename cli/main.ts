@@ -90,7 +90,8 @@ export async function main(argv: string[], environment: Record<string, string | 
         ),
         reason: command === 'plan' ? 'plan requested from the CLI' : required(options.reason, '--reason'),
         ...(options.restart ? { restart: true } : {}),
-        ...(command === 'reissue' ? { revokePrevious: !options['no-revoke'] } : {}),
+        // Only an explicit choice is sent: the rotator's default (a reissue revokes) applies otherwise.
+        ...(command === 'reissue' && options['no-revoke'] ? { revokePrevious: false } : {}),
         requestedBy: `cli:${environment.USER ?? 'unknown'}`,
       };
       const functionName = required(options.function ?? environment.NOMAD_ROTATOR_FUNCTION, '--function');

@@ -1,8 +1,7 @@
 import { z } from 'zod';
 import { describeError, ValidationError } from '../shared/errors';
-import { parseManualRequest } from '../shared/rotation/requests';
+import { parseManualRequest, planRequestFrom } from '../shared/rotation/requests';
 import { lambdaRuntimeFrom, type Runtime } from '../shared/runtime';
-import type { RolloutKind } from '../shared/state/records';
 import { renewIfDue } from '../shared/vault/tokens';
 import { deadlineFrom, type InvocationContext } from './context';
 
@@ -44,19 +43,15 @@ export function rotateCertsHandler(runtime: Runtime) {
       const issues = await rotation.targetIssues(targets);
       if (issues.length > 0) throw new ValidationError('invalid manual request', issues);
     }
-    const kind: RolloutKind = request.action === 'reissue' ? 'emergency' : 'rotate';
+    const planRequest = planRequestFrom(request);
     if (request.action === 'plan') {
-      return { action: 'plan', plan: await rotation.plan({ kind, targets, force: false }) };
+      return { action: 'plan', plan: await rotation.plan(planRequest) };
     }
     await rotation.syncInventory();
     const rollout = await rotation.start({
-      kind,
-      targets,
-      force: true,
+      ...planRequest,
       reason: request.reason,
       actor: request.requestedBy ?? 'manual-invoke',
-      restart: request.restart ?? false,
-      revokePrevious: request.revokePrevious ?? false,
     });
     return {
       action: request.action,

@@ -51,8 +51,6 @@ export interface RotationDependencies {
 export interface RolloutRequest extends PlanRequest {
   reason: string;
   actor: string;
-  revokePrevious: boolean;
-  restart: boolean;
 }
 
 export interface TickReport {
@@ -212,8 +210,8 @@ export class CertificateRotation {
         .replace(/[-:.TZ]/g, '')
         .slice(0, 14)}-${randomBytes(3).toString('hex')}`,
       kind: request.kind,
-      mode: request.restart || request.kind === 'emergency' ? 'restart' : 'reload',
-      revokePrevious: request.revokePrevious || request.kind === 'emergency',
+      mode: plan.mode,
+      revokePrevious: plan.revokePrevious,
       reason: request.reason,
       requestedBy: request.actor,
       waves: plan.waves,

@@ -10,6 +10,31 @@ export interface PlanRequest {
   targets: TargetSelector;
   /** Rotate every selected node now, due or not (manual rotate and emergency reissue). */
   force: boolean;
+  /** Restart the agent instead of reloading it; an emergency always restarts. */
+  restart?: boolean;
+  /** Revoke the replaced serials in Vault; when not said, an emergency revokes and a rotation does not. */
+  revokePrevious?: boolean;
+}
+
+/** How a rollout treats its nodes: what the plan shows and what the rollout record then carries. */
+export interface RolloutBehaviour {
+  mode: ReloadMode;
+  revokePrevious: boolean;
+}
+
+/**
+ * The one place that turns a request into a mode and a revoke decision, so a plan shows what the
+ * rollout started from the same request will do. An explicit `revokePrevious: false` wins even in an
+ * emergency (`reissue --no-revoke`): the operator may need the old serials valid for a while.
+ */
+export function rolloutBehaviour(
+  request: Pick<PlanRequest, 'kind' | 'restart' | 'revokePrevious'>,
+): RolloutBehaviour {
+  const emergency = request.kind === 'emergency';
+  return {
+    mode: request.restart === true || emergency ? 'restart' : 'reload',
+    revokePrevious: request.revokePrevious ?? emergency,
+  };
 }
 
 export type PlanDecision = 'rotate' | 'wait' | 'skip';
@@ -23,10 +48,9 @@ export interface PlanEntry {
   renewAt?: number;
 }
 
-export interface Plan {
+export interface Plan extends RolloutBehaviour {
   cluster: string;
   kind: RolloutKind;
-  mode: ReloadMode;
   entries: PlanEntry[];
   waves: Wave[];
 }
@@ -65,7 +89,7 @@ export function planRotation(
   return {
     cluster: cluster.name,
     kind: request.kind,
-    mode: request.kind === 'emergency' ? 'restart' : 'reload',
+    ...rolloutBehaviour(request),
     entries,
     waves,
   };

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { ValidationError } from '../errors';
 import { PATTERNS } from '../patterns';
 import { parseOrThrow } from '../validation';
+import type { PlanRequest } from './planner';
 
 const instanceId = z.string().regex(new RegExp(PATTERNS.instanceId), {
   message: 'must be an EC2 instance id such as i-0123456789abcdef0',
@@ -34,4 +35,19 @@ export function parseManualRequest(input: unknown, configuredClusters: readonly 
     ]);
   }
   return request;
+}
+
+/**
+ * The plan request a manual request stands for. `plan` previews a rotation without forcing it; the
+ * operator's restart and revoke choices pass through unchanged (absent stays absent), so the rollout's
+ * defaults are decided in one place (rolloutBehaviour) for the plan and the rollout alike.
+ */
+export function planRequestFrom(request: ManualRequest): PlanRequest {
+  return {
+    kind: request.action === 'reissue' ? 'emergency' : 'rotate',
+    targets: request.targets,
+    force: request.action !== 'plan',
+    ...(request.restart === undefined ? {} : { restart: request.restart }),
+    ...(request.revokePrevious === undefined ? {} : { revokePrevious: request.revokePrevious }),
+  };
 }

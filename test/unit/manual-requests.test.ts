@@ -1,0 +1,79 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Plan } from '../../shared/rotation/planner';
+import { type FakeClusterHarness, fakeCluster } from '../helpers/fake-cluster';
+import { invokeRotateCerts, settleFakeCluster } from '../helpers/fake-cluster-handler';
+
+const fleet = [
+  { instanceId: 'i-00000000000000001', role: 'server' as const },
+  { instanceId: 'i-0000000000000000a', role: 'client' as const },
+];
+
+let harness: FakeClusterHarness;
+afterEach(async () => harness?.stop());
+
+/** A cluster whose nodes all hold their first certificates. */
+async function issuedCluster(): Promise<{ replacedSerials: string[] }> {
+  harness = await fakeCluster(fleet);
+  await harness.rotation().tick({ deadline: Number.MAX_SAFE_INTEGER, owner: 'test', actor: 'schedule' });
+  await settleFakeCluster(harness);
+  const nodes = await harness.table.listNodes('prod');
+  return { replacedSerials: nodes.flatMap((node) => [node.agent!.serial, node.cli!.serial]) };
+}
+
+function installModes(): string[] {
+  return harness.fleet.commands
+    .filter((command) => command.kind === 'install')
+    .slice(-fleet.length)
+    .map((command) => command.parameters.mode!);
+}
+
+describe('reissue and its revoke choice', () => {
+  it('keeps the replaced serials valid when the operator says --no-revoke', async () => {
+    await issuedCluster();
+
+    await invokeRotateCerts(harness, {
+      action: 'reissue',
+      cluster: 'prod',
+      targets: 'all',
+      reason: 'INC-7 drill',
+      revokePrevious: false,
+    });
+    await settleFakeCluster(harness);
+
+    expect(harness.authority.revoked).toEqual([]);
+    expect(installModes()).toEqual(['restart', 'restart']);
+  });
+
+  it('revokes the replaced serials when the request does not say', async () => {
+    const { replacedSerials } = await issuedCluster();
+
+    await invokeRotateCerts(harness, { action: 'reissue', cluster: 'prod', targets: 'all', reason: 'INC-7' });
+    await settleFakeCluster(harness);
+
+    expect(harness.authority.revoked.sort()).toEqual(replacedSerials.sort());
+  });
+});
+
+describe('plan', () => {
+  it.each([
+    { choices: {}, mode: 'reload', revokePrevious: false },
+    { choices: { restart: true }, mode: 'restart', revokePrevious: false },
+    { choices: { revokePrevious: true }, mode: 'reload', revokePrevious: true },
+  ])('shows the mode and revoke decision a rotation with $choices then uses', async (expected) => {
+    await issuedCluster();
+    const request = { cluster: 'prod', targets: 'all', reason: 'OPS-42', ...expected.choices };
+
+    const planned = (await invokeRotateCerts(harness, { action: 'plan', ...request })) as { plan: Plan };
+    await invokeRotateCerts(harness, { action: 'rotate', ...request });
+
+    const rollout = (await harness.table.getActiveRollout('prod'))!;
+    expect({ mode: planned.plan.mode, revokePrevious: planned.plan.revokePrevious }).toEqual({
+      mode: expected.mode,
+      revokePrevious: expected.revokePrevious,
+    });
+    expect({ mode: rollout.mode, revokePrevious: rollout.revokePrevious }).toEqual({
+      mode: expected.mode,
+      revokePrevious: expected.revokePrevious,
+    });
+  });
+});
