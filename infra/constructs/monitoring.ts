@@ -17,6 +17,7 @@ import type { Function as LambdaFunction } from 'aws-cdk-lib/aws-lambda';
 import { Topic } from 'aws-cdk-lib/aws-sns';
 import type { Queue } from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { expiringSoonHours } from '../../shared/certs/renewal';
 import type { ClusterConfig } from '../../shared/config';
 import { METRIC, METRICS_NAMESPACE, SERVICE_NAME } from '../../shared/observability';
 
@@ -100,7 +101,8 @@ export class Monitoring extends Construct {
     const rolloutStuck = metric(METRIC.rolloutStuck, 'Sum');
     const tokenFailed = metric(METRIC.tokenRotationFailed, 'Sum');
     const caDays = metric(METRIC.caDaysToExpiry, 'Minimum');
-    const threshold = minHoursToExpiryThreshold(cluster);
+    // The rule the rotator's NodesExpiringSoon metric uses too, so the alarm and the metric agree.
+    const threshold = expiringSoonHours(cluster.certificates);
     const caThreshold = caDaysToExpiryThreshold(cluster);
 
     this.#alarm(`${name}-PushFailed`, {
@@ -239,16 +241,6 @@ export class Monitoring extends Construct {
     alarm.addOkAction(this.#action);
     this.alarms.push(alarm);
   }
-}
-
-/**
- * Half of the earliest renewal point (lifetime × renewWhenRemaining × (1 − jitter)), in hours: by then
- * renewal has been due for a while, and half of that margin is left to act before a node expires.
- */
-export function minHoursToExpiryThreshold(cluster: ClusterConfig): number {
-  const { ttl, renewWhenRemaining, jitter } = cluster.certificates;
-  const hours = ((ttl / 3600) * renewWhenRemaining * (1 - jitter)) / 2;
-  return Math.round(hours * 100) / 100;
 }
 
 /**

@@ -29,3 +29,29 @@ export function unitJitter(seed: string): number {
   const digest = createHash('sha256').update(seed).digest();
   return (digest.readUInt32BE(0) / 0xffffffff) * 2 - 1;
 }
+
+/** What decides when a certificate counts as expiring soon: the renewal policy and the issued lifetime. */
+export interface ExpiryPolicy extends RenewalPolicy {
+  /** Lifetime of every certificate the cluster issues, in seconds. */
+  ttl: number;
+}
+
+const MS_PER_HOUR = 3_600_000;
+
+/**
+ * Hours of validity below which a certificate is expiring soon: half the earliest renewal point
+ * (lifetime × renewWhenRemaining × (1 − jitter)). By then renewal has been due for a while on every
+ * certificate, and half of that margin is left to act. Rounded to hundredths of an hour because the
+ * MinHoursToExpiry alarm carries this very number as its threshold; the NodesExpiringSoon metric
+ * compares against the same rounded value, so a node counts as expiring soon exactly when it alone
+ * would hold the alarm's metric below the threshold.
+ */
+export function expiringSoonHours(policy: ExpiryPolicy): number {
+  const hours = ((policy.ttl / 3600) * policy.renewWhenRemaining * (1 - policy.jitter)) / 2;
+  return Math.round(hours * 100) / 100;
+}
+
+/** Hours from `now` until `notAfter` (both epoch milliseconds); negative once expired. */
+export function hoursUntil(notAfter: number, now: number): number {
+  return (notAfter - now) / MS_PER_HOUR;
+}

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { validateCsr } from '../certs/csr';
 import { certificateNames, type NodeRole } from '../certs/names';
+import { expiringSoonHours, hoursUntil } from '../certs/renewal';
 import type { Clock } from '../clock';
 import type { ClusterConfig } from '../config';
 import {
@@ -931,12 +932,15 @@ export class CertificateRotation {
     const { table, clock, telemetry } = this.#deps;
     const now = clock.now();
     const nodes = (await table.listNodes(this.#cluster.name)).filter((node) => node.status !== 'retired');
-    const remaining = nodes.map((node) => (node.agent ? node.agent.notAfter - now : -1));
-    const minHours = remaining.length > 0 ? Math.min(...remaining) / 3_600_000 : undefined;
-    // "Expiring soon": less than half of the renewal lead left, i.e. renewal is overdue.
-    const soonMs =
-      (this.#cluster.certificates.ttl * 1000 * this.#cluster.certificates.renewWhenRemaining) / 2;
-    telemetry.fleetExpiry(this.#cluster.name, minHours, remaining.filter((ms) => ms < soonMs).length);
+    // A node with no certificate yet counts as just expired: it needs one as urgently as that.
+    const hoursLeft = nodes.map((node) => hoursUntil(node.agent ? node.agent.notAfter : now - 1, now));
+    const minHours = hoursLeft.length > 0 ? Math.min(...hoursLeft) : undefined;
+    const soonHours = expiringSoonHours(this.#cluster.certificates);
+    telemetry.fleetExpiry(
+      this.#cluster.name,
+      minHours,
+      hoursLeft.filter((hours) => hours < soonHours).length,
+    );
   }
 
   async #tryUpdate(
