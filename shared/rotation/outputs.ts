@@ -1,10 +1,33 @@
 import { z } from 'zod';
+import type { CertificateFacts } from '../state/records';
 
-const certificateFacts = z.object({
-  serial: z.string().regex(/^[0-9a-fA-F:]{1,64}$/),
-  notBefore: z.number().int(),
-  notAfter: z.number().int(),
-});
+const MS_PER_SECOND = 1000;
+
+/** The node scripts print validity as `date +%s` of openssl's dates: whole epoch seconds. */
+const epochSeconds = z.number().int();
+const serial = z.string().regex(/^[0-9a-fA-F:]{1,64}$/);
+
+/**
+ * A certificate as a node script reports it. Its times are converted here, once, to the epoch
+ * milliseconds of every record and clock in the code, so no seconds value travels past the parse.
+ */
+const nodeReportedCertificate = z
+  .object({ serial, notBefore: epochSeconds, notAfter: epochSeconds })
+  .transform(
+    (reported): CertificateFacts => ({
+      serial: reported.serial,
+      notBefore: reported.notBefore * MS_PER_SECOND,
+      notAfter: reported.notAfter * MS_PER_SECOND,
+    }),
+  );
+
+/** The certificate a node holds before a rotation (prepare reports no start of validity). */
+const nodeReportedCurrentCertificate = z.object({ serial, notAfter: epochSeconds }).transform(
+  (reported): Omit<CertificateFacts, 'notBefore'> => ({
+    serial: reported.serial,
+    notAfter: reported.notAfter * MS_PER_SECOND,
+  }),
+);
 
 export const prepareOutputSchema = z.object({
   ok: z.literal(true),
@@ -13,8 +36,8 @@ export const prepareOutputSchema = z.object({
   agentCsr: z.string().regex(/^[A-Za-z0-9+/=]+$/),
   cliCsr: z.string().regex(/^[A-Za-z0-9+/=]+$/),
   current: z.object({
-    agent: certificateFacts.omit({ notBefore: true }).nullable(),
-    cli: certificateFacts.omit({ notBefore: true }).nullable(),
+    agent: nodeReportedCurrentCertificate.nullable(),
+    cli: nodeReportedCurrentCertificate.nullable(),
   }),
 });
 
@@ -25,8 +48,8 @@ export const installOutputSchema = z.object({
   changed: z.boolean(),
   action: z.enum(['reload', 'restart', 'none']),
   servedSerial: z.string(),
-  agent: certificateFacts,
-  cli: certificateFacts,
+  agent: nodeReportedCertificate,
+  cli: nodeReportedCertificate,
 });
 
 export const failureOutputSchema = z.object({
