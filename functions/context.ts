@@ -9,8 +9,13 @@ export interface InvocationContext {
 /** Stop this long before the Lambda timeout so state is written and the rest is left to the next run. */
 const SAFETY_MARGIN_MS = 20_000;
 
+/**
+ * When to stop starting work: the invocation's own end, read from its remaining time, less the safety
+ * margin. An invocation with less than the margin left gets no time to start anything rather than a
+ * fixed minimum that could outlast it.
+ */
 export function deadlineFrom(context: InvocationContext, clock: Clock): number {
-  return clock.now() + Math.max(context.getRemainingTimeInMillis() - SAFETY_MARGIN_MS, 1_000);
+  return clock.now() + Math.max(context.getRemainingTimeInMillis() - SAFETY_MARGIN_MS, 0);
 }
 
 /** An SQS body as JSON, or undefined when it is not JSON (the schema check then drops it). */
