@@ -1,3 +1,5 @@
+import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
+import type { SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import type { Clock } from '../shared/clock';
 
 /** The part of the Lambda context the handlers use; the local world passes its own. */
@@ -25,4 +27,21 @@ export function parseJsonBody(text: string): unknown {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * An SQS batch through Powertools: a record whose handler throws is reported in `batchItemFailures`
+ * and comes back from SQS, the others are deleted. Records are handled one after another, in the
+ * queue's order, as events of one command arrive in order. A batch where every record failed is
+ * answered the same way rather than by throwing, so SQS still retries exactly those records and the
+ * invocation does not count as a function error.
+ */
+export function processSqsRecords(
+  event: SQSEvent,
+  handleRecord: (record: SQSRecord) => Promise<void>,
+): Promise<SQSBatchResponse> {
+  return processPartialResponse(event, handleRecord, new BatchProcessor(EventType.SQS), {
+    processInParallel: false,
+    throwOnFullBatchFailure: false,
+  });
 }

@@ -1,9 +1,16 @@
-import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
+import type { SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { z } from 'zod';
-import { describeError } from '../shared/errors';
+import { describeError, TransientError } from '../shared/errors';
+import {
+  applyInstanceStateChange,
+  type InstanceStateRuntime,
+  registrationCheckRemains,
+} from '../shared/intake/instance-state';
 import { PATTERNS } from '../shared/patterns';
-import { lambdaRuntimeFrom, type Runtime } from '../shared/runtime';
-import { type InvocationContext, parseJsonBody } from './context';
+import { lambdaRuntimeFrom } from '../shared/runtime';
+import { type InvocationContext, parseJsonBody, processSqsRecords } from './context';
+
+export { MAX_REGISTRATION_CHECKS } from '../shared/intake/instance-state';
 
 const stateChangeSchema = z.looseObject({
   source: z.literal('aws.ec2'),
@@ -15,57 +22,35 @@ const stateChangeSchema = z.looseObject({
 });
 
 /**
- * A new instance registers with SSM some seconds after `running`. Until then we cannot tell it from an
- * instance that is not a Nomad node at all, so the message is retried this many times (the queue's
- * visibility timeout apart) and then dropped quietly; the scheduled tick picks up late registrations.
- */
-export const MAX_REGISTRATION_CHECKS = 10;
-
-/**
  * instance-state: EC2 state changes through SQS. `running` → certificates as soon as the SSM agent is
- * online; `terminated` → revoke the node's serials and retire it.
+ * online; `terminated` → revoke the node's serials and retire it. A message that is not such an event
+ * is dropped; one that fails to apply, or whose instance has not registered with SSM yet, goes back
+ * to the queue.
  */
-export function instanceStateHandler(runtime: Runtime) {
+export function instanceStateHandler(runtime: InstanceStateRuntime) {
   return async (event: SQSEvent, _context: InvocationContext): Promise<SQSBatchResponse> => {
-    const batchItemFailures: SQSBatchResponse['batchItemFailures'] = [];
-    for (const record of event.Records) {
+    const handleRecord = async (record: SQSRecord): Promise<void> => {
       const parsed = stateChangeSchema.safeParse(parseJsonBody(record.body));
-      if (!parsed.success) continue;
+      if (!parsed.success) return;
       const { 'instance-id': instanceId, state } = parsed.data.detail;
+      let result: Awaited<ReturnType<typeof applyInstanceStateChange>>;
       try {
-        if (state === 'terminated') {
-          for (const cluster of runtime.clusterNames())
-            await runtime.rotation(cluster).retire(instanceId, 'ec2-terminated');
-        } else if (state === 'running' && !(await startIfOnline(runtime, instanceId))) {
-          const receives = Number(record.attributes.ApproximateReceiveCount ?? '1');
-          if (receives < MAX_REGISTRATION_CHECKS)
-            batchItemFailures.push({ itemIdentifier: record.messageId });
-        }
+        result = await applyInstanceStateChange(runtime, { instanceId, state });
       } catch (error) {
         runtime.logger.error('instance state change not applied; it will be redelivered', {
           instanceId,
           state,
           error: describeError(error),
         });
-        batchItemFailures.push({ itemIdentifier: record.messageId });
+        throw error;
       }
-    }
-    return { batchItemFailures };
+      const receives = Number(record.attributes.ApproximateReceiveCount ?? '1');
+      // Thrown only to have the batch processor hand the message back; not an error worth a log line.
+      if (result === 'unregistered' && registrationCheckRemains(receives))
+        throw new TransientError('instance not registered with SSM yet', { context: { instanceId } });
+    };
+    return processSqsRecords(event, handleRecord);
   };
-}
-
-/** True when the instance is an online node of a configured cluster (and got its rollout). */
-async function startIfOnline(runtime: Runtime, instanceId: string): Promise<boolean> {
-  for (const cluster of runtime.config.clusters) {
-    const node = (await runtime.inventory.list(cluster)).find(
-      (candidate) => candidate.instanceId === instanceId,
-    );
-    if (node === undefined) continue;
-    if (!node.online) return false;
-    await runtime.rotation(cluster.name).onInstanceRunning(instanceId, 'ec2-running');
-    return true;
-  }
-  return false;
 }
 
 export const handler = (event: SQSEvent, context: InvocationContext) =>

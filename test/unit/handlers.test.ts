@@ -1,0 +1,290 @@
+import type { Context, SQSEvent, SQSRecord } from 'aws-lambda';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { commandStatusHandler } from '../../functions/command-status';
+import { instanceStateHandler, MAX_REGISTRATION_CHECKS } from '../../functions/instance-state';
+import { ManualClock } from '../../local/clock';
+import { RecordingLogger } from '../../local/world/recording';
+import { parseClusterConfig } from '../../shared/config';
+import { ConflictError, TransientError } from '../../shared/errors';
+import type { InstanceStateRuntime } from '../../shared/intake/instance-state';
+import type { InvocationStatusRuntime } from '../../shared/intake/invocation-status';
+import type { CertificateRotation } from '../../shared/rotation/engine';
+import type { CommandGateway, InventoryNode, Logger } from '../../shared/rotation/ports';
+
+const INSTANCE_A = 'i-0aaaaaaaaaaaaaaa1';
+const INSTANCE_B = 'i-0bbbbbbbbbbbbbbb2';
+const INSTANCE_C = 'i-0ccccccccccccccc3';
+
+afterEach(() => {
+  vi.restoreAllMocks();
+});
+
+function sqsRecord(messageId: string, body: unknown, receiveCount = 1): SQSRecord {
+  return {
+    messageId,
+    receiptHandle: `handle-${messageId}`,
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+    attributes: {
+      ApproximateReceiveCount: String(receiveCount),
+      SentTimestamp: '0',
+      SenderId: 'test',
+      ApproximateFirstReceiveTimestamp: '0',
+    },
+    messageAttributes: {},
+    md5OfBody: '',
+    eventSource: 'aws:sqs',
+    eventSourceARN: 'arn:aws:sqs:eu-west-1:123456789012:command-status',
+    awsRegion: 'eu-west-1',
+  };
+}
+
+const batch = (...records: SQSRecord[]): SQSEvent => ({ Records: records });
+
+function invocationEvent(instanceId: string, status = 'Success', commandId = `cmd-${instanceId}`) {
+  return {
+    source: 'aws.ssm',
+    'detail-type': 'EC2 Command Invocation Status-change Notification',
+    detail: { 'command-id': commandId, 'instance-id': instanceId, status },
+  };
+}
+
+function stateChangeEvent(instanceId: string, state: string) {
+  return {
+    source: 'aws.ec2',
+    'detail-type': 'EC2 Instance State-change Notification',
+    detail: { 'instance-id': instanceId, state },
+  };
+}
+
+/** A Lambda context with the given time left, as the Lambda runtime passes it. */
+function lambdaContext(remainingMs: number, awsRequestId = 'request-1'): Context {
+  return {
+    callbackWaitsForEmptyEventLoop: true,
+    functionName: 'nomad-rotator-command-status',
+    functionVersion: '$LATEST',
+    invokedFunctionArn: 'arn:aws:lambda:eu-west-1:123456789012:function:nomad-rotator-command-status',
+    memoryLimitInMB: '512',
+    awsRequestId,
+    logGroupName: '/aws/lambda/nomad-rotator-command-status',
+    logStreamName: 'stream',
+    getRemainingTimeInMillis: () => remainingMs,
+    done: () => {},
+    fail: () => {},
+    succeed: () => {},
+  };
+}
+
+type RotationCalls = Pick<CertificateRotation, 'onInvocation' | 'retire' | 'onInstanceRunning'>;
+
+/** The runtime parts the two SQS handlers use, with the engine of every cluster replaced by `rotation`. */
+function fakeRuntime(options: {
+  rotation: Partial<RotationCalls>;
+  logger?: Logger;
+  invocation?: CommandGateway['invocation'];
+  inventory?: InventoryNode[];
+}): InvocationStatusRuntime & InstanceStateRuntime & { clock: ManualClock } {
+  const clusters = ['prod', 'staging'].map((name) =>
+    parseClusterConfig({
+      name,
+      vault: { address: 'https://vault.internal:8200', tokenSecretId: `nomad/${name}/token` },
+    }),
+  );
+  const invocation: CommandGateway['invocation'] =
+    options.invocation ??
+    (async () => ({ state: 'succeeded', stdout: '{}', comment: 'nomad-rotator:prod:prepare:attempt-1' }));
+  return {
+    clock: new ManualClock(1_800_000_000_000),
+    logger: options.logger ?? new RecordingLogger(),
+    config: { tableName: 'state', eventBusName: 'bus', documents: {} as never, clusters },
+    clusterNames: () => clusters.map((cluster) => cluster.name),
+    commands: { send: async () => 'unused', invocation },
+    inventory: { list: async () => options.inventory ?? [] },
+    rotation: () => options.rotation as CertificateRotation,
+  };
+}
+
+describe('command-status partial batches', () => {
+  it('reports only the record that failed; the others are applied or dropped', async () => {
+    const applied: string[] = [];
+    const logger = new RecordingLogger();
+    const runtime = fakeRuntime({
+      logger,
+      rotation: {
+        onInvocation: async (instanceId) => {
+          if (instanceId === INSTANCE_B) throw new TransientError('DynamoDB throttled');
+          applied.push(instanceId);
+        },
+      },
+    });
+
+    const response = await commandStatusHandler(runtime)(
+      batch(
+        sqsRecord('a', invocationEvent(INSTANCE_A)),
+        sqsRecord('b', invocationEvent(INSTANCE_B)),
+        sqsRecord('not-json', '{"truncated'),
+        sqsRecord('not-ours', { source: 'aws.ec2', detail: {} }),
+        sqsRecord('c', invocationEvent(INSTANCE_C)),
+      ),
+      lambdaContext(60_000),
+    );
+
+    expect(response).toEqual({ batchItemFailures: [{ itemIdentifier: 'b' }] });
+    expect(applied).toEqual([INSTANCE_A, INSTANCE_C]);
+    expect(logger.lines.filter((line) => line.level === 'WARN').map((line) => line.messageId)).toEqual([
+      'not-json',
+      'not-ours',
+    ]);
+    expect(logger.lines.find((line) => line.level === 'ERROR')).toMatchObject({
+      instanceId: INSTANCE_B,
+      commandId: `cmd-${INSTANCE_B}`,
+    });
+  });
+
+  it('answers a batch where every record failed with all of them, rather than throwing', async () => {
+    const runtime = fakeRuntime({
+      rotation: {
+        onInvocation: async () => {
+          throw new TransientError('Vault sealed');
+        },
+      },
+    });
+
+    const response = await commandStatusHandler(runtime)(
+      batch(sqsRecord('a', invocationEvent(INSTANCE_A)), sqsRecord('b', invocationEvent(INSTANCE_B))),
+      lambdaContext(60_000),
+    );
+
+    expect(response).toEqual({ batchItemFailures: [{ itemIdentifier: 'a' }, { itemIdentifier: 'b' }] });
+  });
+
+  it('handles the records one at a time, in the order the queue delivered them', async () => {
+    const order: string[] = [];
+    let running = 0;
+    const runtime = fakeRuntime({
+      rotation: {
+        onInvocation: async (instanceId) => {
+          running += 1;
+          order.push(`${instanceId}:${running}`);
+          await new Promise((resolve) => setTimeout(resolve, 5));
+          running -= 1;
+        },
+      },
+    });
+
+    await commandStatusHandler(runtime)(
+      batch(sqsRecord('a', invocationEvent(INSTANCE_A)), sqsRecord('b', invocationEvent(INSTANCE_B))),
+      lambdaContext(60_000),
+    );
+
+    expect(order).toEqual([`${INSTANCE_A}:1`, `${INSTANCE_B}:1`]);
+  });
+
+  it('deletes lost races, in-progress statuses and commands of no configured cluster without applying', async () => {
+    const onInvocation = vi.fn(async () => {
+      throw new ConflictError('node moved on');
+    });
+    const comments: Record<string, string> = {
+      [INSTANCE_A]: 'nomad-rotator:prod:install:attempt-1',
+      [INSTANCE_B]: 'nomad-rotator:elsewhere:install:attempt-1',
+    };
+    const runtime = fakeRuntime({
+      rotation: { onInvocation },
+      invocation: async (_commandId, instanceId) => ({
+        state: 'succeeded',
+        stdout: '{}',
+        comment: comments[instanceId] ?? 'someone else',
+      }),
+    });
+
+    const response = await commandStatusHandler(runtime)(
+      batch(
+        sqsRecord('conflict', invocationEvent(INSTANCE_A)),
+        sqsRecord('other-cluster', invocationEvent(INSTANCE_B)),
+        sqsRecord('foreign', invocationEvent(INSTANCE_C)),
+        sqsRecord('in-progress', invocationEvent(INSTANCE_A, 'InProgress')),
+      ),
+      lambdaContext(60_000),
+    );
+
+    expect(response).toEqual({ batchItemFailures: [] });
+    expect(onInvocation).toHaveBeenCalledTimes(1);
+  });
+});
+
+describe('instance-state partial batches', () => {
+  it('retries a running instance until it registers with SSM, then drops it quietly', async () => {
+    const logger = new RecordingLogger();
+    const runtime = fakeRuntime({ logger, rotation: {} });
+    const handle = instanceStateHandler(runtime);
+
+    const early = await handle(
+      batch(sqsRecord('m', stateChangeEvent(INSTANCE_A, 'running'))),
+      lambdaContext(60_000),
+    );
+    const last = await handle(
+      batch(sqsRecord('m', stateChangeEvent(INSTANCE_A, 'running'), MAX_REGISTRATION_CHECKS)),
+      lambdaContext(60_000),
+    );
+
+    expect(early).toEqual({ batchItemFailures: [{ itemIdentifier: 'm' }] });
+    expect(last).toEqual({ batchItemFailures: [] });
+    expect(logger.lines).toEqual([]);
+  });
+
+  it('starts an online node, retires a terminated one in every cluster, reports only the failure', async () => {
+    const retired: string[] = [];
+    const started: string[] = [];
+    const logger = new RecordingLogger();
+    const runtime = fakeRuntime({
+      logger,
+      inventory: [{ instanceId: INSTANCE_A, role: 'client', ip: '10.0.0.1', online: true }],
+      rotation: {
+        onInstanceRunning: async (instanceId) => {
+          started.push(instanceId);
+          return 'rollout-1';
+        },
+        retire: async (instanceId) => {
+          if (instanceId === INSTANCE_C) throw new TransientError('Vault unreachable');
+          retired.push(instanceId);
+          return true;
+        },
+      },
+    });
+
+    const response = await instanceStateHandler(runtime)(
+      batch(
+        sqsRecord('running', stateChangeEvent(INSTANCE_A, 'running')),
+        sqsRecord('terminated', stateChangeEvent(INSTANCE_B, 'terminated')),
+        sqsRecord('failing', stateChangeEvent(INSTANCE_C, 'terminated')),
+        sqsRecord('not-json', 'running'),
+        sqsRecord('stopping', stateChangeEvent(INSTANCE_A, 'stopping')),
+      ),
+      lambdaContext(60_000),
+    );
+
+    expect(response).toEqual({ batchItemFailures: [{ itemIdentifier: 'failing' }] });
+    expect(started).toEqual([INSTANCE_A]);
+    expect(retired).toEqual([INSTANCE_B, INSTANCE_B]);
+    expect(logger.lines.map((line) => [line.level, line.instanceId])).toEqual([['ERROR', INSTANCE_C]]);
+  });
+});
+
+describe('command-status deadline', () => {
+  it('reaches the engine from the invocation the handler was given', async () => {
+    const deadlines: number[] = [];
+    const runtime = fakeRuntime({
+      rotation: {
+        onInvocation: async (_instanceId, _tag, _outcome, deadline) => {
+          deadlines.push(deadline);
+        },
+      },
+    });
+    const handle = commandStatusHandler(runtime);
+    const start = runtime.clock.now();
+
+    await handle(batch(sqsRecord('a', invocationEvent(INSTANCE_A))), lambdaContext(90_000));
+    await handle(batch(sqsRecord('b', invocationEvent(INSTANCE_B))), lambdaContext(800));
+
+    expect(deadlines).toEqual([start + 70_000, start]);
+  });
+});
