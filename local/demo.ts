@@ -58,7 +58,8 @@ async function main(): Promise<number> {
     await showFleet(world);
 
     step(`3. a reload that does not take effect on ${client1!.instanceId}: the node rolls back by itself`);
-    world.fleet.node(client1!.instanceId)!.injectFault('ignore-sighup');
+    // The fault file must be on the node before the rotation's install runs, or the reload works.
+    await world.fleet.node(client1!.instanceId)!.injectFault('ignore-sighup');
     await world.invoke({
       action: 'rotate',
       cluster: world.cluster.name,
@@ -70,7 +71,7 @@ async function main(): Promise<number> {
     say(
       `status ${failed.status}, reason ${failed.lastError}; the agent still serves ${failed.agent?.serial}`,
     );
-    world.fleet.node(client1!.instanceId)!.clearFault('ignore-sighup');
+    await world.fleet.node(client1!.instanceId)!.clearFault('ignore-sighup');
     world.clock.advance(2 * 60_000);
     await runTick(world);
     say(`after the backoff: ${(await records(world)).get(client1!.instanceId)!.lastAction}`);
