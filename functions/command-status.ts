@@ -2,6 +2,7 @@ import type { SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { z } from 'zod';
 import { describeError } from '../shared/errors';
 import { applyInvocationStatus, type InvocationStatusRuntime } from '../shared/intake/invocation-status';
+import { beginInvocationLog, withCorrelation } from '../shared/log-context';
 import { PATTERNS } from '../shared/patterns';
 import { lambdaRuntimeFrom, type Runtime } from '../shared/runtime';
 import { deadlineFrom, type InvocationContext, parseJsonBody, processSqsRecords } from './context';
@@ -23,6 +24,7 @@ const invocationEventSchema = z.looseObject({
  */
 export function commandStatusHandler(runtime: InvocationStatusRuntime & Pick<Runtime, 'clock'>) {
   return async (event: SQSEvent, context: InvocationContext): Promise<SQSBatchResponse> => {
+    beginInvocationLog(runtime.logger, context);
     const deadline = deadlineFrom(context, runtime.clock);
     const handleRecord = async (record: SQSRecord): Promise<void> => {
       const parsed = invocationEventSchema.safeParse(parseJsonBody(record.body));
@@ -33,16 +35,18 @@ export function commandStatusHandler(runtime: InvocationStatusRuntime & Pick<Run
         return;
       }
       const { 'command-id': commandId, 'instance-id': instanceId, status } = parsed.data.detail;
-      try {
-        await applyInvocationStatus(runtime, { commandId, instanceId, status }, deadline);
-      } catch (error) {
-        runtime.logger.error('invocation event not applied; it will be redelivered', {
-          commandId,
-          instanceId,
-          error: describeError(error),
-        });
-        throw error;
-      }
+      await withCorrelation(runtime.logger, { commandId, instanceId }, async () => {
+        try {
+          await applyInvocationStatus(runtime, { commandId, instanceId, status }, deadline);
+        } catch (error) {
+          runtime.logger.error('invocation event not applied; it will be redelivered', {
+            commandId,
+            instanceId,
+            error: describeError(error),
+          });
+          throw error;
+        }
+      });
     };
     return processSqsRecords(event, handleRecord);
   };

@@ -6,6 +6,7 @@ import {
   type InstanceStateRuntime,
   registrationCheckRemains,
 } from '../shared/intake/instance-state';
+import { beginInvocationLog, withCorrelation } from '../shared/log-context';
 import { PATTERNS } from '../shared/patterns';
 import { lambdaRuntimeFrom } from '../shared/runtime';
 import { type InvocationContext, parseJsonBody, processSqsRecords } from './context';
@@ -28,22 +29,24 @@ const stateChangeSchema = z.looseObject({
  * to the queue.
  */
 export function instanceStateHandler(runtime: InstanceStateRuntime) {
-  return async (event: SQSEvent, _context: InvocationContext): Promise<SQSBatchResponse> => {
+  return async (event: SQSEvent, context: InvocationContext): Promise<SQSBatchResponse> => {
+    beginInvocationLog(runtime.logger, context);
     const handleRecord = async (record: SQSRecord): Promise<void> => {
       const parsed = stateChangeSchema.safeParse(parseJsonBody(record.body));
       if (!parsed.success) return;
       const { 'instance-id': instanceId, state } = parsed.data.detail;
-      let result: Awaited<ReturnType<typeof applyInstanceStateChange>>;
-      try {
-        result = await applyInstanceStateChange(runtime, { instanceId, state });
-      } catch (error) {
-        runtime.logger.error('instance state change not applied; it will be redelivered', {
-          instanceId,
-          state,
-          error: describeError(error),
-        });
-        throw error;
-      }
+      const result = await withCorrelation(runtime.logger, { instanceId }, async () => {
+        try {
+          return await applyInstanceStateChange(runtime, { instanceId, state });
+        } catch (error) {
+          runtime.logger.error('instance state change not applied; it will be redelivered', {
+            instanceId,
+            state,
+            error: describeError(error),
+          });
+          throw error;
+        }
+      });
       const receives = Number(record.attributes.ApproximateReceiveCount ?? '1');
       // Thrown only to have the batch processor hand the message back; not an error worth a log line.
       if (result === 'unregistered' && registrationCheckRemains(receives))

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { describeError, ValidationError } from '../shared/errors';
+import { beginInvocationLog } from '../shared/log-context';
 import { parseManualRequest, planRequestFrom } from '../shared/rotation/requests';
 import { lambdaRuntimeFrom, type Runtime } from '../shared/runtime';
 import { renewIfDue } from '../shared/vault/tokens';
@@ -18,6 +19,7 @@ const tickSchema = z.union([
  */
 export function rotateCertsHandler(runtime: Runtime) {
   return async (event: unknown, context: InvocationContext) => {
+    beginInvocationLog(runtime.logger, context);
     const deadline = deadlineFrom(context, runtime.clock);
     const tick = tickSchema.safeParse(event);
     if (tick.success) {

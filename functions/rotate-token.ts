@@ -1,5 +1,7 @@
+import { beginInvocationLog } from '../shared/log-context';
 import { lambdaRuntimeFrom, type Runtime } from '../shared/runtime';
 import { rotateVaultToken, tokenRotationContext } from '../shared/vault/token-rotation';
+import type { InvocationContext } from './context';
 
 /**
  * rotate-token: the Secrets Manager custom rotation function of each cluster's Vault token secret
@@ -10,13 +12,17 @@ export function rotateTokenHandler(
   runtime: Runtime,
   overrides: Parameters<typeof tokenRotationContext>[1] = {},
 ) {
-  const context = tokenRotationContext(runtime, overrides);
-  return (event: unknown) => rotateVaultToken(event, context);
+  const rotation = tokenRotationContext(runtime, overrides);
+  // The context is optional: Secrets Manager's rotation calls in the local world come without one.
+  return (event: unknown, context?: InvocationContext) => {
+    if (context !== undefined) beginInvocationLog(runtime.logger, context);
+    return rotateVaultToken(event, rotation);
+  };
 }
 
-let lambdaHandler: ((event: unknown) => Promise<unknown>) | undefined;
+let lambdaHandler: ReturnType<typeof rotateTokenHandler> | undefined;
 
-export const handler = (event: unknown) => {
+export const handler = (event: unknown, context: InvocationContext) => {
   lambdaHandler ??= rotateTokenHandler(lambdaRuntimeFrom(process.env));
-  return lambdaHandler(event);
+  return lambdaHandler(event, context);
 };

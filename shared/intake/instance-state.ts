@@ -1,3 +1,4 @@
+import { withCorrelation } from '../log-context';
 import type { Runtime } from '../runtime';
 
 /**
@@ -34,7 +35,9 @@ export async function applyInstanceStateChange(
 ): Promise<InstanceStateResult> {
   if (change.state === 'terminated') {
     for (const cluster of runtime.clusterNames())
-      await runtime.rotation(cluster).retire(change.instanceId, 'ec2-terminated');
+      await withCorrelation(runtime.logger, { cluster }, () =>
+        runtime.rotation(cluster).retire(change.instanceId, 'ec2-terminated'),
+      );
     return 'retired';
   }
   if (change.state !== 'running') return 'ignored';
@@ -54,7 +57,9 @@ async function startIfOnline(runtime: InstanceStateRuntime, instanceId: string):
     );
     if (node === undefined) continue;
     if (!node.online) return false;
-    await runtime.rotation(cluster.name).onInstanceRunning(instanceId, 'ec2-running');
+    await withCorrelation(runtime.logger, { cluster: cluster.name }, () =>
+      runtime.rotation(cluster.name).onInstanceRunning(instanceId, 'ec2-running'),
+    );
     return true;
   }
   return false;

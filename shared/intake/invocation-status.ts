@@ -1,4 +1,5 @@
 import { ConflictError } from '../errors';
+import { withCorrelation } from '../log-context';
 import { parseCommandComment } from '../rotation/engine';
 import type { Runtime } from '../runtime';
 
@@ -33,7 +34,9 @@ export async function applyInvocationStatus(
     const outcome = await runtime.commands.invocation(change.commandId, change.instanceId);
     const tag = parseCommandComment(outcome.comment);
     if (tag === undefined || !runtime.clusterNames().includes(tag.cluster)) return 'not-ours';
-    await runtime.rotation(tag.cluster).onInvocation(change.instanceId, tag, outcome, deadline);
+    await withCorrelation(runtime.logger, { cluster: tag.cluster }, () =>
+      runtime.rotation(tag.cluster).onInvocation(change.instanceId, tag, outcome, deadline),
+    );
     return 'applied';
   } catch (error) {
     if (error instanceof ConflictError) return 'already-applied';

@@ -1,7 +1,14 @@
+import { Logger as PowertoolsLogger } from '@aws-lambda-powertools/logger';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
+import { DescribeSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { SSMClient } from '@aws-sdk/client-ssm';
 import type { Context, SQSEvent, SQSRecord } from 'aws-lambda';
+import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { commandStatusHandler } from '../../functions/command-status';
 import { instanceStateHandler, MAX_REGISTRATION_CHECKS } from '../../functions/instance-state';
+import { rotateTokenHandler } from '../../functions/rotate-token';
 import { ManualClock } from '../../local/clock';
 import { RecordingLogger } from '../../local/world/recording';
 import { parseClusterConfig } from '../../shared/config';
@@ -9,14 +16,19 @@ import { ConflictError, TransientError } from '../../shared/errors';
 import type { InstanceStateRuntime } from '../../shared/intake/instance-state';
 import type { InvocationStatusRuntime } from '../../shared/intake/invocation-status';
 import type { CertificateRotation } from '../../shared/rotation/engine';
-import type { CommandGateway, InventoryNode, Logger } from '../../shared/rotation/ports';
+import type { CommandGateway, InventoryNode, InvocationOutcome, Logger } from '../../shared/rotation/ports';
+import { Runtime } from '../../shared/runtime';
+import { findSecrets } from '../helpers/secret-scan';
 
 const INSTANCE_A = 'i-0aaaaaaaaaaaaaaa1';
 const INSTANCE_B = 'i-0bbbbbbbbbbbbbbb2';
 const INSTANCE_C = 'i-0ccccccccccccccc3';
+const VAULT_TOKEN = `hvs.${'S'.repeat(24)}`;
+const PRIVATE_KEY = '-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIBkg\n-----END EC PRIVATE KEY-----';
 
 afterEach(() => {
   vi.restoreAllMocks();
+  vi.unstubAllEnvs();
 });
 
 function sqsRecord(messageId: string, body: unknown, receiveCount = 1): SQSRecord {
@@ -101,6 +113,26 @@ function fakeRuntime(options: {
     inventory: { list: async () => options.inventory ?? [] },
     rotation: () => options.rotation as CertificateRotation,
   };
+}
+
+/** Every JSON line a Powertools logger wrote while `act` ran, parsed. */
+async function powertoolsLines(act: () => Promise<void>): Promise<Record<string, unknown>[]> {
+  const written: string[] = [];
+  const capture = (chunk: string | Uint8Array) => {
+    written.push(String(chunk));
+    return true;
+  };
+  vi.spyOn(process.stdout, 'write').mockImplementation(capture);
+  vi.spyOn(process.stderr, 'write').mockImplementation(capture);
+  try {
+    await act();
+  } finally {
+    vi.restoreAllMocks();
+  }
+  return written
+    .flatMap((text) => text.split('\n'))
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
 }
 
 describe('command-status partial batches', () => {
@@ -266,6 +298,100 @@ describe('instance-state partial batches', () => {
     expect(started).toEqual([INSTANCE_A]);
     expect(retired).toEqual([INSTANCE_B, INSTANCE_B]);
     expect(logger.lines.map((line) => [line.level, line.instanceId])).toEqual([['ERROR', INSTANCE_C]]);
+  });
+});
+
+describe('handler logs', () => {
+  it('carry the invocation context and the ids of the record being handled, and no secret', async () => {
+    // As Lambda sets it for an on-demand execution environment, where the first invocation is cold.
+    vi.stubEnv('AWS_LAMBDA_INITIALIZATION_TYPE', 'on-demand');
+    const logger = new PowertoolsLogger({ serviceName: 'nomad-rotator' });
+    const runtime = fakeRuntime({
+      logger,
+      invocation: async () =>
+        ({
+          state: 'failed',
+          detail: 'install failed',
+          stdout: `${PRIVATE_KEY}\n${VAULT_TOKEN}`,
+          comment: 'nomad-rotator:prod:install:attempt-1',
+        }) satisfies InvocationOutcome & { comment: string },
+      rotation: {
+        onInvocation: async (instanceId) => {
+          logger.info('engine line');
+          if (instanceId === INSTANCE_A) throw new TransientError('DynamoDB throttled');
+        },
+      },
+    });
+    const handle = commandStatusHandler(runtime);
+
+    const lines = await powertoolsLines(async () => {
+      await handle(
+        batch(
+          sqsRecord('a', invocationEvent(INSTANCE_A)),
+          sqsRecord('b', invocationEvent(INSTANCE_B)),
+          sqsRecord('junk-1', 'not json'),
+        ),
+        lambdaContext(60_000, 'request-1'),
+      );
+      await handle(batch(sqsRecord('junk-2', 'not json')), lambdaContext(60_000, 'request-2'));
+    });
+
+    const engineLines = lines.filter((line) => line.message === 'engine line');
+    expect(engineLines).toEqual([
+      expect.objectContaining({
+        function_request_id: 'request-1',
+        cold_start: true,
+        cluster: 'prod',
+        instanceId: INSTANCE_A,
+        commandId: `cmd-${INSTANCE_A}`,
+      }),
+      expect.objectContaining({ cluster: 'prod', instanceId: INSTANCE_B, commandId: `cmd-${INSTANCE_B}` }),
+    ]);
+    expect(lines.find((line) => line.level === 'ERROR')).toMatchObject({
+      function_request_id: 'request-1',
+      instanceId: INSTANCE_A,
+    });
+    // A record's keys end with it; the next invocation has its own request id and is a warm start.
+    const [sameBatch, nextInvocation] = ['junk-1', 'junk-2'].map((id) =>
+      lines.find((line) => line.messageId === id),
+    );
+    expect(sameBatch).toMatchObject({ function_request_id: 'request-1' });
+    expect(nextInvocation).toMatchObject({ function_request_id: 'request-2', cold_start: false });
+    for (const line of [sameBatch, nextInvocation]) {
+      expect(line).not.toHaveProperty('instanceId');
+      expect(line).not.toHaveProperty('commandId');
+      expect(line).not.toHaveProperty('cluster');
+    }
+    expect(findSecrets({ logs: lines }, [VAULT_TOKEN])).toEqual([]);
+  });
+
+  it('carry the invocation context in the token rotation function too', async () => {
+    const logger = new PowertoolsLogger({ serviceName: 'nomad-rotator' });
+    const secretsManager = new SecretsManagerClient({ region: 'eu-west-1' });
+    mockClient(secretsManager)
+      .on(DescribeSecretCommand)
+      .resolves({ ARN: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:orphan', Name: 'orphan' });
+    const runtime = new Runtime(
+      fakeRuntime({ rotation: {} }).config,
+      {
+        dynamodb: new DynamoDBClient({ region: 'eu-west-1' }),
+        ssm: new SSMClient({ region: 'eu-west-1' }),
+        eventBridge: new EventBridgeClient({ region: 'eu-west-1' }),
+        secretsManager,
+      },
+      { logger },
+    );
+    const rotationEvent = { Step: 'createSecret', SecretId: 'orphan', ClientRequestToken: 'c'.repeat(36) };
+
+    const lines = await powertoolsLines(async () => {
+      await expect(
+        rotateTokenHandler(runtime)(rotationEvent, lambdaContext(60_000, 'rotation-request')),
+      ).rejects.toThrow(/no configured cluster uses token secret orphan/);
+    });
+
+    expect(lines.find((line) => line.message === 'no cluster uses this token secret')).toMatchObject({
+      function_request_id: 'rotation-request',
+    });
   });
 });
 
