@@ -5,7 +5,7 @@ import { ValidationError } from '../errors';
 import { PATTERNS, patternRegExp } from '../patterns';
 import { parseOrThrow } from '../validation';
 import type { VaultClient } from './client';
-import { isVaultAnswer, VaultBadRequestError } from './errors';
+import { isVaultAnswer, type VaultBadRequestError, VaultNotFoundError } from './errors';
 import { GLOBAL_STS_ENDPOINT, stsEndpointRegion } from './sts';
 
 const mountPath = z
@@ -594,7 +594,7 @@ class VaultBootstrap {
       const pem: unknown = await this.vault.read(`${mount}/ca/pem`, this.token);
       return typeof pem === 'string' && pem.includes('BEGIN CERTIFICATE') ? pem : undefined;
     } catch (error) {
-      if (isMissing(error)) return undefined;
+      if (error instanceof VaultNotFoundError) return undefined;
       throw error;
     }
   }
@@ -605,7 +605,7 @@ class VaultBootstrap {
       const response = await this.vault.read<{ data?: Fields | null } & Fields>(path, this.token);
       return response.data ?? response;
     } catch (error) {
-      if (isMissing(error)) return undefined;
+      if (error instanceof VaultNotFoundError) return undefined;
       throw error;
     }
   }
@@ -613,13 +613,6 @@ class VaultBootstrap {
   #write<T = unknown>(path: string, body: Fields): Promise<T> {
     return this.vault.write<T>(path, body, this.token);
   }
-}
-
-function isMissing(error: unknown): boolean {
-  return (
-    error instanceof VaultBadRequestError &&
-    (error.context.status === 404 || /no handler for route/.test(error.message))
-  );
 }
 
 function definedFields(fields: Fields): Fields {

@@ -53,6 +53,12 @@ const TLS_VERIFICATION_CODES = new Set([
 export class VaultBadRequestError extends VaultError {}
 
 /**
+ * 404, or Vault's "no handler for route" (no mount, role or item at the path): what was asked for does
+ * not exist. Still a bad request, so whoever treats every 4xx alike keeps doing so.
+ */
+export class VaultNotFoundError extends VaultBadRequestError {}
+
+/**
  * Whether Vault answered exactly this: the status and Vault's own error text (whitespace collapsed),
  * never our message around it, which names the path and so matches far more than was meant.
  */
@@ -104,5 +110,7 @@ export function toVaultError(error: unknown, operation: string, path: string): R
   if (status === 400 && /not allowed by this role|not allowed in this role|^role requires /i.test(text)) {
     return new VaultNotAllowedByRoleError(message, { context });
   }
+  if (status === 404 || /no handler for route/.test(text))
+    return new VaultNotFoundError(message, { context });
   return new VaultBadRequestError(message, { context });
 }
