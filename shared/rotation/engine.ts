@@ -82,7 +82,7 @@ export function parseCommandComment(comment: string | undefined): CommandTag | u
 }
 
 /**
- * Certificate rotation for one cluster (DESIGN 2.1 and 2.4). Every step is a conditional write on the
+ * Certificate rotation for one cluster. Every step is a conditional write on the
  * node or rollout item, so the event path, the reconcile path and concurrent ticks can all call the
  * same transitions: whoever loses a race gets a ConflictError and stops.
  */
