@@ -9,7 +9,7 @@ import {
 import { beginInvocationLog, withCorrelation } from '../shared/log-context';
 import { PATTERNS } from '../shared/patterns';
 import { lambdaRuntimeFrom } from '../shared/runtime';
-import { type InvocationContext, parseJsonBody, processSqsRecords } from './context';
+import { deadlineFrom, type InvocationContext, parseJsonBody, processSqsRecords } from './context';
 
 export { MAX_REGISTRATION_CHECKS } from '../shared/intake/instance-state';
 
@@ -31,13 +31,14 @@ const stateChangeSchema = z.looseObject({
 export function instanceStateHandler(runtime: InstanceStateRuntime) {
   return async (event: SQSEvent, context: InvocationContext): Promise<SQSBatchResponse> => {
     beginInvocationLog(runtime.logger, context);
+    const deadline = deadlineFrom(context, runtime.clock);
     const handleRecord = async (record: SQSRecord): Promise<void> => {
       const parsed = stateChangeSchema.safeParse(parseJsonBody(record.body));
       if (!parsed.success) return;
       const { 'instance-id': instanceId, state } = parsed.data.detail;
       const result = await withCorrelation(runtime.logger, { instanceId }, async () => {
         try {
-          return await applyInstanceStateChange(runtime, { instanceId, state });
+          return await applyInstanceStateChange(runtime, { instanceId, state }, deadline);
         } catch (error) {
           runtime.logger.error('instance state change not applied; it will be redelivered', {
             instanceId,

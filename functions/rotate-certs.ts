@@ -50,11 +50,14 @@ export function rotateCertsHandler(runtime: Runtime) {
       return { action: 'plan', plan: await rotation.plan(planRequest) };
     }
     await rotation.syncInventory();
-    const rollout = await rotation.start({
-      ...planRequest,
-      reason: request.reason,
-      actor: request.requestedBy ?? 'manual-invoke',
-    });
+    const rollout = await rotation.start(
+      {
+        ...planRequest,
+        reason: request.reason,
+        actor: request.requestedBy ?? 'manual-invoke',
+      },
+      deadline,
+    );
     return {
       action: request.action,
       rolloutId: rollout?.rolloutId ?? null,

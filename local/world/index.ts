@@ -171,7 +171,8 @@ export async function startWorld(options: WorldOptions = {}) {
     });
     stops.push(() => commandStatusQueue.stop());
     const instanceStateQueue = startQueue({
-      handler: (event) => instanceState(event, invocationContext(120_000)),
+      // As deployed (infra/stack.ts): instance-state times out after 1 minute.
+      handler: (event) => instanceState(event, invocationContext(60_000)),
       batchSize: 10,
       // As deployed: the handler's own limit of registration checks is reached before the dead-letter queue.
       maxReceiveCount: MAX_REGISTRATION_CHECKS + 5,

@@ -22,7 +22,7 @@ export type InstanceStateResult = 'retired' | 'rollout-started' | 'unregistered'
 
 export type InstanceStateRuntime = Pick<
   Runtime,
-  'config' | 'clusterNames' | 'inventory' | 'rotation' | 'logger'
+  'config' | 'clusterNames' | 'inventory' | 'rotation' | 'logger' | 'clock'
 >;
 
 /**
@@ -32,6 +32,7 @@ export type InstanceStateRuntime = Pick<
 export async function applyInstanceStateChange(
   runtime: InstanceStateRuntime,
   change: InstanceStateChange,
+  deadline: number,
 ): Promise<InstanceStateResult> {
   if (change.state === 'terminated') {
     for (const cluster of runtime.clusterNames())
@@ -41,7 +42,7 @@ export async function applyInstanceStateChange(
     return 'retired';
   }
   if (change.state !== 'running') return 'ignored';
-  return (await startIfOnline(runtime, change.instanceId)) ? 'rollout-started' : 'unregistered';
+  return (await startIfOnline(runtime, change.instanceId, deadline)) ? 'rollout-started' : 'unregistered';
 }
 
 /** Whether an unregistered instance's message should come back for another look. */
@@ -50,7 +51,11 @@ export function registrationCheckRemains(receiveCount: number): boolean {
 }
 
 /** True when the instance is an online node of a configured cluster (and got its rollout). */
-async function startIfOnline(runtime: InstanceStateRuntime, instanceId: string): Promise<boolean> {
+async function startIfOnline(
+  runtime: InstanceStateRuntime,
+  instanceId: string,
+  deadline: number,
+): Promise<boolean> {
   for (const cluster of runtime.config.clusters) {
     const node = (await runtime.inventory.list(cluster)).find(
       (candidate) => candidate.instanceId === instanceId,
@@ -58,7 +63,7 @@ async function startIfOnline(runtime: InstanceStateRuntime, instanceId: string):
     if (node === undefined) continue;
     if (!node.online) return false;
     await withCorrelation(runtime.logger, { cluster: cluster.name }, () =>
-      runtime.rotation(cluster.name).onInstanceRunning(instanceId, 'ec2-running'),
+      runtime.rotation(cluster.name).onInstanceRunning(instanceId, 'ec2-running', deadline),
     );
     return true;
   }

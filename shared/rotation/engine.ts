@@ -187,12 +187,13 @@ export class CertificateRotation {
 
   /**
    * Start a manual rotation or an emergency reissue. An emergency supersedes whatever rollout is
-   * running; a manual rotation refuses to run beside one (ConflictError).
+   * running; a manual rotation refuses to run beside one (ConflictError). Dispatches the first waves
+   * until `deadline` (the invocation's own); ticks and events carry on.
    */
-  async start(request: RolloutRequest): Promise<RolloutRecord | undefined> {
+  async start(request: RolloutRequest, deadline: number): Promise<RolloutRecord | undefined> {
     if (request.kind === 'emergency') await this.#supersedeActive(request);
     const rollout = await this.#startFromPlan(request, false);
-    if (rollout !== undefined) await this.advance(rollout.rolloutId, this.#deps.clock.now() + 60_000);
+    if (rollout !== undefined) await this.advance(rollout.rolloutId, deadline);
     return rollout;
   }
 
@@ -832,7 +833,7 @@ export class CertificateRotation {
    * certificate (or a due one) joins the active rollout as one more wave, so servers still never
    * reload two at a time, or gets a rollout of its own.
    */
-  async onInstanceRunning(instanceId: string, actor: string): Promise<string | undefined> {
+  async onInstanceRunning(instanceId: string, actor: string, deadline: number): Promise<string | undefined> {
     const { table, clock } = this.#deps;
     await this.syncInventory();
     const plan = await this.plan({ kind: 'rotate', targets: [instanceId], force: false });
@@ -854,7 +855,7 @@ export class CertificateRotation {
             },
             true,
           );
-          if (rollout !== undefined) await this.advance(rollout.rolloutId, clock.now() + 60_000);
+          if (rollout !== undefined) await this.advance(rollout.rolloutId, deadline);
           return rollout?.rolloutId;
         } catch (error) {
           ignoreConflict(error);
@@ -869,7 +870,7 @@ export class CertificateRotation {
           instanceId,
           role: wave.role,
         });
-        await this.advance(updated.rolloutId, clock.now() + 60_000);
+        await this.advance(updated.rolloutId, deadline);
         return updated.rolloutId;
       } catch (error) {
         ignoreConflict(error);

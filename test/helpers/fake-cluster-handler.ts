@@ -38,9 +38,13 @@ class HarnessRuntime extends Runtime {
 }
 
 /** Invoke rotate-certs as the manual invoke (and so the operator CLI) does, against the harness. */
-export function invokeRotateCerts(harness: FakeClusterHarness, payload: unknown): Promise<unknown> {
+export function invokeRotateCerts(
+  harness: FakeClusterHarness,
+  payload: unknown,
+  remainingTimeMs = 60_000,
+): Promise<unknown> {
   return rotateCertsHandler(new HarnessRuntime(harness))(payload, {
-    getRemainingTimeInMillis: () => 60_000,
+    getRemainingTimeInMillis: () => remainingTimeMs,
     awsRequestId: `manual-${harness.clock.now()}`,
   });
 }

@@ -263,6 +263,27 @@ describe('instance-state partial batches', () => {
     expect(logger.lines).toEqual([]);
   });
 
+  it("gives a new node's rollout the invocation's own deadline, not a fixed minute", async () => {
+    const deadlines: number[] = [];
+    const runtime = fakeRuntime({
+      inventory: [{ instanceId: INSTANCE_A, role: 'client', ip: '10.0.0.1', online: true }],
+      rotation: {
+        onInstanceRunning: async (_instanceId, _actor, deadline) => {
+          deadlines.push(deadline);
+          return 'rollout-1';
+        },
+      },
+    });
+
+    await instanceStateHandler(runtime)(
+      batch(sqsRecord('running', stateChangeEvent(INSTANCE_A, 'running'))),
+      lambdaContext(35_000),
+    );
+
+    // 35 s left, less the 20 s safety margin.
+    expect(deadlines).toEqual([runtime.clock.now() + 15_000]);
+  });
+
   it('starts an online node, retires a terminated one in every cluster, reports only the failure', async () => {
     const retired: string[] = [];
     const started: string[] = [];

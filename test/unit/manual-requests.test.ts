@@ -54,6 +54,23 @@ describe('reissue and its revoke choice', () => {
   });
 });
 
+describe('the invocation deadline', () => {
+  it('starts a manual rotation but sends nothing when the invocation has no time left to spend', async () => {
+    await issuedCluster();
+    const sentBefore = harness.fleet.commands.length;
+
+    // 15 s left is inside the 20 s safety margin: the rollout is recorded, the next tick dispatches it.
+    const answer = (await invokeRotateCerts(
+      harness,
+      { action: 'rotate', cluster: 'prod', targets: 'all', reason: 'OPS-42' },
+      15_000,
+    )) as { rolloutId: string | null };
+
+    expect(answer.rolloutId).not.toBeNull();
+    expect(harness.fleet.commands.length).toBe(sentBefore);
+  });
+});
+
 describe('plan', () => {
   it.each([
     { choices: {}, mode: 'reload', revokePrevious: false },

@@ -288,7 +288,7 @@ describe('certificate rotation engine', () => {
       actor: 'oncall',
       revokePrevious: true,
       restart: true,
-    });
+    }, FAR);
     await settle(harness);
 
     expect(
