@@ -280,15 +280,18 @@ describe('certificate rotation engine', () => {
     await settle(harness);
     const before = await nodes(harness);
 
-    await harness.rotation().start({
-      kind: 'emergency',
-      targets: 'all',
-      force: true,
-      reason: 'key exposure',
-      actor: 'oncall',
-      revokePrevious: true,
-      restart: true,
-    }, FAR);
+    await harness.rotation().start(
+      {
+        kind: 'emergency',
+        targets: 'all',
+        force: true,
+        reason: 'key exposure',
+        actor: 'oncall',
+        revokePrevious: true,
+        restart: true,
+      },
+      FAR,
+    );
     await settle(harness);
 
     expect(
