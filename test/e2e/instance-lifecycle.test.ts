@@ -3,12 +3,12 @@ import type { NodeSandbox } from '../../local/node/sandbox';
 import { startWorld, type World } from '../../local/world';
 import { verifyNode } from '../../local/world/verify';
 import { VaultClient, type VaultResponse } from '../../shared/vault/client';
+import { waitFor } from '../helpers/wait-for';
 
 let world: World;
 let newcomer: NodeSandbox;
 
 const record = (instanceId: string) => world.runtime.table.getNode(world.cluster.name, instanceId);
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 beforeAll(async () => {
   world = await startWorld({ servers: 1, clients: 1, cluster: { name: 'lifecycle' } });
@@ -23,10 +23,17 @@ afterAll(async () => {
 describe('EC2 instance lifecycle events on the local world', () => {
   it('gives a new instance its certificates once its SSM agent registers, without waiting for a tick', async () => {
     newcomer = await world.fleet.addClient({ online: false });
+    const looks = () => world.ssm.calls.get('DescribeInstanceInformation') ?? 0;
+    const looksBefore = looks();
 
     world.events.ec2StateChange(newcomer.instanceId, 'running');
-    // The agent registers some seconds after `running`; until then the event is retried from its queue.
-    await sleep(600);
+    // The agent registers some seconds after `running`; until then the event is retried from its
+    // queue. Two inventory looks while the node is offline: the first delivery and one redelivery.
+    await waitFor(() => looks() >= looksBefore + 2, {
+      timeoutMs: 10_000,
+      what: 'the running event to be handled and redelivered while the agent is not registered',
+    });
+    expect(await record(newcomer.instanceId)).toBeUndefined();
     newcomer.setOnline(true);
     await world.settle();
 

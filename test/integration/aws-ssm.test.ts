@@ -16,6 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AwsEvent, type SsmEmulator, startSsmEmulator } from '../../local/aws/ssm';
 import { createNodeFleet, type NodeFleet } from '../../local/node/fleet';
 import type { CommandDocument } from '../../shared/documents';
+import { waitFor } from '../helpers/wait-for';
 
 const fixture = (name: string) =>
   JSON.parse(readFileSync(new URL(`../fixtures/aws/${name}`, import.meta.url), 'utf8')) as AwsEvent;
@@ -157,7 +158,8 @@ describe('SSM emulator through the real SSMClient', () => {
   });
 
   it('answers InvocationDoesNotExist right after SendCommand, then the result', async () => {
-    ssm.knobs.invocationVisibleAfterMs = 300;
+    // Long enough that the first look, right after SendCommand, falls inside it on a loaded machine.
+    ssm.knobs.invocationVisibleAfterMs = 1_000;
     const node = fleet.nodes()[1]!;
     const { Command } = await send('Echo', [node.instanceId], { name: ['x'] });
 
@@ -165,7 +167,15 @@ describe('SSM emulator through the real SSMClient', () => {
       InvocationDoesNotExist,
     );
     ssm.knobs.invocationVisibleAfterMs = 0;
-    await new Promise((resolve) => setTimeout(resolve, 350));
+    const visible = await waitFor(
+      () =>
+        invocation(Command!.CommandId!, node.instanceId).catch((error: unknown) => {
+          if (error instanceof InvocationDoesNotExist) return undefined;
+          throw error;
+        }),
+      { timeoutMs: 5_000, what: 'the invocation to become visible after its consistency delay' },
+    );
+    expect(visible.CommandId).toBe(Command!.CommandId);
     await ssm.idle();
     expect((await invocation(Command!.CommandId!, node.instanceId)).Status).toBe('Success');
   });
@@ -292,14 +302,17 @@ describe('SSM emulator through the real SSMClient', () => {
   });
 
   it('holds an offline node’s invocation until it is back, or ends it DeliveryTimedOut', async () => {
-    ssm.knobs.deliveryTimeoutMs = 400;
+    // Generous beside the 100 ms below, so a loaded machine still brings `returning` back in time.
+    ssm.knobs.deliveryTimeoutMs = 1_500;
     const [returning, gone] = [fleet.nodes()[3]!, fleet.nodes()[4]!];
     returning.setOnline(false);
     gone.setOnline(false);
     try {
       const waited = await send('Echo', [returning.instanceId], { name: ['back'] });
       const expired = await send('Echo', [gone.instanceId], { name: ['gone'] });
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      // A deliberate sleep: the assertion is that the offline node's invocation does NOT end
+      // (Undeliverable after undeliverableAfterMs would be the default) while it waits for the node.
+      await new Promise((resolve) => setTimeout(resolve, 300));
       expect(await invocation(waited.Command!.CommandId!, returning.instanceId)).toMatchObject({
         Status: 'Pending',
       });
