@@ -18,6 +18,7 @@ import type {
   NodeInventory,
   RotationTelemetry,
 } from './rotation/ports';
+import type { StateStore } from './state/store';
 import { StateTable } from './state/table';
 import { describeIssues } from './validation';
 import { VaultCertificateAuthority } from './vault/authority';
@@ -116,7 +117,7 @@ const NO_ISSUER_TELEMETRY: IssuerTelemetry = { caDaysToExpiry: () => {} };
 
 /** Everything a handler needs, built once per Lambda container (or once per local world). */
 export class Runtime {
-  readonly table: StateTable;
+  readonly table: StateStore;
   readonly commands: CommandGateway;
   readonly inventory: NodeInventory;
   readonly events: EventPublisher;

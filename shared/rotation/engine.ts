@@ -13,7 +13,7 @@ import {
 } from '../documents';
 import { ConflictError, describeError, RotatorError } from '../errors';
 import type { NodeRecord, RolloutRecord, SignedSet, Wave } from '../state/records';
-import type { NodeChanges, NodeField, StateTable } from '../state/table';
+import type { NodeChanges, NodeExpectation, NodeField, StateStore } from '../state/store';
 import {
   failureReason,
   installOutputSchema,
@@ -39,7 +39,7 @@ const ORPHANED_CLAIM_MS = 120_000;
 
 export interface RotationDependencies {
   cluster: ClusterConfig;
-  table: StateTable;
+  table: StateStore;
   inventory: NodeInventory;
   commands: CommandGateway;
   authority: CertificateAuthority;
@@ -946,7 +946,7 @@ export class CertificateRotation {
 
   async #tryUpdate(
     node: NodeRecord,
-    expected: Parameters<StateTable['updateNode']>[2],
+    expected: NodeExpectation,
     changes: NodeChanges,
     remove: readonly NodeField[] = [],
   ): Promise<NodeRecord | undefined> {

@@ -9,9 +9,17 @@ import {
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
 import { ConflictError, TransientError } from '../errors';
-import type { AuditEntry, NodeRecord, NodeStatus, RolloutRecord } from './records';
+import type { AuditEntry, NodeRecord, RolloutRecord } from './records';
+import {
+  AUDIT_RETENTION_SECONDS,
+  type NewNode,
+  type NodeChanges,
+  type NodeExpectation,
+  type NodeField,
+  type RolloutChanges,
+  type StateStore,
+} from './store';
 
-const AUDIT_RETENTION_SECONDS = 90 * 86_400;
 const BATCH_GET_LIMIT = 100;
 /** UnprocessedKeys come back under load; retried with backoff this many times in all. */
 const BATCH_GET_ATTEMPTS = 5;
@@ -25,22 +33,11 @@ const keys = {
   audit: (at: number, id: string) => `AUDIT#${new Date(at).toISOString()}#${id}`,
 };
 
-/** What a conditional node update expects to find; any mismatch means another actor got there first. */
-export interface NodeExpectation {
-  status?: NodeStatus | readonly NodeStatus[];
-  attemptId?: string | null;
-  version?: number;
-}
-
-export type NodeChanges = Partial<Omit<NodeRecord, 'cluster' | 'instanceId' | 'version' | 'updatedAt'>>;
-export type NodeField = keyof NodeChanges;
-
 /**
- * The state table (single-table design). Every state change is a conditional write, so a
- * duplicate, late or out-of-order event turns into a ConflictError the caller can drop. No
+ * The state store on DynamoDB (single-table design). Every state change is a conditional write. No
  * transactions: dynalite has none, and nothing here needs more than one item at a time.
  */
-export class StateTable {
+export class StateTable implements StateStore {
   readonly #documents: DynamoDBDocumentClient;
 
   constructor(
@@ -102,7 +99,7 @@ export class StateTable {
   }
 
   /** Record a node seen in inventory for the first time; a node already known is left alone. */
-  async addNode(node: Omit<NodeRecord, 'version' | 'updatedAt' | 'failures' | 'status'>, now: number) {
+  async addNode(node: NewNode, now: number): Promise<NodeRecord | undefined> {
     const record: NodeRecord = { ...node, status: 'idle', failures: 0, version: 1, updatedAt: now };
     try {
       await this.#documents.send(
@@ -292,11 +289,7 @@ export class StateTable {
   }
 
   /** Conditional on the version read; ConflictError when another invocation moved the rollout first. */
-  async updateRollout(
-    rollout: RolloutRecord,
-    changes: Partial<Pick<RolloutRecord, 'currentWave' | 'status' | 'haltReason' | 'waves'>>,
-    now: number,
-  ): Promise<RolloutRecord> {
+  async updateRollout(rollout: RolloutRecord, changes: RolloutChanges, now: number): Promise<RolloutRecord> {
     const next: RolloutRecord = { ...rollout, ...changes, version: rollout.version + 1, updatedAt: now };
     try {
       await this.#documents.send(
