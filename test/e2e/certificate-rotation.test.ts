@@ -1,11 +1,11 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { NodeSandbox } from '../../local/node/sandbox';
 import { DOCUMENT_NAMES, FUNCTIONS, startWorld, type World } from '../../local/world';
 import { verifyNode } from '../../local/world/verify';
-import type { NodeRecord } from '../../shared/state/records';
+import type { AuditEntry, NodeRecord } from '../../shared/state/records';
 import { findSecrets } from '../helpers/secret-scan';
 
 let world: World;
@@ -45,6 +45,82 @@ async function everythingProduced(): Promise<Record<string, unknown>> {
   };
 }
 
+/** What the first issuance produced, captured when it finished, before any later test added to it. */
+interface Issuance {
+  rotatedEvents: ReturnType<World['events']['events']>;
+  audit: AuditEntry[];
+  pushSucceeded: number;
+  pushFailed: number;
+}
+let issuance: Promise<Issuance> | undefined;
+
+/**
+ * Every test starts from an issued fleet with every node idle, whatever ran before it (or nothing,
+ * with `-t`): the first call issues the fleet and captures what that produced; later calls only
+ * check, and bring back a node an earlier failed test left mid-fault, so one failure does not
+ * cascade into unrelated tests.
+ */
+async function ensureIssued(): Promise<Issuance> {
+  issuance ??= (async () => {
+    await tick();
+    return {
+      rotatedEvents: world.events
+        .events()
+        .filter((event) => event.source === 'nomad-rotator' && event['detail-type'] === 'CertificateRotated'),
+      audit: await world.runtime.table.listAudit(world.cluster.name, world.clock.now()),
+      pushSucceeded: world.telemetry.total('PushSucceeded'),
+      pushFailed: world.telemetry.total('PushFailed'),
+    };
+  })();
+  const issued = await issuance;
+  for (let round = 0; round < 3 && !(await fleetIdle()); round += 1) {
+    // Past any failure backoff, so the next tick retries what an interrupted test left failed.
+    world.clock.advance(2 * 60_000);
+    await tick();
+  }
+  expect(await fleetIdle(), 'every node idle with a certificate before the test').toBe(true);
+  return issued;
+}
+
+const fleetIdle = async () => {
+  const current = await records();
+  return world.fleet.nodes().every((node) => {
+    const record = current.get(node.instanceId);
+    return record?.status === 'idle' && record.agent !== undefined;
+  });
+};
+
+/** Undo every knob and fault a test may set, even when it failed before undoing them itself. */
+afterEach(async () => {
+  if (!world) return;
+  world.ssm.knobs.beforeRun = undefined;
+  world.ssm.knobs.dropNextEvents = 0;
+  world.ssm.limiter.tps = 0;
+  world.vault.unseal();
+  for (const node of world.fleet.nodes()) {
+    node.setOnline(true);
+    await node.clearFault('ignore-sighup');
+    await node.clearFault('read-only');
+  }
+});
+
+/**
+ * The most servers with an install open at once along a trail: dispatched and not yet succeeded or
+ * failed. Counted per server, not per entry: a throttled send is audited `install-dispatched` and
+ * dispatched again later, which is the same server, not a second one.
+ */
+function maxServersInFlight(serverEntries: readonly AuditEntry[]): number {
+  const open = new Set<string>();
+  let most = 0;
+  for (const entry of serverEntries) {
+    if (entry.action === 'install-dispatched') open.add(entry.instanceId!);
+    if (entry.action === 'install-succeeded' || entry.action === 'rotation-failed')
+      open.delete(entry.instanceId!);
+    most = Math.max(most, open.size);
+  }
+  return most;
+}
+
 beforeAll(async () => {
   world = await startWorld({
     servers: 2,
@@ -59,7 +135,7 @@ afterAll(async () => {
 
 describe('certificate rotation end to end on the local world', () => {
   it('issues every node a certificate it serves, with keys that never left the node', async () => {
-    await tick();
+    await ensureIssued();
 
     const current = await records();
     for (const node of world.fleet.nodes()) {
@@ -85,20 +161,19 @@ describe('certificate rotation end to end on the local world', () => {
       .nodes()
       .map((node) => node.instanceId)
       .sort();
-    const rotated = world.events
-      .events()
-      .filter((event) => event.source === 'nomad-rotator' && event['detail-type'] === 'CertificateRotated');
-    const audit = await world.runtime.table.listAudit(world.cluster.name, world.clock.now());
 
-    expect(rotated.map((event) => event.detail.instanceId).sort()).toEqual(ids);
+    // What the first issuance produced, captured when it finished (later tests rotate again).
+    const { rotatedEvents, audit, pushSucceeded, pushFailed } = await ensureIssued();
+
+    expect(rotatedEvents.map((event) => event.detail.instanceId).sort()).toEqual(ids);
     expect(
       audit
         .filter((entry) => entry.action === 'install-succeeded')
         .map((entry) => entry.instanceId)
         .sort(),
     ).toEqual(ids);
-    expect(world.telemetry.total('PushSucceeded')).toBe(ids.length);
-    expect(world.telemetry.total('PushFailed')).toBe(0);
+    expect(pushSucceeded).toBe(ids.length);
+    expect(pushFailed).toBe(0);
     // The fleet's expiry is measured by the scheduled tick; the one that issued ran before any certificate.
     await tick();
     const expiry = world.telemetry.points.filter((point) => point.name === 'MinHoursToExpiry').at(-1);
@@ -109,6 +184,7 @@ describe('certificate rotation end to end on the local world', () => {
   });
 
   it('changes nothing when every SSM event of the run is delivered again, late and out of order', async () => {
+    await ensureIssued();
     const before = await records();
     const commandsBefore = world.ssm.history().length;
     const replay = world.events
@@ -125,16 +201,26 @@ describe('certificate rotation end to end on the local world', () => {
   });
 
   it('never reloads two servers at a time (audit trail)', async () => {
+    const { audit: issuanceAudit } = await ensureIssued();
+    // The whole trail so far: later tests rotate the servers again, the invariant holds for all of it.
     const audit = await world.runtime.table.listAudit(world.cluster.name, world.clock.now());
-    let inFlight = 0;
-    for (const entry of audit.filter((item) => item.role === 'server')) {
-      if (entry.action === 'install-dispatched') inFlight += 1;
-      if (entry.action === 'install-succeeded' || entry.action === 'rotation-failed') inFlight -= 1;
-      expect(inFlight).toBeLessThanOrEqual(1);
-    }
+
+    const serverIds = servers()
+      .map((node) => node.instanceId)
+      .sort();
+    const issuedServers = issuanceAudit.filter((entry) => entry.role === 'server');
+    // Counted first: a trail without server entries would pass the in-flight check vacuously.
     expect(
-      audit.filter((entry) => entry.action === 'install-succeeded' && entry.role === 'server'),
-    ).toHaveLength(2);
+      issuedServers
+        .filter((entry) => entry.action === 'install-dispatched')
+        .map((entry) => entry.instanceId)
+        .sort(),
+    ).toEqual(serverIds);
+    expect(issuedServers.filter((entry) => entry.action === 'install-succeeded')).toHaveLength(
+      serverIds.length,
+    );
+    expect(maxServersInFlight(issuedServers)).toBe(1);
+    expect(maxServersInFlight(audit.filter((entry) => entry.role === 'server'))).toBeLessThanOrEqual(1);
   });
 
   it.each([
@@ -160,6 +246,7 @@ describe('certificate rotation end to end on the local world', () => {
       /cluster: other is not configured/,
     ],
   ])('refuses a bad manual payload with a clear error and changes nothing: %j', async (payload, message) => {
+    await ensureIssued();
     const before = await everythingProduced();
 
     await expect(world.invoke(payload)).rejects.toThrow(message);
@@ -171,8 +258,11 @@ describe('certificate rotation end to end on the local world', () => {
   });
 
   it('leaves a node on its working certificate when its reload does not take effect, then retries', async () => {
+    await ensureIssued();
     const node = clients()[0]!;
     const before = (await records()).get(node.instanceId)!;
+    const failuresBefore = world.telemetry.total('PushFailed');
+    const eventsBefore = world.events.events().length;
     await node.injectFault('ignore-sighup');
 
     await world.invoke({
@@ -185,10 +275,12 @@ describe('certificate rotation end to end on the local world', () => {
 
     const failed = (await records()).get(node.instanceId)!;
     expect(failed).toMatchObject({ status: 'failed', lastError: 'new-certificate-not-served' });
-    expect(world.telemetry.total('PushFailed')).toBeGreaterThan(0);
+    // Counted from before this test: earlier tests fail pushes of their own.
+    expect(world.telemetry.total('PushFailed')).toBeGreaterThan(failuresBefore);
     expect(
       world.events
         .events()
+        .slice(eventsBefore)
         .some(
           (event) =>
             event['detail-type'] === 'CertificatePushFailed' && event.detail.instanceId === node.instanceId,
@@ -200,6 +292,7 @@ describe('certificate rotation end to end on the local world', () => {
   });
 
   it('refuses a certificate that does not match the key on the node and keeps the working pair', async () => {
+    await ensureIssued();
     const node = clients()[1]!;
     const before = (await records()).get(node.instanceId)!;
     const pendingKey = join(node.root, 'opt/nomad/agent-certs/.pending/agent.key');
@@ -243,6 +336,7 @@ describe('certificate rotation end to end on the local world', () => {
   ])(
     'refuses $fault before touching anything; the agent stays up on its pair',
     async ({ reason, corrupt }) => {
+      await ensureIssued();
       const node = clients()[1]!;
       const before = (await records()).get(node.instanceId)!;
       world.ssm.knobs.beforeRun = ({ documentName, instanceId, script }) =>
@@ -273,6 +367,7 @@ describe('certificate rotation end to end on the local world', () => {
   );
 
   it('restores the files it already wrote when a later write fails, and retries once the disk is back', async () => {
+    await ensureIssued();
     const node = clients()[0]!;
     const before = (await records()).get(node.instanceId)!;
     // cli.key is the last file written: the agent certificate, key, CA and CLI certificate are replaced first.
@@ -291,6 +386,7 @@ describe('certificate rotation end to end on the local world', () => {
   });
 
   it('leaves an offline node on its working pair, rotates the others, and catches it up when it is back', async () => {
+    await ensureIssued();
     const [offline, online] = clients() as [NodeSandbox, NodeSandbox];
     const before = await records();
     offline.setOnline(false);
@@ -314,6 +410,7 @@ describe('certificate rotation end to end on the local world', () => {
   });
 
   it('rotates each due node once when two scheduled ticks run at the same time', async () => {
+    await ensureIssued();
     const since = world.clock.now();
     world.clock.advance(17 * 3_600_000);
 
@@ -339,6 +436,7 @@ describe('certificate rotation end to end on the local world', () => {
 
   it('resumes a tick cut off by its deadline on the next one, rotating each node once', async () => {
     // Without events every step waits for a tick's reconcile, so the tick's deadline decides how far it gets.
+    await ensureIssued();
     world.ssm.knobs.dropNextEvents = 1_000;
     const before = await records();
     const started = (await world.invoke({
@@ -384,6 +482,8 @@ describe('certificate rotation end to end on the local world', () => {
   });
 
   it('touches no node while Vault is sealed, and completes once it is unsealed', async () => {
+    await ensureIssued();
+    const before = await records();
     const commandsBefore = world.ssm.history().length;
     world.vault.seal();
 
@@ -394,11 +494,17 @@ describe('certificate rotation end to end on the local world', () => {
     world.vault.unseal();
     await tick();
     const current = await records();
-    for (const node of clients())
+    for (const node of clients()) {
+      // A new serial: the old pair verifies too, so verifying alone would not show the rollout finished.
+      expect(current.get(node.instanceId)?.agent?.serial).not.toBe(
+        before.get(node.instanceId)?.agent?.serial,
+      );
       expect((await verifyNode(world.cluster, node, current.get(node.instanceId))).problems).toEqual([]);
+    }
   });
 
   it('completes through reconcile when SSM events are lost', async () => {
+    await ensureIssued();
     world.ssm.knobs.dropNextEvents = 1_000;
     const before = await records();
 
@@ -415,7 +521,9 @@ describe('certificate rotation end to end on the local world', () => {
   });
 
   it('finishes a rollout later when SSM throttles in the middle of it', async () => {
+    await ensureIssued();
     const before = await records();
+    const linesBefore = world.logger.lines.length;
 
     await world.invoke({ action: 'rotate', cluster: 'e2e', targets: 'servers', reason: 'throttled' });
     world.ssm.limiter.tps = 0.2;
@@ -424,7 +532,10 @@ describe('certificate rotation end to end on the local world', () => {
     world.ssm.limiter.tps = 0;
     for (let round = 0; round < 6; round += 1) await tick();
 
-    expect(world.logger.lines.some((line) => /not sent|not applied/.test(line.message))).toBe(true);
+    // Only this test's lines: an earlier test's lost or late commands log the same words.
+    expect(
+      world.logger.lines.slice(linesBefore).some((line) => /not sent|not applied/.test(line.message)),
+    ).toBe(true);
     const after = await records();
     for (const node of servers()) {
       expect(after.get(node.instanceId)?.agent?.serial).not.toBe(before.get(node.instanceId)?.agent?.serial);
