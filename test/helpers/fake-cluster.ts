@@ -1,5 +1,4 @@
 import { randomBytes, webcrypto } from 'node:crypto';
-import { createStateTable, startDynamo } from '../../local/aws/dynamodb';
 import { ManualClock } from '../../local/clock';
 import { RecordingLogger, RecordingTelemetry } from '../../local/world/recording';
 import type { CertificateKind, NodeRole } from '../../shared/certs/names';
@@ -19,7 +18,8 @@ import type {
   NodeInventory,
   RotationEventType,
 } from '../../shared/rotation/ports';
-import { StateTable } from '../../shared/state/table';
+import type { StateStore } from '../../shared/state/store';
+import { InMemoryStateStore } from './in-memory-state-store';
 
 type CryptoKeyPair = webcrypto.CryptoKeyPair;
 
@@ -257,7 +257,7 @@ export class RecordingEvents implements EventPublisher {
 export interface FakeClusterHarness {
   cluster: ClusterConfig;
   clock: ManualClock;
-  table: StateTable;
+  table: StateStore;
   fleet: FakeFleet;
   authority: InProcessAuthority;
   events: RecordingEvents;
@@ -271,9 +271,6 @@ export async function fakeCluster(
   nodes: { instanceId: string; role: NodeRole }[],
   overrides: Record<string, unknown> = {},
 ): Promise<FakeClusterHarness> {
-  const dynamo = await startDynamo();
-  const client = dynamo.client();
-  await createStateTable(client, 'state');
   const clock = new ManualClock(Date.UTC(2026, 10, 22, 12));
   const cluster = parseClusterConfig({
     name: 'prod',
@@ -284,7 +281,7 @@ export async function fakeCluster(
   const harness: FakeClusterHarness = {
     cluster,
     clock,
-    table: new StateTable(client, 'state'),
+    table: new InMemoryStateStore(),
     fleet: new FakeFleet(nodes, clock),
     authority: new InProcessAuthority(clock),
     events: new RecordingEvents(),
@@ -302,7 +299,8 @@ export async function fakeCluster(
         logger: harness.logger,
         clock,
       }),
-    stop: () => dynamo.stop(),
+    // Nothing to release with the store in memory; tests tear every harness down the same way regardless.
+    stop: async () => {},
   };
   return harness;
 }
