@@ -264,7 +264,6 @@ export interface FakeClusterHarness {
   telemetry: RecordingTelemetry;
   logger: RecordingLogger;
   rotation(): CertificateRotation;
-  stop(): Promise<void>;
 }
 
 export async function fakeCluster(
@@ -299,8 +298,6 @@ export async function fakeCluster(
         logger: harness.logger,
         clock,
       }),
-    // Nothing to release with the store in memory; tests tear every harness down the same way regardless.
-    stop: async () => {},
   };
   return harness;
 }

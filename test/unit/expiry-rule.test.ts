@@ -1,7 +1,7 @@
 import { Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { Key } from 'aws-cdk-lib/aws-kms';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Monitoring } from '../../infra/constructs/monitoring';
 import { METRIC } from '../../shared/observability';
 import { type FakeClusterHarness, fakeCluster } from '../helpers/fake-cluster';
@@ -10,7 +10,6 @@ import { settleFakeCluster } from '../helpers/fake-cluster-handler';
 const HOUR = 3_600_000;
 
 let harness: FakeClusterHarness;
-afterEach(async () => harness?.stop());
 
 /** The MinHoursToExpiry alarm's threshold as the stack deploys it for the harness's cluster. */
 function deployedThreshold(): number {

@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Plan } from '../../shared/rotation/planner';
 import { type FakeClusterHarness, fakeCluster } from '../helpers/fake-cluster';
 import { invokeRotateCerts, settleFakeCluster } from '../helpers/fake-cluster-handler';
@@ -9,7 +9,6 @@ const fleet = [
 ];
 
 let harness: FakeClusterHarness;
-afterEach(async () => harness?.stop());
 
 /** A cluster whose nodes all hold their first certificates. */
 async function issuedCluster(): Promise<{ replacedSerials: string[] }> {

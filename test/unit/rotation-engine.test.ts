@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { DOCUMENT_SIZE_BUDGET_BYTES, documentSizeBytes } from '../../shared/documents';
 import { parseCommandComment } from '../../shared/rotation/engine';
 import type { NodeRecord } from '../../shared/state/records';
@@ -13,7 +13,6 @@ const fleet = [
 const FAR = Number.MAX_SAFE_INTEGER;
 
 let harness: FakeClusterHarness;
-afterEach(async () => harness?.stop());
 
 const finishedCommands = new WeakMap<FakeClusterHarness, Set<string>>();
 
