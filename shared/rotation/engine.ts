@@ -485,11 +485,13 @@ export class CertificateRotation {
         node.signed!.agentCertificatePem,
         node.signed!.cliCertificatePem,
       ]);
-      await this.#send(claimed, 'install', attemptId, wave.role, () => ({
+      const sent = await this.#send(claimed, 'install', attemptId, wave.role, () => ({
         ...this.#installParameters(rollout, wave, first),
         attemptId,
         certificates: base64(certificates.join('\n')),
       }));
+      // A throttled send gave the nodes back: nothing was dispatched, so nothing is audited as such.
+      if (!sent) continue;
       for (const node of claimed) {
         await this.#audit('install-dispatched', 'rotator', {
           rolloutId: rollout.rolloutId,
@@ -501,14 +503,17 @@ export class CertificateRotation {
     }
   }
 
-  /** Send a command to claimed nodes; on a refused or throttled send, give the nodes back untouched. */
+  /**
+   * Send a command to claimed nodes; on a refused or throttled send, give the nodes back untouched.
+   * True when the command was sent.
+   */
   async #send<Kind extends 'prepare' | 'install'>(
     claimed: NodeRecord[],
     stage: Kind,
     attemptId: string,
     role: NodeRole,
     parameters: () => DocumentParameters<Kind>,
-  ): Promise<void> {
+  ): Promise<boolean> {
     const { commands, logger, clock } = this.#deps;
     const ids = claimed.map((node) => node.instanceId);
     try {
@@ -522,6 +527,7 @@ export class CertificateRotation {
         await this.#tryUpdate(node, { attemptId }, { commandId });
       }
       logger.info(`${stage} sent`, { cluster: this.#cluster.name, commandId, role, instances: ids });
+      return true;
     } catch (error) {
       logger.warn(`${stage} not sent; nodes released for the next run`, {
         cluster: this.#cluster.name,
@@ -543,6 +549,7 @@ export class CertificateRotation {
       }
       if (!(error instanceof RotatorError && error.retryable) && errorName(error) !== 'ThrottlingException')
         throw error;
+      return false;
     }
   }
 

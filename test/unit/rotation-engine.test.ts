@@ -215,6 +215,25 @@ describe('certificate rotation engine', () => {
     expect([...(await nodes(harness)).values()].every((node) => node.agent !== undefined)).toBe(true);
   });
 
+  it('audits an install as dispatched only once SSM took the command, not when it throttled it', async () => {
+    harness = await fakeCluster(fleet.slice(0, 1));
+    await tick(harness);
+    const dispatched = async () =>
+      (await harness.table.listAudit('prod', harness.clock.now())).filter(
+        (entry) => entry.action === 'install-dispatched',
+      );
+
+    harness.fleet.throttleNextSends = 1;
+    await settle(harness);
+    const whileThrottled = await dispatched();
+    await tick(harness);
+    await settle(harness);
+
+    expect(whileThrottled).toEqual([]);
+    expect(await dispatched()).toHaveLength(1);
+    expect((await nodes(harness)).get(servers[0]!)?.agent).toBeDefined();
+  });
+
   it('backs off after a failed install, retries, and halts the rollout when attempts run out', async () => {
     harness = await fakeCluster(fleet.slice(0, 2));
     harness.fleet.behaviour.set(servers[0]!, 'fail-install');
