@@ -1,12 +1,12 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createNodeFleet, type NodeFleet } from '../../local/node/fleet';
 import type { NodeSandbox } from '../../local/node/sandbox';
+import { answerJson, callAgent, nomadShell } from '../helpers/agent-calls';
 import { opensslCa } from '../helpers/openssl-ca';
 import { eventually, issue } from '../helpers/standin-nodes';
 
@@ -19,28 +19,16 @@ const MANAGEMENT = randomUUID();
 const AGENT_WRITE = randomUUID();
 const AGENT_READ = randomUUID();
 const KEYRING_FILE = 'opt/nomad/data/server/serf.keyring';
-const CLI_ENV = [
-  'test -n "$NOMAD_ADDR" || export NOMAD_ADDR=https://127.0.0.1:4646',
-  'export NOMAD_CACERT=/opt/nomad/agent-certs/ca.crt',
-  'export NOMAD_CLIENT_CERT=/opt/nomad/cli-certs/cli.crt',
-  'export NOMAD_CLIENT_KEY=/opt/nomad/cli-certs/cli.key',
-].join('\n');
 
 let baseDir: string;
 let fleet: NodeFleet;
 let servers: NodeSandbox[];
 let client: NodeSandbox;
-let commands = 0;
 
 const newKey = () => randomBytes(32).toString('base64');
 
-interface Answer {
-  status: number;
-  text: string;
-}
-
 /** A call to a node's agent with the node's CLI certificate; keyring calls carry the management token. */
-async function api(
+const api = (
   node: NodeSandbox,
   method: string,
   path: string,
@@ -48,30 +36,9 @@ async function api(
     body,
     headers = { 'X-Nomad-Token': MANAGEMENT },
   }: { body?: unknown; headers?: Record<string, string> } = {},
-): Promise<Answer> {
-  const read = (file: string) => readFile(join(node.root, file), 'utf8');
-  const [ca, cert, key] = await Promise.all([
-    read('opt/nomad/agent-certs/ca.crt'),
-    read('opt/nomad/cli-certs/cli.crt'),
-    read('opt/nomad/cli-certs/cli.key'),
-  ]);
-  return new Promise((resolve, reject) => {
-    const call = request(
-      { host: '127.0.0.1', port: node.httpsPort, method, path, headers, ca, cert, key, agent: false },
-      (response) => {
-        const chunks: Buffer[] = [];
-        response.on('data', (chunk: Buffer) => chunks.push(chunk));
-        response.on('end', () =>
-          resolve({ status: response.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }),
-        );
-      },
-    );
-    call.on('error', reject);
-    call.end(body === undefined ? undefined : JSON.stringify(body));
-  });
-}
+) => callAgent(node, method, path, { body, headers });
 
-const json = (answer: Answer) => JSON.parse(answer.text) as Record<string, unknown>;
+const json = answerJson;
 
 /** A server's serf.keyring text. serf truncates and rewrites it in place: a racing read can see it empty. */
 async function keyringText(node: NodeSandbox): Promise<string> {
@@ -92,14 +59,7 @@ async function statusOf(observer: NodeSandbox, member: NodeSandbox): Promise<str
   return members.find((entry) => entry.Name === memberName(member))?.Status;
 }
 
-async function shell(node: NodeSandbox, script: string) {
-  commands += 1;
-  return node.runScript({
-    script: `${CLI_ENV}\n${script}`,
-    commandId: `gossip-${commands}`,
-    timeoutSeconds: 60,
-  });
-}
+const shell = (node: NodeSandbox, script: string) => nomadShell(node, script);
 
 beforeAll(async () => {
   baseDir = await mkdtemp(join(tmpdir(), 'nomad-gossip-'));

@@ -3,7 +3,6 @@ import { randomBytes } from 'node:crypto';
 import { createSocket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { request } from 'node:https';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type SecretsManagerEmulator, startSecretsManagerEmulator } from '../../local/aws/secrets-manager';
 import { createNodeFleet, type NodeFleet } from '../../local/node/fleet';
 import type { NodeSandbox } from '../../local/node/sandbox';
+import { type AgentAnswer, answerJson, callAgent, nomadShell } from '../helpers/agent-calls';
 import { opensslCa } from '../helpers/openssl-ca';
 
 // Three servers with real serf agents and one client. serf runs with memberlist's WAN timings, as
@@ -23,51 +23,18 @@ const run = promisify(execFile);
 const MEMBERS_SAMPLE = JSON.parse(
   readFileSync(new URL('../fixtures/nomad/agent-members.json', import.meta.url), 'utf8'),
 ) as { Members: Record<string, unknown>[] } & Record<string, unknown>;
-// The agent serves HTTPS on 127.0.0.1:4646 as a node's scripts see it; the CLI's default is http://.
-const CLI_ENV = [
-  'test -n "$NOMAD_ADDR" || export NOMAD_ADDR=https://127.0.0.1:4646',
-  'export NOMAD_CACERT=/opt/nomad/agent-certs/ca.crt',
-  'export NOMAD_CLIENT_CERT=/opt/nomad/cli-certs/cli.crt',
-  'export NOMAD_CLIENT_KEY=/opt/nomad/cli-certs/cli.key',
-].join('\n');
 
 let baseDir: string;
 let fleet: NodeFleet;
 let secrets: SecretsManagerEmulator;
 let servers: NodeSandbox[];
 let client: NodeSandbox;
-let commands = 0;
 
 const newKey = () => randomBytes(32).toString('base64');
 
-interface Answer {
-  status: number;
-  text: string;
-}
-
 /** An mTLS call to a node's agent with the node's own CLI certificate, as an operator on it would. */
-async function api(node: NodeSandbox, method: string, path: string, body?: unknown): Promise<Answer> {
-  const read = (file: string) => readFile(join(node.root, file), 'utf8');
-  const [ca, cert, key] = await Promise.all([
-    read('opt/nomad/agent-certs/ca.crt'),
-    read('opt/nomad/cli-certs/cli.crt'),
-    read('opt/nomad/cli-certs/cli.key'),
-  ]);
-  return new Promise((resolve, reject) => {
-    const call = request(
-      { host: '127.0.0.1', port: node.httpsPort, method, path, ca, cert, key, agent: false },
-      (response) => {
-        const chunks: Buffer[] = [];
-        response.on('data', (chunk: Buffer) => chunks.push(chunk));
-        response.on('end', () =>
-          resolve({ status: response.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }),
-        );
-      },
-    );
-    call.on('error', reject);
-    call.end(body === undefined ? undefined : JSON.stringify(body));
-  });
-}
+const api = (node: NodeSandbox, method: string, path: string, body?: unknown) =>
+  callAgent(node, method, path, { body });
 
 const keyring = async (node: NodeSandbox, op: string, key?: string) =>
   api(
@@ -77,7 +44,7 @@ const keyring = async (node: NodeSandbox, op: string, key?: string) =>
     key === undefined ? undefined : { Key: key },
   );
 
-const json = (answer: Answer) => JSON.parse(answer.text) as Record<string, unknown>;
+const json = answerJson;
 
 async function keyringFile(node: NodeSandbox): Promise<string[]> {
   return JSON.parse(
@@ -85,14 +52,7 @@ async function keyringFile(node: NodeSandbox): Promise<string[]> {
   ) as string[];
 }
 
-async function shell(node: NodeSandbox, script: string) {
-  commands += 1;
-  return node.runScript({
-    script: `${CLI_ENV}\n${script}`,
-    commandId: `cmd-${commands}`,
-    timeoutSeconds: 30,
-  });
-}
+const shell = (node: NodeSandbox, script: string) => nomadShell(node, script, 30);
 
 async function eventually<T>(
   probe: () => Promise<T>,
@@ -277,7 +237,7 @@ describe('gossip keyring on real serf agents, through the Nomad stand-in', () =>
     const key = newKey();
 
     process.kill(serfPid, 'SIGSTOP');
-    let partial: Answer;
+    let partial: AgentAnswer;
     const startedAt = Date.now();
     let waitedMs: number;
     try {
