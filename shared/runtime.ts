@@ -108,12 +108,12 @@ export function defaultAwsClients(): AwsClients {
 export interface RuntimeOptions {
   clock?: Clock;
   logger?: Logger;
-  telemetry?: RotationTelemetry;
+  /** Every metric the functions emit; Powertools EMF by default. */
+  telemetry?: RotationTelemetry & IssuerTelemetry;
+  /** Where the CA metric goes instead, for a caller that watches only it. */
   issuerTelemetry?: IssuerTelemetry;
   vaultAttempts?: number;
 }
-
-const NO_ISSUER_TELEMETRY: IssuerTelemetry = { caDaysToExpiry: () => {} };
 
 /** Everything a handler needs, built once per Lambda container (or once per local world). */
 export class Runtime {
@@ -136,10 +136,7 @@ export class Runtime {
     this.logger = options.logger ?? createLogger('nomad-rotator');
     const telemetry = options.telemetry ?? new PowertoolsTelemetry();
     this.telemetry = telemetry;
-    // The same sink when it takes CA metrics too (Powertools does); a rotation-only recorder gets none.
-    this.issuerTelemetry =
-      options.issuerTelemetry ??
-      ('caDaysToExpiry' in telemetry ? (telemetry as IssuerTelemetry) : NO_ISSUER_TELEMETRY);
+    this.issuerTelemetry = options.issuerTelemetry ?? telemetry;
     this.table = new StateTable(clients.dynamodb, config.tableName);
     this.commands = new SsmCommandGateway(clients.ssm, config.documents);
     this.inventory = new SsmInventory(clients.ssm);
