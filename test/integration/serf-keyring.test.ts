@@ -1,12 +1,10 @@
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createSocket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { CreateSecretCommand, PutSecretValueCommand } from '@aws-sdk/client-secrets-manager';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type SecretsManagerEmulator, startSecretsManagerEmulator } from '../../local/aws/secrets-manager';
@@ -14,11 +12,11 @@ import { createNodeFleet, type NodeFleet } from '../../local/node/fleet';
 import type { NodeSandbox } from '../../local/node/sandbox';
 import { type AgentAnswer, answerJson, callAgent, nomadShell } from '../helpers/agent-calls';
 import { opensslCa } from '../helpers/openssl-ca';
+import { eventually, issue } from '../helpers/standin-nodes';
 
 // Three servers with real serf agents and one client. serf runs with memberlist's WAN timings, as
 // Nomad's does (GossipAgent in local/node/gossip.ts): a keyring query waits 8 s for a silent server.
 
-const run = promisify(execFile);
 /** Nomad's sample response for GET /v1/agent/members (website/content/api-docs/agent.mdx). */
 const MEMBERS_SAMPLE = JSON.parse(
   readFileSync(new URL('../fixtures/nomad/agent-members.json', import.meta.url), 'utf8'),
@@ -54,59 +52,6 @@ async function keyringFile(node: NodeSandbox): Promise<string[]> {
 
 const shell = (node: NodeSandbox, script: string) => nomadShell(node, script, 30);
 
-async function eventually<T>(
-  probe: () => Promise<T>,
-  done: (value: T) => boolean,
-  timeoutMs = 15_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (done(value) || Date.now() > deadline) return value;
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-}
-
-/** Agent and CLI certificates straight from the CA: the documents' issuance is node-sandbox.test's. */
-async function issue(node: NodeSandbox, ca: Awaited<ReturnType<typeof opensslCa>>): Promise<void> {
-  const files = [
-    [
-      'agent-certs',
-      'agent',
-      `DNS:${node.role}.global.nomad,DNS:localhost,IP:127.0.0.1`,
-      'serverAuth,clientAuth',
-    ],
-    ['cli-certs', 'cli', 'DNS:cli.global.nomad', 'clientAuth'],
-  ] as const;
-  for (const [dir, name, names, usages] of files) {
-    const base = join(node.root, 'opt/nomad', dir);
-    await mkdir(base, { recursive: true });
-    const keyFile = join(base, `${name}.key`);
-    const csrFile = join(node.root, `${name}.csr`);
-    await run('openssl', [
-      'req',
-      '-new',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-keyout',
-      keyFile,
-      '-out',
-      csrFile,
-      '-subj',
-      `/CN=${name}`,
-    ]);
-    const signed = await ca.sign((await readFile(csrFile)).toString('base64'), names, usages);
-    await writeFile(
-      join(base, `${name}.crt`),
-      name === 'agent' ? `${signed.pem}${ca.intermediate}` : signed.pem,
-    );
-  }
-  await writeFile(join(node.root, 'opt/nomad/agent-certs/ca.crt'), ca.bundle);
-}
-
 beforeAll(async () => {
   baseDir = await mkdtemp(join(tmpdir(), 'serf-keyring-'));
   secrets = await startSecretsManagerEmulator();
@@ -130,6 +75,7 @@ beforeAll(async () => {
     (answer) =>
       answer.status === 200 &&
       (json(answer).Members as { Status: string }[]).filter((m) => m.Status === 'alive').length === 3,
+    15_000,
   );
 });
 
@@ -249,6 +195,7 @@ describe('gossip keyring on real serf agents, through the Nomad stand-in', () =>
     const recovered = await eventually(
       () => keyring(servers[0]!, 'install', key),
       (answer) => answer.status === 200,
+      15_000,
     );
     const listed = json(await keyring(servers[1]!, 'list'));
 
@@ -269,6 +216,7 @@ describe('gossip keyring on real serf agents, through the Nomad stand-in', () =>
     const listed = await eventually(
       () => keyring(servers[0]!, 'list'),
       (answer) => answer.status === 200 && json(answer).NumNodes === 3,
+      15_000,
     );
 
     expect(result.exitCode).toBe(0);
