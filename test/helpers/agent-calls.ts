@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { request } from 'node:https';
 import { join } from 'node:path';
+import type { PeerCertificate } from 'node:tls';
 import type { NodeSandbox } from '../../local/node/sandbox';
 
 // Calls to a node's Nomad agent as an operator on the node makes them: over the HTTP API with the
@@ -22,19 +23,44 @@ export interface AgentAnswer {
   text: string;
 }
 
-/** An mTLS call to a node's agent with the node's own CLI certificate. */
+export interface ServedAgentAnswer extends AgentAnswer {
+  /** The serial of the certificate the agent served, lower-case hex. */
+  servedSerial: string;
+}
+
+export interface AgentCallOptions {
+  body?: unknown;
+  headers?: Record<string, string>;
+  /** Present the node's CLI certificate (the default), or no client certificate at all. */
+  clientCertificate?: boolean;
+  /** Verify the agent with this CA instead of the node's ca.crt. */
+  ca?: string;
+}
+
+/** An mTLS call to a node's agent with the node's own CLI certificate, as an operator on the node makes it. */
 export async function callAgent(
   node: NodeSandbox,
   method: string,
   path: string,
-  options: { body?: unknown; headers?: Record<string, string> } = {},
+  options: AgentCallOptions = {},
 ): Promise<AgentAnswer> {
+  const { status, text } = await callAgentServed(node, method, path, options);
+  return { status, text };
+}
+
+/** The same call, also telling which certificate the agent served for it. */
+export async function callAgentServed(
+  node: NodeSandbox,
+  method: string,
+  path: string,
+  options: AgentCallOptions = {},
+): Promise<ServedAgentAnswer> {
   const read = (file: string) => readFile(join(node.root, file), 'utf8');
-  const [ca, cert, key] = await Promise.all([
-    read('opt/nomad/agent-certs/ca.crt'),
-    read('opt/nomad/cli-certs/cli.crt'),
-    read('opt/nomad/cli-certs/cli.key'),
-  ]);
+  const ca = options.ca ?? (await read('opt/nomad/agent-certs/ca.crt'));
+  const identity =
+    options.clientCertificate === false
+      ? {}
+      : { cert: await read('opt/nomad/cli-certs/cli.crt'), key: await read('opt/nomad/cli-certs/cli.key') };
   return new Promise((resolve, reject) => {
     const call = request(
       {
@@ -44,15 +70,22 @@ export async function callAgent(
         path,
         headers: options.headers ?? {},
         ca,
-        cert,
-        key,
+        ...identity,
         agent: false,
+        servername: 'localhost',
       },
       (response) => {
+        const peer = (
+          response.socket as unknown as { getPeerCertificate(): PeerCertificate }
+        ).getPeerCertificate();
         const chunks: Buffer[] = [];
         response.on('data', (chunk: Buffer) => chunks.push(chunk));
         response.on('end', () =>
-          resolve({ status: response.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }),
+          resolve({
+            status: response.statusCode ?? 0,
+            text: Buffer.concat(chunks).toString('utf8'),
+            servedSerial: peer.serialNumber.toLowerCase(),
+          }),
         );
       },
     );

@@ -1,12 +1,12 @@
 import { execFile } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect, type PeerCertificate } from 'node:tls';
+import { connect } from 'node:tls';
 import { promisify } from 'node:util';
 import type { NodeSandbox } from '../../local/node/sandbox';
+import { type AgentCallOptions, callAgentServed, type ServedAgentAnswer } from './agent-calls';
 import type { opensslCa } from './openssl-ca';
 
 // Certificates and calls for tests of the Nomad stand-in itself: files written straight onto a node
@@ -85,58 +85,12 @@ export async function issue(node: NodeSandbox, ca: TestCa, options: IssueOptions
   return agent;
 }
 
-export interface Answer {
-  status: number;
-  text: string;
-  /** The serial of the certificate the agent served, lower-case hex. */
-  servedSerial: string;
-}
-
-export interface CallOptions {
-  /** Present the node's CLI certificate (the default), or no client certificate at all. */
-  clientCertificate?: boolean;
-  /** Verify the agent with this CA instead of the node's ca.crt. */
-  ca?: string;
-}
-
 /** An HTTPS GET to a node's agent, as an operator on the node would make it with its CLI certificate. */
-export async function api(node: NodeSandbox, path: string, options: CallOptions = {}): Promise<Answer> {
-  const read = (file: string) => readFile(join(node.root, file), 'utf8');
-  const ca = options.ca ?? (await read('opt/nomad/agent-certs/ca.crt'));
-  const identity =
-    options.clientCertificate === false
-      ? {}
-      : { cert: await read('opt/nomad/cli-certs/cli.crt'), key: await read('opt/nomad/cli-certs/cli.key') };
-  return new Promise((resolve, reject) => {
-    const call = request(
-      {
-        host: '127.0.0.1',
-        port: node.httpsPort,
-        path,
-        ca,
-        ...identity,
-        agent: false,
-        servername: 'localhost',
-      },
-      (response) => {
-        const peer = (
-          response.socket as unknown as { getPeerCertificate(): PeerCertificate }
-        ).getPeerCertificate();
-        const chunks: Buffer[] = [];
-        response.on('data', (chunk: Buffer) => chunks.push(chunk));
-        response.on('end', () =>
-          resolve({
-            status: response.statusCode ?? 0,
-            text: Buffer.concat(chunks).toString('utf8'),
-            servedSerial: peer.serialNumber.toLowerCase(),
-          }),
-        );
-      },
-    );
-    call.on('error', reject);
-    call.end();
-  });
-}
+export const api = (
+  node: NodeSandbox,
+  path: string,
+  options: Pick<AgentCallOptions, 'clientCertificate' | 'ca'> = {},
+): Promise<ServedAgentAnswer> => callAgentServed(node, 'GET', path, options);
 
 /** The serial a new TLS connection to `port` is served, without checking who serves it. */
 export function servedSerial(port: number): Promise<string> {
@@ -149,7 +103,11 @@ export function servedSerial(port: number): Promise<string> {
   });
 }
 
-/** Polls `probe` until `done` holds or the time is up; returns the last value either way. */
+/**
+ * Polls `probe` until `done` holds or the time is up; returns the last value either way. A probe
+ * that throws (an agent not listening yet) or a value `done` cannot read counts as not done; a
+ * probe still throwing at the deadline throws its error.
+ */
 export async function eventually<T>(
   probe: () => Promise<T>,
   done: (value: T) => boolean,
@@ -157,9 +115,21 @@ export async function eventually<T>(
 ): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const value = await probe().catch((error: unknown) => error as T);
-    if (done(value) || Date.now() > deadline) return value;
+    const outcome = await probe().then(
+      (value) => ({ value, holds: holdsSafely(done, value) }),
+      (error: unknown) => ({ error }),
+    );
+    if ('value' in outcome && (outcome.holds || Date.now() > deadline)) return outcome.value;
+    if ('error' in outcome && Date.now() > deadline) throw outcome.error;
     await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+function holdsSafely<T>(done: (value: T) => boolean, value: T): boolean {
+  try {
+    return done(value);
+  } catch {
+    return false;
   }
 }
 
