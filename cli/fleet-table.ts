@@ -1,9 +1,17 @@
+import type { AttemptRecord } from '../shared/rollout/model';
 import type { NodeRecord } from '../shared/state/records';
 
 const COLUMNS = ['instance', 'role', 'serial', 'expires in', 'status', 'last action'] as const;
 
-/** The fleet as an operator reads it: one line per node, soonest expiry first. */
-export function renderFleetTable(nodes: readonly NodeRecord[], now: number): string {
+/**
+ * The fleet as an operator reads it: one line per node, soonest expiry first. A node the active
+ * rollout is working on shows its step there instead of its resting status.
+ */
+export function renderFleetTable(
+  nodes: readonly NodeRecord[],
+  now: number,
+  inFlight: ReadonlyMap<string, Pick<AttemptRecord, 'step' | 'state'>> = new Map(),
+): string {
   const rows = [...nodes]
     .sort((a, b) => (a.agent?.notAfter ?? 0) - (b.agent?.notAfter ?? 0))
     .map((node) => [
@@ -11,7 +19,7 @@ export function renderFleetTable(nodes: readonly NodeRecord[], now: number): str
       node.role,
       node.agent ? shortSerial(node.agent.serial) : '-',
       node.agent ? expiresIn(node.agent.notAfter - now) : 'no certificate',
-      node.status === 'failed' ? `failed (${node.lastError ?? '?'})` : node.status,
+      statusOf(node, inFlight.get(node.instanceId)),
       node.lastAction ?? '-',
     ]);
   const widths = COLUMNS.map((title, index) =>
@@ -23,6 +31,11 @@ export function renderFleetTable(nodes: readonly NodeRecord[], now: number): str
       .join('  ')
       .trimEnd();
   return [line(COLUMNS), line(widths.map((width) => '-'.repeat(width))), ...rows.map(line)].join('\n');
+}
+
+function statusOf(node: NodeRecord, attempt: Pick<AttemptRecord, 'step' | 'state'> | undefined): string {
+  if (attempt !== undefined) return `${attempt.step} ${attempt.state}`;
+  return node.status === 'failed' ? `failed (${node.lastError ?? '?'})` : node.status;
 }
 
 function shortSerial(serial: string): string {

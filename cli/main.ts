@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { parseClustersConfig } from '../shared/config';
+import { isFinished } from '../shared/rollout/model';
 import { StateTable } from '../shared/state/table';
 import { bootstrapVault, renderBootstrapReport } from '../shared/vault/bootstrap';
 import { VaultClient } from '../shared/vault/client';
@@ -76,7 +77,12 @@ export async function main(argv: string[], environment: Record<string, string | 
         new DynamoDBClient({}),
         required(options.table ?? environment.NOMAD_ROTATOR_TABLE, '--table'),
       );
-      process.stdout.write(`${renderFleetTable(await table.listNodes(cluster), Date.now())}\n`);
+      const active = await table.getActiveRollout(cluster);
+      const attempts = active === undefined ? [] : await table.listAttempts(cluster, active.rolloutId);
+      const inFlight = new Map(
+        attempts.filter((attempt) => !isFinished(attempt)).map((attempt) => [attempt.target, attempt]),
+      );
+      process.stdout.write(`${renderFleetTable(await table.listNodes(cluster), Date.now(), inFlight)}\n`);
       return 0;
     }
     case 'plan':

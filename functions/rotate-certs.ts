@@ -1,7 +1,7 @@
 import { z } from 'zod';
+import { parseManualRequest, planRequestFrom } from '../shared/certificates/requests';
 import { describeError, ValidationError } from '../shared/errors';
 import { beginInvocationLog } from '../shared/log-context';
-import { parseManualRequest, planRequestFrom } from '../shared/rotation/requests';
 import { lambdaRuntimeFrom, type Runtime } from '../shared/runtime';
 import { renewIfDue } from '../shared/vault/tokens';
 import { deadlineFrom, type InvocationContext } from './context';

@@ -153,6 +153,7 @@ export class NomadRotatorStack extends Stack {
         issuer.role,
         'dynamodb:GetItem',
         'dynamodb:BatchGetItem',
+        'dynamodb:BatchWriteItem',
         'dynamodb:PutItem',
         'dynamodb:UpdateItem',
         'dynamodb:DeleteItem',

@@ -51,3 +51,9 @@ export class NotFoundError extends RotatorError {}
 export function describeError(error: unknown): string {
   return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }
+
+/** For a conditional write whose lost race is fine to drop: swallows ConflictError, rethrows the rest. */
+export function ignoreConflict(error: unknown): undefined {
+  if (error instanceof ConflictError) return undefined;
+  throw error;
+}

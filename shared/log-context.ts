@@ -1,6 +1,6 @@
 import { Logger as PowertoolsLogger } from '@aws-lambda-powertools/logger';
 import type { Context } from 'aws-lambda';
-import type { Logger } from './rotation/ports';
+import type { Logger } from './logger';
 
 /**
  * Ids that tie a log line to what it is about. Only identifiers go here, never a payload, an output

@@ -1,7 +1,7 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
+import type { RotationTelemetry } from './certificates/ports';
 import type { NodeRole } from './certs/names';
-import type { RotationTelemetry } from './rotation/ports';
 
 export const SERVICE_NAME = 'nomad-rotator';
 export const METRICS_NAMESPACE = 'NomadRotator';

@@ -5,19 +5,15 @@ import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { z } from 'zod';
 import { EventBridgePublisher } from './aws/events';
+import type { CommandGateway } from './aws/ports';
 import { type DocumentNames, SsmCommandGateway, SsmInventory } from './aws/ssm';
+import type { EventPublisher, NodeInventory, RotationTelemetry } from './certificates/ports';
+import { CertificateRotation } from './certificates/rotation';
 import { type Clock, systemClock } from './clock';
 import { type ClusterConfig, clustersConfigSchema } from './config';
 import { ConfigError, NotFoundError } from './errors';
+import type { Logger } from './logger';
 import { createLogger, type IssuerTelemetry, PowertoolsTelemetry } from './observability';
-import { CertificateRotation } from './rotation/engine';
-import type {
-  CommandGateway,
-  EventPublisher,
-  Logger,
-  NodeInventory,
-  RotationTelemetry,
-} from './rotation/ports';
 import type { StateStore } from './state/store';
 import { StateTable } from './state/table';
 import { describeIssues } from './validation';

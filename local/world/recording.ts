@@ -1,6 +1,7 @@
+import type { RotationTelemetry } from '../../shared/certificates/ports';
 import type { NodeRole } from '../../shared/certs/names';
+import type { Logger } from '../../shared/logger';
 import type { IssuerTelemetry } from '../../shared/observability';
-import type { Logger, RotationTelemetry } from '../../shared/rotation/ports';
 
 export interface LogLine {
   level: 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';

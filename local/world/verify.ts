@@ -4,8 +4,8 @@ import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
 import { promisify } from 'node:util';
+import { normalizeSerial } from '../../shared/certificates/outputs';
 import type { ClusterConfig } from '../../shared/config';
-import { normalizeSerial } from '../../shared/rotation/outputs';
 import type { NodeRecord } from '../../shared/state/records';
 
 const run = promisify(execFile);

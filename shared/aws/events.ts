@@ -3,7 +3,7 @@ import {
   PutEventsCommand,
   type PutEventsRequestEntry,
 } from '@aws-sdk/client-eventbridge';
-import type { EventPublisher, RotationEventType } from '../rotation/ports';
+import type { EventPublisher, RotationEventType } from '../certificates/ports';
 
 export const EVENT_SOURCE = 'nomad-rotator';
 

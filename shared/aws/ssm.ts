@@ -5,12 +5,13 @@ import {
   SendCommandCommand,
   type SSMClient,
 } from '@aws-sdk/client-ssm';
+import type { InventoryNode, NodeInventory } from '../certificates/ports';
 import type { NodeRole } from '../certs/names';
 import type { ClusterConfig } from '../config';
 import { type DocumentKind, type DocumentParameters, validateDocumentParameters } from '../documents';
 import { ValidationError } from '../errors';
 import { matchesPattern } from '../patterns';
-import type { CommandGateway, InventoryNode, InvocationOutcome, NodeInventory } from '../rotation/ports';
+import type { CommandGateway, InvocationOutcome } from './ports';
 
 const RUNNING_STATUSES = new Set(['Pending', 'InProgress', 'Delayed']);
 const MAX_TARGETS = 50;

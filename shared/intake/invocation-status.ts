@@ -1,6 +1,6 @@
 import { ConflictError } from '../errors';
 import { withCorrelation } from '../log-context';
-import { parseCommandComment } from '../rotation/engine';
+import { parseRoutingKey } from '../rollout/routing';
 import type { Runtime } from '../runtime';
 
 /** Statuses after which the invocation still changes; only a final one has output worth reading. */
@@ -32,12 +32,12 @@ export async function applyInvocationStatus(
   if (IN_PROGRESS_STATUSES.has(change.status)) return 'in-progress';
   try {
     const outcome = await runtime.commands.invocation(change.commandId, change.instanceId);
-    const tag = parseCommandComment(outcome.comment);
+    const tag = parseRoutingKey(outcome.comment);
     if (tag === undefined || !runtime.clusterNames().includes(tag.cluster)) return 'not-ours';
-    await withCorrelation(runtime.logger, { cluster: tag.cluster }, () =>
+    const applied = await withCorrelation(runtime.logger, { cluster: tag.cluster }, () =>
       runtime.rotation(tag.cluster).onInvocation(change.instanceId, tag, outcome, deadline),
     );
-    return 'applied';
+    return applied ? 'applied' : 'already-applied';
   } catch (error) {
     if (error instanceof ConflictError) return 'already-applied';
     throw error;

@@ -1,16 +1,10 @@
 import type { NodeRole } from '../certs/names';
 
-/** What a node is doing from the rotator's point of view. */
+/** A node from the rotator's point of view; what a rollout is doing with it lives on its attempt. */
 export type NodeStatus =
-  /** Holds a working certificate set (or none yet) and has nothing in flight. */
+  /** Holds a working certificate set (or none yet). */
   | 'idle'
-  /** A prepare command (fresh key + CSR on the node) is in flight. */
-  | 'preparing'
-  /** Certificates are signed and waiting for the node's wave to install them. */
-  | 'signed'
-  /** An install command (verify, write, reload, prove) is in flight. */
-  | 'installing'
-  /** The last attempt failed; the node kept its previous working set and waits for nextAttemptAt. */
+  /** Its last certificate attempt failed; the node kept its previous working set and waits for nextAttemptAt. */
   | 'failed'
   /** The instance is terminated; its serials were revoked. */
   | 'retired';
@@ -43,19 +37,6 @@ export interface NodeRecord {
   cli?: CertificateFacts;
   /** Last SSM ping status seen in inventory; commands are only sent to Online nodes. */
   ping?: 'Online' | 'ConnectionLost';
-  rolloutId?: string;
-  /** Attempts made for rolloutId; a rollout halts when one of its nodes runs out of attempts. */
-  rolloutAttempts?: number;
-  /** The rollout this node's current certificate set was installed by. */
-  completedRolloutId?: string;
-  /** Identifies one prepare→install attempt; events and reconciles for another attempt are ignored. */
-  attemptId?: string;
-  commandId?: string;
-  dispatchedAt?: number;
-  mode?: ReloadMode;
-  signed?: SignedSet;
-  /** Serials this attempt replaces, revoked once the install is proven (emergency reissue). */
-  revokeAfterInstall?: string[];
   /** Failed attempts in a row; reset by a success. */
   failures: number;
   nextAttemptAt?: number;
@@ -64,31 +45,6 @@ export interface NodeRecord {
   lastActionAt?: number;
   version: number;
   updatedAt: number;
-}
-
-export type RolloutKind = 'rotate' | 'emergency';
-export type RolloutStatus = 'running' | 'completed' | 'halted' | 'superseded';
-
-export interface Wave {
-  role: NodeRole;
-  instanceIds: string[];
-}
-
-export interface RolloutRecord {
-  cluster: string;
-  rolloutId: string;
-  kind: RolloutKind;
-  mode: ReloadMode;
-  revokePrevious: boolean;
-  reason: string;
-  requestedBy: string;
-  waves: Wave[];
-  currentWave: number;
-  status: RolloutStatus;
-  haltReason?: string;
-  createdAt: number;
-  updatedAt: number;
-  version: number;
 }
 
 export interface AuditEntry {
@@ -101,5 +57,7 @@ export interface AuditEntry {
   instanceId?: string;
   rolloutId?: string;
   role?: NodeRole;
+  /** The rollout group of the target (the certificate plan's: server or client). */
+  group?: string;
   details?: Record<string, string | number | boolean>;
 }

@@ -1,6 +1,6 @@
+import type { CertificateAuthority, IssuedCertificate } from '../certificates/ports';
 import type { CertificateKind } from '../certs/names';
 import { x509 } from '../certs/x509';
-import type { CertificateAuthority, IssuedCertificate } from '../rotation/ports';
 import type { VaultClient } from './client';
 import { isVaultAnswer, VaultBadRequestError, VaultSealedError, VaultUnavailableError } from './errors';
 

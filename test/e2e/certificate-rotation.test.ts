@@ -114,7 +114,7 @@ function maxServersInFlight(serverEntries: readonly AuditEntry[]): number {
   let most = 0;
   for (const entry of serverEntries) {
     if (entry.action === 'install-dispatched') open.add(entry.instanceId!);
-    if (entry.action === 'install-succeeded' || entry.action === 'rotation-failed')
+    if (entry.action === 'install-succeeded' || entry.action === 'install-failed')
       open.delete(entry.instanceId!);
     most = Math.max(most, open.size);
   }
@@ -208,7 +208,7 @@ describe('certificate rotation end to end on the local world', () => {
     const serverIds = servers()
       .map((node) => node.instanceId)
       .sort();
-    const issuedServers = issuanceAudit.filter((entry) => entry.role === 'server');
+    const issuedServers = issuanceAudit.filter((entry) => entry.group === 'server');
     // Counted first: a trail without server entries would pass the in-flight check vacuously.
     expect(
       issuedServers
@@ -220,7 +220,7 @@ describe('certificate rotation end to end on the local world', () => {
       serverIds.length,
     );
     expect(maxServersInFlight(issuedServers)).toBe(1);
-    expect(maxServersInFlight(audit.filter((entry) => entry.role === 'server'))).toBeLessThanOrEqual(1);
+    expect(maxServersInFlight(audit.filter((entry) => entry.group === 'server'))).toBeLessThanOrEqual(1);
   });
 
   it.each([

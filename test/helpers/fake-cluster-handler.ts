@@ -3,8 +3,8 @@ import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { rotateCertsHandler } from '../../functions/rotate-certs';
-import type { CertificateRotation } from '../../shared/rotation/engine';
-import { parseCommandComment } from '../../shared/rotation/engine';
+import type { CertificateRotation } from '../../shared/certificates/rotation';
+import { parseRoutingKey } from '../../shared/rollout/routing';
 import { Runtime } from '../../shared/runtime';
 import type { FakeClusterHarness } from './fake-cluster';
 
@@ -65,9 +65,7 @@ export async function settleFakeCluster(harness: FakeClusterHarness): Promise<vo
       finished.add(command.commandId);
       for (const { commandId, instanceId } of await harness.fleet.complete(command)) {
         const outcome = await harness.fleet.invocation(commandId, instanceId);
-        await harness
-          .rotation()
-          .onInvocation(instanceId, parseCommandComment(outcome.comment)!, outcome, FAR);
+        await harness.rotation().onInvocation(instanceId, parseRoutingKey(outcome.comment)!, outcome, FAR);
       }
     }
   }

@@ -1,23 +1,23 @@
 import { randomBytes, webcrypto } from 'node:crypto';
 import { ManualClock } from '../../local/clock';
 import { RecordingLogger, RecordingTelemetry } from '../../local/world/recording';
+import type { CommandGateway, InvocationOutcome } from '../../shared/aws/ports';
+import type {
+  CertificateAuthority,
+  EventPublisher,
+  InventoryNode,
+  IssuedCertificate,
+  NodeInventory,
+  RotationEventType,
+} from '../../shared/certificates/ports';
+import { CertificateRotation } from '../../shared/certificates/rotation';
 import type { CertificateKind, NodeRole } from '../../shared/certs/names';
 import { x509 } from '../../shared/certs/x509';
 import type { ClusterConfig } from '../../shared/config';
 import { parseClusterConfig } from '../../shared/config';
 import type { DocumentKind } from '../../shared/documents';
 import { TransientError } from '../../shared/errors';
-import { CertificateRotation, type CommandTag, parseCommandComment } from '../../shared/rotation/engine';
-import type {
-  CertificateAuthority,
-  CommandGateway,
-  EventPublisher,
-  InventoryNode,
-  InvocationOutcome,
-  IssuedCertificate,
-  NodeInventory,
-  RotationEventType,
-} from '../../shared/rotation/ports';
+import { formatRoutingKey, parseRoutingKey, type RoutingKey } from '../../shared/rollout/routing';
 import type { StateStore } from '../../shared/state/store';
 import { InMemoryStateStore } from './in-memory-state-store';
 
@@ -102,7 +102,7 @@ export interface SentCommand {
   kind: DocumentKind;
   instanceIds: string[];
   parameters: Record<string, string>;
-  tag: CommandTag;
+  tag: RoutingKey;
   at: number;
 }
 
@@ -152,7 +152,7 @@ export class FakeFleet implements CommandGateway, NodeInventory {
       kind,
       instanceIds: [...instanceIds],
       parameters: parameters as Record<string, string>,
-      tag: parseCommandComment(comment)!,
+      tag: parseRoutingKey(comment)!,
       at: this.clock.now(),
     });
     return commandId;
@@ -232,7 +232,7 @@ export class FakeFleet implements CommandGateway, NodeInventory {
 }
 
 function commentOf(command: SentCommand): string {
-  return `nomad-rotator:${command.tag.cluster}:${command.tag.stage}:${command.tag.attemptId}`;
+  return formatRoutingKey(command.tag);
 }
 
 async function csr(): Promise<{ base64: string; publicKey: string }> {

@@ -1,14 +1,21 @@
 import { ConflictError } from '../../shared/errors';
-import type { AuditEntry, NodeRecord, RolloutRecord } from '../../shared/state/records';
+import type { AttemptRecord, RolloutRecord, WaveRecord } from '../../shared/rollout/model';
+import type {
+  AttemptChanges,
+  AttemptExpectation,
+  AttemptField,
+  RolloutChanges,
+} from '../../shared/rollout/store';
+import type { AuditEntry, NodeRecord } from '../../shared/state/records';
 import {
   AUDIT_RETENTION_SECONDS,
   type NewNode,
   type NodeChanges,
   type NodeExpectation,
   type NodeField,
-  type RolloutChanges,
   type StateStore,
 } from '../../shared/state/store';
+import { checkAttempts, checkRollout } from '../../shared/state/table';
 
 interface Lease {
   owner: string;
@@ -27,6 +34,9 @@ export class InMemoryStateStore implements StateStore {
   /** Per cluster; each map is read in key order, as a DynamoDB query returns its sort keys. */
   readonly #nodes = new Map<string, Map<string, NodeRecord>>();
   readonly #rollouts = new Map<string, Map<string, RolloutRecord>>();
+  /** Per cluster and rollout (see rolloutKey): wave number → wave, and target → attempt. */
+  readonly #waves = new Map<string, Map<number, WaveRecord>>();
+  readonly #attempts = new Map<string, Map<string, AttemptRecord>>();
   /** Keyed by the audit item's sort key (ISO time, then id), which is what orders the trail. */
   readonly #audit = new Map<string, Map<string, StoredAudit>>();
   /** Cluster → lease kind → holder. */
@@ -34,17 +44,14 @@ export class InMemoryStateStore implements StateStore {
   /** Cluster → id of its active rollout. */
   readonly #activeRollouts = new Map<string, string>();
 
+  // ---- nodes ---------------------------------------------------------------------------------
+
   async getNode(cluster: string, instanceId: string): Promise<NodeRecord | undefined> {
-    const node = this.#nodes.get(cluster)?.get(instanceId);
-    return node === undefined ? undefined : storedCopy(node);
+    return copyOf(this.#nodes.get(cluster)?.get(instanceId));
   }
 
   async getNodes(cluster: string, instanceIds: readonly string[]): Promise<NodeRecord[]> {
-    const nodes = this.#nodes.get(cluster);
-    return instanceIds.flatMap((id) => {
-      const node = nodes?.get(id);
-      return node === undefined ? [] : [storedCopy(node)];
-    });
+    return pick(this.#nodes.get(cluster), instanceIds);
   }
 
   async listNodes(cluster: string): Promise<NodeRecord[]> {
@@ -52,7 +59,7 @@ export class InMemoryStateStore implements StateStore {
   }
 
   async addNode(node: NewNode, now: number): Promise<NodeRecord | undefined> {
-    const nodes = clusterMap(this.#nodes, node.cluster);
+    const nodes = mapIn(this.#nodes, node.cluster);
     if (nodes.has(node.instanceId)) return undefined;
     const record: NodeRecord = { ...node, status: 'idle', failures: 0, version: 1, updatedAt: now };
     nodes.set(node.instanceId, storedCopy(record));
@@ -69,18 +76,13 @@ export class InMemoryStateStore implements StateStore {
   ): Promise<NodeRecord> {
     const nodes = this.#nodes.get(cluster);
     const current = nodes?.get(instanceId);
-    if (nodes === undefined || current === undefined || !matches(current, expected)) {
+    if (nodes === undefined || current === undefined || !nodeMatches(current, expected)) {
       throw new ConflictError('node changed concurrently', { context: { cluster, instanceId } });
     }
-    const next: Record<string, unknown> = { ...current, version: current.version + 1, updatedAt: now };
-    for (const [field, value] of Object.entries(changes)) {
-      if (value !== undefined) next[field] = value;
-    }
-    for (const field of remove) delete next[field];
-    const stored = storedCopy(next as unknown as NodeRecord);
-    nodes.set(instanceId, stored);
-    return storedCopy(stored);
+    return replace(nodes, instanceId, updated(current, changes, remove, now));
   }
+
+  // ---- lease ---------------------------------------------------------------------------------
 
   async acquireLease(
     cluster: string,
@@ -89,7 +91,7 @@ export class InMemoryStateStore implements StateStore {
     now: number,
     ttlMs: number,
   ): Promise<boolean> {
-    const leases = clusterMap(this.#leases, cluster);
+    const leases = mapIn(this.#leases, cluster);
     const held = leases.get(kind);
     if (held !== undefined && held.heldUntil >= now && held.owner !== owner) return false;
     leases.set(kind, { owner, heldUntil: now + ttlMs });
@@ -101,12 +103,25 @@ export class InMemoryStateStore implements StateStore {
     if (leases?.get(kind)?.owner === owner) leases?.delete(kind);
   }
 
-  async startRollout(rollout: RolloutRecord): Promise<void> {
+  // ---- rollouts ------------------------------------------------------------------------------
+
+  async startRollout(
+    rollout: RolloutRecord,
+    waves: readonly WaveRecord[],
+    attempts: readonly AttemptRecord[],
+  ): Promise<void> {
+    checkRollout(rollout, waves, attempts);
+    // In DynamoDB's order: plain puts of the waves and attempts, then the pointer, then the rollout.
+    const key = rolloutKey(rollout.cluster, rollout.rolloutId);
+    const storedWaves = mapIn(this.#waves, key);
+    for (const wave of waves) storedWaves.set(wave.wave, storedCopy(wave));
+    const storedAttempts = mapIn(this.#attempts, key);
+    for (const attempt of attempts) storedAttempts.set(attempt.target, storedCopy(attempt));
     if (this.#activeRollouts.has(rollout.cluster)) {
       throw new ConflictError('another rollout is active', { context: { cluster: rollout.cluster } });
     }
     this.#activeRollouts.set(rollout.cluster, rollout.rolloutId);
-    const rollouts = clusterMap(this.#rollouts, rollout.cluster);
+    const rollouts = mapIn(this.#rollouts, rollout.cluster);
     // As on DynamoDB, where the pointer is written first and the rollout only if its id is new.
     if (rollouts.has(rollout.rolloutId)) {
       throw new Error(`rollout ${rollout.rolloutId} of ${rollout.cluster} already exists`);
@@ -115,8 +130,7 @@ export class InMemoryStateStore implements StateStore {
   }
 
   async getRollout(cluster: string, rolloutId: string): Promise<RolloutRecord | undefined> {
-    const rollout = this.#rollouts.get(cluster)?.get(rolloutId);
-    return rollout === undefined ? undefined : storedCopy(rollout);
+    return copyOf(this.#rollouts.get(cluster)?.get(rolloutId));
   }
 
   async getActiveRollout(cluster: string): Promise<RolloutRecord | undefined> {
@@ -136,18 +150,84 @@ export class InMemoryStateStore implements StateStore {
       });
     }
     // The whole record is replaced, as the DynamoDB store puts it: the caller's read plus the changes.
-    const next = storedCopy({ ...rollout, ...changes, version: rollout.version + 1, updatedAt: now });
-    rollouts.set(rollout.rolloutId, next);
+    const next = replace(rollouts, rollout.rolloutId, {
+      ...rollout,
+      ...changes,
+      version: rollout.version + 1,
+      updatedAt: now,
+    });
     if (next.status !== 'running' && this.#activeRollouts.get(rollout.cluster) === rollout.rolloutId) {
       this.#activeRollouts.delete(rollout.cluster);
     }
-    return storedCopy(next);
+    return next;
   }
+
+  // ---- waves and attempts --------------------------------------------------------------------
+
+  async getWave(cluster: string, rolloutId: string, wave: number): Promise<WaveRecord | undefined> {
+    return copyOf(this.#waves.get(rolloutKey(cluster, rolloutId))?.get(wave));
+  }
+
+  async addWave(wave: WaveRecord, attempts: readonly AttemptRecord[]): Promise<void> {
+    checkAttempts(wave.cluster, wave.rolloutId, attempts);
+    const key = rolloutKey(wave.cluster, wave.rolloutId);
+    const waves = mapIn(this.#waves, key);
+    if (waves.has(wave.wave)) {
+      throw new ConflictError('the wave number is taken', {
+        context: { cluster: wave.cluster, rolloutId: wave.rolloutId, wave: wave.wave },
+      });
+    }
+    waves.set(wave.wave, storedCopy(wave));
+    const stored = mapIn(this.#attempts, key);
+    for (const attempt of attempts) {
+      if (!stored.has(attempt.target)) stored.set(attempt.target, storedCopy(attempt));
+    }
+  }
+
+  async getAttempt(cluster: string, rolloutId: string, target: string): Promise<AttemptRecord | undefined> {
+    return copyOf(this.#attempts.get(rolloutKey(cluster, rolloutId))?.get(target));
+  }
+
+  async getAttempts(
+    cluster: string,
+    rolloutId: string,
+    targets: readonly string[],
+  ): Promise<AttemptRecord[]> {
+    return pick(this.#attempts.get(rolloutKey(cluster, rolloutId)), targets);
+  }
+
+  async listAttempts(cluster: string, rolloutId: string): Promise<AttemptRecord[]> {
+    return inKeyOrder(this.#attempts.get(rolloutKey(cluster, rolloutId)));
+  }
+
+  async updateAttempt(
+    attempt: Pick<AttemptRecord, 'cluster' | 'rolloutId' | 'target'>,
+    expected: AttemptExpectation,
+    changes: AttemptChanges,
+    now: number,
+    remove: readonly AttemptField[] = [],
+  ): Promise<AttemptRecord> {
+    const { cluster, rolloutId, target } = attempt;
+    const attempts = this.#attempts.get(rolloutKey(cluster, rolloutId));
+    const current = attempts?.get(target);
+    if (
+      attempts === undefined ||
+      current === undefined ||
+      current.state !== expected.state ||
+      current.token !== expected.token ||
+      (expected.version !== undefined && current.version !== expected.version)
+    ) {
+      throw new ConflictError('attempt changed concurrently', { context: { cluster, rolloutId, target } });
+    }
+    return replace(attempts, target, updated(current, changes, remove, now));
+  }
+
+  // ---- audit ---------------------------------------------------------------------------------
 
   async audit(entry: AuditEntry): Promise<void> {
     const expiresAt = Math.floor(entry.at / 1000) + AUDIT_RETENTION_SECONDS;
     const sortKey = `${new Date(entry.at).toISOString()}#${entry.id}`;
-    clusterMap(this.#audit, entry.cluster).set(sortKey, storedCopy({ ...entry, expiresAt }));
+    mapIn(this.#audit, entry.cluster).set(sortKey, storedCopy({ ...entry, expiresAt }));
   }
 
   async listAudit(cluster: string, now: number): Promise<AuditEntry[]> {
@@ -157,28 +237,64 @@ export class InMemoryStateStore implements StateStore {
   }
 }
 
-function matches(node: NodeRecord, expected: NodeExpectation): boolean {
+function nodeMatches(node: NodeRecord, expected: NodeExpectation): boolean {
   if (expected.status !== undefined) {
     const statuses: readonly string[] =
       typeof expected.status === 'string' ? [expected.status] : expected.status;
     if (!statuses.includes(node.status)) return false;
   }
-  if (expected.attemptId === null && node.attemptId !== undefined) return false;
-  if (typeof expected.attemptId === 'string' && node.attemptId !== expected.attemptId) return false;
   return expected.version === undefined || node.version === expected.version;
 }
 
-function clusterMap<T>(byCluster: Map<string, Map<string, T>>, cluster: string): Map<string, T> {
-  let items = byCluster.get(cluster);
+/** A record after a conditional update: defined changes set, listed fields removed, version + 1. */
+function updated<T extends { version: number; updatedAt: number }>(
+  current: T,
+  changes: object,
+  remove: readonly string[],
+  now: number,
+): T {
+  const next: Record<string, unknown> = { ...current, version: current.version + 1, updatedAt: now };
+  for (const [field, value] of Object.entries(changes)) {
+    if (value !== undefined) next[field] = value;
+  }
+  for (const field of remove) delete next[field];
+  return next as T;
+}
+
+function rolloutKey(cluster: string, rolloutId: string): string {
+  return `${cluster}\u0000${rolloutId}`;
+}
+
+function mapIn<K, V>(byOwner: Map<string, Map<K, V>>, owner: string): Map<K, V> {
+  let items = byOwner.get(owner);
   if (items === undefined) {
     items = new Map();
-    byCluster.set(cluster, items);
+    byOwner.set(owner, items);
   }
   return items;
 }
 
-function inKeyOrder<T>(items: Map<string, T> | undefined): T[] {
-  return [...(items ?? new Map<string, T>())]
+/** Store a copy of `record` under `key` and hand back another. */
+function replace<K, T>(items: Map<K, T>, key: K, record: T): T {
+  const stored = storedCopy(record);
+  items.set(key, stored);
+  return storedCopy(stored);
+}
+
+function copyOf<T>(record: T | undefined): T | undefined {
+  return record === undefined ? undefined : storedCopy(record);
+}
+
+/** Copies of the records asked for, in the order asked; unknown keys are left out. */
+function pick<T>(items: Map<string, T> | undefined, wanted: readonly string[]): T[] {
+  return wanted.flatMap((key) => {
+    const item = items?.get(key);
+    return item === undefined ? [] : [storedCopy(item)];
+  });
+}
+
+function inKeyOrder<K extends string | number, T>(items: Map<K, T> | undefined): T[] {
+  return [...(items ?? new Map<K, T>())]
     .sort(([left], [right]) => (left < right ? -1 : left > right ? 1 : 0))
     .map(([, item]) => storedCopy(item));
 }

@@ -1,7 +1,8 @@
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { PutCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createStateTable, startDynamo } from '../../local/aws/dynamodb';
-import type { RolloutRecord } from '../../shared/state/records';
+import type { AttemptRecord, RolloutRecord, WaveRecord } from '../../shared/rollout/model';
 import { StateTable } from '../../shared/state/table';
 import { describeStateStore } from '../contract/state-store.contract';
 
@@ -27,6 +28,93 @@ async function freshTable(): Promise<StateTable> {
 
 describeStateStore('DynamoDB on dynalite', freshTable);
 
+/**
+ * Make the client's next `times` BatchWriteItem and BatchGetItem calls each send only half of their
+ * items and hand the rest back unprocessed, as DynamoDB does under load. Counts what it held back.
+ */
+function holdBackHalf(client: DynamoDBClient, times: number) {
+  const heldBack = { writes: 0, reads: 0 };
+  const left = { writes: times, reads: times };
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      const kind =
+        context.commandName === 'BatchWriteItemCommand'
+          ? 'writes'
+          : context.commandName === 'BatchGetItemCommand'
+            ? 'reads'
+            : undefined;
+      if (kind === undefined || left[kind] === 0) return next(args);
+      left[kind] -= 1;
+      const input = args.input as { RequestItems: Record<string, unknown> };
+      const [[table, requests]] = Object.entries(input.RequestItems) as [[string, unknown]];
+      // A write batch is a list of requests; a read batch is its keys plus read options.
+      const { Keys: items, ...options } =
+        kind === 'writes' ? { Keys: requests as unknown[] } : (requests as { Keys: unknown[] });
+      const kept = items.slice(0, Math.ceil(items.length / 2));
+      const asBatch = (part: unknown[]) => (kind === 'writes' ? part : { ...options, Keys: part });
+      heldBack[kind] += items.length - kept.length;
+      const result = await next({ ...args, input: { ...input, RequestItems: { [table]: asBatch(kept) } } });
+      const output = result.output as unknown as Record<string, unknown>;
+      output[kind === 'writes' ? 'UnprocessedItems' : 'UnprocessedKeys'] = {
+        [table]: asBatch(items.slice(kept.length)),
+      };
+      return result;
+    },
+    { step: 'initialize', name: 'holdBackHalf' },
+  );
+  return heldBack;
+}
+
+const NEW_ROLLOUT: RolloutRecord = {
+  cluster: 'prod',
+  rolloutId: 'r-1',
+  plan: 'certificates',
+  kind: 'rotate',
+  settings: { mode: 'reload' },
+  reason: 'test',
+  requestedBy: 'test',
+  waveCount: 0,
+  currentWave: 0,
+  waveOrder: {},
+  status: 'running',
+  createdAt: NOW,
+  updatedAt: NOW,
+  version: 1,
+};
+
+/** A rollout of `count` targets in waves of 50, as startRollout takes it. */
+function largeRollout(count: number): [RolloutRecord, WaveRecord[], AttemptRecord[]] {
+  const targets = Array.from({ length: count }, (_, index) => `i-${String(index).padStart(17, '0')}`);
+  const waves: WaveRecord[] = [];
+  for (let start = 0; start < count; start += 50) {
+    waves.push({
+      cluster: 'prod',
+      rolloutId: 'r-1',
+      wave: waves.length,
+      group: 'client',
+      targets: targets.slice(start, start + 50),
+    });
+  }
+  const attempts = waves.flatMap((wave) =>
+    wave.targets.map(
+      (target): AttemptRecord => ({
+        cluster: 'prod',
+        rolloutId: 'r-1',
+        target,
+        wave: wave.wave,
+        group: wave.group,
+        state: 'pending',
+        step: 'prepare',
+        token: '',
+        tries: 0,
+        version: 1,
+        updatedAt: NOW,
+      }),
+    ),
+  );
+  return [{ ...NEW_ROLLOUT, waveCount: waves.length }, waves, attempts];
+}
+
 describe('state table on dynalite', () => {
   it('is ready for the first write once created, even while DynamoDB still reports it CREATING', async () => {
     const slow = await startDynamo({ tableCreationMs: 300 });
@@ -50,24 +138,40 @@ describe('state table on dynalite', () => {
     );
 
     const active = await table.getActiveRollout('prod');
-    const next: RolloutRecord = {
-      cluster: 'prod',
-      rolloutId: 'r-1',
-      kind: 'rotate',
-      mode: 'reload',
-      revokePrevious: false,
-      reason: 'test',
-      requestedBy: 'test',
-      waves: [],
-      currentWave: 0,
-      status: 'running',
-      createdAt: NOW,
-      updatedAt: NOW,
-      version: 1,
-    };
-    await table.startRollout(next);
+    await table.startRollout(NEW_ROLLOUT, [], []);
 
     expect(active).toBeUndefined();
     expect((await table.getActiveRollout('prod'))?.rolloutId).toBe('r-1');
+  });
+
+  it('writes every wave and attempt of a rollout when DynamoDB leaves part of a batch unprocessed', async () => {
+    const { tableName } = await freshTable();
+    const client = dynamo.client();
+    const heldBack = holdBackHalf(client, 3);
+    const [rollout, waves, attempts] = largeRollout(130);
+
+    await new StateTable(client, tableName).startRollout(rollout, waves, attempts);
+
+    const table = new StateTable(dynamo.client(), tableName);
+    expect(heldBack.writes).toBeGreaterThan(0);
+    expect(await table.listAttempts('prod', 'r-1')).toEqual(attempts);
+    expect(await table.getWave('prod', 'r-1', waves.length - 1)).toEqual(waves.at(-1));
+  });
+
+  it('reads every attempt asked for when DynamoDB leaves part of a batch unprocessed', async () => {
+    const { tableName } = await freshTable();
+    const [rollout, waves, attempts] = largeRollout(130);
+    await new StateTable(dynamo.client(), tableName).startRollout(rollout, waves, attempts);
+    const client = dynamo.client();
+    const heldBack = holdBackHalf(client, 3);
+
+    const read = await new StateTable(client, tableName).getAttempts(
+      'prod',
+      'r-1',
+      attempts.map((attempt) => attempt.target),
+    );
+
+    expect(heldBack.reads).toBeGreaterThan(0);
+    expect(read).toEqual(attempts);
   });
 });

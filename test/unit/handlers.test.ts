@@ -11,12 +11,14 @@ import { instanceStateHandler, MAX_REGISTRATION_CHECKS } from '../../functions/i
 import { rotateTokenHandler } from '../../functions/rotate-token';
 import { ManualClock } from '../../local/clock';
 import { RecordingLogger } from '../../local/world/recording';
+import type { CommandGateway, InvocationOutcome } from '../../shared/aws/ports';
+import type { InventoryNode } from '../../shared/certificates/ports';
+import type { CertificateRotation } from '../../shared/certificates/rotation';
 import { parseClusterConfig } from '../../shared/config';
 import { ConflictError, TransientError } from '../../shared/errors';
 import type { InstanceStateRuntime } from '../../shared/intake/instance-state';
 import type { InvocationStatusRuntime } from '../../shared/intake/invocation-status';
-import type { CertificateRotation } from '../../shared/rotation/engine';
-import type { CommandGateway, InventoryNode, InvocationOutcome, Logger } from '../../shared/rotation/ports';
+import type { Logger } from '../../shared/logger';
 import { Runtime } from '../../shared/runtime';
 import { findSecrets } from '../helpers/secret-scan';
 
@@ -103,7 +105,11 @@ function fakeRuntime(options: {
   );
   const invocation: CommandGateway['invocation'] =
     options.invocation ??
-    (async () => ({ state: 'succeeded', stdout: '{}', comment: 'nomad-rotator:prod:prepare:attempt-1' }));
+    (async () => ({
+      state: 'succeeded',
+      stdout: '{}',
+      comment: 'nomad-rotator:prod:certs:prepare:abc123-00000001',
+    }));
   return {
     clock: new ManualClock(1_800_000_000_000),
     logger: options.logger ?? new RecordingLogger(),
@@ -145,6 +151,7 @@ describe('command-status partial batches', () => {
         onInvocation: async (instanceId) => {
           if (instanceId === INSTANCE_B) throw new TransientError('DynamoDB throttled');
           applied.push(instanceId);
+          return true;
         },
       },
     });
@@ -199,6 +206,7 @@ describe('command-status partial batches', () => {
           order.push(`${instanceId}:${running}`);
           await new Promise((resolve) => setTimeout(resolve, 5));
           running -= 1;
+          return true;
         },
       },
     });
@@ -216,8 +224,8 @@ describe('command-status partial batches', () => {
       throw new ConflictError('node moved on');
     });
     const comments: Record<string, string> = {
-      [INSTANCE_A]: 'nomad-rotator:prod:install:attempt-1',
-      [INSTANCE_B]: 'nomad-rotator:elsewhere:install:attempt-1',
+      [INSTANCE_A]: 'nomad-rotator:prod:certs:install:abc123-00000001',
+      [INSTANCE_B]: 'nomad-rotator:elsewhere:certs:install:abc123-00000001',
     };
     const runtime = fakeRuntime({
       rotation: { onInvocation },
@@ -334,12 +342,13 @@ describe('handler logs', () => {
           state: 'failed',
           detail: 'install failed',
           stdout: `${PRIVATE_KEY}\n${VAULT_TOKEN}`,
-          comment: 'nomad-rotator:prod:install:attempt-1',
+          comment: 'nomad-rotator:prod:certs:install:abc123-00000001',
         }) satisfies InvocationOutcome & { comment: string },
       rotation: {
         onInvocation: async (instanceId) => {
           logger.info('engine line');
           if (instanceId === INSTANCE_A) throw new TransientError('DynamoDB throttled');
+          return true;
         },
       },
     });
@@ -423,6 +432,7 @@ describe('command-status deadline', () => {
       rotation: {
         onInvocation: async (_instanceId, _tag, _outcome, deadline) => {
           deadlines.push(deadline);
+          return true;
         },
       },
     });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { Plan } from '../../shared/rotation/planner';
+import type { Plan } from '../../shared/certificates/planner';
 import { type FakeClusterHarness, fakeCluster } from '../helpers/fake-cluster';
 import { invokeRotateCerts, settleFakeCluster } from '../helpers/fake-cluster-handler';
 
@@ -87,7 +87,7 @@ describe('plan', () => {
       mode: expected.mode,
       revokePrevious: expected.revokePrevious,
     });
-    expect({ mode: rollout.mode, revokePrevious: rollout.revokePrevious }).toEqual({
+    expect({ mode: rollout.settings.mode, revokePrevious: rollout.settings.revokePrevious }).toEqual({
       mode: expected.mode,
       revokePrevious: expected.revokePrevious,
     });

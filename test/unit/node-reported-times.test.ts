@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { installOutputSchema, lastJsonLine, prepareOutputSchema } from '../../shared/rotation/outputs';
+import { installOutputSchema, lastJsonLine, prepareOutputSchema } from '../../shared/certificates/outputs';
 
 const notBefore = Date.UTC(2026, 10, 22, 12);
 const notAfter = Date.UTC(2026, 10, 23, 12);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { failureReason, lastJsonLine, normalizeSerial } from '../../shared/rotation/outputs';
+import { failureReason, lastJsonLine, normalizeSerial } from '../../shared/certificates/outputs';
 
 describe('document output', () => {
   it('takes the last JSON line and ignores noise before it', () => {

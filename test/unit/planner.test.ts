@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { planRotation } from '../../shared/certificates/planner';
 import { parseClusterConfig } from '../../shared/config';
-import { planRotation } from '../../shared/rotation/planner';
 import type { NodeRecord } from '../../shared/state/records';
 
 const HOUR = 3_600_000;
@@ -98,11 +98,18 @@ describe('rotation plan', () => {
         nextAttemptAt: NOW + HOUR,
         lastError: 'node-offline',
       }),
-      node('i-00000000000000003', 'client', { status: 'installing', rolloutId: 'r1' }),
+      node('i-00000000000000003', 'client'),
       node('i-00000000000000004', 'client', { status: 'retired' }),
     ];
+    const inFlight = new Map([['i-00000000000000003', { rolloutId: 'r1', step: 'install', state: 'sent' }]]);
 
-    const plan = planRotation(cluster, nodes, { kind: 'rotate', targets: 'all', force: false }, NOW);
+    const plan = planRotation(
+      cluster,
+      nodes,
+      { kind: 'rotate', targets: 'all', force: false },
+      NOW,
+      inFlight,
+    );
 
     expect(plan.entries.map((entry) => entry.decision)).toEqual(['wait', 'wait', 'skip', 'skip']);
     expect(plan.entries[1]!.reason).toContain('backing off after 2 failure(s) (node-offline)');

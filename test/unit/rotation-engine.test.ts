@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { DOCUMENT_SIZE_BUDGET_BYTES, documentSizeBytes } from '../../shared/documents';
-import { parseCommandComment } from '../../shared/rotation/engine';
+import { parseRoutingKey } from '../../shared/rollout/routing';
 import type { NodeRecord } from '../../shared/state/records';
 import { type FakeClusterHarness, fakeCluster, type SentCommand } from '../helpers/fake-cluster';
 
@@ -36,7 +36,7 @@ async function settle(h: FakeClusterHarness, options: { dropEvents?: boolean } =
 
 async function deliver(h: FakeClusterHarness, commandId: string, instanceId: string): Promise<void> {
   const outcome = await h.fleet.invocation(commandId, instanceId);
-  await h.rotation().onInvocation(instanceId, parseCommandComment(outcome.comment)!, outcome, FAR);
+  await h.rotation().onInvocation(instanceId, parseRoutingKey(outcome.comment)!, outcome, FAR);
 }
 
 const tick = (h: FakeClusterHarness, owner = 'tick-1', deadline = FAR) =>
@@ -123,7 +123,7 @@ describe('certificate rotation engine', () => {
     await settle(harness);
 
     const audit = await harness.table.listAudit('prod', harness.clock.now());
-    const serverEntries = audit.filter((e) => e.role === 'server');
+    const serverEntries = audit.filter((e) => e.group === 'server');
     // Without these counts an audit with no server entry (or a dispatch that is never recorded)
     // would pass the in-flight check below vacuously.
     const dispatched = serverEntries.filter((e) => e.action === 'install-dispatched');
@@ -133,7 +133,7 @@ describe('certificate rotation engine', () => {
     let maxInFlight = 0;
     for (const entry of serverEntries) {
       if (entry.action === 'install-dispatched') inFlight += 1;
-      if (entry.action === 'install-succeeded' || entry.action === 'rotation-failed') inFlight -= 1;
+      if (entry.action === 'install-succeeded' || entry.action === 'install-failed') inFlight -= 1;
       maxInFlight = Math.max(maxInFlight, inFlight);
     }
     expect(maxInFlight).toBe(1);
@@ -346,10 +346,11 @@ describe('certificate rotation engine', () => {
 
     expect((await nodes(harness)).get(clients[0]!)?.status).toBe('retired');
     expect(harness.authority.revoked).toEqual([node.agent!.serial, node.cli!.serial]);
-    expect(parseCommandComment('nomad-rotator:prod:install:abc-123')).toEqual({
+    expect(parseRoutingKey('nomad-rotator:prod:certs:install:abc123-0011aabb')).toEqual({
       cluster: 'prod',
-      stage: 'install',
-      attemptId: 'abc-123',
+      plan: 'certs',
+      step: 'install',
+      token: 'abc123-0011aabb',
     });
   });
 });

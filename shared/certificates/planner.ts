@@ -1,7 +1,21 @@
 import type { NodeRole } from '../certs/names';
 import { renewalTime } from '../certs/renewal';
 import type { ClusterConfig } from '../config';
-import type { NodeRecord, ReloadMode, RolloutKind, Wave } from '../state/records';
+import type { NodeRecord, ReloadMode } from '../state/records';
+
+export type RolloutKind = 'rotate' | 'emergency';
+
+export interface Wave {
+  role: NodeRole;
+  instanceIds: string[];
+}
+
+/** A node's part in the running rollout, as the plan preview explains it. */
+export interface InFlight {
+  rolloutId: string;
+  step: string;
+  state: string;
+}
 
 export type TargetSelector = 'all' | 'servers' | 'clients' | readonly string[];
 
@@ -65,9 +79,10 @@ export function planRotation(
   nodes: readonly NodeRecord[],
   request: PlanRequest,
   now: number,
+  inFlight: ReadonlyMap<string, InFlight> = new Map(),
 ): Plan {
   const selected = nodes.filter((node) => isSelected(node, request.targets));
-  const entries = selected.map((node) => decide(cluster, node, request, now));
+  const entries = selected.map((node) => decide(cluster, node, request, now, inFlight.get(node.instanceId)));
   const byRecord = new Map(selected.map((node) => [node.instanceId, node]));
   const rotating = entries
     .filter((entry) => entry.decision === 'rotate')
@@ -102,14 +117,20 @@ function isSelected(node: NodeRecord, targets: TargetSelector): boolean {
   return targets.includes(node.instanceId);
 }
 
-function decide(cluster: ClusterConfig, node: NodeRecord, request: PlanRequest, now: number): PlanEntry {
+function decide(
+  cluster: ClusterConfig,
+  node: NodeRecord,
+  request: PlanRequest,
+  now: number,
+  inFlight: InFlight | undefined,
+): PlanEntry {
   const base = { instanceId: node.instanceId, role: node.role, expiresAt: node.agent?.notAfter };
   if (node.status === 'retired') return { ...base, decision: 'skip', reason: 'instance is terminated' };
-  if (node.status === 'preparing' || node.status === 'installing' || node.status === 'signed') {
+  if (inFlight !== undefined) {
     return {
       ...base,
       decision: 'skip',
-      reason: `already in flight (${node.status}, rollout ${node.rolloutId})`,
+      reason: `already in flight (${inFlight.step} ${inFlight.state}, rollout ${inFlight.rolloutId})`,
     };
   }
   if (request.force) {

@@ -1,6 +1,5 @@
 import type { CertificateKind, CertificateNames, NodeRole } from '../certs/names';
 import type { ClusterConfig } from '../config';
-import type { DocumentKind, DocumentParameters } from '../documents';
 
 /** A node as SSM inventory reports it (DescribeInstanceInformation filtered by the cluster's tags). */
 export interface InventoryNode {
@@ -12,23 +11,6 @@ export interface InventoryNode {
 
 export interface NodeInventory {
   list(cluster: ClusterConfig): Promise<InventoryNode[]>;
-}
-
-export type InvocationOutcome =
-  | { state: 'running' }
-  | { state: 'missing' }
-  | { state: 'succeeded'; stdout: string }
-  | { state: 'failed'; detail: string; stdout: string };
-
-export interface CommandGateway {
-  /** Send one document to up to 50 instances; returns the command id. Parameters are validated first. */
-  send<Kind extends DocumentKind>(
-    kind: Kind,
-    instanceIds: readonly string[],
-    parameters: DocumentParameters<Kind>,
-    comment: string,
-  ): Promise<string>;
-  invocation(commandId: string, instanceId: string): Promise<InvocationOutcome & { comment?: string }>;
 }
 
 export interface IssuedCertificate {
@@ -71,11 +53,4 @@ export interface RotationTelemetry {
   pushFailed(cluster: string, role: NodeRole): void;
   rolloutStuck(cluster: string): void;
   fleetExpiry(cluster: string, minHoursToExpiry: number | undefined, nodesExpiringSoon: number): void;
-}
-
-export interface Logger {
-  debug(message: string, ...extra: Record<string, unknown>[]): void;
-  info(message: string, ...extra: Record<string, unknown>[]): void;
-  warn(message: string, ...extra: Record<string, unknown>[]): void;
-  error(message: string, ...extra: Record<string, unknown>[]): void;
 }

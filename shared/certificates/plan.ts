@@ -1,0 +1,375 @@
+import { validateCsr } from '../certs/csr';
+import { certificateNames, type NodeRole } from '../certs/names';
+import type { Clock } from '../clock';
+import type { ClusterConfig } from '../config';
+import { ConflictError, describeError } from '../errors';
+import type { Logger } from '../logger';
+import { recordAudit } from '../rollout/audit';
+import type { AttemptRecord, RolloutRecord } from '../rollout/model';
+import type {
+  FailurePolicy,
+  RolloutMilestone,
+  RolloutPlan,
+  StepBatches,
+  StepOutcome,
+  StepVerdict,
+} from '../rollout/plan';
+import type { NodeRecord, ReloadMode, SignedSet } from '../state/records';
+import type { AuditLog, NodeChanges, NodeField, NodeStore } from '../state/store';
+import type { CertificateCommands } from './commands';
+import { normalizeSerial } from './outputs';
+import type { CertificateAuthority, EventPublisher, RotationTelemetry } from './ports';
+
+export const CERTIFICATE_PLAN = 'certs';
+
+/** The certificate plan's settings on a rollout item. */
+export interface CertificateSettings {
+  mode: ReloadMode;
+  revokePrevious: boolean;
+}
+
+/** What prepare hands to install on the attempt: the signed public certificates and the serials they replace. */
+interface SignedCarry {
+  signed: SignedSet;
+  revokeAfterInstall: string[];
+}
+
+export interface CertificatePlanDependencies {
+  cluster: ClusterConfig;
+  nodes: NodeStore;
+  audit: AuditLog;
+  commands: CertificateCommands;
+  authority: CertificateAuthority;
+  events: EventPublisher;
+  telemetry: RotationTelemetry;
+  logger: Logger;
+  clock: Clock;
+}
+
+export function certificateSettings(rollout: RolloutRecord): CertificateSettings {
+  return {
+    mode: rollout.settings.mode === 'restart' ? 'restart' : 'reload',
+    revokePrevious: rollout.settings.revokePrevious === true,
+  };
+}
+
+/** The signed set an attempt carries between prepare and install, if it holds one. */
+export function signedCarry(attempt: AttemptRecord): SignedCarry | undefined {
+  const carry = attempt.carry as Partial<SignedCarry> | undefined;
+  return carry?.signed === undefined
+    ? undefined
+    : { signed: carry.signed, revokeAfterInstall: carry.revokeAfterInstall ?? [] };
+}
+
+/**
+ * Certificates as a plan: `prepare` has each node make a fresh key and CSRs (keys never leave the
+ * node), the CSRs are signed in Vault as the results come in, and `install` (once every prepare of
+ * the wave is back) writes, reloads and proves the new set. A failed node keeps its working set and
+ * is retried with backoff; one out of tries halts the rollout after its wave. An emergency reissue
+ * is the same plan with restart and revoke.
+ */
+export class CertificatePlan implements RolloutPlan {
+  readonly name = CERTIFICATE_PLAN;
+  readonly steps = [{ name: 'prepare' }, { name: 'install', waitsForWave: true }] as const;
+  readonly #deps: CertificatePlanDependencies;
+
+  constructor(dependencies: CertificatePlanDependencies) {
+    this.#deps = dependencies;
+  }
+
+  failurePolicy(): FailurePolicy {
+    const { maxAttempts, backoffBaseSeconds, backoffMaxSeconds } = this.#deps.cluster.rollout;
+    return { kind: 'retry', maxTries: maxAttempts, backoffBaseSeconds, backoffMaxSeconds };
+  }
+
+  /** A sealed or unreachable Vault means no node is touched at all, not even a pending key. */
+  async ready(rollout: RolloutRecord, step: string): Promise<boolean> {
+    if (step !== 'prepare') return true;
+    try {
+      await this.#deps.authority.assertReady();
+      return true;
+    } catch (error) {
+      this.#deps.logger.warn('certificate authority not ready; prepare deferred', {
+        cluster: rollout.cluster,
+        error: describeError(error),
+      });
+      return false;
+    }
+  }
+
+  async batch(
+    rollout: RolloutRecord,
+    step: string,
+    attempts: readonly AttemptRecord[],
+  ): Promise<StepBatches> {
+    const { commands } = this.#deps;
+    if (step === 'prepare') {
+      const nodes = new Map(
+        (
+          await this.#deps.nodes.getNodes(
+            rollout.cluster,
+            attempts.map((a) => a.target),
+          )
+        ).map((n) => [n.instanceId, n]),
+      );
+      const unreachable = attempts
+        .filter((attempt) => nodes.get(attempt.target)?.ping === 'ConnectionLost')
+        .map((attempt) => ({ attempt, reason: 'node-offline' }));
+      const online = attempts.filter((attempt) => nodes.get(attempt.target)?.ping !== 'ConnectionLost');
+      const byTarget = new Map(online.map((attempt) => [attempt.target, attempt]));
+      return {
+        batches: commands
+          .prepareBatches(online.map((a) => a.target))
+          .map((ids) => ids.map((id) => byTarget.get(id)!)),
+        unreachable,
+      };
+    }
+    // One install command serves one prepare batch: the nodes answer with its attempt id.
+    const withCarry = attempts
+      .map((attempt) => ({ attempt, carry: signedCarry(attempt) }))
+      .filter((entry): entry is { attempt: AttemptRecord; carry: SignedCarry } => entry.carry !== undefined)
+      .sort((a, b) => a.attempt.token.localeCompare(b.attempt.token));
+    const byToken = new Map<string, typeof withCarry>();
+    for (const entry of withCarry)
+      byToken.set(entry.attempt.token, [...(byToken.get(entry.attempt.token) ?? []), entry]);
+    const batches: AttemptRecord[][] = [];
+    for (const group of byToken.values()) {
+      const request = this.#installShared(rollout, group[0]!.attempt, group[0]!.carry.signed);
+      const items = group.map((entry) => ({ attempt: entry.attempt, pair: entry.carry.signed }));
+      for (const batch of commands.installBatches(items, request))
+        batches.push(batch.map((item) => item.attempt));
+    }
+    return { batches, unreachable: [] };
+  }
+
+  async send(rollout: RolloutRecord, step: string, attempts: readonly AttemptRecord[], routingKey: string) {
+    const { commands } = this.#deps;
+    const targets = attempts.map((attempt) => attempt.target);
+    const attemptId = attempts[0]!.token;
+    if (step === 'prepare') return commands.prepare(targets, attemptId, routingKey);
+    const carries = attempts.map((attempt) => signedCarry(attempt)!);
+    const first = carries[0]!.signed;
+    return commands.install(
+      targets,
+      {
+        ...this.#installShared(rollout, attempts[0]!, first),
+        attemptId,
+        pairs: carries.map((carry) => carry.signed),
+      },
+      routingKey,
+    );
+  }
+
+  async judge(rollout: RolloutRecord, attempt: AttemptRecord, outcome: StepOutcome): Promise<StepVerdict> {
+    const { commands } = this.#deps;
+    if (outcome.state === 'failed')
+      return { ok: false, reason: commands.failureReason(outcome.stdout, outcome.detail) };
+    if (attempt.step === 'prepare') {
+      const prepared = commands.readPrepared(outcome.stdout);
+      if (prepared === undefined || prepared.attemptId !== attempt.token)
+        return { ok: false, reason: 'prepare-output-unreadable' };
+      const node = await this.#deps.nodes.getNode(rollout.cluster, attempt.target);
+      if (node === undefined) return { ok: false, reason: 'node-unknown' };
+      try {
+        const signed = await this.#sign(node, prepared.agentCsrBase64, prepared.cliCsrBase64);
+        const revoke = certificateSettings(rollout).revokePrevious
+          ? [node.agent?.serial, node.cli?.serial].filter((serial): serial is string => !!serial)
+          : [];
+        return { ok: true, carry: { signed, revokeAfterInstall: revoke } satisfies SignedCarry };
+      } catch (error) {
+        return { ok: false, reason: `signing-failed:${errorName(error)}` };
+      }
+    }
+    const installed = commands.readInstalled(outcome.stdout);
+    const carry = signedCarry(attempt);
+    if (installed === undefined || installed.attemptId !== attempt.token || carry === undefined)
+      return { ok: false, reason: 'install-output-unreadable' };
+    if (normalizeSerial(installed.agent.serial) !== normalizeSerial(carry.signed.agent.serial))
+      return { ok: false, reason: 'installed-serial-mismatch' };
+    return { ok: true, carry: { action: installed.action } };
+  }
+
+  async onSucceeded(
+    rollout: RolloutRecord,
+    attempt: AttemptRecord,
+    result?: Record<string, unknown>,
+  ): Promise<void> {
+    const { clock, events, telemetry, authority, logger, cluster } = this.#deps;
+    const carry = signedCarry(attempt);
+    if (carry === undefined) return;
+    const { signed } = carry;
+    const action = typeof result?.action === 'string' ? result.action : 'none';
+    const node = await this.#updateNode(
+      rollout.cluster,
+      attempt.target,
+      {
+        status: 'idle',
+        agent: signed.agent,
+        cli: signed.cli,
+        failures: 0,
+        lastAction: action === 'none' ? 'already-installed' : `rotated-${action}`,
+        lastActionAt: clock.now(),
+      },
+      ['nextAttemptAt', 'lastError'],
+    );
+    const role = node?.role ?? (attempt.group as NodeRole);
+    telemetry.pushSucceeded(cluster.name, role);
+    await events.publish('CertificateRotated', {
+      cluster: cluster.name,
+      instanceId: attempt.target,
+      role,
+      rolloutId: rollout.rolloutId,
+      serial: signed.agent.serial,
+      cliSerial: signed.cli.serial,
+      notAfter: new Date(signed.agent.notAfter).toISOString(),
+      action,
+    });
+    for (const serial of carry.revokeAfterInstall) {
+      try {
+        await authority.revoke(serial);
+        await recordAudit(this.#deps.audit, clock, {
+          cluster: cluster.name,
+          action: 'serial-revoked',
+          actor: 'rotator',
+          rolloutId: rollout.rolloutId,
+          instanceId: attempt.target,
+          details: { serial },
+        });
+      } catch (error) {
+        logger.error('revoking a replaced serial failed', {
+          cluster: cluster.name,
+          instanceId: attempt.target,
+          serial,
+          error: describeError(error),
+        });
+      }
+    }
+  }
+
+  async onFailed(rollout: RolloutRecord, attempt: AttemptRecord, reason: string, nextAttemptAt?: number) {
+    const { clock, events, telemetry, logger, cluster } = this.#deps;
+    const current = await this.#deps.nodes.getNode(rollout.cluster, attempt.target);
+    const failures = (current?.failures ?? 0) + 1;
+    const { backoffBaseSeconds, backoffMaxSeconds } = cluster.rollout;
+    // Out of tries, the node still waits before a later rollout tries it again.
+    const retryAt =
+      nextAttemptAt ??
+      clock.now() + Math.min(backoffBaseSeconds * 2 ** (failures - 1), backoffMaxSeconds) * 1000;
+    const node = await this.#updateNode(rollout.cluster, attempt.target, {
+      status: 'failed',
+      failures,
+      nextAttemptAt: retryAt,
+      lastError: reason,
+      lastAction: 'failed',
+      lastActionAt: clock.now(),
+    });
+    const role = node?.role ?? (attempt.group as NodeRole);
+    telemetry.pushFailed(cluster.name, role);
+    logger.warn('certificate push failed', {
+      cluster: cluster.name,
+      instanceId: attempt.target,
+      reason,
+      failures,
+    });
+    await events.publish('CertificatePushFailed', {
+      cluster: cluster.name,
+      instanceId: attempt.target,
+      role,
+      rolloutId: rollout.rolloutId,
+      reason,
+      failures,
+      nextAttemptAt: new Date(retryAt).toISOString(),
+    });
+  }
+
+  async announce(
+    rollout: RolloutRecord,
+    milestone: RolloutMilestone,
+    targets: readonly string[],
+  ): Promise<void> {
+    const emergency = rollout.kind === 'emergency';
+    const base = { cluster: rollout.cluster, rolloutId: rollout.rolloutId };
+    if (milestone === 'started') {
+      await this.#deps.events.publish(emergency ? 'EmergencyReissueStarted' : 'RolloutStarted', {
+        ...base,
+        reason: rollout.reason,
+        nodes: targets,
+      });
+    } else if (milestone === 'halted') {
+      await this.#deps.events.publish('RolloutHalted', { ...base, reason: rollout.haltReason });
+    } else {
+      await this.#deps.events.publish(emergency ? 'EmergencyReissueFinished' : 'RolloutCompleted', base);
+    }
+  }
+
+  #installShared(rollout: RolloutRecord, attempt: AttemptRecord, signed: SignedSet) {
+    return {
+      role: attempt.group as NodeRole,
+      mode: certificateSettings(rollout).mode,
+      chainPem: signed.chainPem,
+      caBundlePem: signed.caBundlePem,
+    };
+  }
+
+  async #sign(node: NodeRecord, agentCsrBase64: string, cliCsrBase64: string): Promise<SignedSet> {
+    const { authority, cluster } = this.#deps;
+    const { keyType, ttl } = cluster.certificates;
+    const agentCsr = await validateCsr(agentCsrBase64, keyType, 'agent CSR');
+    const cliCsr = await validateCsr(cliCsrBase64, keyType, 'CLI CSR');
+    const agent = await authority.sign({
+      kind: node.role,
+      csrPem: agentCsr,
+      names: certificateNames(node.role, cluster, node.ip),
+      ttlSeconds: ttl,
+    });
+    const cli = await authority.sign({
+      kind: 'cli',
+      csrPem: cliCsr,
+      names: certificateNames('cli', cluster),
+      ttlSeconds: ttl,
+    });
+    const intermediates = agent.caChainPems.slice(0, -1);
+    return {
+      agentCertificatePem: agent.certificatePem,
+      cliCertificatePem: cli.certificatePem,
+      chainPem: (intermediates.length > 0 ? intermediates : agent.caChainPems).join('\n'),
+      caBundlePem: agent.caChainPems.join('\n'),
+      agent: { serial: agent.serial, notBefore: agent.notBefore, notAfter: agent.notAfter },
+      cli: { serial: cli.serial, notBefore: cli.notBefore, notAfter: cli.notAfter },
+    };
+  }
+
+  /**
+   * The node item is shared with inventory sync, so the write is a read-modify-write on its version,
+   * tried again when inventory got there first. A retired node is left retired.
+   */
+  async #updateNode(
+    cluster: string,
+    instanceId: string,
+    changes: NodeChanges,
+    remove: readonly NodeField[] = [],
+  ) {
+    const { nodes, clock } = this.#deps;
+    for (let round = 0; round < 5; round += 1) {
+      const node = await nodes.getNode(cluster, instanceId);
+      if (node === undefined || node.status === 'retired') return node;
+      try {
+        return await nodes.updateNode(
+          cluster,
+          instanceId,
+          { version: node.version },
+          changes,
+          clock.now(),
+          remove,
+        );
+      } catch (error) {
+        if (!(error instanceof ConflictError)) throw error;
+      }
+    }
+    throw new ConflictError('the node item kept changing', { context: { cluster, instanceId } });
+  }
+}
+
+function errorName(error: unknown): string {
+  return error instanceof Error ? error.name : 'Error';
+}

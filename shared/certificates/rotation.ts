@@ -1,0 +1,318 @@
+import { SsmCertificateCommands } from '../aws/certificate-commands';
+import type { CommandGateway } from '../aws/ports';
+import { expiringSoonHours, hoursUntil } from '../certs/renewal';
+import type { Clock } from '../clock';
+import type { ClusterConfig } from '../config';
+import { ConflictError, ignoreConflict } from '../errors';
+import type { Logger } from '../logger';
+import { recordAudit } from '../rollout/audit';
+import { RolloutEngine } from '../rollout/engine';
+import type { RolloutRecord, RolloutStatus } from '../rollout/model';
+import type { RoutingKey } from '../rollout/routing';
+import type { StateStore } from '../state/store';
+import type { CertificateCommands } from './commands';
+import { CERTIFICATE_PLAN, CertificatePlan, certificateSettings, signedCarry } from './plan';
+import { type InFlight, type Plan, type PlanRequest, planRotation, type Wave } from './planner';
+import type { CertificateAuthority, EventPublisher, NodeInventory, RotationTelemetry } from './ports';
+
+/** A claim whose command was never sent (a crash between the two writes) is released after this long. */
+const ORPHANED_CLAIM_MS = 120_000;
+
+export interface RotationDependencies {
+  cluster: ClusterConfig;
+  table: StateStore;
+  inventory: NodeInventory;
+  commands: CommandGateway;
+  authority: CertificateAuthority;
+  events: EventPublisher;
+  telemetry: RotationTelemetry;
+  logger: Logger;
+  clock: Clock;
+}
+
+export interface RolloutRequest extends PlanRequest {
+  reason: string;
+  actor: string;
+}
+
+/** A rollout as a manual request started it. */
+export interface StartedRollout {
+  rolloutId: string;
+  mode: 'reload' | 'restart';
+  revokePrevious: boolean;
+  waves: Wave[];
+}
+
+export interface TickReport {
+  cluster: string;
+  leaseHeld: boolean;
+  inventory: number;
+  reconciled: number;
+  rolloutId?: string;
+  rolloutStatus?: RolloutStatus;
+  stoppedEarly: boolean;
+}
+
+/**
+ * Certificate rotation for one cluster: the rollout engine running the certificate plan, plus what
+ * only certificates need around it (inventory sync, the renewal schedule, instance lifecycle, the
+ * fleet's expiry metrics).
+ */
+export class CertificateRotation {
+  readonly #deps: RotationDependencies;
+  readonly #engine: RolloutEngine;
+
+  constructor(dependencies: RotationDependencies, commands?: CertificateCommands) {
+    this.#deps = dependencies;
+    const { cluster, table, telemetry, logger, clock } = dependencies;
+    const plan = new CertificatePlan({
+      cluster,
+      nodes: table,
+      audit: table,
+      commands: commands ?? new SsmCertificateCommands(dependencies.commands, cluster),
+      authority: dependencies.authority,
+      events: dependencies.events,
+      telemetry,
+      logger,
+      clock,
+    });
+    this.#engine = new RolloutEngine({
+      cluster: cluster.name,
+      store: table,
+      plans: [plan],
+      results: dependencies.commands,
+      telemetry: { rolloutHalted: (name) => telemetry.rolloutStuck(name) },
+      logger,
+      clock,
+      limits: {
+        commandTimeoutMs: cluster.rollout.commandTimeoutSeconds * 1000,
+        orphanedClaimMs: ORPHANED_CLAIM_MS,
+      },
+    });
+  }
+
+  get #cluster(): ClusterConfig {
+    return this.#deps.cluster;
+  }
+
+  /**
+   * One scheduled run: sync inventory, reconcile in-flight commands, continue or start a rollout,
+   * publish fleet expiry. Stops before `deadline` and leaves the rest to the next run.
+   */
+  async tick(options: { deadline: number; owner: string; actor: string }): Promise<TickReport> {
+    const { clock, logger } = this.#deps;
+    const cluster = this.#cluster.name;
+    const idle: TickReport = { cluster, leaseHeld: false, inventory: 0, reconciled: 0, stoppedEarly: false };
+    const report = await this.#engine.withLease(options.owner, options.deadline, async () => {
+      const held: TickReport = { ...idle, leaseHeld: true };
+      held.inventory = await this.syncInventory();
+      held.reconciled = await this.#engine.reconcile(options.deadline);
+      if (clock.now() >= options.deadline) return { ...held, stoppedEarly: true };
+      let rollout: RolloutRecord | undefined = await this.#engine.activeRollout();
+      if (rollout === undefined) {
+        const started = await this.#startFromPlan(
+          { kind: 'rotate', targets: 'all', force: false, reason: 'scheduled renewal', actor: options.actor },
+          true,
+        );
+        rollout = started?.rollout;
+      }
+      if (rollout !== undefined) {
+        const advanced = await this.#engine.advance(rollout.rolloutId, options.deadline);
+        held.rolloutId = advanced?.rolloutId;
+        held.rolloutStatus = advanced?.status;
+      }
+      held.stoppedEarly = clock.now() >= options.deadline;
+      await this.publishFleetExpiry();
+      return held;
+    });
+    if (report === undefined) logger.info('another run holds the cluster lease; nothing to do', { cluster });
+    return report ?? idle;
+  }
+
+  /** Record nodes SSM knows with the cluster's tags; refresh role, IP and ping status. */
+  async syncInventory(): Promise<number> {
+    const { table, inventory, clock } = this.#deps;
+    const cluster = this.#cluster.name;
+    const seen = await inventory.list(this.#cluster);
+    const known = new Map((await table.listNodes(cluster)).map((node) => [node.instanceId, node]));
+    for (const node of seen) {
+      const ping = node.online ? 'Online' : 'ConnectionLost';
+      const record = known.get(node.instanceId);
+      if (record === undefined) {
+        await table.addNode(
+          { cluster, instanceId: node.instanceId, role: node.role, ip: node.ip, ping },
+          clock.now(),
+        );
+      } else if (
+        record.status !== 'retired' &&
+        (record.ip !== node.ip || record.role !== node.role || record.ping !== ping)
+      ) {
+        await table
+          .updateNode(
+            cluster,
+            node.instanceId,
+            { version: record.version },
+            { ip: node.ip, role: node.role, ping },
+            clock.now(),
+          )
+          .catch(ignoreConflict);
+      }
+    }
+    return seen.length;
+  }
+
+  async plan(request: PlanRequest): Promise<Plan> {
+    const nodes = await this.#deps.table.listNodes(this.#cluster.name);
+    const inFlight = new Map<string, InFlight>(
+      [...(await this.#engine.unfinishedAttempts())].map(([target, attempt]) => [
+        target,
+        { rolloutId: attempt.rolloutId, step: attempt.step, state: attempt.state },
+      ]),
+    );
+    return planRotation(this.#cluster, nodes, request, this.#deps.clock.now(), inFlight);
+  }
+
+  /**
+   * Start a manual rotation or an emergency reissue. An emergency supersedes whatever rollout is
+   * running; a manual rotation refuses to run beside one (ConflictError). Dispatches the first waves
+   * until `deadline` (the invocation's own); ticks and events carry on.
+   */
+  async start(request: RolloutRequest, deadline: number): Promise<StartedRollout | undefined> {
+    if (request.kind === 'emergency') {
+      await this.#engine.supersedeActive(`superseded by emergency reissue: ${request.reason}`, request.actor);
+    }
+    const started = await this.#startFromPlan(request, false);
+    if (started === undefined) return undefined;
+    await this.#engine.advance(started.rollout.rolloutId, deadline);
+    const settings = certificateSettings(started.rollout);
+    return { rolloutId: started.rollout.rolloutId, ...settings, waves: started.plan.waves };
+  }
+
+  async #startFromPlan(request: RolloutRequest, quietWhenEmpty: boolean) {
+    const plan = await this.plan(request);
+    if (plan.waves.length === 0) {
+      if (!quietWhenEmpty) this.#deps.logger.info('nothing to rotate', { cluster: plan.cluster });
+      return undefined;
+    }
+    const rollout = await this.#engine.start({
+      plan: CERTIFICATE_PLAN,
+      kind: plan.kind,
+      settings: { mode: plan.mode, revokePrevious: plan.revokePrevious },
+      reason: request.reason,
+      actor: request.actor,
+      waves: plan.waves.map((wave) => ({ group: wave.role, targets: wave.instanceIds })),
+    });
+    return { rollout, plan };
+  }
+
+  /** An SSM invocation changed state (event path), already routed to this cluster by its key. */
+  onInvocation(
+    instanceId: string,
+    key: RoutingKey,
+    outcome: Parameters<RolloutEngine['onResult']>[2],
+    deadline: number,
+  ): Promise<boolean> {
+    return this.#engine.onResult(key, instanceId, outcome, deadline);
+  }
+
+  /** Events are best effort: apply what finished, fail what timed out. */
+  reconcile(deadline: number): Promise<number> {
+    return this.#engine.reconcile(deadline);
+  }
+
+  advance(rolloutId: string, deadline: number): Promise<RolloutRecord | undefined> {
+    return this.#engine.advance(rolloutId, deadline);
+  }
+
+  /**
+   * An instance of this cluster reached `running` and its SSM agent is online. A node with no
+   * certificate (or a due one) joins the active rollout as one more wave, so servers still never
+   * reload two at a time, or gets a rollout of its own.
+   */
+  async onInstanceRunning(instanceId: string, actor: string, deadline: number): Promise<string | undefined> {
+    await this.syncInventory();
+    const plan = await this.plan({ kind: 'rotate', targets: [instanceId], force: false });
+    const wave = plan.waves[0];
+    if (wave === undefined) return undefined;
+    const rolloutId = await this.#engine.join({
+      plan: CERTIFICATE_PLAN,
+      kind: 'rotate',
+      settings: { mode: plan.mode, revokePrevious: plan.revokePrevious },
+      reason: 'instance running',
+      actor,
+      waves: [{ group: wave.role, targets: wave.instanceIds }],
+    });
+    if (rolloutId !== undefined) await this.#engine.advance(rolloutId, deadline);
+    return rolloutId;
+  }
+
+  /** Problems with a manual target list, checked against live inventory and the table without writing. */
+  async targetIssues(instanceIds: readonly string[]): Promise<string[]> {
+    const live = new Set((await this.#deps.inventory.list(this.#cluster)).map((node) => node.instanceId));
+    const known = new Map(
+      (await this.#deps.table.listNodes(this.#cluster.name)).map((node) => [node.instanceId, node]),
+    );
+    return instanceIds.flatMap((id) => {
+      const node = known.get(id);
+      if (node?.status === 'retired') return [`targets: ${id} is terminated`];
+      if (node === undefined && !live.has(id))
+        return [`targets: ${id} is not a node of cluster ${this.#cluster.name}`];
+      return [];
+    });
+  }
+
+  /** A terminated instance: revoke its serials in Vault, leave its rollout, and mark it retired. */
+  async retire(instanceId: string, actor: string): Promise<boolean> {
+    const { table, authority, events, clock } = this.#deps;
+    const node = await table.getNode(this.#cluster.name, instanceId);
+    if (node === undefined || node.status === 'retired') return false;
+    const abandoned = await this.#engine.abandonTarget(instanceId, actor);
+    const carried = abandoned === undefined ? undefined : signedCarry(abandoned)?.signed;
+    const serials = [node.agent?.serial, node.cli?.serial, carried?.agent.serial, carried?.cli.serial].filter(
+      (serial): serial is string => serial !== undefined,
+    );
+    for (const serial of serials) await authority.revoke(serial);
+    try {
+      await table.updateNode(
+        this.#cluster.name,
+        instanceId,
+        { version: node.version },
+        { status: 'retired', lastAction: 'retired', lastActionAt: clock.now() },
+        clock.now(),
+      );
+    } catch (error) {
+      if (error instanceof ConflictError) return false;
+      throw error;
+    }
+    await recordAudit(table, clock, {
+      cluster: this.#cluster.name,
+      action: 'node-retired',
+      actor,
+      instanceId,
+      role: node.role,
+      details: { revoked: serials.length },
+    });
+    await events.publish('NodeRetired', {
+      cluster: this.#cluster.name,
+      instanceId,
+      role: node.role,
+      revokedSerials: serials,
+    });
+    return true;
+  }
+
+  /** Fleet expiry metrics; a node with no certificate yet counts as just expired. */
+  async publishFleetExpiry(): Promise<void> {
+    const { table, clock, telemetry } = this.#deps;
+    const now = clock.now();
+    const nodes = (await table.listNodes(this.#cluster.name)).filter((node) => node.status !== 'retired');
+    const hoursLeft = nodes.map((node) => hoursUntil(node.agent ? node.agent.notAfter : now - 1, now));
+    const minHours = hoursLeft.length > 0 ? Math.min(...hoursLeft) : undefined;
+    const soonHours = expiringSoonHours(this.#cluster.certificates);
+    telemetry.fleetExpiry(
+      this.#cluster.name,
+      minHours,
+      hoursLeft.filter((hours) => hours < soonHours).length,
+    );
+  }
+}

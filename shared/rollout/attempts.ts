@@ -1,0 +1,231 @@
+import type { Clock } from '../clock';
+import { describeError, ignoreConflict, RotatorError } from '../errors';
+import type { Logger } from '../logger';
+import type { AuditLog } from '../state/store';
+import { auditRollout } from './audit';
+import { type AttemptRecord, isFinished, type RolloutRecord } from './model';
+import type { CommandResult, RolloutPlan } from './plan';
+import { formatRoutingKey, newToken } from './routing';
+import type { AttemptChanges, AttemptField, RolloutStore } from './store';
+import { type AttemptEvent, transition } from './transitions';
+
+export interface AttemptRunnerDependencies {
+  cluster: string;
+  store: RolloutStore & AuditLog;
+  logger: Logger;
+  clock: Clock;
+  /** Halt the rollout at once (a plan that halts at the first failure). */
+  halt(rollout: RolloutRecord, reason: string): Promise<unknown>;
+}
+
+/**
+ * The per-target half of the engine: claims, sends, results, failures and retries, each one move of
+ * the transition table written conditionally on the attempt's state, token and version.
+ */
+export class AttemptRunner {
+  readonly #deps: AttemptRunnerDependencies;
+
+  constructor(dependencies: AttemptRunnerDependencies) {
+    this.#deps = dependencies;
+  }
+
+  /** Failed attempts whose backoff is over wait at the first step again, like new ones. */
+  async retryDue(plan: RolloutPlan, attempts: AttemptRecord[]): Promise<AttemptRecord[]> {
+    const now = this.#deps.clock.now();
+    const first = plan.steps[0]!.name;
+    return Promise.all(
+      attempts.map(async (attempt) => {
+        if (attempt.state !== 'failed' || (attempt.nextAttemptAt ?? 0) > now) return attempt;
+        return (await this.move(attempt, 'retry', { step: first }, ['nextAttemptAt'])) ?? attempt;
+      }),
+    );
+  }
+
+  /** Send every step the wave is ready for: the first step at once, a waiting step once no attempt is behind it. */
+  async sendReady(
+    rollout: RolloutRecord,
+    plan: RolloutPlan,
+    attempts: readonly AttemptRecord[],
+    deadline: number,
+  ): Promise<boolean> {
+    let touched = false;
+    const stepIndex = (attempt: AttemptRecord) => plan.steps.findIndex((step) => step.name === attempt.step);
+    const behind = (index: number) =>
+      attempts.some(
+        (attempt) => !isFinished(attempt) && attempt.state !== 'failed' && stepIndex(attempt) < index,
+      );
+    for (const [index, step] of plan.steps.entries()) {
+      if (this.#deps.clock.now() >= deadline) return touched;
+      const waiting = attempts.filter((attempt) => attempt.state === 'pending' && attempt.step === step.name);
+      if (waiting.length === 0 || (step.waitsForWave === true && behind(index))) continue;
+      if (plan.ready !== undefined && !(await plan.ready(rollout, step.name))) continue;
+      const { batches, unreachable } = await plan.batch(rollout, step.name, waiting);
+      touched = true;
+      for (const { attempt, reason } of unreachable) {
+        const claimed = await this.#claim(attempt, index === 0 ? newToken(rollout.rolloutId) : undefined);
+        if (claimed !== undefined) await this.fail(rollout, plan, claimed, reason);
+      }
+      for (const batch of batches) {
+        if (this.#deps.clock.now() >= deadline) return touched;
+        await this.#sendBatch(rollout, plan, step.name, index === 0, batch);
+      }
+    }
+    return touched;
+  }
+
+  async #sendBatch(
+    rollout: RolloutRecord,
+    plan: RolloutPlan,
+    step: string,
+    first: boolean,
+    batch: AttemptRecord[],
+  ) {
+    const { logger, cluster } = this.#deps;
+    const token = first ? newToken(rollout.rolloutId) : undefined;
+    const claimed = (await Promise.all(batch.map((attempt) => this.#claim(attempt, token)))).filter(
+      (attempt): attempt is AttemptRecord => attempt !== undefined,
+    );
+    if (claimed.length === 0) return;
+    const key = formatRoutingKey({ cluster, plan: plan.name, step, token: claimed[0]!.token });
+    let commandId: string;
+    try {
+      commandId = await plan.send(rollout, step, claimed, key);
+    } catch (error) {
+      logger.warn(`${step} not sent; targets released for the next run`, {
+        cluster,
+        error: describeError(error),
+      });
+      for (const attempt of claimed)
+        await this.move(attempt, 'release', { lastError: `${step}-not-sent:${errorName(error)}` });
+      if (!(error instanceof RotatorError && error.retryable) && errorName(error) !== 'ThrottlingException')
+        throw error;
+      return;
+    }
+    const targets = claimed.map((attempt) => attempt.target);
+    for (const attempt of claimed) {
+      await this.#deps.store
+        .updateAttempt(
+          attempt,
+          { state: 'sent', token: attempt.token },
+          { commandId },
+          this.#deps.clock.now(),
+        )
+        .catch(ignoreConflict);
+      await auditRollout(this.#deps.store, this.#deps.clock, `${step}-dispatched`, 'rotator', rollout, {
+        instanceId: attempt.target,
+        group: attempt.group,
+        details: { batch: claimed.length, ...rollout.settings },
+      });
+    }
+    logger.info(`${step} sent`, { cluster, commandId, plan: plan.name, instances: targets });
+  }
+
+  /** Claim an attempt's step for a command; a new token starts a new try. */
+  #claim(attempt: AttemptRecord, newTryToken: string | undefined): Promise<AttemptRecord | undefined> {
+    const now = this.#deps.clock.now();
+    return newTryToken === undefined
+      ? this.move(attempt, 'claim', { sentAt: now }, ['commandId'])
+      : this.move(attempt, 'claim', { token: newTryToken, sentAt: now, tries: attempt.tries + 1 }, [
+          'commandId',
+          'carry',
+          'lastError',
+        ]);
+  }
+
+  /** Apply a result to an attempt that is out; true when this call moved it. */
+  async apply(
+    rollout: RolloutRecord,
+    plan: RolloutPlan,
+    attempt: AttemptRecord,
+    result: CommandResult,
+  ): Promise<boolean> {
+    if (attempt.state !== 'sent' || result.state === 'running' || result.state === 'missing') return false;
+    const verdict = await plan.judge(rollout, attempt, result);
+    if (!verdict.ok) return this.fail(rollout, plan, attempt, verdict.reason);
+    const index = plan.steps.findIndex((step) => step.name === attempt.step);
+    const next = plan.steps[index + 1];
+    if (next !== undefined) {
+      const moved = await this.move(
+        attempt,
+        'step-succeeded',
+        { step: next.name, ...(verdict.carry === undefined ? {} : { carry: verdict.carry }) },
+        ['commandId'],
+      );
+      return moved !== undefined;
+    }
+    const done = await this.move(attempt, 'succeeded', {}, [
+      'commandId',
+      'carry',
+      'nextAttemptAt',
+      'lastError',
+    ]);
+    if (done === undefined) return false;
+    await auditRollout(this.#deps.store, this.#deps.clock, `${attempt.step}-succeeded`, 'rotator', rollout, {
+      instanceId: attempt.target,
+      group: attempt.group,
+    });
+    await plan.onSucceeded(rollout, attempt, verdict.carry);
+    return true;
+  }
+
+  async fail(
+    rollout: RolloutRecord,
+    plan: RolloutPlan,
+    attempt: AttemptRecord,
+    reason: string,
+  ): Promise<boolean> {
+    const policy = plan.failurePolicy(rollout);
+    const now = this.#deps.clock.now();
+    const retry = policy.kind === 'retry' && attempt.tries < policy.maxTries;
+    const nextAttemptAt = retry
+      ? now + Math.min(policy.backoffBaseSeconds * 2 ** (attempt.tries - 1), policy.backoffMaxSeconds) * 1000
+      : undefined;
+    const moved = await this.move(
+      attempt,
+      retry ? 'failed' : 'exhausted',
+      { lastError: reason, ...(nextAttemptAt === undefined ? {} : { nextAttemptAt }) },
+      ['commandId', 'carry'],
+    );
+    if (moved === undefined) return false;
+    await auditRollout(this.#deps.store, this.#deps.clock, `${attempt.step}-failed`, 'rotator', rollout, {
+      instanceId: attempt.target,
+      reason,
+      group: attempt.group,
+      details: { tries: attempt.tries, ...(nextAttemptAt ? { nextAttemptAt: iso(nextAttemptAt) } : {}) },
+    });
+    await plan.onFailed(rollout, moved, reason, nextAttemptAt);
+    if (policy.kind === 'halt') {
+      await this.#deps.halt(rollout, `${attempt.target} failed ${attempt.step}: ${reason}`);
+    }
+    return true;
+  }
+
+  /** One move of the transition table as a conditional write; undefined when another actor moved first. */
+  async move(
+    attempt: AttemptRecord,
+    event: AttemptEvent,
+    changes: AttemptChanges,
+    remove: readonly AttemptField[] = [],
+  ): Promise<AttemptRecord | undefined> {
+    const state = transition(attempt.state, event);
+    try {
+      return await this.#deps.store.updateAttempt(
+        attempt,
+        { state: attempt.state, token: attempt.token, version: attempt.version },
+        { ...changes, state },
+        this.#deps.clock.now(),
+        remove,
+      );
+    } catch (error) {
+      return ignoreConflict(error);
+    }
+  }
+}
+
+function iso(epochMs: number): string {
+  return new Date(epochMs).toISOString();
+}
+
+function errorName(error: unknown): string {
+  return error instanceof Error ? error.name : 'Error';
+}

@@ -1,0 +1,441 @@
+import type { Clock } from '../clock';
+import { ignoreConflict, RotatorError } from '../errors';
+import type { Logger } from '../logger';
+import type { AuditLog } from '../state/store';
+import { AttemptRunner } from './attempts';
+import { auditRollout } from './audit';
+import {
+  type AttemptRecord,
+  isFinished,
+  type PlannedWave,
+  type RolloutRecord,
+  type RolloutSettings,
+  type WaveRecord,
+} from './model';
+import type { CommandResult, CommandResults, RolloutPlan } from './plan';
+import { newRolloutId, type RoutingKey, tokenBelongsTo } from './routing';
+import type { RolloutStore } from './store';
+
+export interface EngineTelemetry {
+  rolloutHalted(cluster: string): void;
+}
+
+export interface EngineLimits {
+  /** A command still running after this long fails its attempt. */
+  commandTimeoutMs: number;
+  /** A claim whose command was never sent (a crash between the two writes) is released after this long. */
+  orphanedClaimMs: number;
+}
+
+export interface EngineDependencies {
+  cluster: string;
+  store: RolloutStore & AuditLog;
+  plans: readonly RolloutPlan[];
+  results: CommandResults;
+  telemetry: EngineTelemetry;
+  logger: Logger;
+  clock: Clock;
+  limits: EngineLimits;
+}
+
+export interface NewRollout {
+  plan: string;
+  kind: string;
+  settings: RolloutSettings;
+  reason: string;
+  actor: string;
+  waves: readonly PlannedWave[];
+}
+
+const LEASE_KIND = 'rollout';
+
+/**
+ * The staged-rollout engine for one cluster. It knows rollouts, waves and attempts, never what a
+ * step does: plans do. Every write is conditional (attempt state + token, rollout version), so the
+ * event path, the reconcile path and concurrent ticks may all call any method at any time; whoever
+ * loses a race drops its write and re-reads.
+ */
+export class RolloutEngine {
+  readonly #deps: EngineDependencies;
+  readonly #plans: ReadonlyMap<string, RolloutPlan>;
+  readonly #attempts: AttemptRunner;
+
+  constructor(dependencies: EngineDependencies) {
+    this.#deps = dependencies;
+    this.#plans = new Map(dependencies.plans.map((plan) => [plan.name, plan]));
+    this.#attempts = new AttemptRunner({
+      ...dependencies,
+      halt: (rollout, reason) => this.#finish(rollout, 'halted', reason),
+    });
+  }
+
+  /**
+   * Run `work` holding the cluster's planning lease until `deadline`; undefined when another run
+   * holds it. The lease keeps two runs from planning at once; it is not what keeps servers apart
+   * (the single active rollout does that).
+   */
+  async withLease<T>(owner: string, deadline: number, work: () => Promise<T>): Promise<T | undefined> {
+    const { store, clock, cluster } = this.#deps;
+    const ttlMs = Math.max(deadline - clock.now(), 60_000);
+    if (!(await store.acquireLease(cluster, LEASE_KIND, owner, clock.now(), ttlMs))) return undefined;
+    try {
+      return await work();
+    } finally {
+      await store.releaseLease(cluster, LEASE_KIND, owner);
+    }
+  }
+
+  activeRollout(): Promise<RolloutRecord | undefined> {
+    return this.#deps.store.getActiveRollout(this.#deps.cluster);
+  }
+
+  /** Every attempt of the active rollout that has not finished, by target. */
+  async unfinishedAttempts(): Promise<Map<string, AttemptRecord>> {
+    const active = await this.activeRollout();
+    if (active === undefined) return new Map();
+    const attempts = await this.#deps.store.listAttempts(this.#deps.cluster, active.rolloutId);
+    return new Map(
+      attempts.filter((attempt) => !isFinished(attempt)).map((attempt) => [attempt.target, attempt]),
+    );
+  }
+
+  /** Start a rollout as the cluster's active one; ConflictError while another runs. */
+  async start(request: NewRollout): Promise<RolloutRecord> {
+    const { store, clock, cluster } = this.#deps;
+    const plan = this.#plan(request.plan);
+    const now = clock.now();
+    const rolloutId = newRolloutId(now);
+    const rollout: RolloutRecord = {
+      cluster,
+      rolloutId,
+      plan: plan.name,
+      kind: request.kind,
+      settings: request.settings,
+      reason: request.reason,
+      requestedBy: request.actor,
+      waveCount: request.waves.length,
+      currentWave: 0,
+      waveOrder: {},
+      status: 'running',
+      createdAt: now,
+      updatedAt: now,
+      version: 1,
+    };
+    const waves = request.waves.map((wave, index) => waveRecord(rollout, index, wave));
+    const firstStep = plan.steps[0]!.name;
+    await store.startRollout(
+      rollout,
+      waves,
+      waves.flatMap((wave) => newAttempts(wave, firstStep, now)),
+    );
+    const targets = request.waves.flatMap((wave) => wave.targets);
+    await auditRollout(this.#deps.store, this.#deps.clock, 'rollout-started', request.actor, rollout, {
+      reason: request.reason,
+      details: {
+        plan: plan.name,
+        kind: request.kind,
+        ...request.settings,
+        waves: waves.length,
+        nodes: targets.length,
+      },
+    });
+    await plan.announce(rollout, 'started', targets);
+    return rollout;
+  }
+
+  /** Supersede the active rollout: it stops, and its unfinished attempts are abandoned. */
+  async supersedeActive(reason: string, actor: string): Promise<RolloutRecord | undefined> {
+    const { store, clock, cluster } = this.#deps;
+    const active = await this.activeRollout();
+    if (active === undefined) return undefined;
+    const superseded = await store.updateRollout(
+      active,
+      { status: 'superseded', haltReason: reason },
+      clock.now(),
+    );
+    for (const attempt of await store.listAttempts(cluster, active.rolloutId)) {
+      if (!isFinished(attempt)) await this.#attempts.move(attempt, 'abandon', {});
+    }
+    await auditRollout(this.#deps.store, this.#deps.clock, 'rollout-superseded', actor, active, { reason });
+    return superseded;
+  }
+
+  /**
+   * Add one target to the active rollout as a wave of its own at the end (so servers still never
+   * run two at a time), or start a rollout for it. Returns the rollout the target is in, or undefined
+   * when it could not be placed (the scheduled tick picks it up).
+   */
+  async join(request: NewRollout & { waves: [PlannedWave] }): Promise<string | undefined> {
+    const { store, clock, cluster } = this.#deps;
+    const [planned] = request.waves;
+    for (let round = 0; round < 5; round += 1) {
+      const active = await this.activeRollout();
+      if (active === undefined) {
+        try {
+          return (await this.start(request)).rolloutId;
+        } catch (error) {
+          ignoreConflict(error);
+          continue;
+        }
+      }
+      const present = await store.getAttempts(cluster, active.rolloutId, planned.targets);
+      if (present.length > 0) return active.rolloutId;
+      const wave = waveRecord(active, active.waveCount, planned);
+      try {
+        await store.addWave(wave, newAttempts(wave, this.#plan(request.plan).steps[0]!.name, clock.now()));
+      } catch (error) {
+        ignoreConflict(error);
+        // The number is taken by a concurrent join, or by one that crashed before counting its
+        // wave: count it in (its attempts are written with it), then try the next number.
+        await store
+          .updateRollout(active, { waveCount: active.waveCount + 1 }, clock.now())
+          .catch(ignoreConflict);
+        continue;
+      }
+      try {
+        await store.updateRollout(active, { waveCount: active.waveCount + 1 }, clock.now());
+      } catch (error) {
+        ignoreConflict(error);
+      }
+      await auditRollout(this.#deps.store, this.#deps.clock, 'target-joined-rollout', request.actor, active, {
+        instanceId: planned.targets[0],
+        group: planned.group,
+        details: { wave: wave.wave },
+      });
+      return active.rolloutId;
+    }
+    return undefined;
+  }
+
+  /**
+   * A target that left the cluster: its attempt in the active rollout would never finish. Returns the
+   * attempt as it was, so the plan can undo what it carried (e.g. revoke signed serials).
+   */
+  async abandonTarget(target: string, actor: string): Promise<AttemptRecord | undefined> {
+    const active = await this.activeRollout();
+    if (active === undefined) return undefined;
+    const attempt = await this.#deps.store.getAttempt(this.#deps.cluster, active.rolloutId, target);
+    if (attempt === undefined || isFinished(attempt)) return undefined;
+    if ((await this.#attempts.move(attempt, 'abandon', {})) === undefined) return undefined;
+    await auditRollout(this.#deps.store, this.#deps.clock, 'target-abandoned', actor, active, {
+      instanceId: target,
+    });
+    return attempt;
+  }
+
+  /**
+   * Move a rollout as far as it can go now: send what its current wave is ready for, and open the
+   * next wave when every attempt of this one has finished. Sends nothing after `deadline`.
+   */
+  async advance(rolloutId: string, deadline: number): Promise<RolloutRecord | undefined> {
+    const { store, clock, cluster } = this.#deps;
+    for (;;) {
+      const rollout = await store.getRollout(cluster, rolloutId);
+      if (rollout === undefined || rollout.status !== 'running') return rollout;
+      if (rollout.currentWave >= rollout.waveCount) return this.#finish(rollout, 'completed');
+      const plan = this.#plan(rollout.plan);
+      const wave = await this.#waveAt(rollout, rollout.currentWave);
+      let attempts = await store.getAttempts(cluster, rolloutId, wave.targets);
+      if (clock.now() < deadline) {
+        attempts = await this.#attempts.retryDue(plan, attempts);
+        if (await this.#attempts.sendReady(rollout, plan, attempts, deadline))
+          attempts = await store.getAttempts(cluster, rolloutId, wave.targets);
+      }
+      if (!attempts.every(isFinished)) return rollout;
+      const exhausted = attempts.filter((attempt) => attempt.state === 'exhausted');
+      if (exhausted.length > 0) {
+        const { maxTries } = retryLimits(plan, rollout);
+        return this.#finish(
+          rollout,
+          'halted',
+          `${exhausted.map((attempt) => attempt.target).join(', ')} failed ${maxTries} attempt(s) in wave ${rollout.currentWave + 1}`,
+        );
+      }
+      if (!(await this.#openNext(rollout, plan))) return rollout;
+    }
+  }
+
+  /**
+   * A command for `target` finished or changed (event path): apply it to the attempt it was sent
+   * for, then move the rollout on. Results for another try, step or rollout are ignored.
+   */
+  async onResult(key: RoutingKey, target: string, result: CommandResult, deadline: number): Promise<boolean> {
+    const rollout = await this.#rolloutOfToken(key.token);
+    if (rollout === undefined || rollout.plan !== key.plan) return false;
+    const attempt = await this.#deps.store.getAttempt(this.#deps.cluster, rollout.rolloutId, target);
+    if (attempt === undefined || attempt.token !== key.token || attempt.step !== key.step) return false;
+    const applied = await this.#attempts.apply(rollout, this.#plan(rollout.plan), attempt, result);
+    if (applied) await this.advance(rollout.rolloutId, deadline);
+    return applied;
+  }
+
+  /**
+   * Events are best effort: look up every command of the active rollout still out, apply what
+   * finished, fail what ran past its timeout, release claims that were never sent. Returns how many
+   * attempts it moved.
+   */
+  async reconcile(deadline: number): Promise<number> {
+    const { store, clock, cluster, limits } = this.#deps;
+    const rollout = await this.activeRollout();
+    if (rollout === undefined) return 0;
+    let moved = 0;
+    for (const attempt of await store.listAttempts(cluster, rollout.rolloutId)) {
+      if (attempt.state !== 'sent') continue;
+      if (clock.now() >= deadline) break;
+      const age = clock.now() - (attempt.sentAt ?? 0);
+      if (attempt.commandId === undefined) {
+        if (
+          age > limits.orphanedClaimMs &&
+          (await this.#attempts.move(attempt, 'release', { lastError: 'claim-expired' }))
+        )
+          moved += 1;
+        continue;
+      }
+      const result = await this.#deps.results.invocation(attempt.commandId, attempt.target);
+      const timedOut =
+        (result.state === 'running' || result.state === 'missing') && age > limits.commandTimeoutMs;
+      const applied = timedOut
+        ? await this.#attempts.fail(
+            rollout,
+            this.#plan(rollout.plan),
+            attempt,
+            `${attempt.step}-command-timeout`,
+          )
+        : await this.#attempts.apply(rollout, this.#plan(rollout.plan), attempt, result);
+      if (applied) moved += 1;
+    }
+    if (moved > 0) await this.advance(rollout.rolloutId, deadline);
+    return moved;
+  }
+
+  // ---- waves and the rollout's end -------------------------------------------------------------
+
+  async #waveAt(rollout: RolloutRecord, position: number): Promise<WaveRecord> {
+    const number = rollout.waveOrder[String(position)] ?? position;
+    const wave = await this.#deps.store.getWave(rollout.cluster, rollout.rolloutId, number);
+    if (wave === undefined) {
+      throw new RotatorError('a wave of the rollout is missing', {
+        context: { cluster: rollout.cluster, rolloutId: rollout.rolloutId, wave: number },
+      });
+    }
+    return wave;
+  }
+
+  /** Open the next position: the plan may pick which remaining wave goes there, and gate it. */
+  async #openNext(rollout: RolloutRecord, plan: RolloutPlan): Promise<boolean> {
+    const position = rollout.currentWave + 1;
+    const changes: { currentWave: number; waveOrder?: Record<string, number> } = { currentWave: position };
+    if (position < rollout.waveCount) {
+      let next = await this.#waveAt(rollout, position);
+      if (plan.chooseWave !== undefined) {
+        const remaining = [];
+        for (let later = position; later < rollout.waveCount; later += 1)
+          remaining.push(await this.#waveAt(rollout, later));
+        const chosen = await plan.chooseWave(rollout, remaining);
+        const chosenPosition = position + remaining.findIndex((wave) => wave.wave === chosen.wave);
+        if (chosenPosition > position) {
+          changes.waveOrder = {
+            ...rollout.waveOrder,
+            [String(position)]: chosen.wave,
+            [String(chosenPosition)]: next.wave,
+          };
+          next = chosen;
+        }
+      }
+      if (plan.gate !== undefined) {
+        const gate = await plan.gate(rollout, next);
+        if (!gate.open) {
+          this.#deps.logger.info('next wave waits for its gate', {
+            cluster: rollout.cluster,
+            rolloutId: rollout.rolloutId,
+            reason: gate.reason,
+          });
+          return false;
+        }
+      }
+    }
+    await this.#deps.store.updateRollout(rollout, changes, this.#deps.clock.now()).catch(ignoreConflict);
+    return true;
+  }
+
+  /** End a running rollout; a lost race is re-read and tried again while it still runs. */
+  async #finish(rollout: RolloutRecord, status: 'completed' | 'halted', haltReason?: string) {
+    const { store, clock, telemetry, logger, cluster } = this.#deps;
+    let current: RolloutRecord | undefined = rollout;
+    let finished: RolloutRecord | undefined;
+    // A rollout that gained a wave meanwhile (a join) is not complete after all.
+    const stillDue = (candidate: RolloutRecord | undefined): candidate is RolloutRecord =>
+      candidate?.status === 'running' &&
+      (status === 'halted' || candidate.currentWave >= candidate.waveCount);
+    for (let round = 0; round < 5 && finished === undefined; round += 1) {
+      if (!stillDue(current)) break;
+      try {
+        finished = await store.updateRollout(
+          current,
+          { status, ...(haltReason ? { haltReason } : {}) },
+          clock.now(),
+        );
+      } catch (error) {
+        ignoreConflict(error);
+        current = await store.getRollout(cluster, rollout.rolloutId);
+      }
+    }
+    if (finished === undefined) return current;
+    await auditRollout(this.#deps.store, this.#deps.clock, `rollout-${status}`, 'rotator', rollout, {
+      reason: haltReason,
+    });
+    if (status === 'halted') {
+      telemetry.rolloutHalted(cluster);
+      logger.error('rollout halted', { cluster, rolloutId: rollout.rolloutId, haltReason });
+    }
+    await this.#plan(rollout.plan).announce(finished, status, []);
+    return finished;
+  }
+
+  // ---- helpers ---------------------------------------------------------------------------------
+
+  /** The rollout a token was issued for: the active one, else any (a late result of a finished one). */
+  async #rolloutOfToken(token: string): Promise<RolloutRecord | undefined> {
+    const active = await this.activeRollout();
+    if (active !== undefined && tokenBelongsTo(token, active.rolloutId)) return active;
+    const all = await this.#deps.store.listRollouts(this.#deps.cluster);
+    return all.find((rollout) => tokenBelongsTo(token, rollout.rolloutId));
+  }
+
+  #plan(name: string): RolloutPlan {
+    const plan = this.#plans.get(name);
+    if (plan === undefined) throw new RotatorError(`no plan named ${name}`, { context: { plan: name } });
+    return plan;
+  }
+}
+
+function waveRecord(rollout: RolloutRecord, wave: number, planned: PlannedWave): WaveRecord {
+  return {
+    cluster: rollout.cluster,
+    rolloutId: rollout.rolloutId,
+    wave,
+    group: planned.group,
+    targets: [...planned.targets],
+  };
+}
+
+function newAttempts(wave: WaveRecord, firstStep: string, now: number): AttemptRecord[] {
+  return wave.targets.map((target) => ({
+    cluster: wave.cluster,
+    rolloutId: wave.rolloutId,
+    target,
+    wave: wave.wave,
+    group: wave.group,
+    state: 'pending',
+    step: firstStep,
+    token: '',
+    tries: 0,
+    version: 1,
+    updatedAt: now,
+  }));
+}
+
+function retryLimits(plan: RolloutPlan, rollout: RolloutRecord): { maxTries: number } {
+  const policy = plan.failurePolicy(rollout);
+  return { maxTries: policy.kind === 'retry' ? policy.maxTries : 1 };
+}

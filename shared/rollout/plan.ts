@@ -1,0 +1,90 @@
+import type { AttemptRecord, RolloutRecord, WaveRecord } from './model';
+
+/** One node step of a plan, run as one command per batch of targets. */
+export interface StepSpec {
+  name: string;
+  /** Sent only once no attempt of the wave is still at an earlier step (installs wait for every prepare). */
+  waitsForWave?: boolean;
+}
+
+export type FailurePolicy =
+  /** Try a failed target again after backoff; a target out of tries halts the rollout once its wave settles. */
+  | { kind: 'retry'; maxTries: number; backoffBaseSeconds: number; backoffMaxSeconds: number }
+  /** The first failure halts the rollout at once. */
+  | { kind: 'halt' };
+
+/** What a finished command said about one target, as the command gateway reads it back. */
+export type StepOutcome =
+  | { state: 'succeeded'; stdout: string }
+  | { state: 'failed'; detail: string; stdout: string };
+
+/** What became of a command for one target, as the command gateway reads it back. */
+export type CommandResult = { state: 'running' } | { state: 'missing' } | StepOutcome;
+
+/** The engine's view of commands: only their results. Sending is the plan's business. */
+export interface CommandResults {
+  invocation(commandId: string, target: string): Promise<CommandResult>;
+}
+
+export type StepVerdict =
+  /** The step did what it should; `carry` is handed to the next step (replacing the previous carry). */
+  { ok: true; carry?: Record<string, unknown> } | { ok: false; reason: string };
+
+export interface StepBatches {
+  /** Attempts to send together, one command each. */
+  batches: AttemptRecord[][];
+  /** Attempts the step cannot be sent to now (offline node): each fails with its reason. */
+  unreachable: { attempt: AttemptRecord; reason: string }[];
+}
+
+export type RolloutMilestone = 'started' | 'completed' | 'halted';
+
+/**
+ * What the engine asks of a plan. The engine owns the rollout's life (waves, attempts and their
+ * transitions, retries, halting, supersede, reconcile, deadlines); a plan owns what its steps mean
+ * and what they touch. A plan never writes rollout, wave or attempt items.
+ */
+export interface RolloutPlan {
+  /** Names the plan in rollout items and routing keys: lower-case letters and digits. */
+  readonly name: string;
+  readonly steps: readonly StepSpec[];
+  failurePolicy(rollout: RolloutRecord): FailurePolicy;
+  /** Whether `step` may be sent now at all (e.g. the CA can sign); false leaves it for the next run. */
+  ready?(rollout: RolloutRecord, step: string): Promise<boolean>;
+  /** Split the wave's attempts waiting at `step` into commands. */
+  batch(rollout: RolloutRecord, step: string, attempts: readonly AttemptRecord[]): Promise<StepBatches>;
+  /** Send `step` to claimed attempts with the routing key as its tag; returns the command id. */
+  send(
+    rollout: RolloutRecord,
+    step: string,
+    attempts: readonly AttemptRecord[],
+    routingKey: string,
+  ): Promise<string>;
+  /** Judge one target's finished command. */
+  judge(rollout: RolloutRecord, attempt: AttemptRecord, outcome: StepOutcome): Promise<StepVerdict>;
+  /**
+   * The attempt finished its last step (called once, by whoever committed it). `attempt` is as it was
+   * before that step finished (its carry intact); `result` is the last verdict's carry.
+   */
+  onSucceeded(
+    rollout: RolloutRecord,
+    attempt: AttemptRecord,
+    result?: Record<string, unknown>,
+  ): Promise<void>;
+  /** A try failed; `nextAttemptAt` is absent when no try follows. */
+  onFailed(
+    rollout: RolloutRecord,
+    attempt: AttemptRecord,
+    reason: string,
+    nextAttemptAt?: number,
+  ): Promise<void>;
+  /**
+   * Which of the waves not yet run goes next (default: the first). Called when a position opens, so
+   * the choice can follow the cluster as it is then (gossip: the current leader goes last).
+   */
+  chooseWave?(rollout: RolloutRecord, candidates: readonly WaveRecord[]): Promise<WaveRecord>;
+  /** Whether `next` may open now; a closed gate is checked again on the next tick or event. */
+  gate?(rollout: RolloutRecord, next: WaveRecord): Promise<{ open: true } | { open: false; reason: string }>;
+  /** Tell the world the rollout reached a milestone (events named by the plan). */
+  announce(rollout: RolloutRecord, milestone: RolloutMilestone, targets: readonly string[]): Promise<void>;
+}

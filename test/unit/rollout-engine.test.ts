@@ -1,0 +1,305 @@
+import { describe, expect, it } from 'vitest';
+import { ManualClock } from '../../local/clock';
+import { RecordingLogger } from '../../local/world/recording';
+import { ConflictError } from '../../shared/errors';
+import { RolloutEngine } from '../../shared/rollout/engine';
+import type { AttemptRecord, RolloutRecord, WaveRecord } from '../../shared/rollout/model';
+import type {
+  CommandResult,
+  FailurePolicy,
+  RolloutPlan,
+  StepOutcome,
+  StepVerdict,
+} from '../../shared/rollout/plan';
+import { parseRoutingKey } from '../../shared/rollout/routing';
+import { ATTEMPT_TRANSITIONS, IllegalTransitionError, transition } from '../../shared/rollout/transitions';
+import { InMemoryStateStore } from '../helpers/in-memory-state-store';
+
+// The engine with a plan it has never heard of: a "restart" plan of one step per target, halting at
+// the first failure, ordering its waves when they open and gating each on the cluster's health. It
+// lives only in this file, which is the point: a plan is added without an edit to the engine.
+
+interface Sent {
+  step: string;
+  targets: string[];
+  routingKey: string;
+  commandId: string;
+}
+
+class RestartPlan implements RolloutPlan {
+  readonly name = 'restart';
+  readonly steps = [{ name: 'stop' }, { name: 'start', waitsForWave: true }];
+  readonly sent: Sent[] = [];
+  readonly succeeded: string[] = [];
+  readonly failed: { target: string; reason: string }[] = [];
+  readonly milestones: string[] = [];
+  policy: FailurePolicy = { kind: 'halt' };
+  leader = '';
+  healthy = true;
+
+  failurePolicy(): FailurePolicy {
+    return this.policy;
+  }
+
+  async batch(_rollout: RolloutRecord, _step: string, attempts: readonly AttemptRecord[]) {
+    return { batches: attempts.map((attempt) => [attempt]), unreachable: [] };
+  }
+
+  async send(_rollout: RolloutRecord, step: string, attempts: readonly AttemptRecord[], routingKey: string) {
+    const commandId = `cmd-${this.sent.length + 1}`;
+    this.sent.push({ step, targets: attempts.map((a) => a.target), routingKey, commandId });
+    return commandId;
+  }
+
+  async judge(_rollout: RolloutRecord, _attempt: AttemptRecord, outcome: StepOutcome): Promise<StepVerdict> {
+    return outcome.state === 'succeeded' ? { ok: true } : { ok: false, reason: outcome.detail };
+  }
+
+  async onSucceeded(_rollout: RolloutRecord, attempt: AttemptRecord) {
+    this.succeeded.push(attempt.target);
+  }
+
+  async onFailed(_rollout: RolloutRecord, attempt: AttemptRecord, reason: string) {
+    this.failed.push({ target: attempt.target, reason });
+  }
+
+  async chooseWave(_rollout: RolloutRecord, candidates: readonly WaveRecord[]) {
+    return candidates.find((wave) => !wave.targets.includes(this.leader)) ?? candidates[0]!;
+  }
+
+  async gate() {
+    return this.healthy ? { open: true as const } : { open: false as const, reason: 'cluster unhealthy' };
+  }
+
+  async announce(rollout: RolloutRecord, milestone: string) {
+    this.milestones.push(`${milestone}:${rollout.status}`);
+  }
+}
+
+const FAR = Number.MAX_SAFE_INTEGER;
+
+function world() {
+  const store = new InMemoryStateStore();
+  const clock = new ManualClock(Date.UTC(2026, 11, 2, 12));
+  const plan = new RestartPlan();
+  const results = new Map<string, CommandResult>();
+  const engine = new RolloutEngine({
+    cluster: 'prod',
+    store,
+    plans: [plan],
+    results: {
+      invocation: async (commandId, target) => results.get(`${commandId}/${target}`) ?? { state: 'running' },
+    },
+    telemetry: { rolloutHalted: () => {} },
+    logger: new RecordingLogger(),
+    clock,
+    limits: { commandTimeoutMs: 600_000, orphanedClaimMs: 120_000 },
+  });
+  const finish = async (sent: Sent, outcome: CommandResult = { state: 'succeeded', stdout: '' }) => {
+    for (const target of sent.targets) {
+      results.set(`${sent.commandId}/${target}`, outcome);
+      await engine.onResult(parseRoutingKey(sent.routingKey)!, target, outcome, FAR);
+    }
+  };
+  const start = (waves: string[][]) =>
+    engine.start({
+      plan: 'restart',
+      kind: 'rolling',
+      settings: {},
+      reason: 'test',
+      actor: 'tester',
+      waves: waves.map((targets) => ({ group: 'server', targets })),
+    });
+  return { store, clock, plan, results, engine, finish, start };
+}
+
+describe('rollout engine with a plan of its own', () => {
+  it('runs each wave step by step and the waves in order, then completes', async () => {
+    const w = world();
+    const rollout = await w.start([['a'], ['b']]);
+
+    await w.engine.advance(rollout.rolloutId, FAR);
+    await w.finish(w.plan.sent[0]!);
+    await w.finish(w.plan.sent[1]!);
+    await w.finish(w.plan.sent[2]!);
+    await w.finish(w.plan.sent[3]!);
+
+    expect(w.plan.sent.map((s) => `${s.step}:${s.targets.join()}`)).toEqual([
+      'stop:a',
+      'start:a',
+      'stop:b',
+      'start:b',
+    ]);
+    expect(w.plan.succeeded).toEqual(['a', 'b']);
+    expect((await w.store.getRollout('prod', rollout.rolloutId))?.status).toBe('completed');
+    expect(w.plan.milestones).toEqual(['started:running', 'completed:completed']);
+  });
+
+  it('names the plan and step in the routing key of every command', async () => {
+    const w = world();
+    const rollout = await w.start([['a']]);
+
+    await w.engine.advance(rollout.rolloutId, FAR);
+
+    expect(parseRoutingKey(w.plan.sent[0]!.routingKey)).toMatchObject({
+      cluster: 'prod',
+      plan: 'restart',
+      step: 'stop',
+    });
+  });
+
+  it('halts at the first failure when the plan says so, and opens no later wave', async () => {
+    const w = world();
+    const rollout = await w.start([['a'], ['b']]);
+
+    await w.engine.advance(rollout.rolloutId, FAR);
+    await w.finish(w.plan.sent[0]!, { state: 'failed', detail: 'unit-failed', stdout: '' });
+
+    const halted = await w.store.getRollout('prod', rollout.rolloutId);
+    expect(halted?.status).toBe('halted');
+    expect(halted?.haltReason).toContain('a failed stop: unit-failed');
+    expect(w.plan.sent).toHaveLength(1);
+    expect(w.plan.failed).toEqual([{ target: 'a', reason: 'unit-failed' }]);
+  });
+
+  it('retries with backoff under a retry policy, and halts after the wave once tries run out', async () => {
+    const w = world();
+    w.plan.policy = { kind: 'retry', maxTries: 2, backoffBaseSeconds: 60, backoffMaxSeconds: 600 };
+    const rollout = await w.start([['a'], ['b']]);
+    const fail: CommandResult = { state: 'failed', detail: 'boom', stdout: '' };
+
+    await w.engine.advance(rollout.rolloutId, FAR);
+    await w.finish(w.plan.sent[0]!, fail);
+    await w.engine.advance(rollout.rolloutId, FAR);
+    const sentDuringBackoff = w.plan.sent.length;
+    w.clock.advance(61_000);
+    await w.engine.advance(rollout.rolloutId, FAR);
+    await w.finish(w.plan.sent[1]!, fail);
+
+    expect(sentDuringBackoff).toBe(1);
+    expect(w.plan.sent.map((s) => s.targets.join())).toEqual(['a', 'a']);
+    const halted = await w.store.getRollout('prod', rollout.rolloutId);
+    expect(halted?.status).toBe('halted');
+    expect(halted?.haltReason).toBe('a failed 2 attempt(s) in wave 1');
+  });
+
+  it('lets the plan choose the next wave when it opens: the leader goes last', async () => {
+    const w = world();
+    w.plan.leader = 'b';
+    const rollout = await w.start([['a'], ['b'], ['c']]);
+
+    await w.engine.advance(rollout.rolloutId, FAR);
+    for (let index = 0; index < 6; index += 1) await w.finish(w.plan.sent[index]!);
+
+    expect(w.plan.sent.filter((s) => s.step === 'stop').map((s) => s.targets.join())).toEqual([
+      'a',
+      'c',
+      'b',
+    ]);
+    expect((await w.store.getRollout('prod', rollout.rolloutId))?.status).toBe('completed');
+  });
+
+  it('holds the next wave while its gate is closed and opens it once the gate holds', async () => {
+    const w = world();
+    const rollout = await w.start([['a'], ['b']]);
+    await w.engine.advance(rollout.rolloutId, FAR);
+    w.plan.healthy = false;
+
+    await w.finish(w.plan.sent[0]!);
+    await w.finish(w.plan.sent[1]!);
+    const whileClosed = w.plan.sent.length;
+    w.plan.healthy = true;
+    await w.engine.advance(rollout.rolloutId, FAR);
+
+    expect(whileClosed).toBe(2);
+    expect(w.plan.sent[2]).toMatchObject({ step: 'stop', targets: ['b'] });
+  });
+
+  it('ignores a duplicate or late result: the attempt moved on, so nothing is applied twice', async () => {
+    const w = world();
+    const rollout = await w.start([['a']]);
+    await w.engine.advance(rollout.rolloutId, FAR);
+    const first = w.plan.sent[0]!;
+    await w.finish(first);
+
+    const again = await w.engine.onResult(
+      parseRoutingKey(first.routingKey)!,
+      'a',
+      { state: 'succeeded', stdout: '' },
+      FAR,
+    );
+
+    expect(again).toBe(false);
+    expect(w.plan.sent.map((s) => s.step)).toEqual(['stop', 'start']);
+  });
+
+  it('keeps one active rollout per cluster: a second start is refused', async () => {
+    const w = world();
+    await w.start([['a']]);
+
+    await expect(w.start([['b']])).rejects.toBeInstanceOf(ConflictError);
+  });
+
+  it('abandons the attempts of a superseded rollout, so their late results change nothing', async () => {
+    const w = world();
+    const rollout = await w.start([['a', 'b']]);
+    await w.engine.advance(rollout.rolloutId, FAR);
+
+    await w.engine.supersedeActive('emergency', 'tester');
+    await w.finish(w.plan.sent[0]!);
+
+    const attempts = await w.store.listAttempts('prod', rollout.rolloutId);
+    expect(attempts.map((a) => a.state)).toEqual(['abandoned', 'abandoned']);
+    expect(w.plan.succeeded).toEqual([]);
+    expect(await w.store.getActiveRollout('prod')).toBeUndefined();
+  });
+
+  it('adds a joining target as a wave of its own at the end of the active rollout', async () => {
+    const w = world();
+    const rollout = await w.start([['a']]);
+    const join = { plan: 'restart', kind: 'rolling', settings: {}, reason: 'joined', actor: 'ec2' };
+
+    const joined = await w.engine.join({ ...join, waves: [{ group: 'server', targets: ['z'] }] });
+    const again = await w.engine.join({ ...join, waves: [{ group: 'server', targets: ['z'] }] });
+
+    expect(joined).toBe(rollout.rolloutId);
+    expect(again).toBe(rollout.rolloutId);
+    const updated = await w.store.getRollout('prod', rollout.rolloutId);
+    expect(updated?.waveCount).toBe(2);
+    expect((await w.store.getWave('prod', rollout.rolloutId, 1))?.targets).toEqual(['z']);
+  });
+
+  it('fails a command still running past the timeout on reconcile, and releases a claim never sent', async () => {
+    const w = world();
+    w.plan.policy = { kind: 'retry', maxTries: 3, backoffBaseSeconds: 60, backoffMaxSeconds: 600 };
+    const rollout = await w.start([['a']]);
+    await w.engine.advance(rollout.rolloutId, FAR);
+
+    w.clock.advance(601_000);
+    const moved = await w.engine.reconcile(FAR);
+
+    expect(moved).toBe(1);
+    expect(w.plan.failed).toEqual([{ target: 'a', reason: 'stop-command-timeout' }]);
+  });
+});
+
+describe('attempt transition table', () => {
+  it('allows only the listed moves and names the refused one', () => {
+    expect(transition('pending', 'claim')).toBe('sent');
+    expect(transition('sent', 'succeeded')).toBe('done');
+    expect(transition('failed', 'retry')).toBe('pending');
+    expect(() => transition('done', 'claim')).toThrow(IllegalTransitionError);
+    expect(() => transition('exhausted', 'retry')).toThrow('an attempt in exhausted cannot take retry');
+  });
+
+  it('never moves an attempt out of done, exhausted or abandoned', () => {
+    const finalStates = new Set(['done', 'exhausted', 'abandoned']);
+    const escapes = Object.entries(ATTEMPT_TRANSITIONS).flatMap(([event, moves]) =>
+      Object.keys(moves)
+        .filter((from) => finalStates.has(from))
+        .map((from) => `${from} --${event}-->`),
+    );
+
+    expect(escapes).toEqual([]);
+  });
+});
