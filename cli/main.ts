@@ -2,10 +2,11 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
+import { bootstrapVault } from '../ops/vault-bootstrap/apply';
+import { renderBootstrapReport } from '../ops/vault-bootstrap/report';
 import { parseClustersConfig } from '../shared/config';
 import { isFinished } from '../shared/rollout/model';
 import { StateTable } from '../shared/state/table';
-import { bootstrapVault, renderBootstrapReport } from '../shared/vault/bootstrap';
 import { VaultClient } from '../shared/vault/client';
 import { renderFleetTable } from './fleet-table';
 

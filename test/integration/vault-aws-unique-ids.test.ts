@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { bootstrapVault } from '../../ops/vault-bootstrap/apply';
 import { ValidationError } from '../../shared/errors';
 import { awsIamLogin } from '../../shared/vault/aws-login';
-import { bootstrapVault } from '../../shared/vault/bootstrap';
 import {
   credentialsFor,
   ROTATOR_KEY_ID,

@@ -1,8 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { renderBootstrapReport } from '../../ops/vault-bootstrap/report';
 import { x509 } from '../../shared/certs/x509';
 import { VaultCertificateAuthority } from '../../shared/vault/authority';
 import { awsIamLogin } from '../../shared/vault/aws-login';
-import { renderBootstrapReport } from '../../shared/vault/bootstrap';
 import type { VaultResponse } from '../../shared/vault/client';
 import {
   VaultBadRequestError,

@@ -1,10 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import {
-  adminPolicyHcl,
-  bootstrapSpecSchema,
-  renderBootstrapReport,
-  tlsPolicyHcl,
-} from '../../shared/vault/bootstrap';
+import { renderBootstrapReport } from '../../ops/vault-bootstrap/report';
+import { adminPolicyHcl, bootstrapSpecSchema, tlsPolicyHcl } from '../../ops/vault-bootstrap/spec';
 import { rotationEventSchema } from '../../shared/vault/token-rotation';
 
 const adminRoleArns = ['arn:aws:iam::123456789012:role/nomad-rotator-rotate-token'];

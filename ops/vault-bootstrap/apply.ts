@@ -1,144 +1,21 @@
-import { z } from 'zod';
-import { type ClusterConfig, duration } from '../config';
-import { formatDuration } from '../duration';
-import { ValidationError } from '../errors';
-import { PATTERNS, patternRegExp } from '../patterns';
-import { parseOrThrow } from '../validation';
-import type { VaultClient } from './client';
-import { isVaultAnswer, type VaultBadRequestError, VaultNotFoundError } from './errors';
-import { GLOBAL_STS_ENDPOINT, stsEndpointRegion } from './sts';
-
-const mountPath = z
-  .string()
-  .regex(/^[a-z0-9_-]+$/, { message: 'must be a mount name of a-z, 0-9, "_", "-"' });
-const vaultName = z.string().regex(/^[a-z0-9_-]+$/, { message: 'must be a name of a-z, 0-9, "_", "-"' });
-const iamRoleArn = z.string().regex(/^arn:aws[a-z-]*:iam::\d{12}:role\/[A-Za-z0-9+=,.@_/-]+$/, {
-  message: 'must be an IAM role ARN (arn:aws:iam::<account>:role/<name>)',
-});
-
-const KEY_BITS = { ec: [224, 256, 384, 521], rsa: [2048, 3072, 4096] } as const;
-
-/** What vault-bootstrap sets up; defaults follow the seed guide (pki + pki_int, nomad-cluster role). */
-export const bootstrapSpecSchema = z
-  .strictObject({
-    region: z
-      .string()
-      .regex(patternRegExp('region'), { message: `must be a Nomad region name (pattern ${PATTERNS.region})` })
-      .default('global'),
-    rootMount: mountPath.default('pki'),
-    intermediateMount: mountPath.default('pki_int'),
-    rootMaxTtl: duration('87600h'),
-    intermediateMaxTtl: duration('43800h'),
-    /** The root CA lives outside this Vault: no root is generated, the intermediate is signed elsewhere. */
-    externalRoot: z.boolean().default(false),
-    /** With externalRoot: the intermediate (plus chain) signed for the CSR an earlier run printed. */
-    intermediateCertificatePem: z.string().includes('BEGIN CERTIFICATE').optional(),
-    agentRole: vaultName.default('nomad-cluster'),
-    cliRole: vaultName.default('nomad-cli'),
-    certificateMaxTtl: duration('720h'),
-    keyType: z.enum(['ec', 'rsa']).default('ec'),
-    keyBits: z.number().int().optional(),
-    tokenPolicy: vaultName.default('tls-policy'),
-    adminPolicy: vaultName.default('nomad-rotator-admin'),
-    awsAuthMount: mountPath.default('aws'),
-    adminRole: vaultName.default('nomad-rotator-admin'),
-    /** The rotate-token function's execution role(s): the only principals that may log in as admin. */
-    adminRoleArns: z.array(iamRoleArn).min(1),
-    adminTokenTtl: duration('15m'),
-    iamServerIdHeader: z.string().min(1).max(256).optional(),
-    /**
-     * Vault's default: the admin role binds the IAM roles' unique ids (Vault resolves them with
-     * iam:GetRole when the role is written), so a role deleted and recreated under the same name is
-     * refused until the Vault role is written again. Vault does not allow turning it off later.
-     */
-    resolveAwsUniqueIds: z.boolean().default(true),
-    /**
-     * The STS Vault replays admin logins to (config/client sts_endpoint, sts_region); Vault's default is
-     * the global endpoint. Must be the STS the rotate-token function signs for (tokenRotation.stsEndpoint).
-     */
-    stsEndpoint: z.string().optional(),
-    /** Base of the CA (AIA) and CRL URLs put into issued certificates; the Vault address when omitted. */
-    pkiUrlBase: z.url({ protocol: /^https?$/ }).optional(),
-    /** How often Vault's auto-tidy runs on the intermediate mount. */
-    autoTidyInterval: duration('12h'),
-    /** How long after expiry (or revocation) a certificate is kept before auto-tidy removes it. */
-    tidySafetyBuffer: duration('72h'),
-  })
-  .superRefine((spec, context) => {
-    const allowed: readonly number[] = KEY_BITS[spec.keyType];
-    if (spec.keyBits !== undefined && !allowed.includes(spec.keyBits)) {
-      context.addIssue({
-        code: 'custom',
-        path: ['keyBits'],
-        message: `must be one of ${allowed.join(', ')} for key type ${spec.keyType}`,
-      });
-    }
-    if (spec.stsEndpoint !== undefined && stsEndpointRegion(spec.stsEndpoint) === undefined) {
-      context.addIssue({
-        code: 'custom',
-        path: ['stsEndpoint'],
-        message: `must be an STS endpoint: ${GLOBAL_STS_ENDPOINT}, https://sts.<region>.amazonaws.com, https://sts.us-gov-west-1.amazonaws.com or https://sts.cn-north-1.amazonaws.com.cn`,
-      });
-    }
-    if (spec.intermediateCertificatePem !== undefined && !spec.externalRoot) {
-      context.addIssue({
-        code: 'custom',
-        path: ['intermediateCertificatePem'],
-        message: 'only with externalRoot: otherwise the root in this Vault signs the intermediate',
-      });
-    }
-  });
-
-export type BootstrapSpecInput = z.input<typeof bootstrapSpecSchema>;
-export type BootstrapSpec = z.output<typeof bootstrapSpecSchema>;
-
-export type BootstrapAction = 'created' | 'updated' | 'unchanged' | 'skipped' | 'pending';
-
-export interface BootstrapItem {
-  item: string;
-  action: BootstrapAction;
-  detail?: string;
-  /** The policy text, for policies, so an operator can review exactly what is (or would be) written. */
-  hcl?: string;
-  /** With an external root: the intermediate CSR to have signed, then re-run with the certificate. */
-  csrPem?: string;
-}
-
-export interface BootstrapReport {
-  dryRun: boolean;
-  items: BootstrapItem[];
-}
-
-/** The tls-policy: what the issuing functions need to sign node CSRs and revoke superseded certificates. */
-export function tlsPolicyHcl(spec: BootstrapSpec): string {
-  const mount = spec.intermediateMount;
-  return [
-    `# ${spec.tokenPolicy}: held by the periodic token of the issuing functions (nomad-rotator).`,
-    '# Keys stay on the nodes, so CSRs are signed; no issue/* path is granted.',
-    hclPath(`${mount}/sign/${spec.agentRole}`, ['update']),
-    hclPath(`${mount}/sign/${spec.cliRole}`, ['update']),
-    hclPath(`${mount}/revoke`, ['update']),
-    hclPath(`${mount}/ca/pem`, ['read']),
-    hclPath(`${mount}/ca_chain`, ['read']),
-    hclPath(`${mount}/cert/ca_chain`, ['read']),
-  ].join('\n');
-}
-
-/** The admin policy: what the rotate-token function needs to mint, check and revoke the periodic token. */
-export function adminPolicyHcl(spec: BootstrapSpec): string {
-  return [
-    `# ${spec.adminPolicy}: held for minutes by the rotate-token function after its AWS IAM login.`,
-    '# sudo on create-orphan is what allows a periodic token with a policy the admin does not hold.',
-    hclPath('auth/token/create-orphan', ['create', 'update', 'sudo']),
-    hclPath('auth/token/revoke-accessor', ['update']),
-    hclPath('auth/token/lookup-accessor', ['update']),
-    hclPath(`sys/policies/acl/${spec.tokenPolicy}`, ['read']),
-  ].join('\n');
-}
-
-function hclPath(path: string, capabilities: string[]): string {
-  return `path "${path}" {\n  capabilities = [${capabilities.map((capability) => `"${capability}"`).join(', ')}]\n}`;
-}
+import type { ClusterConfig } from '../../shared/config';
+import { formatDuration } from '../../shared/duration';
+import { ValidationError } from '../../shared/errors';
+import { parseOrThrow } from '../../shared/validation';
+import type { VaultClient } from '../../shared/vault/client';
+import { isVaultAnswer, type VaultBadRequestError, VaultNotFoundError } from '../../shared/vault/errors';
+import { stsEndpointRegion } from '../../shared/vault/sts';
+import {
+  adminPolicyHcl,
+  type BootstrapAction,
+  type BootstrapItem,
+  type BootstrapReport,
+  type BootstrapSpec,
+  bootstrapSpecSchema,
+  clusterDisagreements,
+  keyBitsOf,
+  tlsPolicyHcl,
+} from './spec';
 
 /**
  * Set Vault up for nomad-rotator, idempotently: every item is read first and only written when it is
@@ -164,85 +41,6 @@ export async function bootstrapVault(
   }
   const urlBase = (spec.pkiUrlBase ?? vault.address).replace(/\/+$/, '');
   return new VaultBootstrap(vault, token, spec, options.dryRun ?? false, urlBase).run();
-}
-
-/** The key each cluster key type makes, as Vault's signCert measures it against a role's key_type and key_bits. */
-const CLUSTER_KEYS = {
-  'ec-p256': { keyType: 'ec', bits: 256 },
-  'rsa-2048': { keyType: 'rsa', bits: 2048 },
-} as const;
-
-/**
- * What a cluster would request that the roles of this spec refuse at signing time (Vault's
- * cert_util.go: key_type must match, key_bits is a minimum, every DNS SAN must be an allowed name),
- * and names that must agree for the cluster to use what bootstrap creates. Empty when they agree.
- */
-export function clusterDisagreements(spec: BootstrapSpec, clusters: readonly ClusterConfig[]): string[] {
-  const issues: string[] = [];
-  const roleBits = keyBitsOf(spec);
-  const allowedNames = `*.${spec.region}.nomad and localhost`;
-  clusters.forEach((cluster, index) => {
-    const at = `clusters[${index}] (${cluster.name})`;
-    const key = CLUSTER_KEYS[cluster.certificates.keyType];
-    if (key.keyType !== spec.keyType || key.bits < roleBits) {
-      const fitting = Object.entries(CLUSTER_KEYS).find(
-        ([, candidate]) => candidate.keyType === spec.keyType && candidate.bits >= roleBits,
-      )?.[0];
-      issues.push(
-        `${at}.certificates.keyType: ${cluster.certificates.keyType} makes ${key.keyType} ${key.bits}-bit keys, but the roles require key_type ${spec.keyType} of at least ${roleBits} bits (spec keyType ${spec.keyType}, keyBits ${roleBits}); allowed: ${fitting ?? 'no cluster key type'} with this spec, or spec keyType ${key.keyType} with keyBits of at most ${key.bits}`,
-      );
-    }
-    if (cluster.region !== spec.region) {
-      issues.push(
-        `${at}.region: ${cluster.region} is not the spec's region ${spec.region}; the roles allow ${allowedNames} only`,
-      );
-    } else {
-      for (const name of cluster.certificates.serverExtraDnsSans.filter(
-        (candidate) => !roleAllowsName(spec.region, candidate),
-      )) {
-        issues.push(
-          `${at}.certificates.serverExtraDnsSans: ${name} is not allowed by the roles; allowed: ${allowedNames}`,
-        );
-      }
-    }
-    if (cluster.certificates.ttl > spec.certificateMaxTtl) {
-      issues.push(
-        `${at}.certificates.ttl: ${formatDuration(cluster.certificates.ttl)} exceeds the roles' max_ttl; allowed: at most certificateMaxTtl ${formatDuration(spec.certificateMaxTtl)}`,
-      );
-    }
-    const sameNames: [field: string, cluster: string, specField: string, spec: string][] = [
-      ['vault.pkiMount', cluster.vault.pkiMount, 'intermediateMount', spec.intermediateMount],
-      ['vault.agentRole', cluster.vault.agentRole, 'agentRole', spec.agentRole],
-      ['vault.cliRole', cluster.vault.cliRole, 'cliRole', spec.cliRole],
-      [
-        'vault.tokenRotation.tokenPolicy',
-        cluster.vault.tokenRotation.tokenPolicy,
-        'tokenPolicy',
-        spec.tokenPolicy,
-      ],
-      [
-        'vault.tokenRotation.adminAuthMount',
-        cluster.vault.tokenRotation.adminAuthMount,
-        'awsAuthMount',
-        spec.awsAuthMount,
-      ],
-      ['vault.tokenRotation.adminRole', cluster.vault.tokenRotation.adminRole, 'adminRole', spec.adminRole],
-    ];
-    for (const [field, value, specField, wanted] of sameNames) {
-      if (value !== wanted) issues.push(`${at}.${field}: ${value} is not the spec's ${specField} ${wanted}`);
-    }
-  });
-  return issues;
-}
-
-/** The names the roles admit: allow_subdomains of <region>.nomad, allow_localhost, no wildcards, no bare domain. */
-function roleAllowsName(region: string, name: string): boolean {
-  const lower = name.toLowerCase();
-  return lower === 'localhost' || (!lower.startsWith('*.') && lower.endsWith(`.${region}.nomad`));
-}
-
-function keyBitsOf(spec: BootstrapSpec): number {
-  return spec.keyBits ?? (spec.keyType === 'ec' ? 256 : 2048);
 }
 
 type Fields = Record<string, unknown>;
@@ -633,32 +431,4 @@ function normalized(value: unknown): string {
     return value.includes('\n') ? value.trim() : JSON.stringify(value === '' ? [] : value.split(',').sort());
   }
   return JSON.stringify(value ?? null);
-}
-
-const ACTION_WORDS: Record<BootstrapAction, [done: string, planned: string]> = {
-  created: ['created', 'would create'],
-  updated: ['updated', 'would update'],
-  unchanged: ['unchanged', 'unchanged'],
-  skipped: ['skipped', 'would skip'],
-  pending: ['pending', 'pending'],
-};
-
-/** The report as an operator reads it: one line per item, then the HCL of every policy written. */
-export function renderBootstrapReport(report: BootstrapReport): string {
-  const lines = [report.dryRun ? 'vault-bootstrap (dry run: nothing was changed)' : 'vault-bootstrap'];
-  const width = Math.max(
-    ...Object.values(ACTION_WORDS).map(([done, planned]) => Math.max(done.length, planned.length)),
-  );
-  for (const item of report.items) {
-    const word = ACTION_WORDS[item.action][report.dryRun ? 1 : 0];
-    lines.push(`  ${word.padEnd(width)}  ${item.item}${item.detail ? `  (${item.detail})` : ''}`);
-  }
-  for (const item of report.items) {
-    if (item.hcl !== undefined && (item.action === 'created' || item.action === 'updated')) {
-      lines.push('', `# ${item.item} — ${report.dryRun ? 'would write' : 'written'}:`, item.hcl);
-    }
-    if (item.csrPem !== undefined)
-      lines.push('', `# ${item.item} — CSR to sign with the external root:`, item.csrPem.trim());
-  }
-  return `${lines.join('\n')}\n`;
 }
