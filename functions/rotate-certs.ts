@@ -3,7 +3,7 @@ import { parseManualRequest, planRequestFrom } from '../shared/certificates/requ
 import { describeError, ValidationError } from '../shared/errors';
 import { beginInvocationLog } from '../shared/log-context';
 import { lambdaRuntimeFrom, type Runtime } from '../shared/runtime';
-import { renewIfDue } from '../shared/vault/tokens';
+import { renewIfDue } from '../shared/vault-token/tokens';
 import { deadlineFrom, type InvocationContext } from './context';
 
 /** A schedule tick: the scheduler's explicit input, or an EventBridge rule's "Scheduled Event". */

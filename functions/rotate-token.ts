@@ -1,6 +1,7 @@
 import { beginInvocationLog } from '../shared/log-context';
 import { lambdaRuntimeFrom, type Runtime } from '../shared/runtime';
-import { rotateVaultToken, tokenRotationContext } from '../shared/vault/token-rotation';
+import { tokenRotationContext } from '../shared/vault-token/context';
+import { rotateVaultToken } from '../shared/vault-token/rotation';
 import type { InvocationContext } from './context';
 
 /**

@@ -2,6 +2,7 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { RotationTelemetry } from './certificates/ports';
 import type { NodeRole } from './certs/names';
+import type { TokenRotationTelemetry } from './vault-token/context';
 
 export const SERVICE_NAME = 'nomad-rotator';
 export const METRICS_NAMESPACE = 'NomadRotator';
@@ -67,5 +68,21 @@ export class PowertoolsTelemetry implements RotationTelemetry, IssuerTelemetry {
     const single = this.metrics.singleMetric();
     single.addDimension('cluster', cluster);
     single.addMetric(name, unit, value);
+  }
+}
+
+/** The TokenRotationFailed metric as CloudWatch EMF with the cluster as dimension (alarmed in infra/). */
+export class PowertoolsTokenRotationTelemetry implements TokenRotationTelemetry {
+  constructor(
+    private readonly metrics: Metrics = new Metrics({
+      namespace: METRICS_NAMESPACE,
+      serviceName: SERVICE_NAME,
+    }),
+  ) {}
+
+  tokenRotationFailed(cluster: string): void {
+    const single = this.metrics.singleMetric();
+    single.addDimension('cluster', cluster);
+    single.addMetric(METRIC.tokenRotationFailed, MetricUnit.Count, 1);
   }
 }

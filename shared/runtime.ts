@@ -19,7 +19,7 @@ import { StateTable } from './state/table';
 import { describeIssues } from './validation';
 import { VaultCertificateAuthority } from './vault/authority';
 import { VaultClient } from './vault/client';
-import { SecretsManagerTokenSource } from './vault/tokens';
+import { SecretsManagerTokenSource } from './vault-token/tokens';
 
 export interface ServiceConfig {
   tableName: string;

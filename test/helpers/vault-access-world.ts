@@ -20,8 +20,8 @@ import { type ClusterConfigInput, parseClusterConfig } from '../../shared/config
 import { Runtime } from '../../shared/runtime';
 import { VaultCertificateAuthority } from '../../shared/vault/authority';
 import { VaultClient, type VaultResponse } from '../../shared/vault/client';
-import type { TokenRotationTelemetry } from '../../shared/vault/token-rotation';
-import { parseTokenSecret, type TokenSecret } from '../../shared/vault/tokens';
+import type { TokenRotationTelemetry } from '../../shared/vault-token/context';
+import { parseTokenSecret, type TokenSecret } from '../../shared/vault-token/tokens';
 
 export const ACCOUNT = '123456789012';
 export const ROTATOR_ROLE_ARN = `arn:aws:iam::${ACCOUNT}:role/nomad-rotator-rotate-token`;

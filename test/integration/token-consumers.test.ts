@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../local/clock';
-import { renewIfDue } from '../../shared/vault/tokens';
+import { renewIfDue } from '../../shared/vault-token/tokens';
 import {
   mintSeedToken,
   signServerCertificate,

@@ -1,7 +1,7 @@
 import { GetSecretValueCommand } from '@aws-sdk/client-secrets-manager';
 import { afterEach, describe, expect, it } from 'vitest';
-import { TokenRotationError } from '../../shared/vault/token-rotation';
-import type { TokenSecret } from '../../shared/vault/tokens';
+import { TokenRotationError } from '../../shared/vault-token/rotation';
+import type { TokenSecret } from '../../shared/vault-token/tokens';
 import { findSecrets } from '../helpers/secret-scan';
 import {
   INTRUDER_KEY_ID,

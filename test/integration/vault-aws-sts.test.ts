@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { TokenRotationError } from '../../shared/vault/token-rotation';
+import { TokenRotationError } from '../../shared/vault-token/rotation';
 import { startTokenRotationWorld, type TokenRotationWorld } from '../helpers/vault-access-world';
 
 let world: TokenRotationWorld | undefined;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { renderBootstrapReport } from '../../ops/vault-bootstrap/report';
 import { adminPolicyHcl, bootstrapSpecSchema, tlsPolicyHcl } from '../../ops/vault-bootstrap/spec';
-import { rotationEventSchema } from '../../shared/vault/token-rotation';
+import { rotationEventSchema } from '../../shared/vault-token/rotation';
 
 const adminRoleArns = ['arn:aws:iam::123456789012:role/nomad-rotator-rotate-token'];
 

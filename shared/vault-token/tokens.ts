@@ -2,7 +2,7 @@ import { GetSecretValueCommand, type SecretsManagerClient } from '@aws-sdk/clien
 import { z } from 'zod';
 import type { Clock } from '../clock';
 import { ValidationError } from '../errors';
-import type { TokenSource, VaultClient } from './client';
+import type { TokenSource, VaultClient } from '../vault/client';
 
 /** What the token secret holds (AWSCURRENT / AWSPENDING / AWSPREVIOUS). Never logged. */
 export const tokenSecretSchema = z.strictObject({

@@ -1,4 +1,3 @@
-import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import {
   DescribeSecretCommand,
   GetSecretValueCommand,
@@ -7,18 +6,15 @@ import {
   type SecretsManagerClient,
   UpdateSecretVersionStageCommand,
 } from '@aws-sdk/client-secrets-manager';
-import type { AwsCredentialIdentityProvider } from '@smithy/types';
 import { z } from 'zod';
 import type { ClusterConfig } from '../config';
 import { formatDuration } from '../duration';
 import { NotFoundError, RotatorError, ValidationError } from '../errors';
-import type { Logger } from '../logger';
-import { METRIC, METRICS_NAMESPACE, SERVICE_NAME } from '../observability';
-import type { Runtime } from '../runtime';
 import { parseOrThrow } from '../validation';
-import { awsIamLogin, type VaultLogin } from './aws-login';
-import { VaultClient, type VaultResponse } from './client';
-import { isVaultAnswer, VaultBadRequestError } from './errors';
+import type { VaultLogin } from '../vault/aws-login';
+import type { VaultClient, VaultResponse } from '../vault/client';
+import { isVaultAnswer, VaultBadRequestError } from '../vault/errors';
+import type { TokenRotationContext } from './context';
 import { parseTokenSecret, type TokenSecret } from './tokens';
 
 /** The Secrets Manager custom rotation event; steps are camelCase, the token is the new VersionId. */
@@ -41,71 +37,6 @@ export interface StepResult {
 
 /** A rotation step failed; names the step, version and cluster, never a token or an accessor. */
 export class TokenRotationError extends RotatorError {}
-
-export interface TokenRotationTelemetry {
-  tokenRotationFailed(cluster: string): void;
-}
-
-/** The TokenRotationFailed metric as CloudWatch EMF with the cluster as dimension (alarmed in infra/). */
-export class PowertoolsTokenRotationTelemetry implements TokenRotationTelemetry {
-  constructor(
-    private readonly metrics: Metrics = new Metrics({
-      namespace: METRICS_NAMESPACE,
-      serviceName: SERVICE_NAME,
-    }),
-  ) {}
-
-  tokenRotationFailed(cluster: string): void {
-    const single = this.metrics.singleMetric();
-    single.addDimension('cluster', cluster);
-    single.addMetric(METRIC.tokenRotationFailed, MetricUnit.Count, 1);
-  }
-}
-
-export interface TokenRotationContext {
-  secrets: SecretsManagerClient;
-  clusters: readonly ClusterConfig[];
-  logger: Logger;
-  telemetry: TokenRotationTelemetry;
-  /** A Vault client without a token source: every call in the rotation names the token it uses. */
-  vaultFor(cluster: ClusterConfig): VaultClient;
-  /** A short-lived admin token from Vault's AWS auth method. */
-  adminLogin(cluster: ClusterConfig, vault: VaultClient): Promise<VaultLogin>;
-}
-
-/** Build the rotation's dependencies from the handler runtime; credentials and telemetry are injectable. */
-export function tokenRotationContext(
-  runtime: Runtime,
-  overrides: {
-    credentials?: AwsCredentialIdentityProvider;
-    telemetry?: TokenRotationTelemetry;
-    vaultAttempts?: number;
-  } = {},
-): TokenRotationContext {
-  return {
-    secrets: runtime.clients.secretsManager,
-    clusters: runtime.config.clusters,
-    logger: runtime.logger,
-    telemetry: overrides.telemetry ?? new PowertoolsTokenRotationTelemetry(),
-    vaultFor: ({ vault }) =>
-      new VaultClient({
-        address: vault.address,
-        timeoutMs: vault.requestTimeoutMs,
-        ...(vault.caBundlePem ? { caBundlePem: vault.caBundlePem } : {}),
-        ...(vault.namespace ? { namespace: vault.namespace } : {}),
-        ...(overrides.vaultAttempts ? { attempts: overrides.vaultAttempts } : {}),
-      }),
-    adminLogin: ({ vault: { tokenRotation } }, client) =>
-      awsIamLogin(client, {
-        mount: tokenRotation.adminAuthMount,
-        role: tokenRotation.adminRole,
-        clock: runtime.clock,
-        ...(tokenRotation.iamServerIdHeader ? { serverIdHeader: tokenRotation.iamServerIdHeader } : {}),
-        sts: { endpoint: tokenRotation.stsEndpoint, region: tokenRotation.stsRegion },
-        ...(overrides.credentials ? { credentials: overrides.credentials } : {}),
-      }),
-  };
-}
 
 interface TokenSecretDescription {
   arn: string;
