@@ -6,6 +6,7 @@ import type {
   AttemptField,
   RolloutChanges,
 } from '../../shared/rollout/store';
+import { checkAttempts, checkRollout } from '../../shared/state/dynamodb/rollout-checks';
 import type { AuditEntry, NodeRecord } from '../../shared/state/records';
 import {
   AUDIT_RETENTION_SECONDS,
@@ -15,7 +16,6 @@ import {
   type NodeField,
   type StateStore,
 } from '../../shared/state/store';
-import { checkAttempts, checkRollout } from '../../shared/state/table';
 
 interface Lease {
   owner: string;

@@ -345,7 +345,10 @@ describe('infra: least privilege', () => {
   });
 
   it('lets the issuers call exactly the DynamoDB operations the state table code sends', () => {
-    const source = readFileSync(join(import.meta.dirname, '../../shared/state/table.ts'), 'utf8');
+    const adapter = join(import.meta.dirname, '../../shared/state');
+    const source = ['table.ts', ...readdirSync(join(adapter, 'dynamodb')).map((file) => `dynamodb/${file}`)]
+      .map((file) => readFileSync(join(adapter, file), 'utf8'))
+      .join('\n');
     const sent = new Set(
       [...source.matchAll(/new (\w+)Command\(/g)]
         .map(([, name]) => name!)
