@@ -7,10 +7,10 @@ const NOW = 1_800_000_000_000;
 const DAY_MS = 86_400_000;
 
 const instanceId = (index: number) => `i-${String(index).padStart(17, '0')}`;
-const instanceIds = (count: number, first = 0) =>
+export const instanceIds = (count: number, first = 0) =>
   Array.from({ length: count }, (_, index) => instanceId(first + index));
 
-const rollout = (rolloutId: string, cluster = 'prod', waveCount = 1): RolloutRecord => ({
+export const rollout = (rolloutId: string, cluster = 'prod', waveCount = 1): RolloutRecord => ({
   cluster,
   rolloutId,
   plan: 'certificates',
@@ -27,7 +27,7 @@ const rollout = (rolloutId: string, cluster = 'prod', waveCount = 1): RolloutRec
   version: 1,
 });
 
-const waveOf = (rolloutId: string, wave: number, targets: string[], cluster = 'prod'): WaveRecord => ({
+export const waveOf = (rolloutId: string, wave: number, targets: string[], cluster = 'prod'): WaveRecord => ({
   cluster,
   rolloutId,
   wave,
@@ -35,7 +35,7 @@ const waveOf = (rolloutId: string, wave: number, targets: string[], cluster = 'p
   targets,
 });
 
-const attemptOf = (wave: WaveRecord, target: string): AttemptRecord => ({
+export const attemptOf = (wave: WaveRecord, target: string): AttemptRecord => ({
   cluster: wave.cluster,
   rolloutId: wave.rolloutId,
   target,

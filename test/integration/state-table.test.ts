@@ -4,7 +4,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createStateTable, startDynamo } from '../../local/aws/dynamodb';
 import type { AttemptRecord, RolloutRecord, WaveRecord } from '../../shared/rollout/model';
 import { StateTable } from '../../shared/state/table';
-import { describeStateStore } from '../contract/state-store.contract';
+import {
+  attemptOf,
+  describeStateStore,
+  instanceIds,
+  rollout,
+  waveOf,
+} from '../contract/state-store.contract';
 
 const NOW = 1_800_000_000_000;
 let dynamo: Awaited<ReturnType<typeof startDynamo>>;
@@ -65,54 +71,14 @@ function holdBackHalf(client: DynamoDBClient, times: number) {
   return heldBack;
 }
 
-const NEW_ROLLOUT: RolloutRecord = {
-  cluster: 'prod',
-  rolloutId: 'r-1',
-  plan: 'certificates',
-  kind: 'rotate',
-  settings: { mode: 'reload' },
-  reason: 'test',
-  requestedBy: 'test',
-  waveCount: 0,
-  currentWave: 0,
-  waveOrder: {},
-  status: 'running',
-  createdAt: NOW,
-  updatedAt: NOW,
-  version: 1,
-};
-
 /** A rollout of `count` targets in waves of 50, as startRollout takes it. */
 function largeRollout(count: number): [RolloutRecord, WaveRecord[], AttemptRecord[]] {
-  const targets = Array.from({ length: count }, (_, index) => `i-${String(index).padStart(17, '0')}`);
+  const targets = instanceIds(count);
   const waves: WaveRecord[] = [];
-  for (let start = 0; start < count; start += 50) {
-    waves.push({
-      cluster: 'prod',
-      rolloutId: 'r-1',
-      wave: waves.length,
-      group: 'client',
-      targets: targets.slice(start, start + 50),
-    });
-  }
-  const attempts = waves.flatMap((wave) =>
-    wave.targets.map(
-      (target): AttemptRecord => ({
-        cluster: 'prod',
-        rolloutId: 'r-1',
-        target,
-        wave: wave.wave,
-        group: wave.group,
-        state: 'pending',
-        step: 'prepare',
-        token: '',
-        tries: 0,
-        version: 1,
-        updatedAt: NOW,
-      }),
-    ),
-  );
-  return [{ ...NEW_ROLLOUT, waveCount: waves.length }, waves, attempts];
+  for (let start = 0; start < count; start += 50)
+    waves.push(waveOf('r-1', waves.length, targets.slice(start, start + 50)));
+  const attempts = waves.flatMap((wave) => wave.targets.map((target) => attemptOf(wave, target)));
+  return [rollout('r-1', 'prod', waves.length), waves, attempts];
 }
 
 describe('state table on dynalite', () => {
@@ -138,7 +104,7 @@ describe('state table on dynalite', () => {
     );
 
     const active = await table.getActiveRollout('prod');
-    await table.startRollout(NEW_ROLLOUT, [], []);
+    await table.startRollout(rollout('r-1', 'prod', 0), [], []);
 
     expect(active).toBeUndefined();
     expect((await table.getActiveRollout('prod'))?.rolloutId).toBe('r-1');
