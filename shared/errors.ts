@@ -57,3 +57,8 @@ export function ignoreConflict(error: unknown): undefined {
   if (error instanceof ConflictError) return undefined;
   throw error;
 }
+
+/** An error's class name, for short reasons such as `signing-failed:TransientError`. */
+export function errorName(error: unknown): string {
+  return error instanceof Error ? error.name : 'Error';
+}

@@ -2,7 +2,7 @@ import { validateCsr } from '../certs/csr';
 import { certificateNames, type NodeRole } from '../certs/names';
 import type { Clock } from '../clock';
 import type { ClusterConfig } from '../config';
-import { ConflictError, describeError } from '../errors';
+import { ConflictError, describeError, errorName } from '../errors';
 import type { Logger } from '../logger';
 import { recordAudit } from '../rollout/audit';
 import type { AttemptRecord, RolloutRecord } from '../rollout/model';
@@ -368,8 +368,4 @@ export class CertificatePlan implements RolloutPlan {
     }
     throw new ConflictError('the node item kept changing', { context: { cluster, instanceId } });
   }
-}
-
-function errorName(error: unknown): string {
-  return error instanceof Error ? error.name : 'Error';
 }

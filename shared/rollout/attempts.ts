@@ -1,5 +1,5 @@
 import type { Clock } from '../clock';
-import { describeError, ignoreConflict, RotatorError } from '../errors';
+import { describeError, errorName, ignoreConflict, RotatorError } from '../errors';
 import type { Logger } from '../logger';
 import type { AuditLog } from '../state/store';
 import { auditRollout } from './audit';
@@ -224,8 +224,4 @@ export class AttemptRunner {
 
 function iso(epochMs: number): string {
   return new Date(epochMs).toISOString();
-}
-
-function errorName(error: unknown): string {
-  return error instanceof Error ? error.name : 'Error';
 }
