@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { AwsServiceError, JsonProtocolServer } from './json-protocol';
 import type { Queue } from './queue';
-import type { AwsEvent } from './ssm';
+import type { AwsEvent } from './ssm-commands';
 
 export type EventPattern = { [key: string]: EventPattern | readonly PatternValue[] };
 type PatternValue =

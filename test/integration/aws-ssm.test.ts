@@ -13,7 +13,8 @@ import {
   type SSMClient,
 } from '@aws-sdk/client-ssm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type AwsEvent, type SsmEmulator, startSsmEmulator } from '../../local/aws/ssm';
+import { type SsmEmulator, startSsmEmulator } from '../../local/aws/ssm';
+import type { AwsEvent } from '../../local/aws/ssm-commands';
 import { createNodeFleet, type NodeFleet } from '../../local/node/fleet';
 import type { CommandDocument } from '../../shared/documents';
 import { waitFor } from '../helpers/wait-for';
