@@ -1,4 +1,5 @@
-import { badRequest } from './protocol';
+import { badRequest, PERMISSION_DENIED } from './protocol';
+import type { Token } from './tokens';
 
 export type Capability = 'create' | 'read' | 'update' | 'delete' | 'list' | 'sudo' | 'deny' | 'patch';
 
@@ -66,4 +67,34 @@ function specificity(rule: string): number {
   const exact = rule.endsWith('*') ? 0 : 1_000_000;
   const wildcards = rule.split('/').filter((segment) => segment === '+').length;
   return exact - wildcards * 10_000 + rule.length;
+}
+
+/** `policies` holds the policy texts by name; a token with the root policy is granted everything. */
+export function tokenCapabilities(
+  policies: ReadonlyMap<string, string>,
+  token: Token,
+  path: string,
+): Set<Capability> | 'root' {
+  return token.policies.includes('root')
+    ? 'root'
+    : capabilitiesFor(
+        token.policies.map((name) => parsePolicy(policies.get(name) ?? '')),
+        path,
+      );
+}
+
+export function requireCapability(
+  policies: ReadonlyMap<string, string>,
+  token: Token,
+  path: string,
+  needed: Capability[],
+): void {
+  const granted = tokenCapabilities(policies, token, path);
+  if (granted === 'root') return;
+  if (granted.has('deny') || !needed.some((capability) => granted.has(capability))) throw PERMISSION_DENIED();
+}
+
+export function hasSudo(policies: ReadonlyMap<string, string>, token: Token, path: string): boolean {
+  const granted = tokenCapabilities(policies, token, path);
+  return granted === 'root' || granted.has('sudo');
 }

@@ -93,3 +93,13 @@ export function bool(value: unknown, fallback: boolean): boolean {
 }
 
 export const DEFAULT_MAX_TTL = 768 * 3600;
+
+/** An answer as the HTTP layer writes it: a JSON body, a raw document (PEM, DER) or a bare status. */
+export type Reply = {
+  status: number;
+  body?: unknown;
+  raw?: { text: string | Uint8Array; contentType: string };
+};
+
+/** A PKI mount's answer; a missing status is 200. */
+export type PkiResult = Partial<Reply>;
