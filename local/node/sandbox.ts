@@ -6,8 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ManagedNode, PingStatus, ScriptResult, ScriptRun } from '../fleet';
 import type { AgentBehaviour } from './agent-options';
-import type { AclGrant } from './gossip';
-import type { GossipConfig, StandinConfig } from './standin';
+import type { AclGrant, GossipConfig } from './gossip';
+import type { StandinConfig } from './standin-config';
 import type { Supervisor, UnitStatus } from './supervisor';
 
 const SHIMS = ['systemctl', 'nomad', 'aws'] as const;

@@ -1,7 +1,7 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { ReadyMessage } from './standin';
+import type { ReadyMessage } from './standin-config';
 
 export type UnitState = 'active' | 'inactive' | 'failed';
 
