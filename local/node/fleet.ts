@@ -4,8 +4,9 @@ import { join } from 'node:path';
 import { build, stop as stopEsbuild } from 'esbuild';
 import type { Fleet } from '../fleet';
 import { type AgentBehaviour, DEFAULT_AGENT_BEHAVIOUR } from './agent-options';
+import { type ClusterPlan, computerName, freePorts } from './cluster-plan';
 import type { AclGrant } from './gossip';
-import { type ClusterPlan, computerName, freePorts, NodeSandbox } from './sandbox';
+import { NodeSandbox } from './sandbox';
 import { Supervisor } from './supervisor';
 
 export interface NodeFleetOptions {
