@@ -69,14 +69,18 @@ export class NodeCommands extends Construct {
 
     role.addToPrincipalPolicy(
       new PolicyStatement({
-        actions: ['ssm:GetCommandInvocation', 'ssm:DescribeInstanceInformation'],
+        actions: [
+          'ssm:GetCommandInvocation',
+          'ssm:ListCommandInvocations',
+          'ssm:DescribeInstanceInformation',
+        ],
         resources: ['*'],
       }),
     );
     Validations.of(role).acknowledge({
       id: 'AwsSolutions-IAM5[Resource::*]',
       reason:
-        'ssm:GetCommandInvocation and ssm:DescribeInstanceInformation have no resource-level permissions; both only read command results and the SSM inventory.',
+        'ssm:GetCommandInvocation, ssm:ListCommandInvocations and ssm:DescribeInstanceInformation have no resource-level permissions; they only read command results and the SSM inventory.',
     });
   }
 

@@ -149,9 +149,11 @@ export function ssmOperations({
         'ValidationException',
         `MaxResults must be between 1 and ${LIST_INVOCATIONS_PAGE}`,
       );
+    const invokedAfter = invokedAfterFilter(input.Filters);
     const matching = [...invocations.values()]
       .filter((invocation) => (input.CommandId ? invocation.commandId === input.CommandId : true))
-      .filter((invocation) => (input.InstanceId ? invocation.instanceId === input.InstanceId : true));
+      .filter((invocation) => (input.InstanceId ? invocation.instanceId === input.InstanceId : true))
+      .filter((invocation) => invokedAfter === undefined || invocation.requestedAt >= invokedAfter);
     const start = Number(input.NextToken ?? 0);
     const page = matching.slice(start, start + maxResults);
     return {
@@ -199,6 +201,31 @@ export function ssmOperations({
     ListCommands: listCommands,
     DescribeInstanceInformation: describeInstanceInformation,
   };
+}
+
+/**
+ * The one CommandFilter the product sends: `InvokedAfter` with an ISO 8601 UTC time such as
+ * 2026-12-02T12:00:00Z. Other keys and malformed values are refused, as SSM refuses them.
+ */
+function invokedAfterFilter(filters: unknown): number | undefined {
+  if (filters === undefined) return undefined;
+  const list = Array.isArray(filters) ? (filters as { key?: unknown; value?: unknown }[]) : [];
+  let after: number | undefined;
+  for (const filter of list) {
+    const at = typeof filter.value === 'string' ? Date.parse(filter.value) : Number.NaN;
+    if (
+      filter.key !== 'InvokedAfter' ||
+      !/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$/.test(String(filter.value)) ||
+      Number.isNaN(at)
+    )
+      throw new AwsServiceError(
+        'InvalidFilterKey',
+        `The filter ${JSON.stringify(filter)} is not supported here.`,
+      );
+    after = at;
+  }
+  if (list.length === 0) throw new AwsServiceError('ValidationException', 'Filters must not be empty');
+  return after;
 }
 
 /** SSM checks every value against the parameter's allowedPattern as a full match (Java `matches`). */

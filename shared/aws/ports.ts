@@ -15,4 +15,6 @@ export interface CommandGateway {
     comment: string,
   ): Promise<string>;
   invocation(commandId: string, instanceId: string): Promise<InvocationOutcome & { comment?: string }>;
+  /** The id of a command sent to `instanceId` with this comment no earlier than `since` (epoch ms). */
+  findSent(instanceId: string, comment: string, since: number): Promise<string | undefined>;
 }

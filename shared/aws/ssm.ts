@@ -2,6 +2,7 @@ import {
   DescribeInstanceInformationCommand,
   GetCommandInvocationCommand,
   InvocationDoesNotExist,
+  ListCommandInvocationsCommand,
   SendCommandCommand,
   type SSMClient,
 } from '@aws-sdk/client-ssm';
@@ -16,6 +17,7 @@ import type { CommandGateway, InvocationOutcome } from './ports';
 const RUNNING_STATUSES = new Set(['Pending', 'InProgress', 'Delayed']);
 const MAX_TARGETS = 50;
 const MAX_COMMENT = 100;
+const CLOCK_SKEW_MS = 5 * 60_000;
 
 /** Nodes of a cluster as SSM sees them: one DescribeInstanceInformation query per role tag. */
 export class SsmInventory implements NodeInventory {
@@ -96,6 +98,26 @@ export class SsmCommandGateway implements CommandGateway {
     );
     if (!Command?.CommandId) throw new Error('SendCommand returned no command id');
     return Command.CommandId;
+  }
+
+  async findSent(instanceId: string, comment: string, since: number): Promise<string | undefined> {
+    // SendCommand's RequestedDateTime is SSM's clock, ours may be a little ahead of it.
+    const after = new Date(since - CLOCK_SKEW_MS).toISOString().replace(/\.\d{3}Z$/, 'Z');
+    let nextToken: string | undefined;
+    do {
+      const page = await this.ssm.send(
+        new ListCommandInvocationsCommand({
+          InstanceId: instanceId,
+          Filters: [{ key: 'InvokedAfter', value: after }],
+          MaxResults: 50,
+          NextToken: nextToken,
+        }),
+      );
+      const match = page.CommandInvocations?.find((invocation) => invocation.Comment === comment);
+      if (match?.CommandId) return match.CommandId;
+      nextToken = page.NextToken;
+    } while (nextToken !== undefined);
+    return undefined;
   }
 
   async invocation(commandId: string, instanceId: string): Promise<InvocationOutcome & { comment?: string }> {

@@ -32,6 +32,8 @@ export interface CertificateSettings {
 interface SignedCarry {
   signed: SignedSet;
   revokeAfterInstall: string[];
+  /** The agent serial the table recorded when these were signed; absent for a node without one. */
+  replacesSerial?: string;
 }
 
 export interface CertificatePlanDependencies {
@@ -58,7 +60,11 @@ export function signedCarry(attempt: AttemptRecord): SignedCarry | undefined {
   const carry = attempt.carry as Partial<SignedCarry> | undefined;
   return carry?.signed === undefined
     ? undefined
-    : { signed: carry.signed, revokeAfterInstall: carry.revokeAfterInstall ?? [] };
+    : {
+        signed: carry.signed,
+        revokeAfterInstall: carry.revokeAfterInstall ?? [],
+        ...(typeof carry.replacesSerial === 'string' ? { replacesSerial: carry.replacesSerial } : {}),
+      };
 }
 
 /**
@@ -175,18 +181,67 @@ export class CertificatePlan implements RolloutPlan {
         const revoke = certificateSettings(rollout).revokePrevious
           ? [node.agent?.serial, node.cli?.serial].filter((serial): serial is string => !!serial)
           : [];
-        return { ok: true, carry: { signed, revokeAfterInstall: revoke } satisfies SignedCarry };
+        const carry: SignedCarry = {
+          signed,
+          revokeAfterInstall: revoke,
+          ...(node.agent === undefined ? {} : { replacesSerial: node.agent.serial }),
+        };
+        return { ok: true, carry: { ...carry } };
       } catch (error) {
         return { ok: false, reason: `signing-failed:${errorName(error)}` };
       }
     }
-    const installed = commands.readInstalled(outcome.stdout);
+    const installed = this.#installed(attempt, outcome);
+    if (installed === 'unreadable') return { ok: false, reason: 'install-output-unreadable' };
+    if (installed === 'mismatch') return { ok: false, reason: 'installed-serial-mismatch' };
+    // What the node runs now is true whatever becomes of the attempt, so it is written first.
+    await this.#updateNode(
+      rollout.cluster,
+      attempt.target,
+      { status: 'idle', failures: 0, ...installed.facts },
+      ['nextAttemptAt', 'lastError'],
+    );
+    // Also before the commit: a replaced serial left valid by a crash would outlive an emergency.
+    await this.#revokeReplaced(rollout, attempt, installed.carry.revokeAfterInstall);
+    return { ok: true, carry: { action: installed.action } };
+  }
+
+  /**
+   * An install of a superseded rollout that went through anyway: the node runs its certificates, so
+   * the next emergency must revoke those serials, not the ones before them, and the serials this
+   * install replaced are revoked as its rollout asked.
+   */
+  async observe(rollout: RolloutRecord, attempt: AttemptRecord, outcome: StepOutcome): Promise<void> {
+    if (attempt.step !== 'install' || outcome.state !== 'succeeded') return;
+    const installed = this.#installed(attempt, outcome);
+    if (typeof installed === 'string') return;
+    // Only over the facts it replaced: a late report of an older install must not undo a newer one.
+    const replaced = normalizeSerial(installed.carry.replacesSerial ?? '');
+    await this.#updateNode(
+      rollout.cluster,
+      attempt.target,
+      installed.facts,
+      [],
+      (node) => normalizeSerial(node.agent?.serial ?? '') === replaced,
+    );
+    await this.#revokeReplaced(rollout, attempt, installed.carry.revokeAfterInstall);
+  }
+
+  /** The node's install report, checked against what this attempt signed for it. */
+  #installed(attempt: AttemptRecord, outcome: StepOutcome & { state: 'succeeded' }) {
+    const installed = this.#deps.commands.readInstalled(outcome.stdout);
     const carry = signedCarry(attempt);
     if (installed === undefined || installed.attemptId !== attempt.token || carry === undefined)
-      return { ok: false, reason: 'install-output-unreadable' };
+      return 'unreadable' as const;
     if (normalizeSerial(installed.agent.serial) !== normalizeSerial(carry.signed.agent.serial))
-      return { ok: false, reason: 'installed-serial-mismatch' };
-    return { ok: true, carry: { action: installed.action } };
+      return 'mismatch' as const;
+    const facts = {
+      agent: carry.signed.agent,
+      cli: carry.signed.cli,
+      lastAction: installed.action === 'none' ? 'already-installed' : `rotated-${installed.action}`,
+      lastActionAt: this.#deps.clock.now(),
+    };
+    return { action: installed.action, carry, facts };
   }
 
   async onSucceeded(
@@ -194,24 +249,12 @@ export class CertificatePlan implements RolloutPlan {
     attempt: AttemptRecord,
     result?: Record<string, unknown>,
   ): Promise<void> {
-    const { clock, events, telemetry, authority, logger, cluster } = this.#deps;
+    const { events, telemetry, cluster } = this.#deps;
     const carry = signedCarry(attempt);
     if (carry === undefined) return;
     const { signed } = carry;
     const action = typeof result?.action === 'string' ? result.action : 'none';
-    const node = await this.#updateNode(
-      rollout.cluster,
-      attempt.target,
-      {
-        status: 'idle',
-        agent: signed.agent,
-        cli: signed.cli,
-        failures: 0,
-        lastAction: action === 'none' ? 'already-installed' : `rotated-${action}`,
-        lastActionAt: clock.now(),
-      },
-      ['nextAttemptAt', 'lastError'],
-    );
+    const node = await this.#deps.nodes.getNode(rollout.cluster, attempt.target);
     const role = node?.role ?? (attempt.group as NodeRole);
     telemetry.pushSucceeded(cluster.name, role);
     await events.publish('CertificateRotated', {
@@ -224,7 +267,11 @@ export class CertificatePlan implements RolloutPlan {
       notAfter: new Date(signed.agent.notAfter).toISOString(),
       action,
     });
-    for (const serial of carry.revokeAfterInstall) {
+  }
+
+  async #revokeReplaced(rollout: RolloutRecord, attempt: AttemptRecord, serials: readonly string[]) {
+    const { clock, authority, logger, cluster } = this.#deps;
+    for (const serial of serials) {
       try {
         await authority.revoke(serial);
         await recordAudit(this.#deps.audit, clock, {
@@ -341,18 +388,20 @@ export class CertificatePlan implements RolloutPlan {
 
   /**
    * The node item is shared with inventory sync, so the write is a read-modify-write on its version,
-   * tried again when inventory got there first. A retired node is left retired.
+   * tried again when inventory got there first. A retired node is left retired, and so is one
+   * `applies` turns down.
    */
   async #updateNode(
     cluster: string,
     instanceId: string,
     changes: NodeChanges,
     remove: readonly NodeField[] = [],
+    applies: (node: NodeRecord) => boolean = () => true,
   ) {
     const { nodes, clock } = this.#deps;
     for (let round = 0; round < 5; round += 1) {
       const node = await nodes.getNode(cluster, instanceId);
-      if (node === undefined || node.status === 'retired') return node;
+      if (node === undefined || node.status === 'retired' || !applies(node)) return node;
       try {
         return await nodes.updateNode(
           cluster,

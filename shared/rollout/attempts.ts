@@ -145,20 +145,13 @@ export class AttemptRunner {
     const index = plan.steps.findIndex((step) => step.name === attempt.step);
     const next = plan.steps[index + 1];
     if (next !== undefined) {
-      const moved = await this.move(
-        attempt,
-        'step-succeeded',
-        { step: next.name, ...(verdict.carry === undefined ? {} : { carry: verdict.carry }) },
-        ['commandId'],
-      );
+      const moved = await this.move(attempt, 'step-succeeded', {
+        step: next.name,
+        ...(verdict.carry === undefined ? {} : { carry: verdict.carry }),
+      });
       return moved !== undefined;
     }
-    const done = await this.move(attempt, 'succeeded', {}, [
-      'commandId',
-      'carry',
-      'nextAttemptAt',
-      'lastError',
-    ]);
+    const done = await this.move(attempt, 'succeeded', {}, ['carry', 'nextAttemptAt', 'lastError']);
     if (done === undefined) return false;
     await auditRollout(this.#deps.store, this.#deps.clock, `${attempt.step}-succeeded`, 'rotator', rollout, {
       instanceId: attempt.target,
@@ -184,7 +177,7 @@ export class AttemptRunner {
       attempt,
       retry ? 'failed' : 'exhausted',
       { lastError: reason, ...(nextAttemptAt === undefined ? {} : { nextAttemptAt }) },
-      ['commandId', 'carry'],
+      ['carry'],
     );
     if (moved === undefined) return false;
     await auditRollout(this.#deps.store, this.#deps.clock, `${attempt.step}-failed`, 'rotator', rollout, {
@@ -208,13 +201,19 @@ export class AttemptRunner {
     remove: readonly AttemptField[] = [],
   ): Promise<AttemptRecord | undefined> {
     const state = transition(attempt.state, event);
+    // commandId and sentAt describe the command out, so they go when the attempt leaves `sent`; an
+    // abandoned attempt keeps them, for the rollout that superseded it to wait for that command.
+    const leavesCommand = attempt.state === 'sent' && state !== 'abandoned';
+    const removed: readonly AttemptField[] = leavesCommand
+      ? [...new Set<AttemptField>([...remove, 'commandId', 'sentAt'])]
+      : remove;
     try {
       return await this.#deps.store.updateAttempt(
         attempt,
         { state: attempt.state, token: attempt.token, version: attempt.version },
         { ...changes, state },
         this.#deps.clock.now(),
-        remove,
+        removed,
       );
     } catch (error) {
       return ignoreConflict(error);

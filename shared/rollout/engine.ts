@@ -4,6 +4,7 @@ import type { Logger } from '../logger';
 import type { AuditLog } from '../state/store';
 import { AttemptRunner } from './attempts';
 import { auditRollout } from './audit';
+import { EarlierCommands } from './earlier-commands';
 import {
   type AttemptRecord,
   isFinished,
@@ -59,6 +60,7 @@ export class RolloutEngine {
   readonly #deps: EngineDependencies;
   readonly #plans: ReadonlyMap<string, RolloutPlan>;
   readonly #attempts: AttemptRunner;
+  readonly #earlier: EarlierCommands;
 
   constructor(dependencies: EngineDependencies) {
     this.#deps = dependencies;
@@ -66,6 +68,11 @@ export class RolloutEngine {
     this.#attempts = new AttemptRunner({
       ...dependencies,
       halt: (rollout, reason) => this.#finish(rollout, 'halted', reason),
+    });
+    this.#earlier = new EarlierCommands({
+      ...dependencies,
+      attempts: this.#attempts,
+      plan: (name) => this.#plan(name),
     });
   }
 
@@ -105,6 +112,7 @@ export class RolloutEngine {
     const plan = this.#plan(request.plan);
     const now = clock.now();
     const rolloutId = newRolloutId(now);
+    const drains = await this.#earlier.wavesStillOut(now);
     const rollout: RolloutRecord = {
       cluster,
       rolloutId,
@@ -117,6 +125,7 @@ export class RolloutEngine {
       currentWave: 0,
       waveOrder: {},
       status: 'running',
+      ...(drains.length > 0 ? { drains } : {}),
       createdAt: now,
       updatedAt: now,
       version: 1,
@@ -233,6 +242,10 @@ export class RolloutEngine {
       const rollout = await store.getRollout(cluster, rolloutId);
       if (rollout === undefined || rollout.status !== 'running') return rollout;
       if (rollout.currentWave >= rollout.waveCount) return this.#finish(rollout, 'completed');
+      if (rollout.drains !== undefined && rollout.drains.length > 0) {
+        if (!(await this.#drained(rollout))) return rollout;
+        continue;
+      }
       const plan = this.#plan(rollout.plan);
       const wave = await this.#waveAt(rollout, rollout.currentWave);
       let attempts = await store.getAttempts(cluster, rolloutId, wave.targets);
@@ -264,6 +277,10 @@ export class RolloutEngine {
     if (rollout === undefined || rollout.plan !== key.plan) return false;
     const attempt = await this.#deps.store.getAttempt(this.#deps.cluster, rollout.rolloutId, target);
     if (attempt === undefined || attempt.token !== key.token || attempt.step !== key.step) return false;
+    if (attempt.state === 'abandoned' || rollout.status === 'superseded') {
+      await this.#earlier.observe(rollout, attempt, result);
+      return false;
+    }
     const applied = await this.#attempts.apply(rollout, this.#plan(rollout.plan), attempt, result);
     if (applied) await this.advance(rollout.rolloutId, deadline);
     return applied;
@@ -276,13 +293,16 @@ export class RolloutEngine {
    */
   async reconcile(deadline: number): Promise<number> {
     const { store, clock, cluster, limits } = this.#deps;
+    // Their events may never come; nothing else looks at them once they have ended.
+    await this.#earlier.settle(await this.#earlier.wavesStillOut(clock.now()));
     const rollout = await this.activeRollout();
     if (rollout === undefined) return 0;
     let moved = 0;
-    for (const attempt of await store.listAttempts(cluster, rollout.rolloutId)) {
-      if (attempt.state !== 'sent') continue;
+    for (const listed of await store.listAttempts(cluster, rollout.rolloutId)) {
+      if (listed.state !== 'sent') continue;
       if (clock.now() >= deadline) break;
-      const age = clock.now() - (attempt.sentAt ?? 0);
+      const age = clock.now() - (listed.sentAt ?? 0);
+      const attempt = await this.#earlier.recoverCommandId(rollout, listed);
       if (attempt.commandId === undefined) {
         if (
           age > limits.orphanedClaimMs &&
@@ -306,6 +326,25 @@ export class RolloutEngine {
     }
     if (moved > 0) await this.advance(rollout.rolloutId, deadline);
     return moved;
+  }
+
+  /** True (and the drains emptied) once no command of the waves this rollout drains can still run. */
+  async #drained(rollout: RolloutRecord): Promise<boolean> {
+    const stillOut = await this.#earlier.settle(rollout.drains ?? []);
+    if (stillOut !== undefined) {
+      this.#deps.logger.info('rollout waits for a command of an earlier rollout', {
+        cluster: this.#deps.cluster,
+        rolloutId: rollout.rolloutId,
+        earlierRolloutId: stillOut.rolloutId,
+        instanceId: stillOut.target,
+        commandId: stillOut.commandId,
+      });
+      return false;
+    }
+    await this.#deps.store
+      .updateRollout(rollout, { drains: [] }, this.#deps.clock.now())
+      .catch(ignoreConflict);
+    return true;
   }
 
   // ---- waves and the rollout's end -------------------------------------------------------------

@@ -30,9 +30,22 @@ export interface RolloutRecord {
   waveOrder: Readonly<Record<string, number>>;
   status: RolloutStatus;
   haltReason?: string;
+  /**
+   * Waves of rollouts that ended (superseded or halted) while their commands may still run on
+   * nodes. This rollout sends nothing until each of those has finished or timed out, so a
+   * superseding rollout never has a server install in flight beside the one it cut short. Emptied
+   * once they have.
+   */
+  drains?: readonly DrainedWave[];
   createdAt: number;
   updatedAt: number;
   version: number;
+}
+
+/** One wave of an earlier rollout, by its wave number (not its position). */
+export interface DrainedWave {
+  rolloutId: string;
+  wave: number;
 }
 
 export interface WaveRecord {

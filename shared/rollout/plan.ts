@@ -24,6 +24,11 @@ export type CommandResult = { state: 'running' } | { state: 'missing' } | StepOu
 /** The engine's view of commands: only their results. Sending is the plan's business. */
 export interface CommandResults {
   invocation(commandId: string, target: string): Promise<CommandResult>;
+  /**
+   * The id of a command sent to `target` under `routingKey` no earlier than `since`, if one went out:
+   * a run that died between sending a command and recording its id leaves a claim without one.
+   */
+  findSent(target: string, routingKey: string, since: number): Promise<string | undefined>;
 }
 
 export type StepVerdict =
@@ -60,8 +65,18 @@ export interface RolloutPlan {
     attempts: readonly AttemptRecord[],
     routingKey: string,
   ): Promise<string>;
-  /** Judge one target's finished command. */
+  /**
+   * Judge one target's finished command. Runs before the attempt commits and may run again for the
+   * same result (a run that died before committing, two appliers racing), so whatever it records of
+   * what the target now holds must be idempotent: a fact recorded only after the commit is lost to a
+   * crash between the two writes.
+   */
   judge(rollout: RolloutRecord, attempt: AttemptRecord, outcome: StepOutcome): Promise<StepVerdict>;
+  /**
+   * A finished command of an attempt its rollout no longer acts on (superseded, or the target
+   * abandoned): record what the target now holds, nothing more. May run more than once.
+   */
+  observe?(rollout: RolloutRecord, attempt: AttemptRecord, outcome: StepOutcome): Promise<void>;
   /**
    * The attempt finished its last step (called once, by whoever committed it). `attempt` is as it was
    * before that step finished (its carry intact); `result` is the last verdict's carry.

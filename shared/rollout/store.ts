@@ -12,7 +12,7 @@ export type AttemptChanges = Partial<
 >;
 export type AttemptField = keyof AttemptChanges;
 export type RolloutChanges = Partial<
-  Pick<RolloutRecord, 'currentWave' | 'status' | 'haltReason' | 'waveCount' | 'waveOrder'>
+  Pick<RolloutRecord, 'currentWave' | 'status' | 'haltReason' | 'waveCount' | 'waveOrder' | 'drains'>
 >;
 
 /**

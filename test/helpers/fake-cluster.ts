@@ -165,6 +165,13 @@ export class FakeFleet implements CommandGateway, NodeInventory {
     return command ? { state: 'running', comment: commentOf(command) } : { state: 'missing' };
   }
 
+  async findSent(instanceId: string, comment: string, since: number): Promise<string | undefined> {
+    return this.commands.find(
+      (command) =>
+        command.at >= since && command.instanceIds.includes(instanceId) && commentOf(command) === comment,
+    )?.commandId;
+  }
+
   /** Let the node run the command; returns the invocations it completed. */
   async complete(command: SentCommand): Promise<{ commandId: string; instanceId: string }[]> {
     const done = [];

@@ -16,6 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type SsmEmulator, startSsmEmulator } from '../../local/aws/ssm';
 import type { AwsEvent } from '../../local/aws/ssm-commands';
 import { createNodeFleet, type NodeFleet } from '../../local/node/fleet';
+import { SsmCommandGateway } from '../../shared/aws/ssm';
 import type { CommandDocument } from '../../shared/documents';
 import { waitFor } from '../helpers/wait-for';
 
@@ -156,6 +157,30 @@ describe('SSM emulator through the real SSMClient', () => {
       expect(Object.keys(event).sort()).toEqual(Object.keys(sample).sort());
       expect(Object.keys(event.detail).sort()).toEqual(Object.keys(sample.detail).sort());
     }
+  });
+
+  it('finds a command sent to an instance by its comment, only from the given time on', async () => {
+    // Arrange: what a run that died before recording the command id leaves behind
+    const node = fleet.nodes()[1]!;
+    const comment = 'nomad-rotator:prod:certs:install:c0ffee-0123abcd';
+    const gateway = new SsmCommandGateway(client, { prepare: 'Echo', install: 'Echo' });
+    const before = Date.now();
+    await send('Echo', [fleet.nodes()[2]!.instanceId], { name: ['other'] }, comment);
+    const { Command } = await send('Echo', [node.instanceId], { name: ['nomad'] }, comment);
+    await send('Echo', [node.instanceId], { name: ['later'] }, `${comment.slice(0, -1)}e`);
+
+    // Act
+    const found = await gateway.findSent(node.instanceId, comment, before);
+    const fromLater = await gateway.findSent(node.instanceId, comment, Date.now() + 60 * 60_000);
+
+    // Assert
+    expect(found).toBe(Command!.CommandId);
+    expect(fromLater).toBeUndefined();
+    await expect(
+      client.send(
+        new ListCommandInvocationsCommand({ Filters: [{ key: 'InvokedAfter', value: 'yesterday' }] }),
+      ),
+    ).rejects.toThrow(/filter/);
   });
 
   it('answers InvocationDoesNotExist right after SendCommand, then the result', async () => {

@@ -115,7 +115,7 @@ function fakeRuntime(options: {
     logger: options.logger ?? new RecordingLogger(),
     config: { tableName: 'state', eventBusName: 'bus', documents: {} as never, clusters },
     clusterNames: () => clusters.map((cluster) => cluster.name),
-    commands: { send: async () => 'unused', invocation },
+    commands: { send: async () => 'unused', invocation, findSent: async () => undefined },
     inventory: { list: async () => options.inventory ?? [] },
     rotation: () => options.rotation as CertificateRotation,
   };

@@ -363,6 +363,18 @@ describe('infra: least privilege', () => {
     }
   });
 
+  it('lets the issuers call exactly the SSM operations the SSM adapter sends', () => {
+    const source = readFileSync(join(import.meta.dirname, '../../shared/aws/ssm.ts'), 'utf8');
+    const sent = new Set([...source.matchAll(/new (\w+)Command\(/g)].map(([, name]) => `ssm:${name}`));
+    for (const issuer of ['RotateCerts', 'CommandStatus', 'InstanceState']) {
+      const granted = identityStatements()
+        .filter(({ roles }) => roles.includes(roleId(issuer)))
+        .flatMap(({ statement }) => asList(statement.Action))
+        .filter((action) => action.startsWith('ssm:'));
+      expect(new Set(granted), issuer).toEqual(sent);
+    }
+  });
+
   it('lets only rotate-token write the token secrets, and the issuers only read them', () => {
     const secret = logicalIdOf('AWS::SecretsManager::Secret', () => true);
     const onSecret = identityStatements().filter(({ statement }) =>

@@ -33,6 +33,7 @@ class RestartPlan implements RolloutPlan {
   readonly succeeded: string[] = [];
   readonly failed: { target: string; reason: string }[] = [];
   readonly milestones: string[] = [];
+  readonly observed: string[] = [];
   policy: FailurePolicy = { kind: 'halt' };
   leader = '';
   healthy = true;
@@ -53,6 +54,10 @@ class RestartPlan implements RolloutPlan {
 
   async judge(_rollout: RolloutRecord, _attempt: AttemptRecord, outcome: StepOutcome): Promise<StepVerdict> {
     return outcome.state === 'succeeded' ? { ok: true } : { ok: false, reason: outcome.detail };
+  }
+
+  async observe(rollout: RolloutRecord, attempt: AttemptRecord, outcome: StepOutcome) {
+    this.observed.push(`${rollout.rolloutId}/${attempt.target}:${attempt.step}:${outcome.state}`);
   }
 
   async onSucceeded(_rollout: RolloutRecord, attempt: AttemptRecord) {
@@ -89,6 +94,8 @@ function world() {
     plans: [plan],
     results: {
       invocation: async (commandId, target) => results.get(`${commandId}/${target}`) ?? { state: 'running' },
+      findSent: async (target, routingKey) =>
+        plan.sent.find((sent) => sent.routingKey === routingKey && sent.targets.includes(target))?.commandId,
     },
     telemetry: { rolloutHalted: () => {} },
     logger: new RecordingLogger(),
@@ -252,6 +259,47 @@ describe('rollout engine with a plan of its own', () => {
     expect(attempts.map((a) => a.state)).toEqual(['abandoned', 'abandoned']);
     expect(w.plan.succeeded).toEqual([]);
     expect(await w.store.getActiveRollout('prod')).toBeUndefined();
+  });
+
+  it('sends nothing for a superseding rollout while a command of the superseded one runs, then records what it did', async () => {
+    // Arrange: an emergency cuts a rollout short while its stop command runs on a
+    const w = world();
+    const first = await w.start([['a']]);
+    await w.engine.advance(first.rolloutId, FAR);
+    await w.engine.supersedeActive('emergency', 'tester');
+    const second = await w.start([['a'], ['b']]);
+
+    // Act
+    await w.engine.advance(second.rolloutId, FAR);
+    const sentWhileRunning = w.plan.sent.length;
+    w.results.set('cmd-1/a', { state: 'succeeded', stdout: '' });
+    await w.engine.advance(second.rolloutId, FAR);
+
+    // Assert
+    expect(sentWhileRunning).toBe(1);
+    expect(w.plan.observed).toEqual([`${first.rolloutId}/a:stop:succeeded`]);
+    expect(w.plan.sent.map((sent) => sent.step)).toEqual(['stop', 'stop']);
+    expect((await w.store.getRollout('prod', second.rolloutId))?.drains).toEqual([]);
+  });
+
+  it('recovers the id of a command whose sender died before recording it, instead of sending it again', async () => {
+    // Arrange: the claim is written and the command out, but its id never reached the attempt
+    const w = world();
+    const rollout = await w.start([['a']]);
+    await w.engine.advance(rollout.rolloutId, FAR);
+    const claimed = (await w.store.getAttempt('prod', rollout.rolloutId, 'a'))!;
+    await w.store.updateAttempt(claimed, { state: 'sent', token: claimed.token }, {}, w.clock.now(), [
+      'commandId',
+    ]);
+    w.results.set('cmd-1/a', { state: 'succeeded', stdout: '' });
+
+    // Act
+    w.clock.advance(300_000);
+    const moved = await w.engine.reconcile(FAR);
+
+    // Assert
+    expect(moved).toBe(1);
+    expect(w.plan.sent.map((sent) => sent.step)).toEqual(['stop', 'start']);
   });
 
   it('adds a joining target as a wave of its own at the end of the active rollout', async () => {
