@@ -344,6 +344,16 @@ describe('infra: least privilege', () => {
       expect(role.Properties.ManagedPolicyArns).toBeUndefined();
   });
 
+  const ISSUERS = ['RotateCerts', 'CommandStatus', 'InstanceState'];
+  /** The actions of one service (`prefix`, e.g. `ssm:`) granted to a function's role. */
+  const grantedTo = (issuer: string, prefix: string) =>
+    new Set(
+      identityStatements()
+        .filter(({ roles }) => roles.includes(roleId(issuer)))
+        .flatMap(({ statement }) => asList(statement.Action))
+        .filter((action) => action.startsWith(prefix)),
+    );
+
   it('lets the issuers call exactly the DynamoDB operations the state table code sends', () => {
     const adapter = join(import.meta.dirname, '../../shared/state');
     const source = ['table.ts', ...readdirSync(join(adapter, 'dynamodb')).map((file) => `dynamodb/${file}`)]
@@ -354,25 +364,13 @@ describe('infra: least privilege', () => {
         .map(([, name]) => name!)
         .map((name) => `dynamodb:${/Item$|^Query$|^Scan$/.test(name) ? name : `${name}Item`}`),
     );
-    for (const issuer of ['RotateCerts', 'CommandStatus', 'InstanceState']) {
-      const granted = identityStatements()
-        .filter(({ roles }) => roles.includes(roleId(issuer)))
-        .flatMap(({ statement }) => asList(statement.Action))
-        .filter((action) => action.startsWith('dynamodb:'));
-      expect(new Set(granted), issuer).toEqual(sent);
-    }
+    for (const issuer of ISSUERS) expect(grantedTo(issuer, 'dynamodb:'), issuer).toEqual(sent);
   });
 
   it('lets the issuers call exactly the SSM operations the SSM adapter sends', () => {
     const source = readFileSync(join(import.meta.dirname, '../../shared/aws/ssm.ts'), 'utf8');
     const sent = new Set([...source.matchAll(/new (\w+)Command\(/g)].map(([, name]) => `ssm:${name}`));
-    for (const issuer of ['RotateCerts', 'CommandStatus', 'InstanceState']) {
-      const granted = identityStatements()
-        .filter(({ roles }) => roles.includes(roleId(issuer)))
-        .flatMap(({ statement }) => asList(statement.Action))
-        .filter((action) => action.startsWith('ssm:'));
-      expect(new Set(granted), issuer).toEqual(sent);
-    }
+    for (const issuer of ISSUERS) expect(grantedTo(issuer, 'ssm:'), issuer).toEqual(sent);
   });
 
   it('lets only rotate-token write the token secrets, and the issuers only read them', () => {
