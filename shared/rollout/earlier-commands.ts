@@ -17,6 +17,13 @@ export interface EarlierCommandsDependencies {
   plan(name: string): RolloutPlan;
 }
 
+/**
+ * How long after a rollout ended its unsettled commands are still looked at. Their events can be
+ * lost and ticks can stop for a while (a throttled or failing function); SSM keeps invocation
+ * results for 30 days, and a day of ended rollouts is a handful of items to read.
+ */
+const SETTLE_WINDOW_MS = 24 * 60 * 60 * 1000;
+
 /** A command of an ended rollout that may still run on its target. */
 export interface CommandStillOut {
   rolloutId: string;
@@ -37,8 +44,9 @@ export class EarlierCommands {
   }
 
   /**
-   * The current waves of rollouts that ended recently enough for a command of theirs to still run,
-   * with whatever those were still waiting for themselves.
+   * The current waves of rollouts that ended within the settle window, with whatever those were
+   * still waiting for themselves. Only commands younger than the command timeout are waited for;
+   * older ones are only looked at, for what they left on their targets.
    */
   async wavesStillOut(now: number): Promise<DrainedWave[]> {
     const { store, cluster, limits } = this.#deps;
@@ -46,7 +54,7 @@ export class EarlierCommands {
       .filter(
         (rollout) =>
           (rollout.status === 'superseded' || rollout.status === 'halted') &&
-          now - rollout.updatedAt < limits.commandTimeoutMs &&
+          now - rollout.updatedAt < Math.max(SETTLE_WINDOW_MS, limits.commandTimeoutMs) &&
           rollout.currentWave < rollout.waveCount,
       )
       .flatMap((rollout) => [
