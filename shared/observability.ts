@@ -1,7 +1,7 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
+import type { NodeRole } from './certificates/names';
 import type { RotationTelemetry } from './certificates/ports';
-import type { NodeRole } from './certs/names';
 import type { TokenRotationTelemetry } from './vault-token/context';
 
 export const SERVICE_NAME = 'nomad-rotator';

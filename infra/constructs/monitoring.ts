@@ -17,7 +17,7 @@ import type { Function as LambdaFunction } from 'aws-cdk-lib/aws-lambda';
 import { Topic } from 'aws-cdk-lib/aws-sns';
 import type { Queue } from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { expiringSoonHours } from '../../shared/certs/renewal';
+import { expiringSoonHours } from '../../shared/certificates/renewal';
 import type { ClusterConfig } from '../../shared/config';
 import { METRIC, METRICS_NAMESPACE, SERVICE_NAME } from '../../shared/observability';
 

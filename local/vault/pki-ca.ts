@@ -1,5 +1,5 @@
 import { randomUUID, webcrypto } from 'node:crypto';
-import { x509 } from '../../shared/certs/x509';
+import { x509 } from '../../shared/certificates/x509';
 import type { Clock } from '../../shared/clock';
 import type { Issuer, IssuerSet } from './pki-issuers';
 import type { CertificateStore } from './pki-revocation';

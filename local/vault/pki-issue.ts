@@ -1,6 +1,6 @@
 import { webcrypto } from 'node:crypto';
 import { isIP } from 'node:net';
-import { x509 } from '../../shared/certs/x509';
+import { x509 } from '../../shared/certificates/x509';
 import type { Clock } from '../../shared/clock';
 import type { IssuerSet } from './pki-issuers';
 import type { CertificateStore } from './pki-revocation';

@@ -1,4 +1,4 @@
-import type { x509 } from '../../shared/certs/x509';
+import type { x509 } from '../../shared/certificates/x509';
 import type { KeyPair } from './pki-x509';
 import { badRequest, bool, envelope, type PkiResult, VaultHttpError } from './protocol';
 

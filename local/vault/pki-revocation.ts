@@ -1,4 +1,4 @@
-import type { x509 } from '../../shared/certs/x509';
+import type { x509 } from '../../shared/certificates/x509';
 import type { Clock } from '../../shared/clock';
 import type { IssuerSet } from './pki-issuers';
 import { createCrl, pem } from './pki-x509';

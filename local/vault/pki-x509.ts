@@ -1,5 +1,5 @@
 import { randomBytes, webcrypto } from 'node:crypto';
-import { x509 } from '../../shared/certs/x509';
+import { x509 } from '../../shared/certificates/x509';
 import { badRequest } from './protocol';
 
 export type KeyPair = webcrypto.CryptoKeyPair;

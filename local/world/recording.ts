@@ -1,5 +1,5 @@
+import type { NodeRole } from '../../shared/certificates/names';
 import type { RotationTelemetry } from '../../shared/certificates/ports';
-import type { NodeRole } from '../../shared/certs/names';
 import type { Logger } from '../../shared/logger';
 import type { IssuerTelemetry } from '../../shared/observability';
 

@@ -6,8 +6,8 @@ import {
   SendCommandCommand,
   type SSMClient,
 } from '@aws-sdk/client-ssm';
+import type { NodeRole } from '../certificates/names';
 import type { InventoryNode, NodeInventory } from '../certificates/ports';
-import type { NodeRole } from '../certs/names';
 import type { ClusterConfig } from '../config';
 import { type DocumentKind, type DocumentParameters, validateDocumentParameters } from '../documents';
 import { ValidationError } from '../errors';

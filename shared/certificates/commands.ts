@@ -1,5 +1,5 @@
-import type { NodeRole } from '../certs/names';
 import type { CertificateFacts, ReloadMode } from '../state/records';
+import type { NodeRole } from './names';
 
 /** The certificate pair signed for one node, public material only. */
 export interface SignedPair {

@@ -1,5 +1,3 @@
-import { validateCsr } from '../certs/csr';
-import { certificateNames, type NodeRole } from '../certs/names';
 import type { Clock } from '../clock';
 import type { ClusterConfig } from '../config';
 import { ConflictError, describeError, errorName } from '../errors';
@@ -17,6 +15,8 @@ import type {
 import type { NodeRecord, ReloadMode, SignedSet } from '../state/records';
 import type { AuditLog, NodeChanges, NodeField, NodeStore } from '../state/store';
 import type { CertificateCommands } from './commands';
+import { validateCsr } from './csr';
+import { certificateNames, type NodeRole } from './names';
 import { normalizeSerial } from './outputs';
 import type { CertificateAuthority, EventPublisher, RotationTelemetry } from './ports';
 

@@ -1,7 +1,7 @@
-import type { NodeRole } from '../certs/names';
-import { renewalTime } from '../certs/renewal';
 import type { ClusterConfig } from '../config';
 import type { NodeRecord, ReloadMode } from '../state/records';
+import type { NodeRole } from './names';
+import { renewalTime } from './renewal';
 
 export type RolloutKind = 'rotate' | 'emergency';
 

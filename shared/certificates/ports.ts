@@ -1,5 +1,5 @@
-import type { CertificateKind, CertificateNames, NodeRole } from '../certs/names';
 import type { ClusterConfig } from '../config';
+import type { CertificateKind, CertificateNames, NodeRole } from './names';
 
 /** A node as SSM inventory reports it (DescribeInstanceInformation filtered by the cluster's tags). */
 export interface InventoryNode {

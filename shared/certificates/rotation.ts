@@ -1,6 +1,5 @@
 import { SsmCertificateCommands } from '../aws/certificate-commands';
 import type { CommandGateway } from '../aws/ports';
-import { expiringSoonHours, hoursUntil } from '../certs/renewal';
 import type { Clock } from '../clock';
 import type { ClusterConfig } from '../config';
 import { ConflictError, ignoreConflict } from '../errors';
@@ -14,6 +13,7 @@ import type { CertificateCommands } from './commands';
 import { CERTIFICATE_PLAN, CertificatePlan, certificateSettings, signedCarry } from './plan';
 import { type InFlight, type Plan, type PlanRequest, planRotation, type Wave } from './planner';
 import type { CertificateAuthority, EventPublisher, NodeInventory, RotationTelemetry } from './ports';
+import { expiringSoonHours, hoursUntil } from './renewal';
 
 /** A claim whose command was never sent (a crash between the two writes) is released after this long. */
 const ORPHANED_CLAIM_MS = 120_000;

@@ -1,4 +1,4 @@
-import type { NodeRole } from '../certs/names';
+import type { NodeRole } from '../certificates/names';
 
 /** A node from the rotator's point of view; what a rollout is doing with it lives on its attempt. */
 export type NodeStatus =

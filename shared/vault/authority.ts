@@ -1,6 +1,6 @@
+import type { CertificateKind } from '../certificates/names';
 import type { CertificateAuthority, IssuedCertificate } from '../certificates/ports';
-import type { CertificateKind } from '../certs/names';
-import { x509 } from '../certs/x509';
+import { x509 } from '../certificates/x509';
 import type { VaultClient } from './client';
 import { isVaultAnswer, VaultBadRequestError, VaultSealedError, VaultUnavailableError } from './errors';
 

@@ -2,6 +2,7 @@ import { randomBytes, webcrypto } from 'node:crypto';
 import { ManualClock } from '../../local/clock';
 import { RecordingLogger, RecordingTelemetry } from '../../local/world/recording';
 import type { CommandGateway, InvocationOutcome } from '../../shared/aws/ports';
+import type { CertificateKind, NodeRole } from '../../shared/certificates/names';
 import type {
   CertificateAuthority,
   EventPublisher,
@@ -11,8 +12,7 @@ import type {
   RotationEventType,
 } from '../../shared/certificates/ports';
 import { CertificateRotation } from '../../shared/certificates/rotation';
-import type { CertificateKind, NodeRole } from '../../shared/certs/names';
-import { x509 } from '../../shared/certs/x509';
+import { x509 } from '../../shared/certificates/x509';
 import type { ClusterConfig } from '../../shared/config';
 import { parseClusterConfig } from '../../shared/config';
 import type { DocumentKind } from '../../shared/documents';

@@ -15,7 +15,7 @@ import { startVaultEmulator } from '../../local/vault';
 import { RecordingLogger } from '../../local/world/recording';
 import { bootstrapVault } from '../../ops/vault-bootstrap/apply';
 import type { BootstrapReport, BootstrapSpecInput } from '../../ops/vault-bootstrap/spec';
-import { x509 } from '../../shared/certs/x509';
+import { x509 } from '../../shared/certificates/x509';
 import { type ClusterConfigInput, parseClusterConfig } from '../../shared/config';
 import { Runtime } from '../../shared/runtime';
 import { VaultCertificateAuthority } from '../../shared/vault/authority';

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { main } from '../../cli/main';
-import { x509 } from '../../shared/certs/x509';
+import { x509 } from '../../shared/certificates/x509';
 import type { ClusterConfigInput } from '../../shared/config';
 import { ValidationError } from '../../shared/errors';
 import { VaultCertificateAuthority } from '../../shared/vault/authority';

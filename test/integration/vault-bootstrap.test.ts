@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { renderBootstrapReport } from '../../ops/vault-bootstrap/report';
-import { x509 } from '../../shared/certs/x509';
+import { x509 } from '../../shared/certificates/x509';
 import { VaultCertificateAuthority } from '../../shared/vault/authority';
 import { awsIamLogin } from '../../shared/vault/aws-login';
 import type { VaultResponse } from '../../shared/vault/client';

@@ -7,7 +7,7 @@ import { rotateCertsHandler } from '../../functions/rotate-certs';
 import { createStateTable, startDynamo } from '../../local/aws/dynamodb';
 import { startSecretsManagerEmulator } from '../../local/aws/secrets-manager';
 import { RecordingLogger } from '../../local/world/recording';
-import { x509 } from '../../shared/certs/x509';
+import { x509 } from '../../shared/certificates/x509';
 import { parseClusterConfig } from '../../shared/config';
 import type { IssuerTelemetry } from '../../shared/observability';
 import { Runtime } from '../../shared/runtime';

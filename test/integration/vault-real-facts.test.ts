@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { x509 } from '../../shared/certs/x509';
+import { x509 } from '../../shared/certificates/x509';
 import { buildIamLoginData } from '../../shared/vault/aws-login';
 import { VaultClient } from '../../shared/vault/client';
 import {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { renewalTime, unitJitter } from '../../shared/certs/renewal';
+import { renewalTime, unitJitter } from '../../shared/certificates/renewal';
 
 const HOUR = 3_600_000;
 const day = { notBefore: 0, notAfter: 24 * HOUR };
