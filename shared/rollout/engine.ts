@@ -11,11 +11,11 @@ import {
   type PlannedWave,
   type RolloutRecord,
   type RolloutSettings,
-  type WaveRecord,
 } from './model';
 import type { CommandResult, CommandResults, RolloutPlan } from './plan';
 import { newRolloutId, type RoutingKey, tokenBelongsTo } from './routing';
 import type { RolloutStore } from './store';
+import { newAttempts, openNext, waveAt, waveRecord } from './waves';
 
 export interface EngineTelemetry {
   rolloutHalted(cluster: string): void;
@@ -247,7 +247,7 @@ export class RolloutEngine {
         continue;
       }
       const plan = this.#plan(rollout.plan);
-      const wave = await this.#waveAt(rollout, rollout.currentWave);
+      const wave = await waveAt(this.#deps.store, rollout, rollout.currentWave);
       let attempts = await store.getAttempts(cluster, rolloutId, wave.targets);
       if (clock.now() < deadline) {
         attempts = await this.#attempts.retryDue(plan, attempts);
@@ -264,7 +264,7 @@ export class RolloutEngine {
           `${exhausted.map((attempt) => attempt.target).join(', ')} failed ${maxTries} attempt(s) in wave ${rollout.currentWave + 1}`,
         );
       }
-      if (!(await this.#openNext(rollout, plan))) return rollout;
+      if (!(await openNext(this.#deps, rollout, plan))) return rollout;
     }
   }
 
@@ -349,54 +349,6 @@ export class RolloutEngine {
 
   // ---- waves and the rollout's end -------------------------------------------------------------
 
-  async #waveAt(rollout: RolloutRecord, position: number): Promise<WaveRecord> {
-    const number = rollout.waveOrder[String(position)] ?? position;
-    const wave = await this.#deps.store.getWave(rollout.cluster, rollout.rolloutId, number);
-    if (wave === undefined) {
-      throw new RotatorError('a wave of the rollout is missing', {
-        context: { cluster: rollout.cluster, rolloutId: rollout.rolloutId, wave: number },
-      });
-    }
-    return wave;
-  }
-
-  /** Open the next position: the plan may pick which remaining wave goes there, and gate it. */
-  async #openNext(rollout: RolloutRecord, plan: RolloutPlan): Promise<boolean> {
-    const position = rollout.currentWave + 1;
-    const changes: { currentWave: number; waveOrder?: Record<string, number> } = { currentWave: position };
-    if (position < rollout.waveCount) {
-      let next = await this.#waveAt(rollout, position);
-      if (plan.chooseWave !== undefined) {
-        const remaining = [];
-        for (let later = position; later < rollout.waveCount; later += 1)
-          remaining.push(await this.#waveAt(rollout, later));
-        const chosen = await plan.chooseWave(rollout, remaining);
-        const chosenPosition = position + remaining.findIndex((wave) => wave.wave === chosen.wave);
-        if (chosenPosition > position) {
-          changes.waveOrder = {
-            ...rollout.waveOrder,
-            [String(position)]: chosen.wave,
-            [String(chosenPosition)]: next.wave,
-          };
-          next = chosen;
-        }
-      }
-      if (plan.gate !== undefined) {
-        const gate = await plan.gate(rollout, next);
-        if (!gate.open) {
-          this.#deps.logger.info('next wave waits for its gate', {
-            cluster: rollout.cluster,
-            rolloutId: rollout.rolloutId,
-            reason: gate.reason,
-          });
-          return false;
-        }
-      }
-    }
-    await this.#deps.store.updateRollout(rollout, changes, this.#deps.clock.now()).catch(ignoreConflict);
-    return true;
-  }
-
   /** End a running rollout; a lost race is re-read and tried again while it still runs. */
   async #finish(rollout: RolloutRecord, status: 'completed' | 'halted', haltReason?: string) {
     const { store, clock, telemetry, logger, cluster } = this.#deps;
@@ -446,32 +398,6 @@ export class RolloutEngine {
     if (plan === undefined) throw new RotatorError(`no plan named ${name}`, { context: { plan: name } });
     return plan;
   }
-}
-
-function waveRecord(rollout: RolloutRecord, wave: number, planned: PlannedWave): WaveRecord {
-  return {
-    cluster: rollout.cluster,
-    rolloutId: rollout.rolloutId,
-    wave,
-    group: planned.group,
-    targets: [...planned.targets],
-  };
-}
-
-function newAttempts(wave: WaveRecord, firstStep: string, now: number): AttemptRecord[] {
-  return wave.targets.map((target) => ({
-    cluster: wave.cluster,
-    rolloutId: wave.rolloutId,
-    target,
-    wave: wave.wave,
-    group: wave.group,
-    state: 'pending',
-    step: firstStep,
-    token: '',
-    tries: 0,
-    version: 1,
-    updatedAt: now,
-  }));
 }
 
 function retryLimits(plan: RolloutPlan, rollout: RolloutRecord): { maxTries: number } {
