@@ -254,8 +254,8 @@ export class CertificatePlan implements RolloutPlan {
     if (carry === undefined) return;
     const { signed } = carry;
     const action = typeof result?.action === 'string' ? result.action : 'none';
-    const node = await this.#deps.nodes.getNode(rollout.cluster, attempt.target);
-    const role = node?.role ?? (attempt.group as NodeRole);
+    // The wave's group is the node's role: the planner groups waves by role.
+    const role = attempt.group as NodeRole;
     telemetry.pushSucceeded(cluster.name, role);
     await events.publish('CertificateRotated', {
       cluster: cluster.name,
