@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { installExecutionTimeoutSeconds } from './documents';
 import { parseDurationSeconds } from './duration';
 import { PATTERNS, patternRegExp } from './patterns';
-import { parseOrThrow } from './validation';
+import { parseOrThrow, secureOrLoopback } from './validation';
 import { GLOBAL_STS_ENDPOINT, stsEndpointRegion } from './vault/sts';
 
 const pattern = (name: keyof typeof PATTERNS, description: string) =>
@@ -142,7 +142,13 @@ const tokenRotationSchema = z
   .prefault({});
 
 const vaultSchema = z.strictObject({
-  address: z.url({ protocol: /^https?$/ }),
+  // The token rides on every request: only over TLS, verified against caBundlePem or the system roots
+  // (plain http only to a loopback address, where it never leaves the machine).
+  address: z
+    .url({ protocol: /^https?$/ })
+    .refine((address) => !URL.canParse(address) || secureOrLoopback(new URL(address)), {
+      error: 'an https:// address of Vault (plain http only on a loopback address)',
+    }),
   caBundlePem: z.string().includes('BEGIN CERTIFICATE').optional(),
   namespace: z.string().min(1).optional(),
   pkiMount: z

@@ -28,3 +28,8 @@ export function parseOrThrow<Schema extends z.ZodType>(
 function throwInvalid(what: string, issues: string[], context?: ErrorContext): never {
   throw new ValidationError(`invalid ${what}`, issues, context === undefined ? {} : { context });
 }
+
+/** https anywhere; plain http only to a loopback host, where nothing leaves the machine. */
+export function secureOrLoopback(url: URL): boolean {
+  return url.protocol === 'https:' || ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname);
+}

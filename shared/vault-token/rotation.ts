@@ -157,7 +157,7 @@ class VaultTokenRotation {
 
   async #mintPeriodicToken(admin: VaultLogin, version: string): Promise<TokenSecret> {
     const { tokenPolicy, tokenPeriod } = this.cluster.vault.tokenRotation;
-    // create-orphan through write(): node-vault's token helpers drop `period` and swap the client token.
+    // An orphan: the token must outlive the admin login that mints it, which is revoked right after.
     const response = await this.#vault.write<VaultResponse>(
       'auth/token/create-orphan',
       {

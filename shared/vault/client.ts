@@ -1,5 +1,7 @@
-import NodeVault from 'node-vault';
-import type { RotatorError } from '../errors';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { type RotatorError, ValidationError } from '../errors';
+import { secureOrLoopback } from '../validation';
 import { toVaultError, VaultPermissionDeniedError } from './errors';
 
 export interface TokenSource {
@@ -25,29 +27,22 @@ type Operation = 'read' | 'write' | 'list' | 'delete';
 
 const sleepFor = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
+const MAX_RESPONSE_BYTES = 4 * 1024 * 1024;
+
 /**
- * The one place that talks HTTP to Vault. Retries transient failures with jittered exponential
- * backoff, re-reads the token once after a 403 (it may have been rotated under us), and turns every
- * failure into a typed error without the token in it.
+ * The one place that talks HTTP to Vault, on Node's own http(s) modules: every setting comes from
+ * the options (no VAULT_* environment variable is read), TLS is always verified, and a redirect is
+ * an error, never followed, so the token goes to vault.address and nowhere else. Retries transient
+ * failures with jittered exponential backoff, re-reads the token once after a 403 (it may have been
+ * rotated under us), and turns every failure into a typed error without the token in it.
  */
 export class VaultClient {
-  readonly #vault: NodeVault.client;
   readonly #options: VaultClientOptions;
+  readonly #origin: URL;
 
   constructor(options: VaultClientOptions) {
     this.#options = options;
-    this.#vault = NodeVault({
-      endpoint: options.address,
-      // node-vault sends LIST by default, which some proxies and Node's http parser refuse.
-      noCustomHTTPVerbs: true,
-      ...(options.namespace ? { namespace: options.namespace } : {}),
-      requestOptions: {
-        timeout: options.timeoutMs,
-        // Explicit, so VAULT_SKIP_VERIFY in the environment can never turn verification off.
-        strictSSL: true,
-        ...(options.caBundlePem ? { ca: options.caBundlePem } : {}),
-      },
-    });
+    this.#origin = vaultOrigin(options.address);
   }
 
   get address(): string {
@@ -70,9 +65,14 @@ export class VaultClient {
     return this.#call('delete', path, undefined, token);
   }
 
-  /** sys/health answers with a body for every status; node-vault resolves it for any status code. */
+  /** sys/health answers with a body for every status (429 standby, 501, 503 sealed). */
   async health(): Promise<{ initialized: boolean; sealed: boolean; standby: boolean; version?: string }> {
-    return this.#vault.health({ standbyok: false });
+    try {
+      const { body } = await this.#send('GET', 'sys/health?standbyok=false', undefined, undefined);
+      return body as { initialized: boolean; sealed: boolean; standby: boolean; version?: string };
+    } catch (raw) {
+      throw toVaultError(raw, 'read', 'sys/health');
+    }
   }
 
   async #call<T>(
@@ -108,19 +108,102 @@ export class VaultClient {
     explicitToken?: string,
   ): Promise<T> {
     const token = explicitToken ?? (await this.#options.tokens?.token()) ?? '';
-    // Per-request header, so concurrent calls with different tokens never share state in node-vault.
-    const requestOptions = { headers: { 'X-Vault-Token': token } };
-    switch (operation) {
-      case 'read':
-        return this.#vault.read(path, requestOptions);
-      case 'write':
-        return this.#vault.write(path, body ?? {}, requestOptions);
-      case 'list':
-        return this.#vault.list(path, requestOptions);
-      case 'delete':
-        return this.#vault.delete(path, requestOptions);
-    }
+    // LIST as `GET ?list=true`, which Vault accepts everywhere; some proxies refuse the LIST verb.
+    const [method, target] =
+      operation === 'list'
+        ? ['GET', `${path}?list=true`]
+        : [{ read: 'GET', write: 'POST', delete: 'DELETE' }[operation], path];
+    const answer = await this.#send(method, target, body, token);
+    if (answer.status === 200 || answer.status === 204) return answer.body as T;
+    throw { response: { statusCode: answer.status, body: answer.body } };
   }
+
+  /** One request; resolves with any status Vault answers, rejects only when no answer came. */
+  #send(
+    method: string,
+    target: string,
+    body: Record<string, unknown> | undefined,
+    token: string | undefined,
+  ): Promise<{ status: number; body: unknown }> {
+    const url = new URL(`/v1/${target}`, this.#origin);
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    const headers: Record<string, string> = {
+      accept: 'application/json',
+      ...(token ? { 'x-vault-token': token } : {}),
+      ...(this.#options.namespace ? { 'x-vault-namespace': this.#options.namespace } : {}),
+      ...(payload === undefined
+        ? {}
+        : { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(payload)) }),
+    };
+    const secure = url.protocol === 'https:';
+    const send = secure ? httpsRequest : httpRequest;
+    return new Promise((resolve, reject) => {
+      const request = send(
+        url,
+        {
+          method,
+          headers,
+          timeout: this.#options.timeoutMs,
+          ...(secure
+            ? {
+                rejectUnauthorized: true,
+                ...(this.#options.caBundlePem ? { ca: this.#options.caBundlePem } : {}),
+              }
+            : {}),
+        },
+        (response) => readBody(response).then(resolve, reject),
+      );
+      request.on('timeout', () =>
+        request.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })),
+      );
+      request.on('error', (error: NodeJS.ErrnoException) => reject({ code: error.code ?? 'ECONNRESET' }));
+      request.end(payload);
+    });
+  }
+}
+
+function readBody(response: IncomingMessage): Promise<{ status: number; body: unknown }> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    response.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_RESPONSE_BYTES)
+        response.destroy(Object.assign(new Error('too large'), { code: 'E2BIG' }));
+      else chunks.push(chunk);
+    });
+    response.on('error', (error: NodeJS.ErrnoException) => reject({ code: error.code ?? 'ECONNRESET' }));
+    response.on('end', () => {
+      const text = Buffer.concat(chunks).toString('utf8');
+      // Raw endpoints (ca/pem, crl/pem) answer text, everything else JSON.
+      let body: unknown = text === '' ? undefined : text;
+      try {
+        if (text !== '') body = JSON.parse(text);
+      } catch {}
+      resolve({ status: response.statusCode ?? 0, body });
+    });
+  });
+}
+
+/** The address's origin; https, or http only on a loopback host (the local world). */
+function vaultOrigin(address: string): URL {
+  let url: URL;
+  try {
+    url = new URL(address);
+  } catch {
+    throw new ValidationError('invalid Vault client options', ['vault.address: not a URL']);
+  }
+  if ((url.protocol !== 'https:' && url.protocol !== 'http:') || !secureOrLoopback(url)) {
+    throw new ValidationError('invalid Vault client options', [
+      'vault.address: https:// required (plain http only on a loopback address)',
+    ]);
+  }
+  if (url.pathname !== '/' || url.search !== '' || url.username !== '' || url.password !== '') {
+    throw new ValidationError('invalid Vault client options', [
+      'vault.address: scheme, host and port only (no path, query or credentials)',
+    ]);
+  }
+  return url;
 }
 
 export interface VaultResponse {

@@ -2,8 +2,8 @@ import { type ErrorContext, RotatorError, TransientError } from '../errors';
 
 /**
  * Vault failures by what the caller should do about them. Vault's own error text is kept (it names
- * paths and roles, never token values); the raw HTTP error is never attached because axios errors
- * carry the request headers, and with them the X-Vault-Token.
+ * paths and roles, never token values); the raw HTTP error is never attached, so nothing that saw
+ * the request headers (and with them the X-Vault-Token) can end up in a log.
  */
 export class VaultError extends RotatorError {}
 
@@ -49,6 +49,12 @@ const TLS_VERIFICATION_CODES = new Set([
   'ERR_TLS_CERT_ALTNAME_INVALID',
 ]);
 
+/**
+ * Vault (or something in front of it) answered with a redirect. It is never followed: the request
+ * carries the token, and the new location may be another host or plain http.
+ */
+export class VaultRedirectRefusedError extends VaultError {}
+
 /** Any other 4xx: the request itself is wrong. */
 export class VaultBadRequestError extends VaultError {}
 
@@ -74,7 +80,7 @@ interface HttpLikeError {
   code?: string;
 }
 
-/** Map a node-vault / axios rejection to a typed, secret-free error. */
+/** Map a failed Vault call (an answer other than 200/204, or a network error) to a typed, secret-free error. */
 export function toVaultError(error: unknown, operation: string, path: string): RotatorError {
   if (error instanceof RotatorError) return error;
   const http = (error ?? {}) as HttpLikeError;
@@ -102,6 +108,12 @@ export function toVaultError(error: unknown, operation: string, path: string): R
     });
   }
   const message = `Vault ${operation} ${path} returned ${status}${text ? `: ${text}` : ''}`;
+  if (status >= 300 && status < 400) {
+    return new VaultRedirectRefusedError(
+      `Vault ${operation} ${path} answered a redirect (${status}); redirects are not followed, so the token never leaves vault.address`,
+      { context },
+    );
+  }
   if (status === 503 && /sealed/i.test(text)) return new VaultSealedError(message, { context });
   if (status === 412) return new VaultIndexNotPresentError(message, { context });
   if (status === 429 || status >= 500) return new VaultUnavailableError(message, { context });

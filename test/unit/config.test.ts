@@ -39,6 +39,12 @@ describe('cluster configuration', () => {
     );
   });
 
+  it('refuses a Vault address that is not https, naming the field: the token rides on every request', () => {
+    expect(() =>
+      parseClusterConfig({ ...minimal, vault: { ...minimal.vault, address: 'http://vault.internal:8200' } }),
+    ).toThrow(/vault\.address: an https:\/\/ address of Vault \(plain http only on a loopback address\)/);
+  });
+
   it('refuses a command timeout shorter than an install with its rollback may run', () => {
     const attempt = () =>
       parseClusterConfig({
