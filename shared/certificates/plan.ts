@@ -18,9 +18,12 @@ import type { CertificateCommands } from './commands';
 import { validateCsr } from './csr';
 import { certificateNames, type NodeRole } from './names';
 import { normalizeSerial } from './outputs';
-import type { CertificateAuthority, EventPublisher, RotationTelemetry } from './ports';
+import type { CertificateAuthority, EventPublisher, RotationTelemetry, TrustedChain } from './ports';
 
 export const CERTIFICATE_PLAN = 'certs';
+
+/** How long one read of the CA chain serves: a batch and its send, not across a CA rotation. */
+const CHAIN_REUSE_MS = 60_000;
 
 /** The certificate plan's settings on a rollout item. */
 export interface CertificateSettings {
@@ -78,6 +81,7 @@ export class CertificatePlan implements RolloutPlan {
   readonly name = CERTIFICATE_PLAN;
   readonly steps = [{ name: 'prepare' }, { name: 'install', waitsForWave: true }] as const;
   readonly #deps: CertificatePlanDependencies;
+  #chain?: { at: number; read: Promise<TrustedChain> };
 
   constructor(dependencies: CertificatePlanDependencies) {
     this.#deps = dependencies;
@@ -89,13 +93,14 @@ export class CertificatePlan implements RolloutPlan {
   }
 
   /** A sealed or unreachable Vault means no node is touched at all, not even a pending key. */
+  /** Prepare needs Vault to sign what it returns, install to read the chain the nodes trust. */
   async ready(rollout: RolloutRecord, step: string): Promise<boolean> {
-    if (step !== 'prepare') return true;
     try {
-      await this.#deps.authority.assertReady();
+      if (step === 'prepare') await this.#deps.authority.assertReady();
+      else await this.#trustedChain();
       return true;
     } catch (error) {
-      this.#deps.logger.warn('certificate authority not ready; prepare deferred', {
+      this.#deps.logger.warn(`certificate authority not ready; ${step} deferred`, {
         cluster: rollout.cluster,
         error: describeError(error),
       });
@@ -135,17 +140,27 @@ export class CertificatePlan implements RolloutPlan {
       .map((attempt) => ({ attempt, carry: signedCarry(attempt) }))
       .filter((entry): entry is { attempt: AttemptRecord; carry: SignedCarry } => entry.carry !== undefined)
       .sort((a, b) => a.attempt.token.localeCompare(b.attempt.token));
+    // The attempt items are as writable as the rest of the table: a leaf Vault did not sign is
+    // never installed, and its node fails with the reason (and the push-failure alarm).
+    const chain = await this.#trustedChain();
+    const unreachable: StepBatches['unreachable'] = [];
     const byToken = new Map<string, typeof withCarry>();
-    for (const entry of withCarry)
+    for (const entry of withCarry) {
+      const { agentCertificatePem, cliCertificatePem } = entry.carry.signed;
+      if (!(await chain.issued(agentCertificatePem)) || !(await chain.issued(cliCertificatePem))) {
+        unreachable.push({ attempt: entry.attempt, reason: 'stored-certificate-not-signed-by-vault' });
+        continue;
+      }
       byToken.set(entry.attempt.token, [...(byToken.get(entry.attempt.token) ?? []), entry]);
+    }
     const batches: AttemptRecord[][] = [];
     for (const group of byToken.values()) {
-      const request = this.#installShared(rollout, group[0]!.attempt, group[0]!.carry.signed);
+      const request = this.#installShared(rollout, group[0]!.attempt, chain);
       const items = group.map((entry) => ({ attempt: entry.attempt, pair: entry.carry.signed }));
       for (const batch of commands.installBatches(items, request))
         batches.push(batch.map((item) => item.attempt));
     }
-    return { batches, unreachable: [] };
+    return { batches, unreachable };
   }
 
   async send(rollout: RolloutRecord, step: string, attempts: readonly AttemptRecord[], routingKey: string) {
@@ -154,11 +169,10 @@ export class CertificatePlan implements RolloutPlan {
     const attemptId = attempts[0]!.token;
     if (step === 'prepare') return commands.prepare(targets, attemptId, routingKey);
     const carries = attempts.map((attempt) => signedCarry(attempt)!);
-    const first = carries[0]!.signed;
     return commands.install(
       targets,
       {
-        ...this.#installShared(rollout, attempts[0]!, first),
+        ...this.#installShared(rollout, attempts[0]!, await this.#trustedChain()),
         attemptId,
         pairs: carries.map((carry) => carry.signed),
       },
@@ -349,13 +363,27 @@ export class CertificatePlan implements RolloutPlan {
     }
   }
 
-  #installShared(rollout: RolloutRecord, attempt: AttemptRecord, signed: SignedSet) {
+  #installShared(rollout: RolloutRecord, attempt: AttemptRecord, chain: TrustedChain) {
+    const intermediates = chain.pems.slice(0, -1);
     return {
       role: attempt.group as NodeRole,
       mode: certificateSettings(rollout).mode,
-      chainPem: signed.chainPem,
-      caBundlePem: signed.caBundlePem,
+      chainPem: (intermediates.length > 0 ? intermediates : chain.pems).join('\n'),
+      caBundlePem: chain.pems.join('\n'),
     };
+  }
+
+  /** Read once per step of a run (batch, then send), so one install never mixes two chains. */
+  #trustedChain(): Promise<TrustedChain> {
+    const now = this.#deps.clock.now();
+    if (this.#chain === undefined || now - this.#chain.at > CHAIN_REUSE_MS) {
+      const read = this.#deps.authority.trustedChain();
+      this.#chain = { at: now, read };
+      read.catch(() => {
+        if (this.#chain?.read === read) this.#chain = undefined;
+      });
+    }
+    return this.#chain.read;
   }
 
   async #sign(node: NodeRecord, agentCsrBase64: string, cliCsrBase64: string): Promise<SignedSet> {
@@ -375,12 +403,9 @@ export class CertificatePlan implements RolloutPlan {
       names: certificateNames('cli', cluster),
       ttlSeconds: ttl,
     });
-    const intermediates = agent.caChainPems.slice(0, -1);
     return {
       agentCertificatePem: agent.certificatePem,
       cliCertificatePem: cli.certificatePem,
-      chainPem: (intermediates.length > 0 ? intermediates : agent.caChainPems).join('\n'),
-      caBundlePem: agent.caChainPems.join('\n'),
       agent: { serial: agent.serial, notBefore: agent.notBefore, notAfter: agent.notAfter },
       cli: { serial: cli.serial, notBefore: cli.notBefore, notAfter: cli.notAfter },
     };

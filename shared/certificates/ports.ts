@@ -22,9 +22,19 @@ export interface IssuedCertificate {
   caChainPems: string[];
 }
 
+/** The CA chain nodes are told to trust, as the CA itself serves it. */
+export interface TrustedChain {
+  /** The issuing CA first, the root last. */
+  pems: readonly string[];
+  /** Whether the issuing CA signed this certificate (a stored leaf is checked before an install). */
+  issued(certificatePem: string): Promise<boolean>;
+}
+
 export interface CertificateAuthority {
   /** Fails with a retryable error while the CA cannot sign (sealed Vault, outage). */
   assertReady(): Promise<void>;
+  /** Read from the CA over its own verified connection, never from the state table. */
+  trustedChain(): Promise<TrustedChain>;
   sign(request: {
     kind: CertificateKind;
     csrPem: string;

@@ -17,12 +17,13 @@ export interface CertificateFacts {
   notAfter: number;
 }
 
-/** Public material signed for a node, kept until its install runs. Never a private key. */
+/**
+ * Public material signed for a node, kept until its install runs. Never a private key, and never
+ * the CA chain: what nodes are told to trust is read from Vault when the install is built.
+ */
 export interface SignedSet {
   agentCertificatePem: string;
   cliCertificatePem: string;
-  chainPem: string;
-  caBundlePem: string;
   agent: CertificateFacts;
   cli: CertificateFacts;
 }

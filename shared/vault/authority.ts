@@ -1,5 +1,5 @@
 import type { CertificateKind } from '../certificates/names';
-import type { CertificateAuthority, IssuedCertificate } from '../certificates/ports';
+import type { CertificateAuthority, IssuedCertificate, TrustedChain } from '../certificates/ports';
 import { x509 } from '../certificates/x509';
 import type { VaultClient } from './client';
 import { isVaultAnswer, VaultBadRequestError, VaultSealedError, VaultUnavailableError } from './errors';
@@ -19,6 +19,8 @@ interface SignResponse {
     expiration: number;
   };
 }
+
+const PEM_BLOCK = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
 
 /** path_revoke.go's answer for a serial the mount holds no certificate for. */
 const UNKNOWN_SERIAL = /^certificate with serial \S+ not found\.$/;
@@ -58,6 +60,33 @@ export class VaultCertificateAuthority implements CertificateAuthority {
       throw new VaultBadRequestError(`Vault ${this.pki.mount}/cert/ca answered without a certificate`);
     }
     return new x509.X509Certificate(pem).notAfter.getTime();
+  }
+
+  /** cert/ca_chain, which Vault serves without a token, over the client's pinned TLS. */
+  async trustedChain(): Promise<TrustedChain> {
+    const response = await this.vault.read<{ data?: { certificate?: string } }>(
+      `${this.pki.mount}/cert/ca_chain`,
+      '',
+    );
+    const pems = (response.data?.certificate ?? '').match(PEM_BLOCK) ?? [];
+    if (pems.length === 0) {
+      throw new VaultBadRequestError(`Vault ${this.pki.mount}/cert/ca_chain answered without a certificate`);
+    }
+    const issuer = new x509.X509Certificate(pems[0]!);
+    return {
+      pems: pems.map((pem) => pem.trim()),
+      issued: async (certificatePem) => {
+        try {
+          const leaf = new x509.X509Certificate(certificatePem);
+          return (
+            leaf.issuer === issuer.subject &&
+            (await leaf.verify({ publicKey: issuer.publicKey, signatureOnly: true }))
+          );
+        } catch {
+          return false;
+        }
+      },
+    };
   }
 
   async sign(request: {

@@ -10,6 +10,7 @@ import type {
   IssuedCertificate,
   NodeInventory,
   RotationEventType,
+  TrustedChain,
 } from '../../shared/certificates/ports';
 import { CertificateRotation } from '../../shared/certificates/rotation';
 import { x509 } from '../../shared/certificates/x509';
@@ -78,6 +79,21 @@ export class InProcessAuthority implements CertificateAuthority {
 
   async revoke(serial: string): Promise<void> {
     this.revoked.push(serial);
+  }
+
+  async trustedChain(): Promise<TrustedChain> {
+    const ca = await this.#authority();
+    return {
+      pems: [...this.extraChainPems, ca.cert.toString('pem')],
+      issued: async (certificatePem) => {
+        try {
+          const leaf = new x509.X509Certificate(certificatePem);
+          return await leaf.verify({ publicKey: ca.cert.publicKey, signatureOnly: true });
+        } catch {
+          return false;
+        }
+      },
+    };
   }
 
   async #authority() {

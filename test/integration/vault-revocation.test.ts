@@ -87,3 +87,28 @@ describe('revoking a certificate serial', () => {
     expect(await isRevoked(current, signed.serial)).toBe(false);
   });
 });
+
+describe('the chain nodes are told to trust', () => {
+  it('is read from Vault (issuer first, root last) and recognises only the leaves its issuer signed', async () => {
+    // Arrange: a leaf of another Vault, with a CA of the same names
+    const other = await startBootstrappedVault();
+    try {
+      await other.bootstrap();
+      const fromAnotherVault = await signServerCertificate(other.client(other.emulator.rootToken));
+      const { current, authority } = await bootstrappedAuthority();
+      const signed = await signServerCertificate(current.client(current.emulator.rootToken));
+
+      // Act
+      const chain = await authority().trustedChain();
+
+      // Assert
+      expect(chain.pems).toEqual(signed.caChainPems);
+      expect(chain.pems.length).toBeGreaterThanOrEqual(2);
+      expect(await chain.issued(signed.certificatePem)).toBe(true);
+      expect(await chain.issued(fromAnotherVault.certificatePem)).toBe(false);
+      expect(await chain.issued('not a certificate')).toBe(false);
+    } finally {
+      await other.emulator.stop();
+    }
+  });
+});

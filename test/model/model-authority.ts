@@ -6,6 +6,7 @@ import type {
   EventPublisher,
   IssuedCertificate,
   RotationEventType,
+  TrustedChain,
 } from '../../shared/certificates/ports';
 import { x509 } from '../../shared/certificates/x509';
 import { TransientError } from '../../shared/errors';
@@ -102,6 +103,14 @@ export class ModelAuthority implements CertificateAuthority {
   async revoke(serial: string): Promise<void> {
     assertAlive();
     this.revoked.push(serial);
+  }
+
+  async trustedChain(): Promise<TrustedChain> {
+    await this.assertReady();
+    return {
+      pems: ['-----BEGIN CERTIFICATE-----\nFAKECA\n-----END CERTIFICATE-----'],
+      issued: async (pem) => this.lookup(pem) !== undefined,
+    };
   }
 
   lookup(pem: string): IssuedFact | undefined {
