@@ -15,15 +15,12 @@ import type {
 import type { NodeRecord, ReloadMode, SignedSet } from '../state/records';
 import type { AuditLog, NodeChanges, NodeField, NodeStore } from '../state/store';
 import type { CertificateCommands } from './commands';
-import { validateCsr } from './csr';
-import { certificateNames, type NodeRole } from './names';
+import type { NodeRole } from './names';
 import { normalizeSerial } from './outputs';
 import type { CertificateAuthority, EventPublisher, RotationTelemetry, TrustedChain } from './ports';
+import { CachedChain, chainFiles, signPair } from './signing';
 
 export const CERTIFICATE_PLAN = 'certs';
-
-/** How long one read of the CA chain serves: a batch and its send, not across a CA rotation. */
-const CHAIN_REUSE_MS = 60_000;
 
 /** The certificate plan's settings on a rollout item. */
 export interface CertificateSettings {
@@ -81,10 +78,11 @@ export class CertificatePlan implements RolloutPlan {
   readonly name = CERTIFICATE_PLAN;
   readonly steps = [{ name: 'prepare' }, { name: 'install', waitsForWave: true }] as const;
   readonly #deps: CertificatePlanDependencies;
-  #chain?: { at: number; read: Promise<TrustedChain> };
+  readonly #chain: CachedChain;
 
   constructor(dependencies: CertificatePlanDependencies) {
     this.#deps = dependencies;
+    this.#chain = new CachedChain(dependencies.authority);
   }
 
   failurePolicy(): FailurePolicy {
@@ -191,7 +189,13 @@ export class CertificatePlan implements RolloutPlan {
       const node = await this.#deps.nodes.getNode(rollout.cluster, attempt.target);
       if (node === undefined) return { ok: false, reason: 'node-unknown' };
       try {
-        const signed = await this.#sign(node, prepared.agentCsrBase64, prepared.cliCsrBase64);
+        const signed = await signPair(
+          this.#deps.authority,
+          this.#deps.cluster,
+          node,
+          prepared.agentCsrBase64,
+          prepared.cliCsrBase64,
+        );
         const revoke = certificateSettings(rollout).revokePrevious
           ? [node.agent?.serial, node.cli?.serial].filter((serial): serial is string => !!serial)
           : [];
@@ -364,51 +368,11 @@ export class CertificatePlan implements RolloutPlan {
   }
 
   #installShared(rollout: RolloutRecord, attempt: AttemptRecord, chain: TrustedChain) {
-    const intermediates = chain.pems.slice(0, -1);
-    return {
-      role: attempt.group as NodeRole,
-      mode: certificateSettings(rollout).mode,
-      chainPem: (intermediates.length > 0 ? intermediates : chain.pems).join('\n'),
-      caBundlePem: chain.pems.join('\n'),
-    };
+    return { role: attempt.group as NodeRole, mode: certificateSettings(rollout).mode, ...chainFiles(chain) };
   }
 
-  /** Read once per step of a run (batch, then send), so one install never mixes two chains. */
   #trustedChain(): Promise<TrustedChain> {
-    const now = this.#deps.clock.now();
-    if (this.#chain === undefined || now - this.#chain.at > CHAIN_REUSE_MS) {
-      const read = this.#deps.authority.trustedChain();
-      this.#chain = { at: now, read };
-      read.catch(() => {
-        if (this.#chain?.read === read) this.#chain = undefined;
-      });
-    }
-    return this.#chain.read;
-  }
-
-  async #sign(node: NodeRecord, agentCsrBase64: string, cliCsrBase64: string): Promise<SignedSet> {
-    const { authority, cluster } = this.#deps;
-    const { keyType, ttl } = cluster.certificates;
-    const agentCsr = await validateCsr(agentCsrBase64, keyType, 'agent CSR');
-    const cliCsr = await validateCsr(cliCsrBase64, keyType, 'CLI CSR');
-    const agent = await authority.sign({
-      kind: node.role,
-      csrPem: agentCsr,
-      names: certificateNames(node.role, cluster, node.ip),
-      ttlSeconds: ttl,
-    });
-    const cli = await authority.sign({
-      kind: 'cli',
-      csrPem: cliCsr,
-      names: certificateNames('cli', cluster),
-      ttlSeconds: ttl,
-    });
-    return {
-      agentCertificatePem: agent.certificatePem,
-      cliCertificatePem: cli.certificatePem,
-      agent: { serial: agent.serial, notBefore: agent.notBefore, notAfter: agent.notAfter },
-      cli: { serial: cli.serial, notBefore: cli.notBefore, notAfter: cli.notAfter },
-    };
+    return this.#chain.get(this.#deps.clock.now());
   }
 
   /**
