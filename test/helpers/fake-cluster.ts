@@ -324,3 +324,15 @@ export async function fakeCluster(
   };
   return harness;
 }
+
+/** The event path for one finished invocation, as command-status runs it: read it, route it by its key. */
+export async function deliverResult(
+  h: FakeClusterHarness,
+  commandId: string,
+  instanceId: string,
+): Promise<void> {
+  const outcome = await h.fleet.invocation(commandId, instanceId);
+  await h
+    .rotation()
+    .onInvocation(instanceId, parseRoutingKey(outcome.comment)!, outcome, Number.MAX_SAFE_INTEGER);
+}

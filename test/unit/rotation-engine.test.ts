@@ -2,7 +2,12 @@ import { describe, expect, it } from 'vitest';
 import { DOCUMENT_SIZE_BUDGET_BYTES, documentSizeBytes } from '../../shared/documents';
 import { parseRoutingKey } from '../../shared/rollout/routing';
 import type { NodeRecord } from '../../shared/state/records';
-import { type FakeClusterHarness, fakeCluster, type SentCommand } from '../helpers/fake-cluster';
+import {
+  deliverResult,
+  type FakeClusterHarness,
+  fakeCluster,
+  type SentCommand,
+} from '../helpers/fake-cluster';
 
 const servers = ['i-00000000000000001', 'i-00000000000000002', 'i-00000000000000003'];
 const clients = ['i-0000000000000000a', 'i-0000000000000000b', 'i-0000000000000000c'];
@@ -34,10 +39,7 @@ async function settle(h: FakeClusterHarness, options: { dropEvents?: boolean } =
   throw new Error('the rollout did not settle');
 }
 
-async function deliver(h: FakeClusterHarness, commandId: string, instanceId: string): Promise<void> {
-  const outcome = await h.fleet.invocation(commandId, instanceId);
-  await h.rotation().onInvocation(instanceId, parseRoutingKey(outcome.comment)!, outcome, FAR);
-}
+const deliver = deliverResult;
 
 const tick = (h: FakeClusterHarness, owner = 'tick-1', deadline = FAR) =>
   h.rotation().tick({ deadline, owner, actor: 'schedule' });

@@ -1,8 +1,7 @@
 import { webcrypto } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { x509 } from '../../shared/certificates/x509';
-import { parseRoutingKey } from '../../shared/rollout/routing';
-import { fakeCluster } from '../helpers/fake-cluster';
+import { deliverResult, fakeCluster } from '../helpers/fake-cluster';
 
 const clients = ['i-0000000000000000a', 'i-0000000000000000b'];
 const FAR = Number.MAX_SAFE_INTEGER;
@@ -34,10 +33,8 @@ async function installAfterTampering(
   const prepare = h.fleet.commands.findIndex((command) => command.kind === 'prepare');
   const results = [...(await h.fleet.complete(h.fleet.commands[prepare]!))];
   const [first, second] = results;
-  const deliver = async (invocation: { commandId: string; instanceId: string }) => {
-    const outcome = await h.fleet.invocation(invocation.commandId, invocation.instanceId);
-    await h.rotation().onInvocation(invocation.instanceId, parseRoutingKey(outcome.comment)!, outcome, FAR);
-  };
+  const deliver = (invocation: { commandId: string; instanceId: string }) =>
+    deliverResult(h, invocation.commandId, invocation.instanceId);
   await deliver(first!);
   const rollout = (await h.table.getActiveRollout('prod'))!;
   const stored = (await h.table.getAttempt('prod', rollout.rolloutId, first!.instanceId))!;
