@@ -2,9 +2,9 @@ import type { SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { z } from 'zod';
 import { describeError, TransientError } from '../shared/errors';
 import {
+  anotherLookRemains,
   applyInstanceStateChange,
   type InstanceStateRuntime,
-  registrationCheckRemains,
 } from '../shared/intake/instance-state';
 import { beginInvocationLog, withCorrelation } from '../shared/log-context';
 import { PATTERNS } from '../shared/patterns';
@@ -23,10 +23,10 @@ const stateChangeSchema = z.looseObject({
 });
 
 /**
- * instance-state: EC2 state changes through SQS. `running` → certificates as soon as the SSM agent is
- * online; `terminated` → revoke the node's serials and retire it. A message that is not such an event
- * is dropped; one that fails to apply, or whose instance has not registered with SSM yet, goes back
- * to the queue.
+ * instance-state: EC2 state changes through SQS, each checked with EC2 first. `running` → certificates
+ * as soon as the SSM agent is online; `terminated` (confirmed) → revoke the node's serials and retire
+ * it. A message that is not such an event is dropped; one that fails to apply, whose node has not
+ * registered with SSM yet, or whose instance is still shutting down, goes back to the queue.
  */
 export function instanceStateHandler(runtime: InstanceStateRuntime) {
   return async (event: SQSEvent, context: InvocationContext): Promise<SQSBatchResponse> => {
@@ -50,8 +50,8 @@ export function instanceStateHandler(runtime: InstanceStateRuntime) {
       });
       const receives = Number(record.attributes.ApproximateReceiveCount ?? '1');
       // Thrown only to have the batch processor hand the message back; not an error worth a log line.
-      if (result === 'unregistered' && registrationCheckRemains(receives))
-        throw new TransientError('instance not registered with SSM yet', { context: { instanceId } });
+      if (anotherLookRemains(result, receives))
+        throw new TransientError(`instance ${result}; looked at again later`, { context: { instanceId } });
     };
     return processSqsRecords(event, handleRecord);
   };

@@ -204,20 +204,71 @@ const nomadAgentSchema = z
   })
   .prefault({});
 
+/** EC2 Auto Scaling group names as the reserved `aws:autoscaling:groupName` tag carries them. */
+const autoScalingGroupName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$/, {
+  message: 'must be an Auto Scaling group name of letters, digits, ".", "_" or "-"',
+});
+const instanceProfileArn = z
+  .string()
+  .regex(/^arn:aws(?:-cn|-us-gov)?:iam::\d{12}:instance-profile\/[\w+=,.@/-]{1,128}$/, {
+    message:
+      'must be an instance profile ARN such as arn:aws:iam::123456789012:instance-profile/nomad-server',
+  });
+
+/**
+ * What makes an instance a node of this role: attributes only the account's provisioning sets. An
+ * instance must match every list given (its Auto Scaling group and its instance profile).
+ */
+const roleIdentitySchema = z
+  .strictObject({
+    autoScalingGroups: z.array(autoScalingGroupName).default([]),
+    instanceProfileArns: z.array(instanceProfileArn).default([]),
+  })
+  .refine((identity) => identity.autoScalingGroups.length + identity.instanceProfileArns.length > 0, {
+    message: 'must name at least one Auto Scaling group or instance profile ARN',
+  });
+
+const inventorySchema = z
+  .strictObject({
+    /**
+     * Instances carry tag <clusterTagKey>=<cluster name>. It decides nothing: it only narrows the
+     * SendCommand permission for roles identified by instance profile, which IAM cannot condition on.
+     */
+    clusterTagKey: z.string().min(1).max(128).default('nomad-cluster'),
+    servers: roleIdentitySchema,
+    clients: roleIdentitySchema,
+    /**
+     * The servers this cluster may have: a server certificate for an instance never seen as a server
+     * needs room in this set (a count of live servers, or the instance ids).
+     */
+    serverSet: z.union([
+      z.strictObject({ count: z.number().int().min(1).max(11) }),
+      z.strictObject({
+        instanceIds: z.array(pattern('instanceId', 'an EC2 instance id')).min(1).max(11),
+      }),
+    ]),
+  })
+  .superRefine((inventory, context) => {
+    for (const field of ['autoScalingGroups', 'instanceProfileArns'] as const) {
+      const servers = new Set(inventory.servers[field]);
+      inventory.clients[field].forEach((value, index) => {
+        if (servers.has(value))
+          context.addIssue({
+            code: 'custom',
+            path: ['clients', field, index],
+            message: `${value} is also listed for servers; a role must follow from the instance alone`,
+          });
+      });
+    }
+  });
+
 export const clusterConfigSchema = z
   .strictObject({
     name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,47}$/, {
       message: 'must be 1-48 lower-case letters, digits or "-", starting with a letter or digit',
     }),
     region: pattern('region', 'a Nomad region name').default('global'),
-    inventory: z
-      .strictObject({
-        /** Nodes carry tag <clusterTagKey>=<cluster name>. */
-        clusterTagKey: z.string().min(1).max(128).default('nomad-cluster'),
-        /** Nodes carry tag <roleTagKey>=server|client. */
-        roleTagKey: z.string().min(1).max(128).default('nomad-role'),
-      })
-      .prefault({}),
+    inventory: inventorySchema,
     vault: vaultSchema,
     certificates: certificatesSchema,
     files: filesSchema,
@@ -256,6 +307,21 @@ export const clustersConfigSchema = z
         });
       }
       seen.add(cluster.name);
+    });
+    const owners = new Map<string, string>();
+    clusters.forEach((cluster, index) => {
+      for (const role of ['servers', 'clients'] as const)
+        for (const field of ['autoScalingGroups', 'instanceProfileArns'] as const)
+          cluster.inventory[role][field].forEach((value, position) => {
+            const owner = owners.get(value);
+            if (owner !== undefined && owner !== cluster.name)
+              context.addIssue({
+                code: 'custom',
+                path: [index, 'inventory', role, field, position],
+                message: `${value} already identifies nodes of cluster ${owner}`,
+              });
+            owners.set(value, cluster.name);
+          });
     });
   });
 

@@ -14,6 +14,7 @@ export const METRIC = {
   minHoursToExpiry: 'MinHoursToExpiry',
   nodesExpiringSoon: 'NodesExpiringSoon',
   rolloutStuck: 'RolloutStuck',
+  nodeRefused: 'NodeRefused',
   tokenRotationFailed: 'TokenRotationFailed',
   caDaysToExpiry: 'CaDaysToExpiry',
 } as const;
@@ -46,6 +47,10 @@ export class PowertoolsTelemetry implements RotationTelemetry, IssuerTelemetry {
 
   rolloutStuck(cluster: string): void {
     this.#emit(cluster, METRIC.rolloutStuck, MetricUnit.Count, 1);
+  }
+
+  nodeRefused(cluster: string, _role: NodeRole): void {
+    this.#emit(cluster, METRIC.nodeRefused, MetricUnit.Count, 1);
   }
 
   fleetExpiry(cluster: string, minHoursToExpiry: number | undefined, nodesExpiringSoon: number): void {

@@ -1,13 +1,20 @@
 import { readFileSync } from 'node:fs';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { EC2Client } from '@aws-sdk/client-ec2';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { z } from 'zod';
+import { Ec2Inventory } from './aws/ec2';
 import { EventBridgePublisher } from './aws/events';
 import type { CommandGateway } from './aws/ports';
-import { type DocumentNames, SsmCommandGateway, SsmInventory } from './aws/ssm';
-import type { EventPublisher, NodeInventory, RotationTelemetry } from './certificates/ports';
+import { type DocumentNames, SsmCommandGateway } from './aws/ssm';
+import type {
+  EventPublisher,
+  InstanceDirectory,
+  NodeInventory,
+  RotationTelemetry,
+} from './certificates/ports';
 import { CertificateRotation } from './certificates/rotation';
 import { type Clock, systemClock } from './clock';
 import { type ClusterConfig, clustersConfigSchema } from './config';
@@ -85,6 +92,7 @@ export function serviceConfigFromEnvironment(
 
 export interface AwsClients {
   dynamodb: DynamoDBClient;
+  ec2: EC2Client;
   ssm: SSMClient;
   eventBridge: EventBridgeClient;
   secretsManager: SecretsManagerClient;
@@ -95,6 +103,7 @@ export function defaultAwsClients(): AwsClients {
   const retry = { retryMode: 'adaptive', maxAttempts: 8 } as const;
   return {
     dynamodb: new DynamoDBClient(retry),
+    ec2: new EC2Client(retry),
     ssm: new SSMClient(retry),
     eventBridge: new EventBridgeClient(retry),
     secretsManager: new SecretsManagerClient(retry),
@@ -116,6 +125,7 @@ export class Runtime {
   readonly table: StateStore;
   readonly commands: CommandGateway;
   readonly inventory: NodeInventory;
+  readonly instances: InstanceDirectory;
   readonly events: EventPublisher;
   readonly telemetry: RotationTelemetry;
   readonly issuerTelemetry: IssuerTelemetry;
@@ -135,7 +145,9 @@ export class Runtime {
     this.issuerTelemetry = options.issuerTelemetry ?? telemetry;
     this.table = new StateTable(clients.dynamodb, config.tableName);
     this.commands = new SsmCommandGateway(clients.ssm, config.documents);
-    this.inventory = new SsmInventory(clients.ssm);
+    const ec2Inventory = new Ec2Inventory(clients.ec2, clients.ssm);
+    this.inventory = ec2Inventory;
+    this.instances = ec2Inventory;
     this.events = new EventBridgePublisher(clients.eventBridge, config.eventBusName);
   }
 

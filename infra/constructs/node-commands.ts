@@ -2,6 +2,7 @@ import { Stack, Token, Validations } from 'aws-cdk-lib';
 import { PolicyStatement, type Role } from 'aws-cdk-lib/aws-iam';
 import { CfnDocument } from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
+import { AUTO_SCALING_GROUP_TAG } from '../../shared/certificates/identity';
 import type { ClusterConfig } from '../../shared/config';
 import { commandDocument, type DocumentKind } from '../../shared/documents';
 
@@ -33,7 +34,8 @@ export class NodeCommands extends Construct {
 
   /**
    * Run the documents on the clusters' nodes and read the results back: SendCommand, then
-   * GetCommandInvocation for output and DescribeInstanceInformation for the inventory.
+   * GetCommandInvocation for output, and for the inventory DescribeInstances (membership, role, IP)
+   * with DescribeInstanceInformation (ping status).
    */
   grantRun(role: Role): void {
     const stack = Stack.of(this);
@@ -45,18 +47,36 @@ export class NodeCommands extends Construct {
         resources: [documentArn(this.prepare.ref), documentArn(this.install.ref)],
       }),
     );
-    // SendCommand is authorized on the document and on every target instance; the instance side is
-    // limited by the cluster tag, so a stray id in a request is refused by IAM, not only by our code.
+    // SendCommand is authorized on the document and on every target instance. The instance side holds
+    // only for the clusters' Auto Scaling groups (a tag no caller can set); a role identified by
+    // instance profile alone falls back to the cluster tag, as IAM has no instance-profile condition
+    // for SSM. Either way a stray id in a request is refused by IAM, not only by our code.
+    const groups = new Set<string>();
     const namesByTagKey = new Map<string, string[]>();
     for (const cluster of this.#clusters) {
-      const names = namesByTagKey.get(cluster.inventory.clusterTagKey) ?? [];
-      namesByTagKey.set(cluster.inventory.clusterTagKey, [...names, cluster.name]);
+      for (const role of [cluster.inventory.servers, cluster.inventory.clients]) {
+        for (const group of role.autoScalingGroups) groups.add(group);
+        if (role.autoScalingGroups.length === 0) {
+          const names = namesByTagKey.get(cluster.inventory.clusterTagKey) ?? [];
+          if (!names.includes(cluster.name))
+            namesByTagKey.set(cluster.inventory.clusterTagKey, [...names, cluster.name]);
+        }
+      }
     }
+    const instances = [stack.formatArn({ service: 'ec2', resource: 'instance', resourceName: '*' })];
+    if (groups.size > 0)
+      role.addToPrincipalPolicy(
+        new PolicyStatement({
+          actions: ['ssm:SendCommand'],
+          resources: instances,
+          conditions: { StringEquals: { [`ssm:resourceTag/${AUTO_SCALING_GROUP_TAG}`]: [...groups] } },
+        }),
+      );
     for (const [tagKey, names] of namesByTagKey) {
       role.addToPrincipalPolicy(
         new PolicyStatement({
           actions: ['ssm:SendCommand'],
-          resources: [stack.formatArn({ service: 'ec2', resource: 'instance', resourceName: '*' })],
+          resources: instances,
           conditions: { StringEquals: { [`ssm:resourceTag/${tagKey}`]: names } },
         }),
       );
@@ -64,7 +84,7 @@ export class NodeCommands extends Construct {
     Validations.of(role).acknowledge({
       id: `AwsSolutions-IAM5[Resource::${ec2WildcardArnAsNagShowsIt(stack, 'instance/*')}]`,
       reason:
-        'SendCommand authorizes every target instance, so the instances are resources; the statement holds only with ssm:resourceTag/<clusterTagKey> equal to a configured cluster name.',
+        "SendCommand authorizes every target instance, so the instances are resources; the statements hold only with ssm:resourceTag/aws:autoscaling:groupName equal to a configured cluster's Auto Scaling group (or, for roles identified by instance profile, the cluster tag).",
     });
 
     role.addToPrincipalPolicy(
@@ -73,6 +93,7 @@ export class NodeCommands extends Construct {
           'ssm:GetCommandInvocation',
           'ssm:ListCommandInvocations',
           'ssm:DescribeInstanceInformation',
+          'ec2:DescribeInstances',
         ],
         resources: ['*'],
       }),
@@ -80,7 +101,7 @@ export class NodeCommands extends Construct {
     Validations.of(role).acknowledge({
       id: 'AwsSolutions-IAM5[Resource::*]',
       reason:
-        'ssm:GetCommandInvocation, ssm:ListCommandInvocations and ssm:DescribeInstanceInformation have no resource-level permissions; they only read command results and the SSM inventory.',
+        'ssm:GetCommandInvocation, ssm:ListCommandInvocations, ssm:DescribeInstanceInformation and ec2:DescribeInstances have no resource-level permissions; they only read command results, the SSM ping status and the instances whose provisioning makes them nodes.',
     });
   }
 

@@ -115,6 +115,16 @@ export function ssmOperations({
     const maxResults = Number(input.MaxResults ?? 50);
     if (maxResults < 5 || maxResults > 50)
       throw new AwsServiceError('ValidationException', 'MaxResults must be between 5 and 50');
+    // Asking for an id that is no managed node fails the whole request, as SSM documents.
+    const unknown = filters
+      .filter(({ Key }) => Key === 'InstanceIds')
+      .flatMap(({ Values }) => Values)
+      .filter((id) => fleet.node(id) === undefined);
+    if (unknown.length > 0)
+      throw new AwsServiceError(
+        'InvalidInstanceId',
+        `Instances [${unknown.join(', ')}] are not managed nodes`,
+      );
     const matching = fleet.nodes().filter((node) =>
       filters.every(({ Key, Values }) => {
         if (Key.startsWith('tag:')) return Values.includes(node.tags[Key.slice(4)] ?? '\u0000');

@@ -12,11 +12,13 @@ import { commandDocument } from '../../shared/documents';
 import { type AwsClients, Runtime, type ServiceConfig } from '../../shared/runtime';
 import { VaultClient, type VaultResponse } from '../../shared/vault/client';
 import { createStateTable, startDynamo } from '../aws/dynamodb';
+import { startEc2Emulator } from '../aws/ec2';
 import { startEventBridgeEmulator } from '../aws/eventbridge';
 import { startQueue } from '../aws/queue';
 import { startSecretsManagerEmulator } from '../aws/secrets-manager';
 import { startSsmEmulator } from '../aws/ssm';
 import { OffsetClock } from '../clock';
+import type { ManagedNode } from '../fleet';
 import { createNodeFleet } from '../node/fleet';
 import { startVaultEmulator } from '../vault';
 import { invocationContext, LambdaInvokeEmulator } from './lambda';
@@ -98,6 +100,25 @@ export async function startWorld(options: WorldOptions = {}) {
       secretsManagerEndpoint: secrets.endpoint,
     });
     stops.push(() => fleet.stop());
+    // Provisioning as an operator would do it: each role's instances launched into its Auto Scaling group.
+    const ec2 = await startEc2Emulator();
+    stops.push(() => ec2.stop());
+    const autoScalingGroups = { server: `${clusterName}-servers`, client: `${clusterName}-clients` } as const;
+    // Each instance its own VPC address: what its SSM agent reports (the loopback it runs on here) is
+    // never what the server certificates carry.
+    let launches = 0;
+    const launched = <Node extends ManagedNode>(node: Node): Node => {
+      launches += 1;
+      ec2.launch({
+        instanceId: node.instanceId,
+        privateIpAddress: `10.0.${Math.floor(launches / 250)}.${(launches % 250) + 4}`,
+        autoScalingGroup:
+          node.tags['nomad-role'] === 'server' ? autoScalingGroups.server : autoScalingGroups.client,
+        tags: { ...node.tags },
+      });
+      return node;
+    };
+    for (const node of fleet.nodes()) launched(node);
     const ssm = await startSsmEmulator({ fleet, events: (event) => events.putAwsEvent(event) });
     stops.push(() => ssm.stop());
     ssm.registerDocument(DOCUMENT_NAMES.prepare, commandDocument('prepare'));
@@ -105,6 +126,7 @@ export async function startWorld(options: WorldOptions = {}) {
 
     const clients: AwsClients = {
       dynamodb: dynamo.client(),
+      ec2: ec2.client(),
       ssm: ssm.client(),
       eventBridge: events.client(),
       secretsManager: secrets.client(),
@@ -128,6 +150,11 @@ export async function startWorld(options: WorldOptions = {}) {
     const cluster: ClusterConfig = parseClusterConfig({
       name: clusterName,
       region,
+      inventory: {
+        servers: { autoScalingGroups: [autoScalingGroups.server] },
+        clients: { autoScalingGroups: [autoScalingGroups.client] },
+        serverSet: { count: options.servers ?? 3 },
+      },
       ...options.cluster,
       vault: {
         address: vault.address,
@@ -225,8 +252,17 @@ export async function startWorld(options: WorldOptions = {}) {
       secrets,
       events,
       ssm,
+      ec2,
       fleet,
       lambda,
+      /** A client launched into the clients' Auto Scaling group, its SSM agent online or still registering. */
+      launchClient: async (options: { online?: boolean } = {}) => launched(await fleet.addClient(options)),
+      /** EC2 terminates the instance and says so on the bus, as a real termination does. */
+      terminate: (instanceId: string) => {
+        ec2.setState(instanceId, 'terminated');
+        fleet.node(instanceId)?.setOnline(false);
+        events.ec2StateChange(instanceId, 'terminated');
+      },
       clients,
       cluster,
       runtime,

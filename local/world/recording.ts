@@ -71,6 +71,10 @@ export class RecordingTelemetry implements RotationTelemetry, IssuerTelemetry {
     this.points.push({ name: 'RolloutStuck', cluster, value: 1 });
   }
 
+  nodeRefused(cluster: string, role: NodeRole): void {
+    this.points.push({ name: 'NodeRefused', cluster, value: 1, role });
+  }
+
   fleetExpiry(cluster: string, minHoursToExpiry: number | undefined, nodesExpiringSoon: number): void {
     if (minHoursToExpiry !== undefined)
       this.points.push({ name: 'MinHoursToExpiry', cluster, value: minHoursToExpiry });

@@ -1,14 +1,10 @@
 import {
-  DescribeInstanceInformationCommand,
   GetCommandInvocationCommand,
   InvocationDoesNotExist,
   ListCommandInvocationsCommand,
   SendCommandCommand,
   type SSMClient,
 } from '@aws-sdk/client-ssm';
-import type { NodeRole } from '../certificates/names';
-import type { InventoryNode, NodeInventory } from '../certificates/ports';
-import type { ClusterConfig } from '../config';
 import { type DocumentKind, type DocumentParameters, validateDocumentParameters } from '../documents';
 import { ValidationError } from '../errors';
 import { matchesPattern } from '../patterns';
@@ -18,45 +14,6 @@ const RUNNING_STATUSES = new Set(['Pending', 'InProgress', 'Delayed']);
 const MAX_TARGETS = 50;
 const MAX_COMMENT = 100;
 const CLOCK_SKEW_MS = 5 * 60_000;
-
-/** Nodes of a cluster as SSM sees them: one DescribeInstanceInformation query per role tag. */
-export class SsmInventory implements NodeInventory {
-  constructor(private readonly ssm: SSMClient) {}
-
-  async list(cluster: ClusterConfig): Promise<InventoryNode[]> {
-    const nodes: InventoryNode[] = [];
-    for (const role of ['server', 'client'] as const) nodes.push(...(await this.#listRole(cluster, role)));
-    return nodes;
-  }
-
-  async #listRole(cluster: ClusterConfig, role: NodeRole): Promise<InventoryNode[]> {
-    const nodes: InventoryNode[] = [];
-    let nextToken: string | undefined;
-    do {
-      const page = await this.ssm.send(
-        new DescribeInstanceInformationCommand({
-          Filters: [
-            { Key: `tag:${cluster.inventory.clusterTagKey}`, Values: [cluster.name] },
-            { Key: `tag:${cluster.inventory.roleTagKey}`, Values: [role] },
-          ],
-          MaxResults: 50,
-          NextToken: nextToken,
-        }),
-      );
-      for (const info of page.InstanceInformationList ?? []) {
-        if (info.InstanceId === undefined || !matchesPattern('instanceId', info.InstanceId)) continue;
-        nodes.push({
-          instanceId: info.InstanceId,
-          role,
-          ip: info.IPAddress ?? '',
-          online: info.PingStatus === 'Online',
-        });
-      }
-      nextToken = page.NextToken;
-    } while (nextToken);
-    return nodes;
-  }
-}
 
 export interface DocumentNames {
   prepare: string;

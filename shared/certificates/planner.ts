@@ -126,6 +126,8 @@ function decide(
 ): PlanEntry {
   const base = { instanceId: node.instanceId, role: node.role, expiresAt: node.agent?.notAfter };
   if (node.status === 'retired') return { ...base, decision: 'skip', reason: 'instance is terminated' };
+  if (node.status === 'refused')
+    return { ...base, decision: 'skip', reason: `refused: ${node.lastError ?? 'not allowed a certificate'}` };
   if (inFlight !== undefined) {
     return {
       ...base,

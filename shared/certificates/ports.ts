@@ -1,7 +1,11 @@
 import type { ClusterConfig } from '../config';
+import type { ProvisionedIdentity } from './identity';
 import type { CertificateKind, CertificateNames, NodeRole } from './names';
 
-/** A node as SSM inventory reports it (DescribeInstanceInformation filtered by the cluster's tags). */
+/**
+ * A running node of a cluster: role and IP as EC2 reports them for the instance's provisioned
+ * identity, `online` as SSM's ping status says.
+ */
 export interface InventoryNode {
   instanceId: string;
   role: NodeRole;
@@ -11,6 +15,21 @@ export interface InventoryNode {
 
 export interface NodeInventory {
   list(cluster: ClusterConfig): Promise<InventoryNode[]>;
+}
+
+/** An instance as EC2 describes it, for lifecycle events that name one instance. */
+export interface DescribedInstance extends ProvisionedIdentity {
+  instanceId: string;
+  /** EC2's instance state name: pending, running, shutting-down, terminated, stopping, stopped. */
+  state: string;
+  ip?: string;
+}
+
+export interface InstanceDirectory {
+  /** One instance, or undefined when EC2 does not know it (InvalidInstanceID.NotFound). */
+  describe(instanceId: string): Promise<DescribedInstance | undefined>;
+  /** Whether the instance's SSM agent is registered and Online. */
+  online(instanceId: string): Promise<boolean>;
 }
 
 export interface IssuedCertificate {
@@ -48,6 +67,8 @@ export type RotationEventType =
   | 'CertificateRotated'
   | 'CertificatePushFailed'
   | 'NodeRetired'
+  | 'NodeRefused'
+  | 'NodeReinstated'
   | 'RolloutStarted'
   | 'RolloutCompleted'
   | 'RolloutHalted'
@@ -62,5 +83,7 @@ export interface RotationTelemetry {
   pushSucceeded(cluster: string, role: NodeRole): void;
   pushFailed(cluster: string, role: NodeRole): void;
   rolloutStuck(cluster: string): void;
+  /** A node's provisioning did not allow the certificate its role asks for (alarmed). */
+  nodeRefused(cluster: string, role: NodeRole): void;
   fleetExpiry(cluster: string, minHoursToExpiry: number | undefined, nodesExpiringSoon: number): void;
 }

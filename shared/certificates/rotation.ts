@@ -2,17 +2,25 @@ import { SsmCertificateCommands } from '../aws/certificate-commands';
 import type { CommandGateway } from '../aws/ports';
 import type { Clock } from '../clock';
 import type { ClusterConfig } from '../config';
-import { ConflictError, ignoreConflict } from '../errors';
+import { ConflictError } from '../errors';
 import type { Logger } from '../logger';
 import { recordAudit } from '../rollout/audit';
 import { RolloutEngine } from '../rollout/engine';
 import type { RolloutRecord, RolloutStatus } from '../rollout/model';
 import type { RoutingKey } from '../rollout/routing';
-import type { StateStore } from '../state/store';
+import type { NodeRecord } from '../state/records';
+import type { NodeChanges, NodeField, StateStore } from '../state/store';
 import type { CertificateCommands } from './commands';
+import { serverSetRefusal } from './identity';
 import { CERTIFICATE_PLAN, CertificatePlan, certificateSettings, signedCarry } from './plan';
 import { type InFlight, type Plan, type PlanRequest, planRotation, type Wave } from './planner';
-import type { CertificateAuthority, EventPublisher, NodeInventory, RotationTelemetry } from './ports';
+import type {
+  CertificateAuthority,
+  EventPublisher,
+  InventoryNode,
+  NodeInventory,
+  RotationTelemetry,
+} from './ports';
 import { expiringSoonHours, hoursUntil } from './renewal';
 
 /** A claim whose command was never sent (a crash between the two writes) is released after this long. */
@@ -129,36 +137,157 @@ export class CertificateRotation {
     return report ?? idle;
   }
 
-  /** Record nodes SSM knows with the cluster's tags; refresh role, IP and ping status. */
+  /**
+   * Record the cluster's running nodes as EC2 identifies them; refresh role, IP and ping status. A
+   * server never seen as one needs room in the server set, else it is refused (event and alarm); a
+   * retired node that is running again is taken back. Known nodes inventory no longer lists count as
+   * offline, so only an explicit request still tries them (and IAM refuses the command).
+   */
   async syncInventory(): Promise<number> {
-    const { table, inventory, clock } = this.#deps;
-    const cluster = this.#cluster.name;
+    const { table, inventory } = this.#deps;
     const seen = await inventory.list(this.#cluster);
-    const known = new Map((await table.listNodes(cluster)).map((node) => [node.instanceId, node]));
+    const known = new Map((await table.listNodes(this.#cluster.name)).map((node) => [node.instanceId, node]));
     for (const node of seen) {
-      const ping = node.online ? 'Online' : 'ConnectionLost';
-      const record = known.get(node.instanceId);
-      if (record === undefined) {
-        await table.addNode(
-          { cluster, instanceId: node.instanceId, role: node.role, ip: node.ip, ping },
-          clock.now(),
-        );
-      } else if (
-        record.status !== 'retired' &&
-        (record.ip !== node.ip || record.role !== node.role || record.ping !== ping)
-      ) {
-        await table
-          .updateNode(
-            cluster,
-            node.instanceId,
-            { version: record.version },
-            { ip: node.ip, role: node.role, ping },
-            clock.now(),
-          )
-          .catch(ignoreConflict);
-      }
+      const stored = await this.#recordSeen(node, known);
+      if (stored !== undefined) known.set(node.instanceId, stored);
+    }
+    const live = new Set(seen.map((node) => node.instanceId));
+    for (const record of known.values()) {
+      if (live.has(record.instanceId) || record.status === 'retired' || record.ping === 'ConnectionLost')
+        continue;
+      await this.#update(record, { ping: 'ConnectionLost' });
     }
     return seen.length;
+  }
+
+  async #recordSeen(node: InventoryNode, known: Map<string, NodeRecord>): Promise<NodeRecord | undefined> {
+    const { table, clock } = this.#deps;
+    const cluster = this.#cluster.name;
+    const ping = node.online ? 'Online' : 'ConnectionLost';
+    const record = known.get(node.instanceId);
+    if (record?.status === 'retired') return this.#reinstate(record, node, ping);
+    const wantsServerSeat =
+      node.role === 'server' &&
+      (record === undefined || record.role !== 'server' || record.status === 'refused');
+    const refusal = wantsServerSeat
+      ? serverSetRefusal(this.#cluster, node.instanceId, [...known.values()])
+      : undefined;
+    if (record === undefined) {
+      const added = await table.addNode(
+        {
+          cluster,
+          instanceId: node.instanceId,
+          role: node.role,
+          ip: node.ip,
+          ping,
+          ...(refusal === undefined ? {} : { status: 'refused' as const, lastError: refusal }),
+        },
+        clock.now(),
+      );
+      if (added !== undefined && refusal !== undefined) await this.#refused(added, refusal);
+      return added;
+    }
+    const roleChanged = record.role !== node.role;
+    const status = refusal !== undefined ? 'refused' : record.status === 'refused' ? 'idle' : record.status;
+    if (!roleChanged && status === record.status && record.ip === node.ip && record.ping === ping)
+      return record;
+    // A node that changed role needs a set issued for its new role, so its facts for the old one go.
+    const remove: NodeField[] = [
+      ...(roleChanged ? (['agent', 'cli'] as const) : []),
+      ...(record.status === 'refused' && refusal === undefined ? (['lastError'] as const) : []),
+    ];
+    const updated = await this.#update(
+      record,
+      {
+        ip: node.ip,
+        role: node.role,
+        ping,
+        status,
+        ...(refusal === undefined ? {} : { lastError: refusal }),
+      },
+      remove,
+    );
+    if (updated !== undefined && refusal !== undefined && record.status !== 'refused')
+      await this.#refused(updated, refusal);
+    return updated;
+  }
+
+  /** A node retired on a termination that EC2 now reports running again: back in, with a fresh set. */
+  async #reinstate(record: NodeRecord, node: InventoryNode, ping: 'Online' | 'ConnectionLost') {
+    const { table, events, clock } = this.#deps;
+    const refusal =
+      node.role === 'server'
+        ? serverSetRefusal(this.#cluster, node.instanceId, await table.listNodes(this.#cluster.name))
+        : undefined;
+    const updated = await this.#update(
+      record,
+      {
+        status: refusal === undefined ? 'idle' : 'refused',
+        role: node.role,
+        ip: node.ip,
+        ping,
+        failures: 0,
+        lastAction: 'reinstated',
+        lastActionAt: clock.now(),
+        ...(refusal === undefined ? {} : { lastError: refusal }),
+      },
+      // Its serials were revoked when it was retired: it must get new ones.
+      ['agent', 'cli', 'nextAttemptAt', ...(refusal === undefined ? (['lastError'] as const) : [])],
+    );
+    if (updated === undefined) return undefined;
+    await recordAudit(table, clock, {
+      cluster: this.#cluster.name,
+      action: 'node-reinstated',
+      actor: 'inventory',
+      instanceId: node.instanceId,
+      role: node.role,
+    });
+    await events.publish('NodeReinstated', {
+      cluster: this.#cluster.name,
+      instanceId: node.instanceId,
+      role: node.role,
+    });
+    if (refusal !== undefined) await this.#refused(updated, refusal);
+    return updated;
+  }
+
+  async #refused(node: NodeRecord, reason: string): Promise<void> {
+    const { table, events, telemetry, logger, clock } = this.#deps;
+    const cluster = this.#cluster.name;
+    logger.warn('node refused a certificate', {
+      cluster,
+      instanceId: node.instanceId,
+      role: node.role,
+      reason,
+    });
+    telemetry.nodeRefused(cluster, node.role);
+    await recordAudit(table, clock, {
+      cluster,
+      action: 'node-refused',
+      actor: 'inventory',
+      instanceId: node.instanceId,
+      role: node.role,
+      reason,
+    });
+    await events.publish('NodeRefused', { cluster, instanceId: node.instanceId, role: node.role, reason });
+  }
+
+  /** A conditional node update; undefined when another actor changed the node first. */
+  async #update(record: NodeRecord, changes: NodeChanges, remove: readonly NodeField[] = []) {
+    const { table, clock } = this.#deps;
+    return table
+      .updateNode(
+        this.#cluster.name,
+        record.instanceId,
+        { version: record.version },
+        changes,
+        clock.now(),
+        remove,
+      )
+      .catch((error: unknown) => {
+        if (error instanceof ConflictError) return undefined;
+        throw error;
+      });
   }
 
   async plan(request: PlanRequest): Promise<Plan> {

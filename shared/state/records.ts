@@ -7,7 +7,12 @@ export type NodeStatus =
   /** Its last certificate attempt failed; the node kept its previous working set and waits for nextAttemptAt. */
   | 'failed'
   /** The instance is terminated; its serials were revoked. */
-  | 'retired';
+  | 'retired'
+  /**
+   * Its provisioning makes it a server but the cluster's server set has no room for it; it gets no
+   * certificate until a server leaves (lastError says why).
+   */
+  | 'refused';
 
 export type ReloadMode = 'reload' | 'restart';
 

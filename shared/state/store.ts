@@ -12,8 +12,13 @@ export interface NodeExpectation {
 
 export type NodeChanges = Partial<Omit<NodeRecord, 'cluster' | 'instanceId' | 'version' | 'updatedAt'>>;
 export type NodeField = keyof NodeChanges;
-/** A node as inventory first reports it; the store sets its status, failures and version. */
-export type NewNode = Omit<NodeRecord, 'version' | 'updatedAt' | 'failures' | 'status'>;
+/**
+ * A node as inventory first reports it; the store sets its failures and version, and its status to
+ * `idle` unless it arrives refused.
+ */
+export type NewNode = Omit<NodeRecord, 'version' | 'updatedAt' | 'failures' | 'status'> & {
+  status?: Extract<NodeStatus, 'idle' | 'refused'>;
+};
 
 /** The nodes of every cluster: inventory facts and what the certificate plan recorded for each. */
 export interface NodeStore {

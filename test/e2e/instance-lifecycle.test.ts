@@ -30,7 +30,7 @@ let arrival: Promise<Arrival> | undefined;
  */
 function ensureArrived(): Promise<Arrival> {
   arrival ??= (async () => {
-    const newcomer = await world.fleet.addClient({ online: false });
+    const newcomer = await world.launchClient({ online: false });
     const looks = () => world.ssm.calls.get('DescribeInstanceInformation') ?? 0;
     const looksBefore = looks();
 
@@ -64,7 +64,7 @@ function ensureRetired(): Promise<Retirement> {
   retirement ??= (async () => {
     const { newcomer, issued } = await ensureArrived();
     expect(issued, 'the newcomer issued before it is terminated').toMatchObject({ status: 'idle' });
-    world.events.ec2StateChange(newcomer.instanceId, 'terminated');
+    world.terminate(newcomer.instanceId);
     await world.settle();
     return { newcomer, before: issued! };
   })();

@@ -1,4 +1,5 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { EC2Client } from '@aws-sdk/client-ec2';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SSMClient } from '@aws-sdk/client-ssm';
@@ -24,6 +25,7 @@ class HarnessRuntime extends Runtime {
       },
       {
         dynamodb: new DynamoDBClient(UNREACHABLE),
+        ec2: new EC2Client(UNREACHABLE),
         ssm: new SSMClient(UNREACHABLE),
         eventBridge: new EventBridgeClient(UNREACHABLE),
         secretsManager: new SecretsManagerClient(UNREACHABLE),

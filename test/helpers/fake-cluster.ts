@@ -21,6 +21,7 @@ import { TransientError } from '../../shared/errors';
 import { formatRoutingKey, parseRoutingKey, type RoutingKey } from '../../shared/rollout/routing';
 import type { StateStore } from '../../shared/state/store';
 import { InMemoryStateStore } from './in-memory-state-store';
+import { testInventory } from './inventory';
 
 type CryptoKeyPair = webcrypto.CryptoKeyPair;
 
@@ -296,6 +297,7 @@ export async function fakeCluster(
   const clock = new ManualClock(Date.UTC(2026, 10, 22, 12));
   const cluster = parseClusterConfig({
     name: 'prod',
+    inventory: testInventory('prod', Math.max(1, nodes.filter((node) => node.role === 'server').length)),
     vault: { address: 'https://vault:8200', tokenSecretId: 'token' },
     rollout: { clientWaveSize: 2, maxAttempts: 2 },
     ...overrides,

@@ -61,7 +61,13 @@ export class InMemoryStateStore implements StateStore {
   async addNode(node: NewNode, now: number): Promise<NodeRecord | undefined> {
     const nodes = mapIn(this.#nodes, node.cluster);
     if (nodes.has(node.instanceId)) return undefined;
-    const record: NodeRecord = { ...node, status: 'idle', failures: 0, version: 1, updatedAt: now };
+    const record: NodeRecord = {
+      ...node,
+      status: node.status ?? 'idle',
+      failures: 0,
+      version: 1,
+      updatedAt: now,
+    };
     nodes.set(node.instanceId, storedCopy(record));
     return storedCopy(record);
   }

@@ -1,4 +1,5 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { EC2Client } from '@aws-sdk/client-ec2';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import {
   CreateSecretCommand,
@@ -169,6 +170,7 @@ export async function startTokenRotationWorld(
     {
       secretsManager: secrets,
       dynamodb: new DynamoDBClient(unused),
+      ec2: new EC2Client(unused),
       ssm: new SSMClient(unused),
       eventBridge: new EventBridgeClient(unused),
     },

@@ -7,6 +7,7 @@ import { x509 } from '../../shared/certificates/x509';
 import type { ClusterConfigInput } from '../../shared/config';
 import { ValidationError } from '../../shared/errors';
 import { VaultCertificateAuthority } from '../../shared/vault/authority';
+import { testInventory } from '../helpers/inventory';
 import { mintSeedToken, ROTATOR_ROLE_ARN, startBootstrappedVault } from '../helpers/vault-access-world';
 
 type World = Awaited<ReturnType<typeof startBootstrappedVault>>;
@@ -41,6 +42,7 @@ async function csrWith(algorithm: typeof EC_P256 | typeof RSA_2048): Promise<str
 function cluster(certificates: ClusterConfigInput['certificates'] = {}): ClusterConfigInput {
   return {
     name: 'prod',
+    inventory: testInventory('prod'),
     vault: { address: 'https://vault.example.internal:8200', tokenSecretId: 'nomad/prod/vault-token' },
     certificates,
   };

@@ -1,3 +1,4 @@
+import { DescribeInstancesCommand, EC2Client } from '@aws-sdk/client-ec2';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { CreateSecretCommand } from '@aws-sdk/client-secrets-manager';
 import { DescribeInstanceInformationCommand, SSMClient } from '@aws-sdk/client-ssm';
@@ -11,6 +12,7 @@ import { x509 } from '../../shared/certificates/x509';
 import { parseClusterConfig } from '../../shared/config';
 import type { IssuerTelemetry } from '../../shared/observability';
 import { Runtime } from '../../shared/runtime';
+import { testInventory } from '../helpers/inventory';
 import { mintSeedToken, signServerCertificate, startBootstrappedVault } from '../helpers/vault-access-world';
 
 const DAY = 86_400_000;
@@ -54,6 +56,9 @@ async function tickWorld() {
   const ssm = mockClient(SSMClient);
   stops.push(async () => ssm.restore());
   ssm.on(DescribeInstanceInformationCommand).resolves({ InstanceInformationList: [] });
+  const ec2 = mockClient(EC2Client);
+  stops.push(async () => ec2.restore());
+  ec2.on(DescribeInstancesCommand).resolves({ Reservations: [] });
   const issuerTelemetry = new RecordingIssuerTelemetry();
   const logger = new RecordingLogger();
   const unused = { region: 'us-east-1', endpoint: 'http://127.0.0.1:9' };
@@ -65,6 +70,7 @@ async function tickWorld() {
       clusters: [
         parseClusterConfig({
           name: 'test',
+          inventory: testInventory('test'),
           vault: { address: vault.emulator.address, tokenSecretId: 'nomad/test/vault-token' },
         }),
       ],
@@ -72,6 +78,7 @@ async function tickWorld() {
     {
       secretsManager: secrets,
       dynamodb: dynamo.client(),
+      ec2: new EC2Client(unused),
       ssm: new SSMClient(unused),
       eventBridge: new EventBridgeClient(unused),
     },

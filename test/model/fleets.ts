@@ -2,6 +2,7 @@
 
 import type { NodeRole } from '../../shared/certificates/names';
 import { type ClusterConfig, parseClusterConfig } from '../../shared/config';
+import { testInventory } from '../helpers/inventory';
 import type { FakeNode } from './fleet-state';
 
 export const START = Date.UTC(2026, 0, 5, 9);
@@ -36,6 +37,7 @@ export const CONFIGS: ReadonlyMap<string, ClusterConfig> = new Map(
     fleet.name,
     parseClusterConfig({
       name: fleet.name,
+      inventory: testInventory(fleet.name, fleet.servers),
       vault: { address: 'https://vault.internal:8200', tokenSecretId: 'nomad-rotator/token' },
       rollout: ROLLOUT_SETTINGS,
     }),

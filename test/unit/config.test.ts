@@ -1,9 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { parseClusterConfig, parseClustersConfig } from '../../shared/config';
 import { ValidationError } from '../../shared/errors';
+import { testInventory } from '../helpers/inventory';
 
 const minimal = {
   name: 'prod',
+  inventory: testInventory('prod'),
   vault: { address: 'https://vault.internal:8200', tokenSecretId: 'nomad/prod/token' },
 };
 

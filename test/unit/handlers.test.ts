@@ -1,5 +1,6 @@
 import { Logger as PowertoolsLogger } from '@aws-lambda-powertools/logger';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { EC2Client } from '@aws-sdk/client-ec2';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { DescribeSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SSMClient } from '@aws-sdk/client-ssm';
@@ -12,7 +13,6 @@ import { rotateTokenHandler } from '../../functions/rotate-token';
 import { ManualClock } from '../../local/clock';
 import { RecordingLogger } from '../../local/world/recording';
 import type { CommandGateway, InvocationOutcome } from '../../shared/aws/ports';
-import type { InventoryNode } from '../../shared/certificates/ports';
 import type { CertificateRotation } from '../../shared/certificates/rotation';
 import { parseClusterConfig } from '../../shared/config';
 import { ConflictError, TransientError } from '../../shared/errors';
@@ -20,6 +20,7 @@ import type { InstanceStateRuntime } from '../../shared/intake/instance-state';
 import type { InvocationStatusRuntime } from '../../shared/intake/invocation-status';
 import type { Logger } from '../../shared/logger';
 import { Runtime } from '../../shared/runtime';
+import { testInventory } from '../helpers/inventory';
 import { findSecrets } from '../helpers/secret-scan';
 
 const INSTANCE_A = 'i-0aaaaaaaaaaaaaaa1';
@@ -95,11 +96,13 @@ function fakeRuntime(options: {
   rotation: Partial<RotationCalls>;
   logger?: Logger;
   invocation?: CommandGateway['invocation'];
-  inventory?: InventoryNode[];
+  /** What EC2 and SSM say about instances; one not listed is unknown to EC2. */
+  instances?: Record<string, { state: string; autoScalingGroup?: string; online: boolean }>;
 }): InvocationStatusRuntime & InstanceStateRuntime & { clock: ManualClock } {
   const clusters = ['prod', 'staging'].map((name) =>
     parseClusterConfig({
       name,
+      inventory: testInventory(name),
       vault: { address: 'https://vault.internal:8200', tokenSecretId: `nomad/${name}/token` },
     }),
   );
@@ -116,7 +119,13 @@ function fakeRuntime(options: {
     config: { tableName: 'state', eventBusName: 'bus', documents: {} as never, clusters },
     clusterNames: () => clusters.map((cluster) => cluster.name),
     commands: { send: async () => 'unused', invocation, findSent: async () => undefined },
-    inventory: { list: async () => options.inventory ?? [] },
+    instances: {
+      describe: async (instanceId) => {
+        const known = options.instances?.[instanceId];
+        return known === undefined ? undefined : { instanceId, ...known };
+      },
+      online: async (instanceId) => options.instances?.[instanceId]?.online ?? false,
+    },
     rotation: () => options.rotation as CertificateRotation,
   };
 }
@@ -254,7 +263,11 @@ describe('command-status partial batches', () => {
 describe('instance-state partial batches', () => {
   it('retries a running instance until it registers with SSM, then drops it quietly', async () => {
     const logger = new RecordingLogger();
-    const runtime = fakeRuntime({ logger, rotation: {} });
+    const runtime = fakeRuntime({
+      logger,
+      rotation: {},
+      instances: { [INSTANCE_A]: { state: 'running', autoScalingGroup: 'prod-clients', online: false } },
+    });
     const handle = instanceStateHandler(runtime);
 
     const early = await handle(
@@ -274,7 +287,7 @@ describe('instance-state partial batches', () => {
   it("gives a new node's rollout the invocation's own deadline, not a fixed minute", async () => {
     const deadlines: number[] = [];
     const runtime = fakeRuntime({
-      inventory: [{ instanceId: INSTANCE_A, role: 'client', ip: '10.0.0.1', online: true }],
+      instances: { [INSTANCE_A]: { state: 'running', autoScalingGroup: 'prod-clients', online: true } },
       rotation: {
         onInstanceRunning: async (_instanceId, _actor, deadline) => {
           deadlines.push(deadline);
@@ -298,7 +311,7 @@ describe('instance-state partial batches', () => {
     const logger = new RecordingLogger();
     const runtime = fakeRuntime({
       logger,
-      inventory: [{ instanceId: INSTANCE_A, role: 'client', ip: '10.0.0.1', online: true }],
+      instances: { [INSTANCE_A]: { state: 'running', autoScalingGroup: 'prod-clients', online: true } },
       rotation: {
         onInstanceRunning: async (instanceId) => {
           started.push(instanceId);
@@ -405,6 +418,7 @@ describe('handler logs', () => {
       fakeRuntime({ rotation: {} }).config,
       {
         dynamodb: new DynamoDBClient({ region: 'eu-west-1' }),
+        ec2: new EC2Client({ region: 'eu-west-1' }),
         ssm: new SSMClient({ region: 'eu-west-1' }),
         eventBridge: new EventBridgeClient({ region: 'eu-west-1' }),
         secretsManager,

@@ -16,6 +16,7 @@ import type { NomadRotatorStack } from '../../infra/stack';
 import { clustersConfigSchema } from '../../shared/config';
 import { commandDocument } from '../../shared/documents';
 import { METRIC, PowertoolsTelemetry } from '../../shared/observability';
+import { testInventory } from '../helpers/inventory';
 
 type Resource = { Type: string; Properties: Record<string, unknown> };
 type Statement = { Effect: string; Action: string | string[]; Resource: unknown; Condition?: unknown };
@@ -253,6 +254,7 @@ describe('infra: node documents and configuration', () => {
     const caBundlePem = `-----BEGIN CERTIFICATE-----\n${'A'.repeat(1600)}\n-----END CERTIFICATE-----\n`;
     const clusters = ['eu', 'us', 'ap'].map((name) => ({
       name,
+      inventory: testInventory(name),
       vault: { address: 'https://vault.internal:8200', caBundlePem },
     }));
     const large = new App({
@@ -307,7 +309,7 @@ describe('infra: data at rest', () => {
 });
 
 describe('infra: least privilege', () => {
-  it('limits SendCommand to the two documents and to instances tagged with a configured cluster', () => {
+  it("limits SendCommand to the two documents and to instances of the clusters' Auto Scaling groups", () => {
     const documents = ['prepare', 'install'].map((kind) => documentId(kind as 'prepare' | 'install'));
     const sendCommand = identityStatements().filter(({ statement }) =>
       asList(statement.Action).includes('ssm:SendCommand'),
@@ -321,8 +323,11 @@ describe('infra: least privilege', () => {
       expect(asList(statement.Action)).toEqual(['ssm:SendCommand']);
       const text = JSON.stringify(statement.Resource);
       if (text.includes(':instance/*')) {
+        // The example's roles both name Auto Scaling groups: no statement falls back to a settable tag.
         expect(statement.Condition).toEqual({
-          StringEquals: { 'ssm:resourceTag/nomad-cluster': [EXAMPLE_CLUSTER] },
+          StringEquals: {
+            'ssm:resourceTag/aws:autoscaling:groupName': ['prod-eu-nomad-servers', 'prod-eu-nomad-clients'],
+          },
         });
       } else {
         expect(statement.Condition).toBeUndefined();
@@ -367,10 +372,23 @@ describe('infra: least privilege', () => {
     for (const issuer of ISSUERS) expect(grantedTo(issuer, 'dynamodb:'), issuer).toEqual(sent);
   });
 
-  it('lets the issuers call exactly the SSM operations the SSM adapter sends', () => {
-    const source = readFileSync(join(import.meta.dirname, '../../shared/aws/ssm.ts'), 'utf8');
-    const sent = new Set([...source.matchAll(/new (\w+)Command\(/g)].map(([, name]) => `ssm:${name}`));
-    for (const issuer of ISSUERS) expect(grantedTo(issuer, 'ssm:'), issuer).toEqual(sent);
+  it('lets the issuers call exactly the SSM and EC2 operations the adapters send', () => {
+    const sent = { ssm: new Set<string>(), ec2: new Set<string>() };
+    for (const adapter of ['ssm.ts', 'ec2.ts']) {
+      const source = readFileSync(join(import.meta.dirname, '../../shared/aws', adapter), 'utf8');
+      for (const [, names, service] of source.matchAll(
+        /import \{([^}]*)\} from '@aws-sdk\/client-(ssm|ec2)'/g,
+      ))
+        for (const [, operation] of names!.matchAll(/(\w+)Command\b/g))
+          if (source.includes(`new ${operation}Command(`))
+            sent[service as 'ssm' | 'ec2'].add(`${service}:${operation}`);
+    }
+
+    expect(sent.ec2).toEqual(new Set(['ec2:DescribeInstances']));
+    for (const issuer of ISSUERS) {
+      expect(grantedTo(issuer, 'ssm:'), issuer).toEqual(sent.ssm);
+      expect(grantedTo(issuer, 'ec2:'), issuer).toEqual(sent.ec2);
+    }
   });
 
   it('lets only rotate-token write the token secrets, and the issuers only read them', () => {
@@ -471,7 +489,12 @@ describe('infra: alarms', () => {
   it('raises the CA alarm threshold to three certificate lifetimes when those exceed 30 days', () => {
     const cluster = (ttl: string) =>
       clustersConfigSchema.parse([
-        { name: 'c', vault: { address: 'https://vault:8200', tokenSecretId: 's' }, certificates: { ttl } },
+        {
+          name: 'c',
+          inventory: testInventory('c'),
+          vault: { address: 'https://vault:8200', tokenSecretId: 's' },
+          certificates: { ttl },
+        },
       ])[0]!;
 
     expect(caDaysToExpiryThreshold(cluster('24h'))).toBe(30);
@@ -587,12 +610,14 @@ describe('infra: VPC placement', () => {
   };
   const ec2Arn = (resource: string) => `arn:aws:ec2:eu-west-1:<AWS::AccountId>:${resource}`;
 
-  it('without a network file, runs no function in a VPC and creates no EC2 resource or permission', () => {
+  it('without a network file, runs no function in a VPC and creates no EC2 resource or network permission', () => {
     for (const [id, fn] of ofType('AWS::Lambda::Function'))
       expect(fn.Properties.VpcConfig, id).toBeUndefined();
     expect(Object.values(resources).filter((resource) => resource.Type.startsWith('AWS::EC2::'))).toEqual([]);
     const ec2Actions = identityStatements().flatMap(({ statement }) =>
-      asList(statement.Action).filter((action) => action.startsWith('ec2:')),
+      asList(statement.Action).filter(
+        (action) => action.startsWith('ec2:') && action !== 'ec2:DescribeInstances',
+      ),
     );
     expect(ec2Actions).toEqual([]);
     expect(Object.keys(template.findOutputs('*'))).not.toContain('FunctionSecurityGroupId');
@@ -677,7 +702,7 @@ describe('infra: VPC placement', () => {
         .filter(({ roles }) => roles.includes(role))
         .flatMap(({ statement }) =>
           asList(statement.Action)
-            .filter((action) => action.startsWith('ec2:'))
+            .filter((action) => action.startsWith('ec2:') && action !== 'ec2:DescribeInstances')
             .map((action) => [action, asList(statement.Resource).map(flat).sort()] as const),
         );
       expect(Object.fromEntries(onEc2), entry).toEqual({

@@ -2,11 +2,13 @@ import { describe, expect, it } from 'vitest';
 import { planRotation } from '../../shared/certificates/planner';
 import { parseClusterConfig } from '../../shared/config';
 import type { NodeRecord } from '../../shared/state/records';
+import { testInventory } from '../helpers/inventory';
 
 const HOUR = 3_600_000;
 const NOW = 1_800_000_000_000;
 const cluster = parseClusterConfig({
   name: 'prod',
+  inventory: testInventory('prod'),
   vault: { address: 'https://vault:8200', tokenSecretId: 't' },
   rollout: { clientWaveSize: 2 },
 });

@@ -1,10 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../shared/errors';
 import { serviceConfigFromEnvironment } from '../../shared/runtime';
+import { testInventory } from '../helpers/inventory';
 
 const clusters = JSON.stringify([
   {
     name: 'prod-eu',
+    inventory: testInventory('prod-eu'),
     vault: { address: 'https://vault.internal:8200', tokenSecretId: 'NomadRotator/prod-eu/vault-token' },
   },
 ]);

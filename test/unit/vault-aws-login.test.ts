@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { parseClusterConfig } from '../../shared/config';
 import { ValidationError } from '../../shared/errors';
 import { buildIamLoginData } from '../../shared/vault/aws-login';
+import { testInventory } from '../helpers/inventory';
 
 const credentials = async () => ({
   accessKeyId: 'ASIAEXAMPLEKEYID0001',
@@ -112,6 +113,7 @@ describe('tokenRotation.stsEndpoint and stsRegion', () => {
   const withTokenRotation = (tokenRotation: Record<string, unknown>) =>
     parseClusterConfig({
       name: 'prod',
+      inventory: testInventory('prod'),
       vault: {
         address: 'https://vault.example.internal:8200',
         tokenSecretId: 'nomad/prod/vault-token',

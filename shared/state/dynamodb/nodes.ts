@@ -48,7 +48,13 @@ export async function addNode(
   node: NewNode,
   now: number,
 ): Promise<NodeRecord | undefined> {
-  const record: NodeRecord = { ...node, status: 'idle', failures: 0, version: 1, updatedAt: now };
+  const record: NodeRecord = {
+    ...node,
+    status: node.status ?? 'idle',
+    failures: 0,
+    version: 1,
+    updatedAt: now,
+  };
   const added = await table.putIfAbsent(
     { pk: keys.cluster(node.cluster), sk: keys.node(node.instanceId) },
     record,
