@@ -99,6 +99,7 @@ export class Monitoring extends Construct {
     const pushFailed = metric(METRIC.pushFailed, 'Sum');
     const minHours = metric(METRIC.minHoursToExpiry, 'Minimum');
     const rolloutStuck = metric(METRIC.rolloutStuck, 'Sum');
+    const nodeRefused = metric(METRIC.nodeRefused, 'Sum');
     const tokenFailed = metric(METRIC.tokenRotationFailed, 'Sum');
     const caDays = metric(METRIC.caDaysToExpiry, 'Minimum');
     // The rule the rotator's NodesExpiringSoon metric uses too, so the alarm and the metric agree.
@@ -124,6 +125,11 @@ export class Monitoring extends Construct {
       metric: rolloutStuck,
       threshold: 1,
       description: `A rollout in ${name} halted: a node ran out of attempts. Its wave finished; fix the node, then start a rotation for it (nomad-rotator rotate).`,
+    });
+    this.#alarm(`${name}-NodeRefused`, {
+      metric: nodeRefused,
+      threshold: 1,
+      description: `An instance of ${name}'s server Auto Scaling groups or profiles was refused a server certificate: the server set (inventory.serverSet) has no room for it. A replacement beyond the set, or someone launching into the servers' group: see the NodeRefused event and the node's lastError.`,
     });
     this.#alarm(`${name}-CaDaysToExpiry`, {
       metric: caDays,
