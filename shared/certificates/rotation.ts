@@ -113,7 +113,7 @@ export class CertificateRotation {
     const idle: TickReport = { cluster, leaseHeld: false, inventory: 0, reconciled: 0, stoppedEarly: false };
     const report = await this.#engine.withLease(options.owner, options.deadline, async () => {
       const held: TickReport = { ...idle, leaseHeld: true };
-      held.inventory = await this.syncInventory();
+      held.inventory = await this.syncInventory({ admitServers: true });
       held.reconciled = await this.#engine.reconcile(options.deadline);
       if (clock.now() >= options.deadline) return { ...held, stoppedEarly: true };
       let rollout: RolloutRecord | undefined = await this.#engine.activeRollout();
@@ -142,12 +142,15 @@ export class CertificateRotation {
    * server never seen as one needs room in the server set, else it is refused (event and alarm); a
    * retired node that is running again is taken back. Known nodes inventory no longer lists count as
    * offline, so only an explicit request still tries them (and IAM refuses the command).
+   * `admitServers` only under the cluster lease: two runs counting the server set at once could
+   * each admit one more; elsewhere a server not admitted yet waits for the next tick.
    */
-  async syncInventory(): Promise<number> {
+  async syncInventory(options: { admitServers: boolean } = { admitServers: false }): Promise<number> {
     const { table, inventory } = this.#deps;
     const seen = await inventory.list(this.#cluster);
     const known = new Map((await table.listNodes(this.#cluster.name)).map((node) => [node.instanceId, node]));
     for (const node of seen) {
+      if (needsServerSeat(node, known.get(node.instanceId)) && !options.admitServers) continue;
       const stored = await this.#recordSeen(node, known);
       if (stored !== undefined) known.set(node.instanceId, stored);
     }
@@ -166,10 +169,7 @@ export class CertificateRotation {
     const ping = node.online ? 'Online' : 'ConnectionLost';
     const record = known.get(node.instanceId);
     if (record?.status === 'retired') return this.#reinstate(record, node, ping);
-    const wantsServerSeat =
-      node.role === 'server' &&
-      (record === undefined || record.role !== 'server' || record.status === 'refused');
-    const refusal = wantsServerSeat
+    const refusal = needsServerSeat(node, record)
       ? serverSetRefusal(this.#cluster, node.instanceId, [...known.values()])
       : undefined;
     if (record === undefined) {
@@ -444,4 +444,15 @@ export class CertificateRotation {
       hoursLeft.filter((hours) => hours < soonHours).length,
     );
   }
+}
+
+/** A server whose record holds no seat in the server set: unknown, of another role, refused or retired. */
+function needsServerSeat(node: InventoryNode, record: NodeRecord | undefined): boolean {
+  return (
+    node.role === 'server' &&
+    (record === undefined ||
+      record.role !== 'server' ||
+      record.status === 'refused' ||
+      record.status === 'retired')
+  );
 }

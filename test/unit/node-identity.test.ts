@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { provisionedRole, serverSetRefusal } from '../../shared/certificates/identity';
 import { parseClusterConfig, parseClustersConfig } from '../../shared/config';
 import type { NodeRecord } from '../../shared/state/records';
+import { fakeCluster } from '../helpers/fake-cluster';
 
 const PROFILE = 'arn:aws:iam::123456789012:instance-profile/nomad-server';
 const cluster = (inventory: Record<string, unknown>, name = 'prod') =>
@@ -103,5 +104,25 @@ describe('inventory configuration', () => {
     expect(() => parseClustersConfig([input('prod'), input('staging')])).toThrow(
       /1\.inventory\.servers\.autoScalingGroups\.0: prod-servers already identifies nodes of cluster prod/,
     );
+  });
+});
+
+describe('server admission', () => {
+  it('admits a new server only under the cluster lease: the event path leaves it to the next tick', async () => {
+    const h = await fakeCluster([
+      { instanceId: 'i-0000000000000000a', role: 'server' },
+      { instanceId: 'i-0000000000000000b', role: 'client' },
+    ]);
+
+    await h.rotation().onInstanceRunning('i-0000000000000000a', 'ec2-running', Number.MAX_SAFE_INTEGER);
+    const afterEvent = await h.table.getNode('prod', 'i-0000000000000000a');
+    await h.rotation().tick({ deadline: Number.MAX_SAFE_INTEGER, owner: 'tick', actor: 'schedule' });
+
+    expect(afterEvent).toBeUndefined();
+    expect(await h.table.getNode('prod', 'i-0000000000000000a')).toMatchObject({
+      role: 'server',
+      status: 'idle',
+    });
+    expect(await h.table.getNode('prod', 'i-0000000000000000b')).toMatchObject({ role: 'client' });
   });
 });

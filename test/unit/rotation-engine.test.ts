@@ -328,7 +328,7 @@ describe('certificate rotation engine', () => {
 
   it('plans without writing anything', async () => {
     harness = await fakeCluster(fleet);
-    await harness.rotation().syncInventory();
+    await harness.rotation().syncInventory({ admitServers: true });
     const before = await nodes(harness);
 
     const plan = await harness.rotation().plan({ kind: 'rotate', targets: 'all', force: false });
