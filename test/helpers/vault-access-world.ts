@@ -23,6 +23,7 @@ import { VaultCertificateAuthority } from '../../shared/vault/authority';
 import { VaultClient, type VaultResponse } from '../../shared/vault/client';
 import type { TokenRotationTelemetry } from '../../shared/vault-token/context';
 import { parseTokenSecret, type TokenSecret } from '../../shared/vault-token/tokens';
+import { testInventory } from './inventory';
 
 export const ACCOUNT = '123456789012';
 export const ROTATOR_ROLE_ARN = `arn:aws:iam::${ACCOUNT}:role/nomad-rotator-rotate-token`;
@@ -145,6 +146,7 @@ export async function startTokenRotationWorld(
   );
   const cluster = parseClusterConfig({
     name: 'test',
+    inventory: testInventory('test'),
     vault: {
       address: emulator.address,
       tokenSecretId: TOKEN_SECRET_NAME,
