@@ -131,3 +131,46 @@ export function loadNetworkFile(path: string, region: string): NetworkConfig {
   });
   return parseOrThrow(inRegion, parsed, `network configuration in ${absolute}`);
 }
+
+/**
+ * An IAM role ARN as a Lambda resource policy names a principal: the role itself (with its path), never
+ * a session (`assumed-role/...`), a user or a wildcard, which would let more callers in than the one role.
+ */
+const ROLE_ARN = /^arn:aws(?:-cn|-us-gov)?:iam::\d{12}:role\/(?:[\w+=,.@-]+\/)*[\w+=,.@-]{1,64}$/;
+
+/** The operator roles that may invoke the manual-operations function, as context `operatorRoleArns` names them. */
+export const operatorRoleArnsSchema = z
+  .array(
+    z.string().regex(ROLE_ARN, {
+      message:
+        'must be an IAM role ARN such as arn:aws:iam::123456789012:role/nomad-operator (no session, user or wildcard)',
+    }),
+    { message: 'must be a list of IAM role ARNs, or one string of them separated by commas' },
+  )
+  .superRefine((arns, context) => {
+    const seen = new Set<string>();
+    arns.forEach((arn, index) => {
+      if (seen.has(arn)) context.addIssue({ code: 'custom', path: [index], message: 'is listed twice' });
+      seen.add(arn);
+    });
+  });
+
+/**
+ * Context `operatorRoleArns`: a JSON array in cdk.json, or on the command line one string of ARNs
+ * separated by commas (`-c operatorRoleArns=arn:...:role/a,arn:...:role/b`). Absent, no one may invoke
+ * the manual-operations function.
+ */
+export function parseOperatorRoleArns(value: unknown): string[] {
+  const list =
+    typeof value === 'string'
+      ? value
+          .split(',')
+          .map((arn) => arn.trim())
+          .filter((arn) => arn.length > 0)
+      : value;
+  return parseOrThrow(
+    z.strictObject({ operatorRoleArns: operatorRoleArnsSchema }),
+    { operatorRoleArns: list },
+    'context operatorRoleArns',
+  ).operatorRoleArns;
+}

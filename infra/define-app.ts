@@ -1,7 +1,7 @@
 import { type App, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { ConfigError } from '../shared/errors';
-import { loadClustersFile, loadNetworkFile } from './config';
+import { loadClustersFile, loadNetworkFile, parseOperatorRoleArns } from './config';
 import { NomadRotatorStack } from './stack';
 
 export const DEFAULT_CLUSTERS_FILE = 'infra/clusters.example.json';
@@ -11,7 +11,8 @@ export const DEFAULT_CLUSTERS_FILE = 'infra/clusters.example.json';
  * clusters file named by context `clustersFile`, in the region of context `region` (else the CLI's
  * default region), checked by cdk-nag's AwsSolutions pack. With context `networkFile` (a JSON file
  * like infra/network.example.json) the functions run in that VPC's subnets; without it, outside any
- * VPC.
+ * VPC. Context `operatorRoleArns` names the roles that may invoke the manual-operations function URL
+ * (none when absent).
  */
 export function defineApp(app: App): NomadRotatorStack {
   const clustersFile = stringContext(app, 'clustersFile') ?? DEFAULT_CLUSTERS_FILE;
@@ -25,6 +26,7 @@ export function defineApp(app: App): NomadRotatorStack {
   const { inputs, clusters } = loadClustersFile(clustersFile);
   const networkFile = stringContext(app, 'networkFile');
   const network = networkFile === undefined ? undefined : loadNetworkFile(networkFile, region);
+  const operatorRoleArns = parseOperatorRoleArns(app.node.tryGetContext('operatorRoleArns') ?? []);
   Validations.of(app).addPlugins(new AwsSolutionsChecks(app, { verbose: true }));
   return new NomadRotatorStack(app, 'NomadRotator', {
     env: { region },
@@ -32,6 +34,7 @@ export function defineApp(app: App): NomadRotatorStack {
     clusterInputs: inputs,
     clusters,
     network,
+    operatorRoleArns,
   });
 }
 

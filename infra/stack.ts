@@ -9,8 +9,17 @@ import {
 } from 'aws-cdk-lib';
 import { AttributeType, TableEncryptionV2, TableV2 } from 'aws-cdk-lib/aws-dynamodb';
 import { EventBus } from 'aws-cdk-lib/aws-events';
-import { Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
+import {
+  AnyPrincipal,
+  ArnPrincipal,
+  Effect,
+  PolicyDocument,
+  PolicyStatement,
+  Role,
+  ServicePrincipal,
+} from 'aws-cdk-lib/aws-iam';
 import { ViaServicePrincipal } from 'aws-cdk-lib/aws-kms';
+import { Alias, FunctionUrlAuthType } from 'aws-cdk-lib/aws-lambda';
 import { Schedule, ScheduleExpression, ScheduleTargetInput } from 'aws-cdk-lib/aws-scheduler';
 import { LambdaInvoke } from 'aws-cdk-lib/aws-scheduler-targets';
 import type { Construct } from 'constructs';
@@ -35,13 +44,16 @@ export interface NomadRotatorStackProps extends StackProps {
   clusters: readonly ClusterConfig[];
   /** The VPC the functions run in (a private Vault); without it they run outside any VPC. */
   network?: NetworkConfig;
+  /** The IAM roles that may invoke the manual-operations function URL; none when empty. */
+  operatorRoleArns?: readonly string[];
 }
 
 /**
- * nomad-rotator on AWS: the state table, the outcome event bus, the node-side SSM documents, the four
+ * nomad-rotator on AWS: the state table, the outcome event bus, the node-side SSM documents, the five
  * functions and what triggers them (the 5-minute schedule, SSM and EC2 events through queues, the
- * Vault token secrets' rotation), alarms and a dashboard. One customer-managed key encrypts it all.
- * With a network, the four functions run in that VPC with one security group of their own.
+ * Vault token secrets' rotation, the operators' signed requests to the manual-operations URL), alarms
+ * and a dashboard. One customer-managed key encrypts it all. With a network, the functions run in that
+ * VPC with one security group of their own.
  */
 export class NomadRotatorStack extends Stack {
   /** The clusters as the functions read them (CLUSTERS_CONFIG_FILE), token secrets named by the stack. */
@@ -63,7 +75,8 @@ export class NomadRotatorStack extends Stack {
       })),
     );
     const files = { [CLUSTERS_FILE]: this.clustersConfig };
-    const { key } = new EncryptionKey(this, 'Encryption');
+    const encryption = new EncryptionKey(this, 'Encryption');
+    const { key } = encryption;
 
     // Single-table design (pk/sk strings); audit items carry expiresAt in epoch seconds for TTL.
     const table = new TableV2(this, 'StateTable', {
@@ -104,15 +117,28 @@ export class NomadRotatorStack extends Stack {
 
     const rotateCerts = new RotatorFunction(this, 'RotateCerts', {
       entry: 'rotate-certs',
-      description: 'Scheduled tick (sync, reconcile, plan rollouts) and manual plan/rotate/reissue',
+      description: 'Scheduled tick: sync inventory, reconcile commands, continue or plan rollouts',
       key,
       environment,
       files,
       network,
       timeout: Duration.minutes(5),
       // One tick at a time keeps SSM's request rate bounded; the cluster lease already keeps two ticks
-      // from planning at once.
+      // from planning at once. Reserved for the tick alone: manual requests run in manual-ops, so no
+      // burst of them can take this slot.
       reservedConcurrentExecutions: 1,
+    });
+    const manualOps = new RotatorFunction(this, 'ManualOps', {
+      entry: 'manual-ops',
+      description: 'Operator plan/rotate/reissue through its IAM-authenticated function URL',
+      key,
+      environment,
+      files,
+      network,
+      timeout: Duration.minutes(5),
+      // Enough for a plan beside a rotation; a burst beyond it is throttled (429) instead of taking
+      // account concurrency or SSM's request rate from the tick and the event handlers.
+      reservedConcurrentExecutions: MANUAL_OPS_CONCURRENCY,
     });
     const commandStatus = new RotatorFunction(this, 'CommandStatus', {
       entry: 'command-status',
@@ -144,11 +170,12 @@ export class NomadRotatorStack extends Stack {
 
     const tokens = new VaultTokenSecrets(this, 'VaultTokens', {
       clusters: props.clusters,
-      key,
+      encryption,
       rotation: rotateToken,
     });
 
-    for (const issuer of [rotateCerts, commandStatus, instanceState]) {
+    const issuers = [rotateCerts, manualOps, commandStatus, instanceState];
+    for (const issuer of issuers) {
       table.grant(
         issuer.role,
         'dynamodb:GetItem',
@@ -169,6 +196,24 @@ export class NomadRotatorStack extends Stack {
       tokens.grantReadToken(issuer.role);
       commands.grantRun(issuer.role);
     }
+    // Item writes only by the functions: anyone else's PutItem or UpdateItem could plant state (a node
+    // record, an attempt) whatever its own policies allow. Reads and table management stay as IAM
+    // grants them, so the deploying role still updates and the operator CLI still reads the table.
+    table.resourcePolicy = new PolicyDocument({
+      statements: [
+        new PolicyStatement({
+          sid: 'ItemWritesOnlyByTheFunctions',
+          effect: Effect.DENY,
+          principals: [new AnyPrincipal()],
+          actions: TABLE_WRITE_ACTIONS,
+          // The table's own ARN would make the table depend on itself.
+          resources: ['*'],
+          conditions: { ArnNotEquals: { 'aws:PrincipalArn': issuers.map((issuer) => issuer.role.roleArn) } },
+        }),
+      ],
+    });
+
+    const operatorUrl = this.#operatorUrl(manualOps, props.operatorRoleArns ?? []);
 
     const commandEvents = new EventQueue(this, 'CommandEvents', {
       description: 'SSM invocation status changes of the prepare and install documents',
@@ -241,6 +286,7 @@ export class NomadRotatorStack extends Stack {
       clusters: props.clusters,
       functions: {
         'rotate-certs': rotateCerts.function,
+        'manual-ops': manualOps.function,
         'command-status': commandStatus.function,
         'instance-state': instanceState.function,
         'rotate-token': rotateToken.function,
@@ -260,10 +306,13 @@ export class NomadRotatorStack extends Stack {
       value: bus.eventBusName,
       description: 'Custom bus with the outcome events (source nomad-rotator)',
     });
-    new CfnOutput(this, 'RotateCertsFunctionName', {
-      value: rotateCerts.function.functionName,
-      description: 'Manual plan/rotate/reissue (nomad-rotator --function, or NOMAD_ROTATOR_FUNCTION)',
+    new CfnOutput(this, 'RotateCertsFunctionName', { value: rotateCerts.function.functionName });
+    new CfnOutput(this, 'ManualOpsUrl', {
+      value: operatorUrl.url,
+      description:
+        'Manual plan/rotate/reissue, SigV4-signed by an operator role (nomad-rotator --url, or NOMAD_ROTATOR_URL)',
     });
+    new CfnOutput(this, 'ManualOpsFunctionName', { value: manualOps.function.functionName });
     new CfnOutput(this, 'CommandStatusFunctionName', { value: commandStatus.function.functionName });
     new CfnOutput(this, 'InstanceStateFunctionName', { value: instanceState.function.functionName });
     new CfnOutput(this, 'RotateTokenFunctionName', { value: rotateToken.function.functionName });
@@ -291,9 +340,55 @@ export class NomadRotatorStack extends Stack {
       });
     }
   }
+
+  /**
+   * The manual-operations function URL (AWS_IAM, on an alias): Lambda authenticates the SigV4-signed
+   * request and hands the handler the caller's identity (requestContext.authorizer.iam), which a direct
+   * Invoke never carries. Only the operator roles are allowed, and only through the URL: both
+   * permissions a URL call needs (InvokeFunctionUrl with AuthType AWS_IAM, and InvokeFunction with
+   * lambda:InvokedViaFunctionUrl), none for a direct Invoke.
+   */
+  #operatorUrl(manualOps: RotatorFunction, operatorRoleArns: readonly string[]) {
+    const alias = new Alias(this, 'ManualOpsOperatorAlias', {
+      aliasName: OPERATOR_ALIAS,
+      version: manualOps.function.currentVersion,
+      description: 'What operators invoke, through its function URL only',
+    });
+    operatorRoleArns.forEach((roleArn, index) => {
+      const principal = new ArnPrincipal(roleArn);
+      alias.addPermission(`OperatorUrl${index}`, {
+        principal,
+        action: 'lambda:InvokeFunctionUrl',
+        functionUrlAuthType: FunctionUrlAuthType.AWS_IAM,
+      });
+      alias.addPermission(`OperatorInvokeViaUrl${index}`, {
+        principal,
+        action: 'lambda:InvokeFunction',
+        invokedViaFunctionUrl: true,
+      });
+    });
+    return alias.addFunctionUrl({ authType: FunctionUrlAuthType.AWS_IAM });
+  }
 }
 
 const CLUSTERS_FILE = 'clusters.json';
+
+/** Concurrent manual requests; the tick has its own reserved execution. */
+export const MANUAL_OPS_CONCURRENCY = 2;
+
+/** The alias whose function URL the operators call; its resource policy names them. */
+export const OPERATOR_ALIAS = 'operator';
+
+/** Every DynamoDB action that writes items (PartiQL included); none of them manages the table. */
+export const TABLE_WRITE_ACTIONS = [
+  'dynamodb:PutItem',
+  'dynamodb:UpdateItem',
+  'dynamodb:DeleteItem',
+  'dynamodb:BatchWriteItem',
+  'dynamodb:PartiQLInsert',
+  'dynamodb:PartiQLUpdate',
+  'dynamodb:PartiQLDelete',
+];
 
 /** A cluster name as part of an output's logical id (letters and digits only). */
 function outputId(name: string): string {

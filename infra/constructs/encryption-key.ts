@@ -1,5 +1,5 @@
-import { ArnFormat, Duration, Stack } from 'aws-cdk-lib';
-import { PolicyStatement, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
+import { ArnFormat, Duration, Lazy, Stack } from 'aws-cdk-lib';
+import { AnyPrincipal, Effect, PolicyStatement, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import { Key } from 'aws-cdk-lib/aws-kms';
 import { Construct } from 'constructs';
 
@@ -47,6 +47,29 @@ export class EncryptionKey extends Construct {
         actions: ['kms:Decrypt', 'kms:GenerateDataKey*'],
         resources: ['*'],
         conditions: { StringEquals: { 'aws:SourceAccount': stack.account } },
+      }),
+    );
+  }
+
+  /**
+   * kms:Decrypt through `service` (e.g. `secretsmanager`) only for the principals `readers` names when
+   * the stack is synthesized: an explicit Deny for every other principal of the account, whatever its
+   * own policies or the key's account-root statement allow. Only Decrypt is denied, so the deploying
+   * role and key administrators keep managing the key, and the service can still encrypt new values.
+   */
+  denyDecryptThroughServiceExcept(service: string, readers: () => string[]): void {
+    const stack = Stack.of(this);
+    this.key.addToResourcePolicy(
+      new PolicyStatement({
+        sid: `DecryptThrough${service.charAt(0).toUpperCase()}${service.slice(1)}OnlyByItsReaders`,
+        effect: Effect.DENY,
+        principals: [new AnyPrincipal()],
+        actions: ['kms:Decrypt'],
+        resources: ['*'],
+        conditions: {
+          StringEquals: { 'kms:ViaService': `${service}.${stack.region}.amazonaws.com` },
+          ArnNotEquals: { 'aws:PrincipalArn': Lazy.list({ produce: readers }) },
+        },
       }),
     );
   }

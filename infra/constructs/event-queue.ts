@@ -1,6 +1,7 @@
 import { Duration } from 'aws-cdk-lib';
 import { type EventPattern, Rule } from 'aws-cdk-lib/aws-events';
 import { SqsQueue } from 'aws-cdk-lib/aws-events-targets';
+import { AnyPrincipal, Effect, PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import type { IKey } from 'aws-cdk-lib/aws-kms';
 import type { Function as LambdaFunction } from 'aws-cdk-lib/aws-lambda';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
@@ -24,6 +25,11 @@ export interface EventQueueProps {
  * EventBridge rule → encrypted SQS queue (with its dead-letter queue) → Lambda in batches with partial
  * batch failures: the aws-eventbridge-sqs + aws-sqs-lambda shape. The queue absorbs bursts and SSM
  * throttling, and a record the handler reports failed comes back after the visibility timeout.
+ *
+ * The queue takes messages from its rule only: its policy denies sqs:SendMessage to every request whose
+ * aws:SourceArn is not the rule, so no principal of the account can put a forged SSM or EC2 event in
+ * front of the function, whatever its own policies allow. That includes a redrive from the dead-letter
+ * queue (a message move sends as the caller); the tick's reconciliation covers what a lost event held.
  */
 export class EventQueue extends Construct {
   readonly rule: Rule;
@@ -58,6 +64,16 @@ export class EventQueue extends Construct {
         }),
       ],
     });
+    this.queue.addToResourcePolicy(
+      new PolicyStatement({
+        sid: 'SendOnlyFromItsRule',
+        effect: Effect.DENY,
+        principals: [new AnyPrincipal()],
+        actions: ['sqs:SendMessage'],
+        resources: [this.queue.queueArn],
+        conditions: { ArnNotEquals: { 'aws:SourceArn': this.rule.ruleArn } },
+      }),
+    );
     props.consumer.addEventSource(
       new SqsEventSource(this.queue, {
         batchSize: 10,

@@ -21,7 +21,7 @@ const ESM_REQUIRE_BANNER =
 
 export interface RotatorFunctionProps {
   /** File name in functions/ without extension; it exports `handler`. */
-  entry: 'rotate-certs' | 'command-status' | 'instance-state' | 'rotate-token';
+  entry: 'rotate-certs' | 'manual-ops' | 'command-status' | 'instance-state' | 'rotate-token';
   description: string;
   key: IKey;
   environment: Record<string, string>;

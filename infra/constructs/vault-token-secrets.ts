@@ -1,16 +1,18 @@
-import { Duration, Stack } from 'aws-cdk-lib';
-import { type IGrantable, PolicyStatement, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
+import { Duration, Lazy, Stack } from 'aws-cdk-lib';
+import { AnyPrincipal, Effect, type IRole, PolicyStatement, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import { type IKey, ViaServicePrincipal } from 'aws-cdk-lib/aws-kms';
 import { Function as LambdaFunction } from 'aws-cdk-lib/aws-lambda';
 import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import type { ClusterConfig } from '../../shared/config';
 import { ConfigError } from '../../shared/errors';
+import type { EncryptionKey } from './encryption-key';
 import type { RotatorFunction } from './rotator-function';
 
 export interface VaultTokenSecretsProps {
   clusters: readonly ClusterConfig[];
-  key: IKey;
+  /** The stack's key: it encrypts the secrets, and its policy names who may decrypt them. */
+  encryption: EncryptionKey;
   /** The rotate-token function: the rotation function of every token secret. */
   rotation: RotatorFunction;
 }
@@ -22,17 +24,27 @@ export interface VaultTokenSecretsProps {
  * The rotation function is wired with explicit, narrower permissions than the ones `RotationSchedule`
  * adds for a function it owns: no `secretsmanager:GetRandomPassword` on `*` (the function never calls
  * it) and an invoke permission for Secrets Manager limited to this account.
+ *
+ * Reading a token is limited on the resources themselves, not only by the roles' grants: each secret's
+ * resource policy and the key policy deny GetSecretValue, and kms:Decrypt through Secrets Manager, to
+ * every principal but the functions granted `grantReadToken` and the rotation function. An operator
+ * or administrator role of the account keeps managing the secrets (describe, rotate, tag, policy,
+ * delete) but cannot read the token, whatever its own policies allow.
  */
 export class VaultTokenSecrets extends Construct {
   /** Cluster name → its token secret. */
   readonly secrets = new Map<string, Secret>();
   readonly #key: IKey;
+  /** Role ARNs that may read AWSCURRENT: the rotation function's, then every grantReadToken. */
+  readonly #readers: string[] = [];
 
   constructor(scope: Construct, id: string, props: VaultTokenSecretsProps) {
     super(scope, id);
-    this.#key = props.key;
+    this.#key = props.encryption.key;
     const stack = Stack.of(this);
     const { function: rotation, role: rotationRole } = props.rotation;
+    this.#readers.push(rotationRole.roleArn);
+    const readers = Lazy.list({ produce: () => [...this.#readers] });
     rotation.addPermission('InvokedBySecretsManager', {
       principal: new ServicePrincipal('secretsmanager.amazonaws.com'),
       sourceAccount: stack.account,
@@ -49,8 +61,19 @@ export class VaultTokenSecrets extends Construct {
       const secret = new Secret(this, `Token-${cluster.name}`, {
         secretName: tokenSecretName(stack, cluster.name),
         description: `Periodic ${cluster.vault.tokenRotation.tokenPolicy} Vault token of Nomad cluster ${cluster.name} as {token, accessor}; written only by its rotation`,
-        encryptionKey: props.key,
+        encryptionKey: this.#key,
       });
+      // aws:PrincipalArn is the role of a role session, so the ARNs listed are the functions' roles.
+      secret.addToResourcePolicy(
+        new PolicyStatement({
+          sid: 'ReadOnlyByTheFunctionsThatUseIt',
+          effect: Effect.DENY,
+          principals: [new AnyPrincipal()],
+          actions: ['secretsmanager:GetSecretValue'],
+          resources: ['*'],
+          conditions: { ArnNotEquals: { 'aws:PrincipalArn': readers } },
+        }),
+      );
       const schedule = secret.addRotationSchedule('Rotation', {
         rotationLambda: rotationFunction,
         automaticallyAfter: rotationInterval(cluster),
@@ -74,25 +97,24 @@ export class VaultTokenSecrets extends Construct {
         resources: this.#secretArns(),
       }),
     );
-    props.key.grant(
+    this.#key.grant(
       new ViaServicePrincipal(`secretsmanager.${stack.region}.amazonaws.com`, rotationRole),
       'kms:Decrypt',
       'kms:GenerateDataKey',
     );
+    props.encryption.denyDecryptThroughServiceExcept('secretsmanager', () => [...this.#readers]);
   }
 
   /** Read access to AWSCURRENT, for the functions that call Vault with the token. */
-  grantReadToken(grantee: IGrantable): void {
-    grantee.grantPrincipal.addToPrincipalPolicy(
+  grantReadToken(role: IRole): void {
+    role.addToPrincipalPolicy(
       new PolicyStatement({ actions: ['secretsmanager:GetSecretValue'], resources: this.#secretArns() }),
     );
     this.#key.grant(
-      new ViaServicePrincipal(
-        `secretsmanager.${Stack.of(this).region}.amazonaws.com`,
-        grantee.grantPrincipal,
-      ),
+      new ViaServicePrincipal(`secretsmanager.${Stack.of(this).region}.amazonaws.com`, role),
       'kms:Decrypt',
     );
+    this.#readers.push(role.roleArn);
   }
 
   #secretArns(): string[] {

@@ -64,9 +64,15 @@ function synthesize(context: Record<string, unknown> = {}): {
   };
 }
 
-/** One synthesis for the whole file (the VPC placement has its own, below). */
+/** The operator roles named at deploy (context operatorRoleArns), one of them with a path. */
+const OPERATOR_ROLES = [
+  'arn:aws:iam::123456789012:role/nomad-operator',
+  'arn:aws:iam::123456789012:role/ops/nomad-oncall',
+];
+
+/** One synthesis for the whole file (the VPC placement and the stack without operators have their own). */
 beforeAll(() => {
-  ({ app, stack, template, resources } = synthesize());
+  ({ app, stack, template, resources } = synthesize({ operatorRoleArns: OPERATOR_ROLES.join(',') }));
 });
 
 const ofType = (type: string, from = resources) =>
@@ -228,7 +234,7 @@ describe('infra: node documents and configuration', () => {
   });
 
   it('runs Node.js 22 on arm64 with 90-day encrypted log groups', () => {
-    template.resourceCountIs('AWS::Lambda::Function', 4);
+    template.resourceCountIs('AWS::Lambda::Function', 5);
     template.allResourcesProperties('AWS::Lambda::Function', {
       Runtime: 'nodejs22.x',
       Architectures: ['arm64'],
@@ -317,7 +323,7 @@ describe('infra: least privilege', () => {
     expect(sendCommand.length).toBeGreaterThan(0);
     const issuers = new Set(sendCommand.flatMap(({ roles }) => roles));
     expect([...issuers].sort()).toEqual(
-      ['CommandStatus', 'InstanceState', 'RotateCerts'].map((entry) => roleId(entry)).sort(),
+      ['CommandStatus', 'InstanceState', 'ManualOps', 'RotateCerts'].map((entry) => roleId(entry)).sort(),
     );
     for (const { statement } of sendCommand) {
       expect(asList(statement.Action)).toEqual(['ssm:SendCommand']);
@@ -349,7 +355,8 @@ describe('infra: least privilege', () => {
       expect(role.Properties.ManagedPolicyArns).toBeUndefined();
   });
 
-  const ISSUERS = ['RotateCerts', 'CommandStatus', 'InstanceState'];
+  /** Every function that issues certificates, and so builds the inventory from EC2. */
+  const ISSUERS = ['RotateCerts', 'ManualOps', 'CommandStatus', 'InstanceState'];
   /** The actions of one service (`prefix`, e.g. `ssm:`) granted to a function's role. */
   const grantedTo = (issuer: string, prefix: string) =>
     new Set(
@@ -407,6 +414,206 @@ describe('infra: least privilege', () => {
       } else {
         expect(asList(statement.Action)).toEqual(['secretsmanager:GetSecretValue']);
       }
+    }
+  });
+});
+
+describe('infra: resource policies (who may read the token, write the table, feed the queues)', () => {
+  type PolicyStatementJson = Statement & { Principal?: unknown; Sid?: string };
+  const getAtt = (id: string) => ({ 'Fn::GetAtt': [id, 'Arn'] });
+  /** The roles of the functions that read the token with their own credentials. */
+  const TOKEN_READERS = ['RotateToken', 'RotateCerts', 'ManualOps', 'CommandStatus', 'InstanceState'];
+  /** The roles of the functions that write the state table. */
+  const ISSUER_ENTRIES = ['RotateCerts', 'ManualOps', 'CommandStatus', 'InstanceState'];
+  const sortedArns = (entries: string[]) => entries.map((entry) => getAtt(roleId(entry))).sort(byJson);
+  const byJson = (a: unknown, b: unknown) => JSON.stringify(a).localeCompare(JSON.stringify(b));
+  const principalArnsExempt = (statement: PolicyStatementJson) =>
+    asList(
+      (statement.Condition as { ArnNotEquals?: Record<string, unknown> } | undefined)?.ArnNotEquals?.[
+        'aws:PrincipalArn'
+      ] as unknown[],
+    ).sort(byJson);
+
+  it('denies GetSecretValue on every token secret to every principal but the functions that use it', () => {
+    const secrets = ofType('AWS::SecretsManager::Secret');
+    expect(secrets.length).toBeGreaterThan(0);
+    for (const [secret] of secrets) {
+      const [, policy] = ofType('AWS::SecretsManager::ResourcePolicy').find(
+        ([, candidate]) => JSON.stringify(candidate.Properties.SecretId) === JSON.stringify({ Ref: secret }),
+      )!;
+      const statements = (policy.Properties.ResourcePolicy as { Statement: PolicyStatementJson[] }).Statement;
+      const reading = statements.filter((statement) =>
+        asList(statement.Action).includes('secretsmanager:GetSecretValue'),
+      );
+      expect(reading).toHaveLength(1);
+      expect(reading[0]).toMatchObject({ Effect: 'Deny', Principal: { AWS: '*' } });
+      expect(principalArnsExempt(reading[0]!)).toEqual(sortedArns(TOKEN_READERS));
+      // Management stays with IAM: nothing here denies describe, rotate, policy or tag changes.
+      const denied = statements
+        .filter((statement) => statement.Effect === 'Deny')
+        .flatMap((s) => asList(s.Action));
+      expect(denied.filter((action) => action !== 'secretsmanager:DeleteSecret')).toEqual([
+        'secretsmanager:GetSecretValue',
+      ]);
+    }
+    // Exactly the roles whose own policies grant GetSecretValue on the secrets are exempt.
+    const granted = new Set(
+      identityStatements()
+        .filter(({ statement }) => asList(statement.Action).includes('secretsmanager:GetSecretValue'))
+        .flatMap(({ roles }) => roles),
+    );
+    expect([...granted].sort()).toEqual(TOKEN_READERS.map((entry) => roleId(entry)).sort());
+  });
+
+  it('denies kms:Decrypt through Secrets Manager to the same principals, leaving key management alone', () => {
+    const key = Object.values(resources).find((resource) => resource.Type === 'AWS::KMS::Key')!;
+    const statements = (key.Properties.KeyPolicy as { Statement: PolicyStatementJson[] }).Statement;
+    const denials = statements.filter((statement) => statement.Effect === 'Deny');
+
+    expect(denials).toHaveLength(1);
+    expect(denials[0]).toMatchObject({
+      Principal: { AWS: '*' },
+      Action: 'kms:Decrypt',
+      Condition: { StringEquals: { 'kms:ViaService': 'secretsmanager.eu-west-1.amazonaws.com' } },
+    });
+    expect(principalArnsExempt(denials[0]!)).toEqual(sortedArns(TOKEN_READERS));
+    // The account (and so the deploying role) still administers the key.
+    expect(statements).toContainEqual(
+      expect.objectContaining({ Effect: 'Allow', Action: 'kms:*', Principal: { AWS: expect.anything() } }),
+    );
+  });
+
+  it('denies item writes on the state table to every principal but the functions’ roles, not its management', () => {
+    const [, table] = ofType('AWS::DynamoDB::GlobalTable')[0]!;
+    const [replica] = table.Properties.Replicas as {
+      ResourcePolicy: { PolicyDocument: { Statement: PolicyStatementJson[] } };
+    }[];
+    const statements = replica!.ResourcePolicy.PolicyDocument.Statement;
+
+    expect(statements).toHaveLength(1);
+    const [deny] = statements;
+    expect(deny).toMatchObject({ Effect: 'Deny', Principal: { AWS: '*' }, Resource: '*' });
+    expect(principalArnsExempt(deny!)).toEqual(sortedArns(ISSUER_ENTRIES));
+    expect(asList(deny!.Action).sort()).toEqual(
+      [
+        'dynamodb:BatchWriteItem',
+        'dynamodb:DeleteItem',
+        'dynamodb:PartiQLDelete',
+        'dynamodb:PartiQLInsert',
+        'dynamodb:PartiQLUpdate',
+        'dynamodb:PutItem',
+        'dynamodb:UpdateItem',
+      ].sort(),
+    );
+    // Every write the functions are granted is one the policy holds to them.
+    const writesGranted = identityStatements()
+      .flatMap(({ statement }) => asList(statement.Action))
+      .filter((action) => /^dynamodb:(Put|Update|Delete|BatchWrite)/.test(action));
+    for (const action of writesGranted) expect(asList(deny!.Action)).toContain(action);
+  });
+
+  it('lets each event queue take messages only from its own rule (aws:SourceArn)', () => {
+    const rules = ofType('AWS::Events::Rule').filter(([, rule]) =>
+      JSON.stringify(rule.Properties.Targets).includes('Queue'),
+    );
+    expect(rules).toHaveLength(2);
+    for (const [ruleId, rule] of rules) {
+      const [target] = rule.Properties.Targets as { Arn: { 'Fn::GetAtt': [string, string] } }[];
+      const queue = target!.Arn['Fn::GetAtt'][0];
+      const [, policy] = ofType('AWS::SQS::QueuePolicy').find(
+        ([, candidate]) => JSON.stringify(candidate.Properties.Queues) === JSON.stringify([{ Ref: queue }]),
+      )!;
+      const statements = (policy.Properties.PolicyDocument as { Statement: PolicyStatementJson[] }).Statement;
+      const sendDenials = statements.filter(
+        (statement) => statement.Effect === 'Deny' && asList(statement.Action).includes('sqs:SendMessage'),
+      );
+      expect(sendDenials, queue).toEqual([
+        expect.objectContaining({
+          Principal: { AWS: '*' },
+          Condition: { ArnNotEquals: { 'aws:SourceArn': getAtt(ruleId) } },
+        }),
+      ]);
+    }
+  });
+});
+
+describe('infra: manual operations', () => {
+  const permissions = (from = resources) =>
+    ofType('AWS::Lambda::Permission', from).map(([, permission]) => permission.Properties);
+  const aliasId = () => logicalIdOf('AWS::Lambda::Alias', (alias) => alias.Properties.Name === 'operator');
+
+  it('runs manual requests in a function of their own, apart from the tick, each with reserved concurrency', () => {
+    const schedule = ofType('AWS::Scheduler::Schedule')[0]![1].Properties.Target as { Arn: unknown };
+    const alias = resources[aliasId()]!;
+
+    expect(schedule.Arn).toEqual({ 'Fn::GetAtt': [functionId('RotateCerts'), 'Arn'] });
+    expect(alias.Properties.FunctionName).toEqual({ Ref: functionId('ManualOps') });
+    expect(functionId('ManualOps')).not.toBe(functionId('RotateCerts'));
+    expect(resources[functionId('RotateCerts')]!.Properties.ReservedConcurrentExecutions).toBe(1);
+    expect(resources[functionId('ManualOps')]!.Properties.ReservedConcurrentExecutions).toBe(2);
+  });
+
+  it('serves the operator alias on a function URL with IAM auth, the only way in for the named roles', () => {
+    template.resourceCountIs('AWS::Lambda::Url', 1);
+    template.hasResourceProperties('AWS::Lambda::Url', {
+      AuthType: 'AWS_IAM',
+      Qualifier: 'operator',
+      TargetFunctionArn: { 'Fn::GetAtt': [functionId('ManualOps'), 'Arn'] },
+    });
+    const onManualOps = permissions().filter((permission) =>
+      JSON.stringify(permission.FunctionName).includes('ManualOps'),
+    );
+
+    expect(onManualOps.length).toBe(OPERATOR_ROLES.length * 2);
+    for (const permission of onManualOps) {
+      expect(permission.FunctionName).toEqual({ Ref: aliasId() });
+      expect(OPERATOR_ROLES).toContain(permission.Principal);
+      if (permission.Action === 'lambda:InvokeFunctionUrl') {
+        expect(permission.FunctionUrlAuthType).toBe('AWS_IAM');
+      } else {
+        expect(permission).toMatchObject({ Action: 'lambda:InvokeFunction', InvokedViaFunctionUrl: true });
+      }
+    }
+    for (const role of OPERATOR_ROLES) {
+      expect(onManualOps.filter((permission) => permission.Principal === role)).toHaveLength(2);
+    }
+    // No identity policy of the stack lets anything invoke it either.
+    const invokeGrants = identityStatements().filter(({ statement }) =>
+      JSON.stringify(statement.Resource).includes(functionId('ManualOps')),
+    );
+    expect(invokeGrants).toEqual([]);
+    expect(Object.keys(template.findOutputs('ManualOpsUrl'))).toEqual(['ManualOpsUrl']);
+  });
+
+  it('without operatorRoleArns, lets no one invoke it', () => {
+    const alone = synthesize();
+    const onManualOps = permissions(alone.resources).filter((permission) =>
+      JSON.stringify(permission.FunctionName).includes('ManualOps'),
+    );
+
+    expect(onManualOps).toEqual([]);
+    expect(ofType('AWS::Lambda::Url', alone.resources)).toHaveLength(1);
+  });
+
+  it('fails synthesis on a bad operatorRoleArns entry, naming it', () => {
+    const cases: [unknown, string][] = [
+      [
+        'arn:aws:iam::123456789012:role/ok,arn:aws:sts::123456789012:assumed-role/ops/alice',
+        'operatorRoleArns.1',
+      ],
+      [['arn:aws:iam::123456789012:role/*'], 'operatorRoleArns.0'],
+      [['arn:aws:iam::123456789012:user/alice'], 'operatorRoleArns.0'],
+      [
+        'arn:aws:iam::123456789012:role/ops,arn:aws:iam::123456789012:role/ops',
+        'operatorRoleArns.1: is listed twice',
+      ],
+      [{ role: 'x' }, 'operatorRoleArns: must be a list of IAM role ARNs'],
+    ];
+    for (const [value, field] of cases) {
+      const bad = new App({
+        context: { region: 'eu-west-1', operatorRoleArns: value, 'aws:cdk:bundling-stacks': [] },
+      });
+      expect(() => defineApp(bad), JSON.stringify(value)).toThrow(field);
     }
   });
 });
@@ -505,7 +712,7 @@ describe('infra: alarms', () => {
     alarmOn(METRIC.rolloutStuck, { Threshold: 1 });
     alarmOn(METRIC.nodeRefused, { Threshold: 1 });
     alarmOn(METRIC.tokenRotationFailed, { Threshold: 1 });
-    for (const entry of ['RotateCerts', 'CommandStatus', 'InstanceState', 'RotateToken']) {
+    for (const entry of ['RotateCerts', 'ManualOps', 'CommandStatus', 'InstanceState', 'RotateToken']) {
       for (const metricName of ['Errors', 'Throttles']) {
         template.hasResourceProperties('AWS::CloudWatch::Alarm', {
           Namespace: 'AWS/Lambda',
@@ -588,13 +795,16 @@ describe('infra: VPC placement', () => {
     privateSubnetIds: ['subnet-0123456789abcdef0', 'subnet-0fedcba9876543210'],
     vaultSecurityGroupId: 'sg-0123456789abcdef0',
   };
-  const ENTRIES = ['RotateCerts', 'CommandStatus', 'InstanceState', 'RotateToken'];
+  const ENTRIES = ['RotateCerts', 'ManualOps', 'CommandStatus', 'InstanceState', 'RotateToken'];
   let vpc: ReturnType<typeof synthesize>;
   let securityGroupId: string;
 
   /** The second synthesis of the file: the same app with context networkFile. */
   beforeAll(() => {
-    vpc = synthesize({ networkFile: jsonFile('network.json', NETWORK) });
+    vpc = synthesize({
+      networkFile: jsonFile('network.json', NETWORK),
+      operatorRoleArns: OPERATOR_ROLES.join(','),
+    });
     const groups = ofType('AWS::EC2::SecurityGroup', vpc.resources);
     expect(groups).toHaveLength(1);
     securityGroupId = groups[0]?.[0] ?? '';
@@ -625,7 +835,14 @@ describe('infra: VPC placement', () => {
   });
 
   it('adds one security group and changes no other resource’s identity', () => {
-    expect(Object.keys(vpc.resources).sort()).toEqual([...Object.keys(resources), securityGroupId].sort());
+    // A version's logical id hashes its function's configuration, the VPC placement included: in a VPC
+    // the manual-operations alias points at a new version, as Lambda needs.
+    const identities = (from: Record<string, Resource>) =>
+      Object.entries(from)
+        .filter(([, resource]) => resource.Type !== 'AWS::Lambda::Version')
+        .map(([id]) => id);
+    expect(ofType('AWS::Lambda::Version', vpc.resources)).toHaveLength(1);
+    expect(identities(vpc.resources).sort()).toEqual([...identities(resources), securityGroupId].sort());
   });
 
   it('runs every function in the configured subnets with the functions’ security group', () => {
