@@ -1,7 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { Sha256 } from '@aws-crypto/sha256-js';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
+import { fromNodeProviderChain } from '@aws-sdk/credential-providers';
+import { HttpRequest } from '@smithy/protocol-http';
+import { SignatureV4 } from '@smithy/signature-v4';
 import { bootstrapVault } from '../ops/vault-bootstrap/apply';
 import { renderBootstrapReport } from '../ops/vault-bootstrap/report';
 import { parseClustersConfig } from '../shared/config';
@@ -14,9 +17,9 @@ const USAGE = `nomad-rotator <command> [options]
 
 Commands
   status   --cluster C [--table T]                     fleet table from the state table
-  plan     --cluster C [--targets X] [--function F]    what a rotation would do, and why
-  rotate   --cluster C --targets X --reason R [--restart] [--function F]
-  reissue  --cluster C --targets X --reason R [--no-revoke] [--function F]
+  plan     --cluster C [--targets X] [--url U]         what a rotation would do, and why
+  rotate   --cluster C --targets X --reason R [--restart] [--url U]
+  reissue  --cluster C --targets X --reason R [--no-revoke] [--url U]
                                                        emergency: restart + revoke replaced serials
   vault-bootstrap --spec FILE [--clusters FILE] [--dry-run] [--vault-ca FILE]
                                                        set Vault up idempotently (VAULT_ADDR, VAULT_TOKEN);
@@ -25,14 +28,16 @@ Commands
                                                        before writing anything if the roles would refuse them
 
 Targets: all | servers | clients | i-0123...,i-0456...
-Defaults: --table $NOMAD_ROTATOR_TABLE, --function $NOMAD_ROTATOR_FUNCTION (the rotate-certs Lambda).
-AWS credentials, region and endpoints come from the usual AWS SDK environment
-(AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL_LAMBDA).`;
+Defaults: --table $NOMAD_ROTATOR_TABLE, --url $NOMAD_ROTATOR_URL (the stack output ManualOpsUrl).
+plan, rotate and reissue are SigV4-signed requests to the manual-ops function URL: the rotator
+records the IAM identity AWS verified ($USER goes along only as a claimed label), and only the
+operator roles named at deploy (operatorRoleArns) are let in. AWS credentials, region and endpoints
+come from the usual AWS SDK environment (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL_DYNAMODB).`;
 
 interface Options {
   cluster?: string;
   table?: string;
-  function?: string;
+  url?: string;
   targets?: string;
   reason?: string;
   restart?: boolean;
@@ -52,7 +57,7 @@ export async function main(argv: string[], environment: Record<string, string | 
     options: {
       cluster: { type: 'string' },
       table: { type: 'string' },
-      function: { type: 'string' },
+      url: { type: 'string' },
       targets: { type: 'string' },
       reason: { type: 'string' },
       restart: { type: 'boolean' },
@@ -101,8 +106,8 @@ export async function main(argv: string[], environment: Record<string, string | 
         ...(command === 'reissue' && options['no-revoke'] ? { revokePrevious: false } : {}),
         requestedBy: `cli:${environment.USER ?? 'unknown'}`,
       };
-      const functionName = required(options.function ?? environment.NOMAD_ROTATOR_FUNCTION, '--function');
-      return invoke(functionName, payload);
+      const url = required(options.url ?? environment.NOMAD_ROTATOR_URL, '--url');
+      return manualRequest(url, payload, environment);
     }
     default:
       throw new UsageError(`unknown command ${command}`);
@@ -130,18 +135,69 @@ async function vaultBootstrap(
   return 0;
 }
 
-async function invoke(functionName: string, payload: unknown): Promise<number> {
-  const result = await new LambdaClient({}).send(
-    new InvokeCommand({ FunctionName: functionName, Payload: Buffer.from(JSON.stringify(payload)) }),
+/**
+ * POST the request to the manual-ops function URL, signed with SigV4 (service `lambda`) by the caller's
+ * credentials: Lambda checks the signature and the function's resource policy before the function
+ * runs, and hands it the identity it verified.
+ */
+async function manualRequest(
+  functionUrl: string,
+  payload: unknown,
+  environment: Record<string, string | undefined>,
+): Promise<number> {
+  const url = new URL(functionUrl);
+  if (url.protocol !== 'https:' && !['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname))
+    throw new UsageError(`--url ${functionUrl}: must be https (plain http only to a loopback address)`);
+  const region = regionOf(url) ?? environment.AWS_REGION ?? environment.AWS_DEFAULT_REGION;
+  if (region === undefined)
+    throw new UsageError(`--url ${functionUrl}: names no region; set AWS_REGION to the stack's region`);
+  const body = JSON.stringify(payload);
+  const signed = await new SignatureV4({
+    credentials: fromNodeProviderChain(),
+    region,
+    service: 'lambda',
+    sha256: Sha256,
+  }).sign(
+    new HttpRequest({
+      method: 'POST',
+      protocol: url.protocol,
+      hostname: url.hostname,
+      ...(url.port === '' ? {} : { port: Number(url.port) }),
+      path: url.pathname,
+      headers: { host: url.host, 'content-type': 'application/json' },
+      body,
+    }),
   );
-  const body = result.Payload ? Buffer.from(result.Payload).toString('utf8') : '';
-  if (result.FunctionError) {
-    const error = JSON.parse(body || '{}') as { errorType?: string; errorMessage?: string };
-    process.stderr.write(`${error.errorType ?? 'Error'}: ${error.errorMessage ?? body}\n`);
+  // fetch sets Host itself, to the same value that was signed.
+  const { host: _host, ...headers } = signed.headers;
+  const response = await fetch(url, { method: 'POST', headers, body });
+  const text = await response.text();
+  if (!response.ok) {
+    const error = parseJson(text) as
+      | { errorType?: string; errorMessage?: string; Message?: string }
+      | undefined;
+    const message =
+      error?.errorMessage === undefined
+        ? `${response.status} ${error?.Message ?? text}${response.status === 403 ? ' (is your role one of the deployment’s operatorRoleArns?)' : ''}`
+        : `${error.errorType ?? 'Error'}: ${error.errorMessage}`;
+    process.stderr.write(`${message}\n`);
     return 1;
   }
-  process.stdout.write(`${JSON.stringify(JSON.parse(body || 'null'), null, 2)}\n`);
+  process.stdout.write(`${JSON.stringify(parseJson(text) ?? null, null, 2)}\n`);
   return 0;
+}
+
+/** The region of a function URL (`https://<id>.lambda-url.<region>.on.aws/`). */
+function regionOf(url: URL): string | undefined {
+  return /^[a-z0-9]+\.lambda-url\.([a-z0-9-]+)\.on\.aws$/.exec(url.hostname)?.[1];
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
 }
 
 function parseTargets(text: string): string | string[] {

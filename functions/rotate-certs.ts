@@ -1,71 +1,46 @@
 import { z } from 'zod';
-import { parseManualRequest, planRequestFrom } from '../shared/certificates/requests';
-import { describeError, ValidationError } from '../shared/errors';
+import { describeError } from '../shared/errors';
 import { beginInvocationLog } from '../shared/log-context';
 import { lambdaRuntimeFrom, type Runtime } from '../shared/runtime';
+import { parseOrThrow } from '../shared/validation';
 import { renewIfDue } from '../shared/vault-token/tokens';
 import { deadlineFrom, type InvocationContext } from './context';
 
 /** A schedule tick: the scheduler's explicit input, or an EventBridge rule's "Scheduled Event". */
-const tickSchema = z.union([
-  z.strictObject({ tick: z.literal(true), cluster: z.string().optional() }),
-  z.looseObject({ source: z.literal('aws.events'), 'detail-type': z.literal('Scheduled Event') }),
-]);
+const tickSchema = z.union(
+  [
+    z.strictObject({ tick: z.literal(true), cluster: z.string().optional() }),
+    z.looseObject({ source: z.literal('aws.events'), 'detail-type': z.literal('Scheduled Event') }),
+  ],
+  {
+    message:
+      'must be {"tick": true} or a Scheduled Event; plan, rotate and reissue go to the manual-ops function URL',
+  },
+);
 
 /**
- * rotate-certs: the scheduled tick (every cluster: sync, reconcile, continue or plan a rollout) and the
- * manual invoke (`plan`, `rotate`, `reissue`). A bad manual payload is refused before anything is read
- * from or written to AWS, Vault or the table.
+ * rotate-certs: the scheduled tick, for every cluster (or the one named): keep the Vault token alive,
+ * report the CA's remaining life, then sync, reconcile, continue or plan a rollout. It takes nothing
+ * else: manual requests run in manual-ops, so they can neither take the tick's one reserved execution
+ * nor reach this function with an unverified invoker.
  */
 export function rotateCertsHandler(runtime: Runtime) {
   return async (event: unknown, context: InvocationContext) => {
     beginInvocationLog(runtime.logger, context);
     const deadline = deadlineFrom(context, runtime.clock);
-    const tick = tickSchema.safeParse(event);
-    if (tick.success) {
-      const only =
-        'tick' in tick.data && typeof tick.data.cluster === 'string' ? tick.data.cluster : undefined;
-      const clusters = only === undefined ? runtime.clusterNames() : [runtime.cluster(only).name];
-      const reports = [];
-      for (const cluster of clusters) {
-        await keepTokenAlive(runtime, cluster);
-        // Before the tick, so a tick that fails still reports the CA's remaining life.
-        await publishIssuerExpiry(runtime, cluster);
-        reports.push(
-          await runtime.rotation(cluster).tick({ deadline, owner: context.awsRequestId, actor: 'schedule' }),
-        );
-      }
-      return { action: 'tick', reports };
+    const tick = parseOrThrow(tickSchema, event, 'rotate-certs event');
+    const only = 'tick' in tick && typeof tick.cluster === 'string' ? tick.cluster : undefined;
+    const clusters = only === undefined ? runtime.clusterNames() : [runtime.cluster(only).name];
+    const reports = [];
+    for (const cluster of clusters) {
+      await keepTokenAlive(runtime, cluster);
+      // Before the tick, so a tick that fails still reports the CA's remaining life.
+      await publishIssuerExpiry(runtime, cluster);
+      reports.push(
+        await runtime.rotation(cluster).tick({ deadline, owner: context.awsRequestId, actor: 'schedule' }),
+      );
     }
-
-    const request = parseManualRequest(event, runtime.clusterNames());
-    const rotation = runtime.rotation(request.cluster);
-    const targets = request.targets;
-    if (Array.isArray(targets)) {
-      const issues = await rotation.targetIssues(targets);
-      if (issues.length > 0) throw new ValidationError('invalid manual request', issues);
-    }
-    const planRequest = planRequestFrom(request);
-    if (request.action === 'plan') {
-      return { action: 'plan', plan: await rotation.plan(planRequest) };
-    }
-    await rotation.syncInventory();
-    const rollout = await rotation.start(
-      {
-        ...planRequest,
-        reason: request.reason,
-        actor: request.requestedBy ?? 'manual-invoke',
-      },
-      deadline,
-    );
-    return {
-      action: request.action,
-      rolloutId: rollout?.rolloutId ?? null,
-      mode: rollout?.mode ?? null,
-      waves: rollout?.waves ?? [],
-      message:
-        rollout === undefined ? 'nothing to rotate: no selected node can be rotated now' : 'rollout started',
-    };
+    return { action: 'tick', reports };
   };
 }
 

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { CreateSecretCommand, RotateSecretCommand } from '@aws-sdk/client-secrets-manager';
 import { commandStatusHandler } from '../../functions/command-status';
 import { instanceStateHandler, MAX_REGISTRATION_CHECKS } from '../../functions/instance-state';
+import { manualOpsHandler } from '../../functions/manual-ops';
 import { rotateCertsHandler } from '../../functions/rotate-certs';
 import { rotateTokenHandler } from '../../functions/rotate-token';
 import { bootstrapVault } from '../../ops/vault-bootstrap/apply';
@@ -21,7 +22,7 @@ import { OffsetClock } from '../clock';
 import type { ManagedNode } from '../fleet';
 import { createNodeFleet } from '../node/fleet';
 import { startVaultEmulator } from '../vault';
-import { invocationContext, LambdaInvokeEmulator } from './lambda';
+import { type AwsPrincipal, invocationContext, LambdaEmulator } from './lambda';
 import { RecordingLogger, RecordingTelemetry } from './recording';
 
 export const ACCOUNT = '123456789012';
@@ -30,8 +31,29 @@ export const ROTATE_TOKEN_KEY_ID = 'ASIAWORLDROTATETOKEN';
 export const ROTATE_TOKEN_ROLE_ARN = `arn:aws:iam::${ACCOUNT}:role/nomad-rotator-rotate-token`;
 export const FUNCTIONS = {
   rotateCerts: 'nomad-rotator-rotate-certs',
+  manualOps: 'nomad-rotator-manual-ops',
   rotateToken: 'nomad-rotator-rotate-token',
 } as const;
+/** The operator role named at deploy (operatorRoleArns), and a session of it: what the CLI signs as. */
+export const OPERATOR: AwsPrincipal = {
+  accessKeyId: 'ASIAWORLDOPERATOR',
+  secretAccessKey: 'world-operator-secret',
+  arn: `arn:aws:sts::${ACCOUNT}:assumed-role/nomad-operator/operator`,
+  roleArn: `arn:aws:iam::${ACCOUNT}:role/nomad-operator`,
+  accountId: ACCOUNT,
+  userId: 'AROAWORLDOPERATOR00000:operator',
+};
+/** A role of the same account that the deployment did not name: it may not invoke manual-ops. */
+export const DEVELOPER: AwsPrincipal = {
+  accessKeyId: 'ASIAWORLDDEVELOPER',
+  secretAccessKey: 'world-developer-secret',
+  arn: `arn:aws:sts::${ACCOUNT}:assumed-role/developer/dev`,
+  roleArn: `arn:aws:iam::${ACCOUNT}:role/developer`,
+  accountId: ACCOUNT,
+  userId: 'AROAWORLDDEVELOPER0000:dev',
+};
+/** As deployed (infra/stack.ts): manual-ops runs at most two requests at once, for five minutes each. */
+const MANUAL_OPS = { reservedConcurrency: 2, timeoutMs: 300_000 } as const;
 export const DOCUMENT_NAMES = { prepare: 'NomadRotator-Prepare', install: 'NomadRotator-Install' } as const;
 
 export interface WorldOptions {
@@ -174,9 +196,18 @@ export async function startWorld(options: WorldOptions = {}) {
     };
     const runtime = new Runtime(config, clients, { clock, logger, telemetry, vaultAttempts: 2 });
 
-    const lambda = await LambdaInvokeEmulator.start();
+    const lambda = new LambdaEmulator({
+      region: 'us-east-1',
+      accountId: ACCOUNT,
+      principals: [OPERATOR, DEVELOPER],
+    });
     stops.push(() => lambda.stop());
     lambda.register(FUNCTIONS.rotateCerts, rotateCertsHandler(runtime));
+    lambda.register(FUNCTIONS.manualOps, manualOpsHandler(runtime));
+    const manualOpsUrl = await lambda.addFunctionUrl(FUNCTIONS.manualOps, {
+      allowedRoleArns: [OPERATOR.roleArn],
+      ...MANUAL_OPS,
+    });
     const rotateToken = rotateTokenHandler(runtime, {
       credentials: async () => ({
         accessKeyId: ROTATE_TOKEN_KEY_ID,
@@ -267,18 +298,33 @@ export async function startWorld(options: WorldOptions = {}) {
       cluster,
       runtime,
       tokenSecretArn: tokenSecret.ARN!,
-      /** What the operator CLI needs in its environment to reach this world instead of AWS. */
+      manualOpsUrl,
+      /** What the operator CLI needs in its environment to reach this world, signing as the operator. */
       cliEnvironment: (): Record<string, string> => ({
         AWS_REGION: 'us-east-1',
-        AWS_ACCESS_KEY_ID: 'local',
-        AWS_SECRET_ACCESS_KEY: 'local',
+        AWS_ACCESS_KEY_ID: OPERATOR.accessKeyId,
+        AWS_SECRET_ACCESS_KEY: OPERATOR.secretAccessKey,
         AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint,
-        AWS_ENDPOINT_URL_LAMBDA: lambda.endpoint,
         NOMAD_ROTATOR_TABLE: tableName,
-        NOMAD_ROTATOR_FUNCTION: FUNCTIONS.rotateCerts,
+        NOMAD_ROTATOR_URL: manualOpsUrl.url,
       }),
       tick: () => lambda.invoke(FUNCTIONS.rotateCerts, { tick: true }),
-      invoke: (payload: unknown) => lambda.invoke(FUNCTIONS.rotateCerts, payload),
+      /** A manual request by the operator through manual-ops' function URL; a refusal throws its error. */
+      invoke: async (payload: unknown) => {
+        const answer = await manualOpsUrl.invokeAs(OPERATOR, JSON.stringify(payload));
+        const body = JSON.parse(answer.body || 'null') as {
+          errorType?: string;
+          errorMessage?: string;
+        } | null;
+        if (answer.status !== 200) {
+          const refused = new Error(
+            body?.errorMessage ?? `manual-ops answered ${answer.status}: ${answer.body}`,
+          );
+          refused.name = body?.errorType ?? `Http${answer.status}`;
+          throw refused;
+        }
+        return body;
+      },
       settle,
       stop,
     };

@@ -1,14 +1,18 @@
 import { z } from 'zod';
+import type { Clock } from '../clock';
 import { ValidationError } from '../errors';
 import { PATTERNS } from '../patterns';
+import { recordAudit } from '../rollout/audit';
+import type { AuditLog } from '../state/store';
 import { parseOrThrow } from '../validation';
-import type { PlanRequest } from './planner';
+import type { Plan, PlanRequest } from './planner';
+import type { CertificateRotation } from './rotation';
 
 const instanceId = z.string().regex(new RegExp(PATTERNS.instanceId), {
   message: 'must be an EC2 instance id such as i-0123456789abcdef0',
 });
 
-/** The manual invoke payload of rotate-certs (and what the operator CLI sends). Unknown fields are refused. */
+/** The body of a manual-operations request (what the operator CLI sends). Unknown fields are refused. */
 export const manualRequestSchema = z.strictObject({
   action: z.enum(['plan', 'rotate', 'reissue'], { message: 'must be one of plan, rotate, reissue' }),
   cluster: z.string().min(1, { message: 'must name a configured cluster' }),
@@ -22,6 +26,7 @@ export const manualRequestSchema = z.strictObject({
   reason: z.string().trim().min(3, { message: 'must say why (at least 3 characters)' }).max(500),
   restart: z.boolean().optional(),
   revokePrevious: z.boolean().optional(),
+  /** Whoever the caller says asked; a label only, never taken as the invoker (see VerifiedInvoker). */
   requestedBy: z.string().max(200).optional(),
 });
 
@@ -49,5 +54,78 @@ export function planRequestFrom(request: ManualRequest): PlanRequest {
     force: request.action !== 'plan',
     ...(request.restart === undefined ? {} : { restart: request.restart }),
     ...(request.revokePrevious === undefined ? {} : { revokePrevious: request.revokePrevious }),
+  };
+}
+
+/**
+ * Who invoked, as AWS authenticated it: the ARN and account of the IAM identity whose SigV4 signature
+ * Lambda's function URL verified (for a role, the assumed-role session ARN). Never read from the body.
+ */
+export interface VerifiedInvoker {
+  arn: string;
+  accountId: string;
+}
+
+/** What the operator gets back: the plan, or the rollout a rotate or reissue started. */
+export type ManualOutcome =
+  | { action: 'plan'; plan: Plan }
+  | {
+      action: 'rotate' | 'reissue';
+      rolloutId: string | null;
+      mode: 'reload' | 'restart' | null;
+      waves: Plan['waves'];
+      message: string;
+    };
+
+export interface ManualRequestDependencies {
+  rotation: Pick<CertificateRotation, 'targetIssues' | 'plan' | 'syncInventory' | 'start'>;
+  audit: AuditLog;
+  clock: Clock;
+}
+
+/**
+ * Run a validated manual request for its verified invoker. A request that names a target the cluster
+ * does not know is refused before anything is written. Otherwise an audit entry `manual-<action>` is
+ * written first, so a run cut short still says who asked: `actor` is the verified invoker, and the
+ * body's requestedBy is kept apart as `details.claimedRequestedBy`. A rollout started here records the
+ * verified invoker as its requester too.
+ */
+export async function runManualRequest(
+  dependencies: ManualRequestDependencies,
+  request: ManualRequest,
+  invoker: VerifiedInvoker,
+  deadline: number,
+): Promise<ManualOutcome> {
+  const { rotation } = dependencies;
+  if (Array.isArray(request.targets)) {
+    const issues = await rotation.targetIssues(request.targets);
+    if (issues.length > 0) throw new ValidationError('invalid manual request', issues);
+  }
+  await recordAudit(dependencies.audit, dependencies.clock, {
+    cluster: request.cluster,
+    action: `manual-${request.action}`,
+    actor: invoker.arn,
+    reason: request.reason,
+    details: {
+      invokerAccountId: invoker.accountId,
+      invokerVerifiedBy: 'lambda-function-url-aws-iam',
+      targets: Array.isArray(request.targets) ? request.targets.join(',') : request.targets,
+      ...(request.requestedBy === undefined ? {} : { claimedRequestedBy: request.requestedBy }),
+    },
+  });
+  const planRequest = planRequestFrom(request);
+  if (request.action === 'plan') return { action: 'plan', plan: await rotation.plan(planRequest) };
+  await rotation.syncInventory();
+  const rollout = await rotation.start(
+    { ...planRequest, reason: request.reason, actor: invoker.arn },
+    deadline,
+  );
+  return {
+    action: request.action,
+    rolloutId: rollout?.rolloutId ?? null,
+    mode: rollout?.mode ?? null,
+    waves: rollout?.waves ?? [],
+    message:
+      rollout === undefined ? 'nothing to rotate: no selected node can be rotated now' : 'rollout started',
   };
 }

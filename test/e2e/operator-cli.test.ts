@@ -1,16 +1,30 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startWorld, type World } from '../../local/world';
+import { DEVELOPER, OPERATOR, startWorld, type World } from '../../local/world';
 
 const execute = promisify(execFile);
 let world: World;
 
 /** The real `npx nomad-rotator` entry point, with the environment an operator would export. */
-async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return cliWith({}, ...args);
+}
+
+/** The CLI with some of the environment replaced, e.g. another role's credentials. */
+async function cliWith(
+  environment: Record<string, string>,
+  ...args: string[]
+): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
     const { stdout, stderr } = await execute(process.execPath, ['bin/nomad-rotator.mjs', ...args], {
-      env: { PATH: process.env.PATH, HOME: process.env.HOME, USER: 'operator', ...world.cliEnvironment() },
+      env: {
+        PATH: process.env.PATH,
+        HOME: process.env.HOME,
+        USER: 'operator',
+        ...world.cliEnvironment(),
+        ...environment,
+      },
     });
     return { code: 0, stdout, stderr };
   } catch (error) {
@@ -29,7 +43,7 @@ afterAll(async () => {
   await world?.stop();
 });
 
-describe('operator CLI against the local world (state table + Lambda Invoke)', () => {
+describe('operator CLI against the local world (state table + the manual-ops function URL)', () => {
   it('shows every node with its serial in the fleet table', async () => {
     const records = await world.runtime.table.listNodes('cli');
 
@@ -67,6 +81,42 @@ describe('operator CLI against the local world (state table + Lambda Invoke)', (
     const after = await world.runtime.table.getNode('cli', client!.instanceId);
     expect(after?.agent?.serial).not.toBe(before?.agent?.serial);
     expect(after?.status).toBe('idle');
+    // Who asked is the role session the function URL verified; $USER rides along only as a claim.
+    const audit = await world.runtime.table.listAudit('cli', world.clock.now());
+    const request = audit.find((entry) => entry.action === 'manual-rotate' && entry.reason === 'OPS-1');
+    expect(request?.actor).toBe(OPERATOR.arn);
+    expect(request?.details?.claimedRequestedBy).toBe('cli:operator');
+  });
+
+  it('refuses a role the deployment did not name with 403, and changes nothing', async () => {
+    const before = await world.runtime.table.listNodes('cli');
+    const auditBefore = await world.runtime.table.listAudit('cli', world.clock.now());
+    const asDeveloper = {
+      AWS_ACCESS_KEY_ID: DEVELOPER.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: DEVELOPER.secretAccessKey,
+    };
+
+    const reissue = await cliWith(
+      asDeveloper,
+      'reissue',
+      '--cluster',
+      'cli',
+      '--targets',
+      'all',
+      '--reason',
+      'INC-9',
+    );
+    const unsigned = await fetch(world.manualOpsUrl.url, {
+      method: 'POST',
+      body: JSON.stringify({ action: 'reissue', cluster: 'cli', targets: 'all', reason: 'INC-9' }),
+    });
+    await world.settle();
+
+    expect(reissue.code).toBe(1);
+    expect(reissue.stderr).toMatch(/^403 Forbidden/);
+    expect(unsigned.status).toBe(403);
+    expect(await world.runtime.table.listNodes('cli')).toEqual(before);
+    expect(await world.runtime.table.listAudit('cli', world.clock.now())).toEqual(auditBefore);
   });
 
   it('reports a refused request with the function error and a usage mistake with exit code 2', async () => {

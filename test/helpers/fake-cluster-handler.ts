@@ -3,18 +3,21 @@ import { EC2Client } from '@aws-sdk/client-ec2';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SSMClient } from '@aws-sdk/client-ssm';
-import { rotateCertsHandler } from '../../functions/rotate-certs';
+import { type FunctionUrlResponse, manualOpsHandler } from '../../functions/manual-ops';
 import type { CertificateRotation } from '../../shared/certificates/rotation';
 import { parseRoutingKey } from '../../shared/rollout/routing';
 import { Runtime } from '../../shared/runtime';
+import type { StateStore } from '../../shared/state/store';
 import type { FakeClusterHarness } from './fake-cluster';
 
 const FAR = Number.MAX_SAFE_INTEGER;
 /** Endpoints nothing listens on: the handler's manual path must reach AWS only through the harness. */
 const UNREACHABLE = { region: 'us-east-1', endpoint: 'http://127.0.0.1:9' };
 
-/** The service runtime with the harness's rotation in place of the AWS- and Vault-backed one. */
+/** The service runtime with the harness's rotation and store in place of the AWS- and Vault-backed ones. */
 class HarnessRuntime extends Runtime {
+  override readonly table: StateStore;
+
   constructor(private readonly harness: FakeClusterHarness) {
     super(
       {
@@ -32,6 +35,7 @@ class HarnessRuntime extends Runtime {
       },
       { clock: harness.clock, logger: harness.logger, telemetry: harness.telemetry },
     );
+    this.table = harness.table;
   }
 
   override rotation(): CertificateRotation {
@@ -39,16 +43,47 @@ class HarnessRuntime extends Runtime {
   }
 }
 
-/** Invoke rotate-certs as the manual invoke (and so the operator CLI) does, against the harness. */
-export function invokeRotateCerts(
+/** The session an operator role's signed request comes from, as Lambda's IAM auth reports it. */
+export const OPERATOR_SESSION_ARN = 'arn:aws:sts::123456789012:assumed-role/nomad-operator/alice';
+
+/** A function URL event (payload 2.0) as Lambda builds it for a request `userArn` signed. */
+export function functionUrlEvent(body: unknown, userArn = OPERATOR_SESSION_ARN): unknown {
+  return {
+    version: '2.0',
+    rawPath: '/',
+    headers: { 'content-type': 'application/json' },
+    requestContext: {
+      accountId: '123456789012',
+      authorizer: { iam: { userArn, accountId: userArn.split(':')[4], accessKey: 'ASIATEST' } },
+      http: { method: 'POST', path: '/' },
+    },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+    isBase64Encoded: false,
+  };
+}
+
+/** Call manual-ops with an event as it arrives (a function URL event, or anything a direct Invoke sends). */
+export function callManualOps(
+  harness: FakeClusterHarness,
+  event: unknown,
+  remainingTimeMs = 60_000,
+): Promise<FunctionUrlResponse> {
+  return manualOpsHandler(new HarnessRuntime(harness))(event, {
+    getRemainingTimeInMillis: () => remainingTimeMs,
+    awsRequestId: `manual-${harness.clock.now()}`,
+  });
+}
+
+/** A manual request by the operator CLI (signed by OPERATOR_SESSION_ARN); a refusal throws its message. */
+export async function invokeManualOps(
   harness: FakeClusterHarness,
   payload: unknown,
   remainingTimeMs = 60_000,
 ): Promise<unknown> {
-  return rotateCertsHandler(new HarnessRuntime(harness))(payload, {
-    getRemainingTimeInMillis: () => remainingTimeMs,
-    awsRequestId: `manual-${harness.clock.now()}`,
-  });
+  const response = await callManualOps(harness, functionUrlEvent(payload), remainingTimeMs);
+  const body = JSON.parse(response.body) as { errorMessage?: string };
+  if (response.statusCode !== 200) throw new Error(`${response.statusCode}: ${body.errorMessage}`);
+  return body;
 }
 
 const finishedCommands = new WeakMap<FakeClusterHarness, Set<string>>();

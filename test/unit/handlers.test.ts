@@ -9,6 +9,7 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { commandStatusHandler } from '../../functions/command-status';
 import { instanceStateHandler, MAX_REGISTRATION_CHECKS } from '../../functions/instance-state';
+import { rotateCertsHandler } from '../../functions/rotate-certs';
 import { rotateTokenHandler } from '../../functions/rotate-token';
 import { ManualClock } from '../../local/clock';
 import { RecordingLogger } from '../../local/world/recording';
@@ -20,6 +21,8 @@ import type { InstanceStateRuntime } from '../../shared/intake/instance-state';
 import type { InvocationStatusRuntime } from '../../shared/intake/invocation-status';
 import type { Logger } from '../../shared/logger';
 import { Runtime } from '../../shared/runtime';
+import { fakeCluster } from '../helpers/fake-cluster';
+import { callManualOps, functionUrlEvent, OPERATOR_SESSION_ARN } from '../helpers/fake-cluster-handler';
 import { testInventory } from '../helpers/inventory';
 import { findSecrets } from '../helpers/secret-scan';
 
@@ -457,5 +460,86 @@ describe('command-status deadline', () => {
     await handle(batch(sqsRecord('b', invocationEvent(INSTANCE_B))), lambdaContext(800));
 
     expect(deadlines).toEqual([start + 70_000, start]);
+  });
+});
+
+describe('manual-ops', () => {
+  const fleet = [
+    { instanceId: INSTANCE_A, role: 'server' as const },
+    { instanceId: INSTANCE_B, role: 'client' as const },
+  ];
+  const ROTATE = { action: 'rotate', cluster: 'prod', targets: 'all', reason: 'OPS-12' };
+
+  it('refuses a direct Invoke, which carries no verified caller, with 403 and writes nothing', async () => {
+    const harness = await fakeCluster(fleet);
+
+    const response = await callManualOps(harness, { ...ROTATE, requestedBy: 'cli:alice' });
+
+    expect(response.statusCode).toBe(403);
+    expect(JSON.parse(response.body).errorMessage).toMatch(/requestContext\.authorizer\.iam\.userArn/);
+    expect(await harness.table.listAudit('prod', harness.clock.now())).toEqual([]);
+    expect(await harness.table.getActiveRollout('prod')).toBeUndefined();
+    expect(harness.fleet.commands).toEqual([]);
+  });
+
+  it('records the invoker Lambda verified as the actor, and requestedBy only as a claimed label', async () => {
+    const harness = await fakeCluster(fleet);
+    const claimed = 'cli:root';
+
+    const response = await callManualOps(harness, functionUrlEvent({ ...ROTATE, requestedBy: claimed }));
+
+    expect(response.statusCode).toBe(200);
+    const audit = await harness.table.listAudit('prod', harness.clock.now());
+    const request = audit.find((entry) => entry.action === 'manual-rotate');
+    expect(request).toMatchObject({
+      actor: OPERATOR_SESSION_ARN,
+      reason: 'OPS-12',
+      details: {
+        claimedRequestedBy: claimed,
+        invokerAccountId: '123456789012',
+        invokerVerifiedBy: 'lambda-function-url-aws-iam',
+      },
+    });
+    expect(audit.find((entry) => entry.action === 'rollout-started')?.actor).toBe(OPERATOR_SESSION_ARN);
+    expect((await harness.table.getActiveRollout('prod'))?.requestedBy).toBe(OPERATOR_SESSION_ARN);
+    expect(audit.filter((entry) => entry.actor === claimed)).toEqual([]);
+  });
+
+  it('answers a bad body 400 with every bad field named, before anything is written', async () => {
+    const harness = await fakeCluster(fleet);
+
+    const bad = await callManualOps(
+      harness,
+      functionUrlEvent({ action: 'reissue', cluster: 'prod', targets: ['i-1'], reason: 'x', actor: 'me' }),
+    );
+    const notJson = await callManualOps(harness, functionUrlEvent('{"action":'));
+    const unknownTarget = await callManualOps(
+      harness,
+      functionUrlEvent({ ...ROTATE, targets: ['i-0fffffffffffffff9'] }),
+    );
+
+    expect(bad.statusCode).toBe(400);
+    expect(JSON.parse(bad.body)).toMatchObject({ errorType: 'ValidationError' });
+    const message = JSON.parse(bad.body).errorMessage as string;
+    for (const field of [
+      'actor: unknown field',
+      'targets.0: must be an EC2 instance id',
+      'reason: must say why',
+    ])
+      expect(message).toContain(field);
+    expect(JSON.parse(notJson.body).errorMessage).toMatch(/body: must be a JSON manual request/);
+    expect(unknownTarget.statusCode).toBe(400);
+    expect(await harness.table.listAudit('prod', harness.clock.now())).toEqual([]);
+    expect(harness.fleet.commands).toEqual([]);
+  });
+
+  it('leaves rotate-certs to the tick: a manual payload is refused there, naming what it takes', async () => {
+    const harness = await fakeCluster(fleet);
+    const runtime = fakeRuntime({ rotation: {} }) as unknown as Runtime;
+
+    await expect(rotateCertsHandler(runtime)(ROTATE, lambdaContext(60_000))).rejects.toThrow(
+      /manual-ops function URL/,
+    );
+    expect(harness.fleet.commands).toEqual([]);
   });
 });

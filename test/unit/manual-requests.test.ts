@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Plan } from '../../shared/certificates/planner';
 import { type FakeClusterHarness, fakeCluster } from '../helpers/fake-cluster';
-import { invokeRotateCerts, settleFakeCluster } from '../helpers/fake-cluster-handler';
+import { invokeManualOps, settleFakeCluster } from '../helpers/fake-cluster-handler';
 
 const fleet = [
   { instanceId: 'i-00000000000000001', role: 'server' as const },
@@ -30,7 +30,7 @@ describe('reissue and its revoke choice', () => {
   it('keeps the replaced serials valid when the operator says --no-revoke', async () => {
     await issuedCluster();
 
-    await invokeRotateCerts(harness, {
+    await invokeManualOps(harness, {
       action: 'reissue',
       cluster: 'prod',
       targets: 'all',
@@ -46,7 +46,7 @@ describe('reissue and its revoke choice', () => {
   it('revokes the replaced serials when the request does not say', async () => {
     const { replacedSerials } = await issuedCluster();
 
-    await invokeRotateCerts(harness, { action: 'reissue', cluster: 'prod', targets: 'all', reason: 'INC-7' });
+    await invokeManualOps(harness, { action: 'reissue', cluster: 'prod', targets: 'all', reason: 'INC-7' });
     await settleFakeCluster(harness);
 
     expect(harness.authority.revoked.sort()).toEqual(replacedSerials.sort());
@@ -59,7 +59,7 @@ describe('the invocation deadline', () => {
     const sentBefore = harness.fleet.commands.length;
 
     // 15 s left is inside the 20 s safety margin: the rollout is recorded, the next tick dispatches it.
-    const answer = (await invokeRotateCerts(
+    const answer = (await invokeManualOps(
       harness,
       { action: 'rotate', cluster: 'prod', targets: 'all', reason: 'OPS-42' },
       15_000,
@@ -79,8 +79,8 @@ describe('plan', () => {
     await issuedCluster();
     const request = { cluster: 'prod', targets: 'all', reason: 'OPS-42', ...expected.choices };
 
-    const planned = (await invokeRotateCerts(harness, { action: 'plan', ...request })) as { plan: Plan };
-    await invokeRotateCerts(harness, { action: 'rotate', ...request });
+    const planned = (await invokeManualOps(harness, { action: 'plan', ...request })) as { plan: Plan };
+    await invokeManualOps(harness, { action: 'rotate', ...request });
 
     const rollout = (await harness.table.getActiveRollout('prod'))!;
     expect({ mode: planned.plan.mode, revokePrevious: planned.plan.revokePrevious }).toEqual({
