@@ -7,7 +7,7 @@ import { Key } from 'aws-cdk-lib/aws-kms';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import type { IConstruct } from 'constructs';
 import { beforeAll, describe, expect, it, vi } from 'vitest';
-import { loadClustersFile, loadNetworkFile } from '../../infra/config';
+import { loadClustersFile, loadNetworkFile, parseOperatorRoleArns } from '../../infra/config';
 import { FunctionNetwork, vaultPort } from '../../infra/constructs/function-network';
 import { caDaysToExpiryThreshold } from '../../infra/constructs/monitoring';
 import { RotatorFunction } from '../../infra/constructs/rotator-function';
@@ -593,6 +593,12 @@ describe('infra: manual operations', () => {
 
     expect(onManualOps).toEqual([]);
     expect(ofType('AWS::Lambda::Url', alone.resources)).toHaveLength(1);
+  });
+
+  it('takes operatorRoleArns as a JSON array (cdk.json) or one comma-separated string (-c)', () => {
+    expect(parseOperatorRoleArns(OPERATOR_ROLES)).toEqual(OPERATOR_ROLES);
+    expect(parseOperatorRoleArns(` ${OPERATOR_ROLES.join(' , ')} `)).toEqual(OPERATOR_ROLES);
+    expect(parseOperatorRoleArns('')).toEqual([]);
   });
 
   it('fails synthesis on a bad operatorRoleArns entry, naming it', () => {
