@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { installExecutionTimeoutSeconds } from './documents';
 import { parseDurationSeconds } from './duration';
-import { PATTERNS, patternRegExp } from './patterns';
+import { NODE_FILE_ROOTS, PATTERNS, patternRegExp } from './patterns';
 import { parseOrThrow, secureOrLoopback } from './validation';
 import { GLOBAL_STS_ENDPOINT, stsEndpointRegion } from './vault/sts';
 
@@ -10,8 +10,8 @@ const pattern = (name: keyof typeof PATTERNS, description: string) =>
 
 const absolutePath = pattern(
   'absolutePath',
-  'an absolute path of letters, digits, ".", "_", "-", "/"',
-).refine((path) => !path.split('/').includes('..'), { message: 'must not contain ".." segments' });
+  `an absolute path under ${NODE_FILE_ROOTS.join(', ')} of letters, digits, ".", "_", "-", with no "." or ".." segment`,
+).max(256, { message: 'must be at most 256 characters' });
 
 export const duration = (fallback: string) =>
   z
@@ -29,11 +29,17 @@ export const duration = (fallback: string) =>
       return seconds;
     });
 
-const fileSpec = (path: string, mode: string, group = 'root') =>
+const fileSpec = (path: string, mode: string, group = 'root', key = false) =>
   z
     .strictObject({
       path: absolutePath.default(path),
-      mode: pattern('fileMode', 'an octal file mode such as 0600').default(mode),
+      mode: (key
+        ? pattern(
+            'keyFileMode',
+            'an octal mode of a private key, not world-accessible (no bits for others), such as 0600 or 0640',
+          )
+        : pattern('fileMode', 'an octal file mode such as 0644')
+      ).default(mode),
       owner: pattern('posixName', 'a POSIX user name').default('root'),
       group: pattern('posixName', 'a POSIX group name').default(group),
     })
@@ -43,22 +49,13 @@ const fileSpec = (path: string, mode: string, group = 'root') =>
 const filesSchema = z
   .strictObject({
     agentCert: fileSpec('/opt/nomad/agent-certs/agent.crt', '0644'),
-    agentKey: fileSpec('/opt/nomad/agent-certs/agent.key', '0600'),
+    agentKey: fileSpec('/opt/nomad/agent-certs/agent.key', '0600', 'root', true),
     ca: fileSpec('/opt/nomad/agent-certs/ca.crt', '0644'),
     cliCert: fileSpec('/opt/nomad/cli-certs/cli.crt', '0644'),
-    cliKey: fileSpec('/opt/nomad/cli-certs/cli.key', '0640'),
+    cliKey: fileSpec('/opt/nomad/cli-certs/cli.key', '0640', 'root', true),
   })
   .prefault({})
   .superRefine((files, context) => {
-    for (const [name, spec] of Object.entries(files)) {
-      if (name.endsWith('Key') && (Number.parseInt(spec.mode, 8) & 0o007) !== 0) {
-        context.addIssue({
-          code: 'custom',
-          path: [name, 'mode'],
-          message: 'a private key must not be world-accessible',
-        });
-      }
-    }
     if (dirname(files.agentKey.path) !== dirname(files.agentCert.path)) {
       context.addIssue({
         code: 'custom',
@@ -69,24 +66,40 @@ const filesSchema = z
     }
   });
 
-const certificatesSchema = z
-  .strictObject({
-    ttl: duration('24h'),
-    /** Renew when less than this fraction of the lifetime remains (before jitter). */
-    renewWhenRemaining: z
-      .number()
-      .gt(0)
-      .lt(1)
-      .default(1 / 3),
-    /** ± fraction applied to the renewal point so a fleet issued together does not renew together. */
-    jitter: z.number().min(0).max(0.5).default(0.1),
-    keyType: z.enum(['ec-p256', 'rsa-2048']).default('ec-p256'),
-    serverExtraDnsSans: z.array(z.string().regex(/^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/)).default([]),
-    serverExtraIpSans: z.array(z.union([z.ipv4(), z.ipv6()])).default([]),
-    /** A node refuses a certificate that would expire sooner than this after installation. */
-    minimumValidity: duration('15m'),
-  })
-  .prefault({});
+const certificatesSchema = z.strictObject({
+  ttl: duration('24h'),
+  /** Renew when less than this fraction of the lifetime remains (before jitter). */
+  renewWhenRemaining: z
+    .number()
+    .gt(0)
+    .lt(1)
+    .default(1 / 3),
+  /** ± fraction applied to the renewal point so a fleet issued together does not renew together. */
+  jitter: z.number().min(0).max(0.5).default(0.1),
+  keyType: z.enum(['ec-p256', 'rsa-2048']).default('ec-p256'),
+  serverExtraDnsSans: z.array(z.string().regex(/^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/)).default([]),
+  serverExtraIpSans: z.array(z.union([z.ipv4(), z.ipv6()])).default([]),
+  /** A node refuses a certificate that would expire sooner than this after installation. */
+  minimumValidity: duration('15m'),
+  /**
+   * SHA-256 of the DER of each root CA the nodes may trust. They ride in the install document the
+   * stack deploys, so a CA bundle holding any other root is refused on the node whatever a table
+   * item or a caller says, and a CA rotation is a deliberate deploy.
+   */
+  trustedRootFingerprints: z
+    .array(
+      z
+        .string()
+        .transform((fingerprint) => fingerprint.replaceAll(':', '').toLowerCase())
+        .pipe(
+          z.string().regex(patternRegExp('sha256Fingerprint'), {
+            message:
+              'must be the SHA-256 of a root CA certificate (DER): 64 hex digits, optionally in the colon form AA:BB:…',
+          }),
+        ),
+    )
+    .min(1, { message: 'must name at least one root CA fingerprint (SHA-256 of the DER)' }),
+});
 
 /** How the rotate-token function logs in as the Vault admin role and what token it mints. */
 const tokenRotationSchema = z
@@ -100,8 +113,23 @@ const tokenRotationSchema = z
       .string()
       .regex(/^[a-zA-Z0-9_.-]+$/)
       .default('nomad-rotator-admin'),
-    /** Must equal the auth method's iam_server_id_header_value when that is set; guards replay to another Vault. */
-    iamServerIdHeader: z.string().min(1).max(256).optional(),
+    /**
+     * Sent and signed as X-Vault-AWS-IAM-Server-ID; vault-bootstrap sets it as the auth method's
+     * iam_server_id_header_value, so a login signed for this Vault cannot be replayed to another.
+     */
+    iamServerIdHeader: z.string().min(1).max(256),
+    /** The token role the admin mints through (auth/token/create/<role>); nomad-rotator-<cluster> when omitted. */
+    tokenRole: z
+      .string()
+      .regex(/^[a-z0-9_-]+$/)
+      .optional(),
+    /** The minted token dies this long after creation whatever its renewals: a leaked token cannot live on. */
+    tokenExplicitMaxTtl: duration('168h'),
+    /**
+     * The addresses Vault sees the functions' requests come from (their NAT or VPC endpoint CIDRs):
+     * the token role binds its tokens to them, so a copied token is refused from anywhere else.
+     */
+    tokenBoundCidrs: z.array(z.union([z.cidrv4(), z.cidrv6()])).optional(),
     tokenPolicy: z
       .string()
       .regex(/^[a-z0-9_-]+$/)
@@ -129,6 +157,14 @@ const tokenRotationSchema = z
       });
       return z.NEVER;
     }
+    if (tokenRotation.tokenExplicitMaxTtl < 2 * tokenRotation.tokenPeriod) {
+      context.addIssue({
+        code: 'custom',
+        path: ['tokenExplicitMaxTtl'],
+        message: `must be at least twice tokenPeriod (${tokenRotation.tokenPeriod}s): a token serves as AWSCURRENT then AWSPREVIOUS, half a period each, and must survive one missed rotation`,
+      });
+      return z.NEVER;
+    }
     if (tokenRotation.stsRegion !== undefined && tokenRotation.stsRegion !== endpointRegion) {
       context.addIssue({
         code: 'custom',
@@ -138,8 +174,7 @@ const tokenRotationSchema = z
       return z.NEVER;
     }
     return { ...tokenRotation, stsRegion: endpointRegion };
-  })
-  .prefault({});
+  });
 
 const vaultSchema = z.strictObject({
   // The token rides on every request: only over TLS, verified against caBundlePem or the system roots

@@ -6,12 +6,37 @@
  * lookaround, no backreferences, and no repeat count above 1000 (RE2's limit). Longer bounds live
  * in MAX_LENGTH and in the document size budget, not in the pattern.
  */
+/**
+ * The directories under which the documents may write certificates and keys: where platform teams
+ * keep Nomad's TLS material (the seed guide's /opt/nomad, the packages' /etc/nomad.d, the data dir
+ * /var/lib/nomad, and the distributions' TLS trees kept for Nomad). Anything else, /etc/passwd,
+ * /root/.ssh or /usr/bin, is refused by SSM itself before the document runs.
+ */
+export const NODE_FILE_ROOTS = [
+  '/opt/nomad/',
+  '/etc/nomad.d/',
+  '/etc/nomad/',
+  '/var/lib/nomad/',
+  '/etc/ssl/nomad/',
+  '/etc/pki/nomad/',
+] as const;
+
+/**
+ * One path segment that is neither "." nor "..": a first character that is not a dot, or one or two
+ * dots followed by one that is not, or three dots and more. RE2 has no lookahead, so the exclusion
+ * is spelt out as alternatives.
+ */
+const PATH_SEGMENT = '(\\.{0,2}[A-Za-z0-9_-][A-Za-z0-9._-]*|\\.\\.\\.[A-Za-z0-9._-]*)';
+
 export const PATTERNS = {
   instanceId: '^i-([0-9a-f]{8}|[0-9a-f]{17})$',
   role: '^(server|client)$',
   region: '^[a-z0-9][a-z0-9_-]{0,62}$',
-  absolutePath: '^/[A-Za-z0-9._/-]{1,255}$',
+  absolutePath: `^/(${NODE_FILE_ROOTS.map((root) => root.slice(1, -1).replaceAll('.', '\\.')).join('|')})(/${PATH_SEGMENT})+$`,
   fileMode: '^0[0-7]{3}$',
+  keyFileMode: '^0[0-7][0-7]0$',
+  clusterName: '^[a-z0-9][a-z0-9-]{0,47}$',
+  sha256Fingerprint: '^[0-9a-f]{64}$',
   posixName: '^[a-z_][a-z0-9_-]{0,31}$',
   keyType: '^(ec-p256|rsa-2048)$',
   reloadMode: '^(reload|restart)$',
@@ -27,6 +52,7 @@ export type PatternName = keyof typeof PATTERNS;
 /** Bounds a pattern cannot carry under RE2; checked by matchesPattern. */
 const MAX_LENGTH: Partial<Record<PatternName, number>> = {
   base64Payload: 60_000,
+  absolutePath: 256,
 };
 
 const compiled = Object.fromEntries(
@@ -35,7 +61,7 @@ const compiled = Object.fromEntries(
 
 export function matchesPattern(name: PatternName, value: string): boolean {
   if (value.length > (MAX_LENGTH[name] ?? Number.POSITIVE_INFINITY)) return false;
-  return compiled[name].test(value) && !(name === 'absolutePath' && value.split('/').includes('..'));
+  return compiled[name].test(value);
 }
 
 /** What a value matching the pattern may be, for error messages that name what is allowed. */

@@ -110,7 +110,8 @@ export class NodeCommands extends Construct {
       documentType: 'Command',
       documentFormat: 'JSON',
       targetType: '/AWS::EC2::Instance',
-      content: commandDocument(kind),
+      // The install carries each cluster's accepted root CAs: a new root is a new document version.
+      content: commandDocument(kind, this.#clusters),
       // A new default version keeps the name, so in-flight commands' events still match the rule.
       updateMethod: 'NewVersion',
     });

@@ -10,6 +10,7 @@ import { rotateTokenHandler } from '../../functions/rotate-token';
 import { bootstrapVault } from '../../ops/vault-bootstrap/apply';
 import { type ClusterConfig, type ClusterConfigInput, parseClusterConfig } from '../../shared/config';
 import { commandDocument } from '../../shared/documents';
+import { rootFingerprints } from '../../shared/documents/fingerprints';
 import { type AwsClients, Runtime, type ServiceConfig } from '../../shared/runtime';
 import { VaultClient, type VaultResponse } from '../../shared/vault/client';
 import { createStateTable, startDynamo } from '../aws/dynamodb';
@@ -103,6 +104,10 @@ export async function startWorld(options: WorldOptions = {}) {
     });
     const region = options.cluster?.region ?? 'global';
     await bootstrapVault(operatorVault, vault.rootToken, { region, adminRoleArns: [ROTATE_TOKEN_ROLE_ARN] });
+    // The operator's step after bootstrap: read the chain once, over the pinned connection, and put
+    // its root's fingerprint in the cluster config, from where the stack writes it into the install.
+    const chain = await operatorVault.read<{ data?: { certificate?: string } }>('pki_int/cert/ca_chain', '');
+    const trustedRootFingerprints = rootFingerprints(chain.data?.certificate ?? '');
 
     const dynamo = await startDynamo();
     stops.push(() => dynamo.stop());
@@ -143,8 +148,6 @@ export async function startWorld(options: WorldOptions = {}) {
     for (const node of fleet.nodes()) launched(node);
     const ssm = await startSsmEmulator({ fleet, events: (event) => events.putAwsEvent(event) });
     stops.push(() => ssm.stop());
-    ssm.registerDocument(DOCUMENT_NAMES.prepare, commandDocument('prepare'));
-    ssm.registerDocument(DOCUMENT_NAMES.install, commandDocument('install'));
 
     const clients: AwsClients = {
       dynamodb: dynamo.client(),
@@ -178,6 +181,7 @@ export async function startWorld(options: WorldOptions = {}) {
         serverSet: { count: options.servers ?? 3 },
       },
       ...options.cluster,
+      certificates: { trustedRootFingerprints, ...options.cluster?.certificates },
       vault: {
         address: vault.address,
         caBundlePem: vault.caPem!,
@@ -188,6 +192,8 @@ export async function startWorld(options: WorldOptions = {}) {
       // One second is enough for the stand-in to exit on a failed reload; Nomad's default below is 3.
       nomad: { settleSeconds: 1, ...options.cluster?.nomad },
     });
+    ssm.registerDocument(DOCUMENT_NAMES.prepare, commandDocument('prepare', [cluster]));
+    ssm.registerDocument(DOCUMENT_NAMES.install, commandDocument('install', [cluster]));
     const config: ServiceConfig = {
       tableName,
       eventBusName: 'nomad-rotator',

@@ -133,6 +133,7 @@ export class SsmCertificateCommands implements CertificateCommands {
     const { address, verifyHttpsClient, settleSeconds } = this.cluster.nomad;
     return {
       ...(fileParameters as Omit<DocumentParameters<'install'>, 'attemptId'>),
+      cluster: this.cluster.name,
       role: request.role,
       region: this.cluster.region,
       mode: request.mode,

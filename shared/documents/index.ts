@@ -8,9 +8,9 @@ interface ParameterSpec {
   default?: string;
 }
 
-const fileParameters = (file: string, label: string): Record<string, ParameterSpec> => ({
+const fileParameters = (file: string, label: string, key = false): Record<string, ParameterSpec> => ({
   [`${file}Path`]: { pattern: 'absolutePath', description: `Path of ${label}` },
-  [`${file}Mode`]: { pattern: 'fileMode', description: `Octal mode of ${label}` },
+  [`${file}Mode`]: { pattern: key ? 'keyFileMode' : 'fileMode', description: `Octal mode of ${label}` },
   [`${file}Owner`]: { pattern: 'posixName', description: `Owner of ${label}` },
   [`${file}Group`]: { pattern: 'posixName', description: `Group of ${label}` },
 });
@@ -50,6 +50,10 @@ export const DOCUMENTS = {
       'nomad-rotator: verify, atomically install and prove the agent and CLI certificates, rolling back on failure',
     parameters: {
       attemptId: { pattern: 'attemptId', description: 'Identifies this rotation attempt' },
+      cluster: {
+        pattern: 'clusterName',
+        description: "The nodes' cluster: picks the root CAs this document accepts for them",
+      },
       role: { pattern: 'role', description: 'Nomad role of the nodes in this batch' },
       region: { pattern: 'region', description: 'Nomad region' },
       mode: { pattern: 'reloadMode', description: 'reload (SIGHUP) or restart', default: 'reload' },
@@ -80,10 +84,10 @@ export const DOCUMENTS = {
         default: 'true',
       },
       ...fileParameters('agentCert', 'the agent certificate (leaf + chain)'),
-      ...fileParameters('agentKey', 'the agent private key'),
+      ...fileParameters('agentKey', 'the agent private key', true),
       ...fileParameters('ca', 'the CA bundle'),
       ...fileParameters('cliCert', 'the CLI certificate'),
-      ...fileParameters('cliKey', 'the CLI private key'),
+      ...fileParameters('cliKey', 'the CLI private key', true),
       executionTimeout,
     },
   },
@@ -113,11 +117,88 @@ export interface CommandDocument {
   ];
 }
 
-export function scriptText(kind: DocumentKind): string {
-  return readFileSync(new URL(`./scripts/${kind}.sh`, import.meta.url), 'utf8');
+const INCLUDE = /^# nomad-rotator:include ([a-z-]+\.sh)$/m;
+const TRUSTED_ROOTS_LINE = /^declare -A TRUSTED_ROOTS=\(\) # nomad-rotator:trusted-roots$/m;
+
+/**
+ * Bytes the install document keeps for its table of trusted roots, so that the 64 KB budget, which
+ * the code checks for one cluster at a time, holds for a stack of many: about 55 fingerprints.
+ */
+export const TRUSTED_ROOTS_RESERVE_BYTES = 4096;
+
+/** What the install document needs of each cluster of the stack: its name and the roots its nodes accept. */
+export interface ClusterTrustAnchors {
+  name: string;
+  certificates: { trustedRootFingerprints: readonly string[] };
 }
 
-export function commandDocument(kind: DocumentKind): CommandDocument {
+function readScript(name: string): string {
+  return readFileSync(new URL(`./scripts/${name}`, import.meta.url), 'utf8');
+}
+
+/**
+ * A document's script as the agent runs it, its placeholders unfilled: the shared helpers included
+ * and the comment lines left out, since every byte of the document counts against SSM's 64 KB. The
+ * scripts hold no here-document or multi-line string, where a line starting with # would be text.
+ */
+export function scriptText(kind: DocumentKind): string {
+  return readScript(`${kind}.sh`)
+    .replace(INCLUDE, (_, name: string) => readScript(name).trimEnd())
+    .split('\n')
+    .filter((line, index) => index === 0 || !/^\s*#/.test(line))
+    .join('\n');
+}
+
+/**
+ * The bash table cluster name → accepted root fingerprints. Names and fingerprints are checked
+ * against their patterns here too: they become shell text, and no parameter check covers them.
+ */
+export function trustedRootsTable(clusters: readonly ClusterTrustAnchors[]): string {
+  const issues: string[] = [];
+  if (clusters.length === 0)
+    issues.push('clusters: at least one cluster is needed to build the install document');
+  const seen = new Set<string>();
+  const entries = clusters.map((cluster, index) => {
+    if (!matchesPattern('clusterName', cluster.name))
+      issues.push(`clusters[${index}].name: ${describePattern('clusterName')}`);
+    if (seen.has(cluster.name)) issues.push(`clusters[${index}].name: duplicate cluster name`);
+    seen.add(cluster.name);
+    const fingerprints = cluster.certificates.trustedRootFingerprints;
+    if (fingerprints.length === 0)
+      issues.push(`clusters[${index}].certificates.trustedRootFingerprints: must name at least one root`);
+    fingerprints.forEach((fingerprint, position) => {
+      if (!matchesPattern('sha256Fingerprint', fingerprint))
+        issues.push(
+          `clusters[${index}].certificates.trustedRootFingerprints[${position}]: ${describePattern('sha256Fingerprint')}`,
+        );
+    });
+    return `['${cluster.name}']='${fingerprints.join(' ')}'`;
+  });
+  const table = `declare -A TRUSTED_ROOTS=(${entries.join(' ')})`;
+  if (Buffer.byteLength(table) > TRUSTED_ROOTS_RESERVE_BYTES)
+    issues.push(
+      `clusters: the trusted root fingerprints of all clusters take ${Buffer.byteLength(table)} bytes of the install document; at most ${TRUSTED_ROOTS_RESERVE_BYTES} allowed`,
+    );
+  if (issues.length > 0) throw new ValidationError('invalid trust anchors for the install document', issues);
+  return table;
+}
+
+/**
+ * The document as the stack deploys it. The install document carries every cluster's accepted roots
+ * in its script; the prepare document needs none and is the same for any clusters.
+ */
+export function commandDocument(
+  kind: DocumentKind,
+  clusters: readonly ClusterTrustAnchors[],
+): CommandDocument {
+  const script = scriptText(kind);
+  return buildDocument(
+    kind,
+    kind === 'install' ? script.replace(TRUSTED_ROOTS_LINE, trustedRootsTable(clusters)) : script,
+  );
+}
+
+function buildDocument(kind: DocumentKind, script: string): CommandDocument {
   const spec = DOCUMENTS[kind];
   const parameters: CommandDocument['parameters'] = {};
   for (const [name, parameter] of Object.entries(spec.parameters) as [string, ParameterSpec][]) {
@@ -137,7 +218,7 @@ export function commandDocument(kind: DocumentKind): CommandDocument {
         action: 'aws:runShellScript',
         name: kind,
         precondition: { StringEquals: ['platformType', 'Linux'] },
-        inputs: { timeoutSeconds: '{{ executionTimeout }}', runCommand: scriptText(kind).split('\n') },
+        inputs: { timeoutSeconds: '{{ executionTimeout }}', runCommand: script.split('\n') },
       },
     ],
   };
@@ -181,11 +262,16 @@ export function validateDocumentParameters<Kind extends DocumentKind>(
 
 const documentBytes = new Map<DocumentKind, number>();
 
-/** The document as deployed plus every runtime parameter, in bytes: what the 64 KB limit counts. */
+/**
+ * The document as deployed plus every runtime parameter, in bytes: what the 64 KB limit counts. The
+ * install's table of trusted roots counts at its reserve, whatever clusters the stack holds.
+ */
 export function documentSizeBytes(kind: DocumentKind, parameters: Record<string, readonly string[]>): number {
   let base = documentBytes.get(kind);
   if (base === undefined) {
-    base = Buffer.byteLength(JSON.stringify(commandDocument(kind)));
+    base =
+      Buffer.byteLength(JSON.stringify(buildDocument(kind, scriptText(kind)))) +
+      (kind === 'install' ? TRUSTED_ROOTS_RESERVE_BYTES : 0);
     documentBytes.set(kind, base);
   }
   return base + Buffer.byteLength(JSON.stringify(parameters));

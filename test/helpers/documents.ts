@@ -1,10 +1,22 @@
 import { commandDocument, type DocumentKind } from '../../shared/documents';
 
-/** A document's script with parameters substituted, as SSM hands it to the agent. */
-export function renderDocument(kind: DocumentKind, parameters: Record<string, string>): string {
-  const document = commandDocument(kind);
+/** The cluster the node tests' documents are built for and their installs name. */
+export const TEST_CLUSTER = 'test';
+
+/**
+ * A document's script with parameters substituted, as SSM hands it to the agent. The install is
+ * built, as the stack builds it, with the root fingerprints its cluster's nodes accept.
+ */
+export function renderDocument(
+  kind: DocumentKind,
+  parameters: Record<string, string>,
+  trustedRootFingerprints: readonly string[] = [],
+): string {
+  const cluster = parameters.cluster ?? TEST_CLUSTER;
+  const document = commandDocument(kind, [{ name: cluster, certificates: { trustedRootFingerprints } }]);
+  const given: Record<string, string> = kind === 'install' ? { cluster, ...parameters } : parameters;
   const values = Object.fromEntries(
-    Object.entries(document.parameters).map(([name, spec]) => [name, parameters[name] ?? spec.default ?? '']),
+    Object.entries(document.parameters).map(([name, spec]) => [name, given[name] ?? spec.default ?? '']),
   );
   return document.mainSteps[0].inputs.runCommand
     .join('\n')

@@ -22,6 +22,7 @@ import { formatRoutingKey, parseRoutingKey, type RoutingKey } from '../../shared
 import type { StateStore } from '../../shared/state/store';
 import { InMemoryStateStore } from './in-memory-state-store';
 import { testInventory } from './inventory';
+import { UNCHECKED_TRUST_ANCHORS } from './trust-anchors';
 
 type CryptoKeyPair = webcrypto.CryptoKeyPair;
 
@@ -298,9 +299,14 @@ export async function fakeCluster(
   const cluster = parseClusterConfig({
     name: 'prod',
     inventory: testInventory('prod', Math.max(1, nodes.filter((node) => node.role === 'server').length)),
-    vault: { address: 'https://vault:8200', tokenSecretId: 'token' },
+    vault: {
+      address: 'https://vault:8200',
+      tokenSecretId: 'token',
+      tokenRotation: { iamServerIdHeader: 'vault.internal' },
+    },
     rollout: { clientWaveSize: 2, maxAttempts: 2 },
     ...overrides,
+    certificates: { ...UNCHECKED_TRUST_ANCHORS, ...(overrides.certificates as object | undefined) },
   });
   const harness: FakeClusterHarness = {
     cluster,

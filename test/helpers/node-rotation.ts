@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { NodeSandbox } from '../../local/node/sandbox';
 import { servedCertificateSerial } from '../../local/world/verify';
+import { rootFingerprints } from '../../shared/documents/fingerprints';
 import { DEFAULT_FILES, renderDocument } from './documents';
 import type { opensslCa } from './openssl-ca';
 
@@ -17,6 +18,11 @@ export interface NodeRotationOptions {
   names?: string;
   /** Install parameters to override (mode, healthTimeoutSeconds, verifyHttpsClient, …). */
   install?: Record<string, string>;
+  /**
+   * The root fingerprints the install document accepts, as the stack deploys them; by default the
+   * roots of the bundle sent, for tests about something else than the trust anchors.
+   */
+  trustedRoots?: readonly string[];
 }
 
 let attempts = 0;
@@ -37,21 +43,26 @@ export async function rotateOnNode(node: NodeSandbox, options: NodeRotationOptio
   const names = options.names ?? `DNS:${role}.global.nomad,DNS:localhost,IP:127.0.0.1`;
   const agent = await options.ca.sign(output.agentCsr, names, 'serverAuth,clientAuth');
   const cli = await options.ca.sign(output.cliCsr, 'DNS:cli.global.nomad', 'clientAuth');
+  const caBundle = options.caBundle ?? options.ca.bundle;
   const installed = await node.runScript({
-    script: renderDocument('install', {
-      attemptId,
-      role,
-      region: 'global',
-      mode: 'reload',
-      certificates: b64(`${agent.pem}${cli.pem}`),
-      chain: b64(options.ca.intermediate),
-      caBundle: b64(options.caBundle ?? options.ca.bundle),
-      minimumValiditySeconds: '600',
-      healthTimeoutSeconds: '5',
-      settleSeconds: '1',
-      ...DEFAULT_FILES,
-      ...options.install,
-    }),
+    script: renderDocument(
+      'install',
+      {
+        attemptId,
+        role,
+        region: 'global',
+        mode: 'reload',
+        certificates: b64(`${agent.pem}${cli.pem}`),
+        chain: b64(options.ca.intermediate),
+        caBundle: b64(caBundle),
+        minimumValiditySeconds: '600',
+        healthTimeoutSeconds: '5',
+        settleSeconds: '1',
+        ...DEFAULT_FILES,
+        ...options.install,
+      },
+      options.trustedRoots ?? rootFingerprints(caBundle),
+    ),
     commandId: `install-${attemptId}`,
     timeoutSeconds: 60,
   });

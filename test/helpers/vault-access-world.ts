@@ -24,6 +24,7 @@ import { VaultClient, type VaultResponse } from '../../shared/vault/client';
 import type { TokenRotationTelemetry } from '../../shared/vault-token/context';
 import { parseTokenSecret, type TokenSecret } from '../../shared/vault-token/tokens';
 import { testInventory } from './inventory';
+import { UNCHECKED_TRUST_ANCHORS } from './trust-anchors';
 
 export const ACCOUNT = '123456789012';
 export const ROTATOR_ROLE_ARN = `arn:aws:iam::${ACCOUNT}:role/nomad-rotator-rotate-token`;
@@ -32,6 +33,37 @@ export const ROTATOR_KEY_ID = 'ASIAROTATETOKEN00001';
 export const INTRUDER_KEY_ID = 'ASIAINTRUDER00000001';
 export const TOKEN_SECRET_NAME = 'nomad/test/vault-token';
 export const ROTATION_FUNCTION_ARN = `arn:aws:lambda:us-east-1:${ACCOUNT}:function:nomad-rotator-rotate-token`;
+/** The auth method's iam_server_id_header_value, and what the cluster config signs into its logins. */
+export const SERVER_ID_HEADER = 'vault.test.internal';
+/** The token role vault-bootstrap creates for the test cluster (nomad-rotator-<cluster>). */
+export const TEST_TOKEN_ROLE = 'nomad-rotator-test';
+
+type VaultInput = ClusterConfigInput['vault'];
+export type VaultOverrides = Partial<Omit<VaultInput, 'tokenRotation'>> & {
+  tokenRotation?: Partial<VaultInput['tokenRotation']>;
+};
+
+/** The test cluster as the token rotation world configures it, against a Vault at `address`. */
+export function testClusterInput(
+  address: string,
+  caPem: string | undefined,
+  overrides: VaultOverrides = {},
+): ClusterConfigInput {
+  const { tokenRotation, ...vault } = overrides;
+  return {
+    name: 'test',
+    inventory: testInventory('test'),
+    certificates: UNCHECKED_TRUST_ANCHORS,
+    vault: {
+      address,
+      tokenSecretId: TOKEN_SECRET_NAME,
+      requestTimeoutMs: 5_000,
+      ...(caPem ? { caBundlePem: caPem } : {}),
+      ...vault,
+      tokenRotation: { iamServerIdHeader: SERVER_ID_HEADER, ...tokenRotation },
+    },
+  };
+}
 
 export const credentialsFor = (accessKeyId: string) => async () => ({
   accessKeyId,
@@ -71,12 +103,16 @@ export async function startBootstrappedVault(
       ...(token ? { tokens: { token: async () => token, invalidate: () => {} } } : {}),
     });
   const root = client();
-  const bootstrap = (dryRun = false, clusters?: ClusterConfigInput[]): Promise<BootstrapReport> =>
+  /** Bootstrap for the test cluster unless told which clusters this Vault serves. */
+  const bootstrap = (
+    dryRun = false,
+    clusters: ClusterConfigInput[] = [testClusterInput(emulator.address, emulator.caPem)],
+  ): Promise<BootstrapReport> =>
     bootstrapVault(
       root,
       emulator.rootToken,
-      { adminRoleArns: [ROTATOR_ROLE_ARN], ...options.spec },
-      { dryRun, ...(clusters ? { clusters: clusters.map(parseClusterConfig) } : {}) },
+      { adminRoleArns: [ROTATOR_ROLE_ARN], iamServerIdHeader: SERVER_ID_HEADER, ...options.spec },
+      { dryRun, clusters: clusters.map(parseClusterConfig) },
     );
   return { clock, emulator, client, root, bootstrap };
 }
@@ -110,11 +146,17 @@ export async function signServerCertificate(vault: VaultClient, commonName = 'se
   });
 }
 
-/** Mint a tls-policy periodic token with the root token: the operator's seed for the token secret. */
+/** Mint a tls-policy token with the root token, as the token role would: the operator's seed. */
 export async function mintSeedToken(root: VaultClient, rootToken: string): Promise<TokenSecret> {
   const response = await root.write<VaultResponse>(
     'auth/token/create-orphan',
-    { policies: ['tls-policy'], period: '24h', display_name: 'seed' },
+    {
+      policies: ['tls-policy'],
+      period: '24h',
+      explicit_max_ttl: '168h',
+      no_default_policy: true,
+      display_name: 'seed',
+    },
     rootToken,
   );
   return { token: response.auth!.client_token, accessor: response.auth!.accessor };
@@ -128,7 +170,7 @@ export async function startTokenRotationWorld(
   options: {
     clock?: ManualClock;
     rotatorKeyId?: string;
-    clusterOverrides?: Partial<ClusterConfigInput['vault']>;
+    clusterOverrides?: VaultOverrides;
     spec?: Partial<BootstrapSpecInput>;
   } = {},
 ) {
@@ -144,17 +186,9 @@ export async function startTokenRotationWorld(
   const created = await secrets.send(
     new CreateSecretCommand({ Name: TOKEN_SECRET_NAME, SecretString: JSON.stringify(seed) }),
   );
-  const cluster = parseClusterConfig({
-    name: 'test',
-    inventory: testInventory('test'),
-    vault: {
-      address: emulator.address,
-      tokenSecretId: TOKEN_SECRET_NAME,
-      requestTimeoutMs: 5_000,
-      ...(emulator.caPem ? { caBundlePem: emulator.caPem } : {}),
-      ...options.clusterOverrides,
-    },
-  });
+  const cluster = parseClusterConfig(
+    testClusterInput(emulator.address, emulator.caPem, options.clusterOverrides),
+  );
   const logger = new RecordingLogger();
   const telemetry = new RecordingTokenTelemetry();
   const unused = {

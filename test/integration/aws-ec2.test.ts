@@ -5,11 +5,17 @@ import type { Fleet, ManagedNode, PingStatus } from '../../local/fleet';
 import { Ec2Inventory } from '../../shared/aws/ec2';
 import { parseClusterConfig } from '../../shared/config';
 import { testInventory } from '../helpers/inventory';
+import { UNCHECKED_TRUST_ANCHORS } from '../helpers/trust-anchors';
 
 const CLUSTER = parseClusterConfig({
   name: 'prod',
   inventory: testInventory('prod'),
-  vault: { address: 'https://vault.internal:8200', tokenSecretId: 'token' },
+  certificates: UNCHECKED_TRUST_ANCHORS,
+  vault: {
+    address: 'https://vault.internal:8200',
+    tokenSecretId: 'token',
+    tokenRotation: { iamServerIdHeader: 'vault.internal' },
+  },
 });
 const id = (n: number) => `i-${n.toString(16).padStart(17, '0')}`;
 const CLUSTER_NODES = 1_100;

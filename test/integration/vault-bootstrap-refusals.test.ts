@@ -8,7 +8,13 @@ import type { ClusterConfigInput } from '../../shared/config';
 import { ValidationError } from '../../shared/errors';
 import { VaultCertificateAuthority } from '../../shared/vault/authority';
 import { testInventory } from '../helpers/inventory';
-import { mintSeedToken, ROTATOR_ROLE_ARN, startBootstrappedVault } from '../helpers/vault-access-world';
+import { UNCHECKED_TRUST_ANCHORS } from '../helpers/trust-anchors';
+import {
+  mintSeedToken,
+  ROTATOR_ROLE_ARN,
+  SERVER_ID_HEADER,
+  startBootstrappedVault,
+} from '../helpers/vault-access-world';
 
 type World = Awaited<ReturnType<typeof startBootstrappedVault>>;
 
@@ -39,12 +45,16 @@ async function csrWith(algorithm: typeof EC_P256 | typeof RSA_2048): Promise<str
   return request.toString('pem');
 }
 
-function cluster(certificates: ClusterConfigInput['certificates'] = {}): ClusterConfigInput {
+function cluster(certificates: Partial<ClusterConfigInput['certificates']> = {}): ClusterConfigInput {
   return {
     name: 'prod',
     inventory: testInventory('prod'),
-    vault: { address: 'https://vault.example.internal:8200', tokenSecretId: 'nomad/prod/vault-token' },
-    certificates,
+    vault: {
+      address: 'https://vault.example.internal:8200',
+      tokenSecretId: 'nomad/prod/vault-token',
+      tokenRotation: { iamServerIdHeader: SERVER_ID_HEADER },
+    },
+    certificates: { ...UNCHECKED_TRUST_ANCHORS, ...certificates },
   };
 }
 
@@ -141,7 +151,10 @@ describe('nomad-rotator vault-bootstrap --clusters', () => {
     world = await startBootstrappedVault();
     const dir = await mkdtemp(join(tmpdir(), 'vault-bootstrap-cli-'));
     try {
-      await writeFile(join(dir, 'spec.json'), JSON.stringify({ adminRoleArns: [ROTATOR_ROLE_ARN] }));
+      await writeFile(
+        join(dir, 'spec.json'),
+        JSON.stringify({ adminRoleArns: [ROTATOR_ROLE_ARN], iamServerIdHeader: SERVER_ID_HEADER }),
+      );
       await writeFile(join(dir, 'clusters.json'), JSON.stringify([cluster({ keyType: 'rsa-2048' })]));
 
       const refused = await main(

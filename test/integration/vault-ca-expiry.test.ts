@@ -13,6 +13,7 @@ import { parseClusterConfig } from '../../shared/config';
 import type { IssuerTelemetry } from '../../shared/observability';
 import { Runtime } from '../../shared/runtime';
 import { testInventory } from '../helpers/inventory';
+import { UNCHECKED_TRUST_ANCHORS } from '../helpers/trust-anchors';
 import { mintSeedToken, signServerCertificate, startBootstrappedVault } from '../helpers/vault-access-world';
 
 const DAY = 86_400_000;
@@ -71,6 +72,7 @@ async function tickWorld() {
         parseClusterConfig({
           name: 'test',
           inventory: testInventory('test'),
+          certificates: UNCHECKED_TRUST_ANCHORS,
           vault: { address: vault.emulator.address, tokenSecretId: 'nomad/test/vault-token' },
         }),
       ],

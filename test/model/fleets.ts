@@ -3,6 +3,7 @@
 import type { NodeRole } from '../../shared/certificates/names';
 import { type ClusterConfig, parseClusterConfig } from '../../shared/config';
 import { testInventory } from '../helpers/inventory';
+import { UNCHECKED_TRUST_ANCHORS } from '../helpers/trust-anchors';
 import type { FakeNode } from './fleet-state';
 
 export const START = Date.UTC(2026, 0, 5, 9);
@@ -38,7 +39,12 @@ export const CONFIGS: ReadonlyMap<string, ClusterConfig> = new Map(
     parseClusterConfig({
       name: fleet.name,
       inventory: testInventory(fleet.name, fleet.servers),
-      vault: { address: 'https://vault.internal:8200', tokenSecretId: 'nomad-rotator/token' },
+      certificates: UNCHECKED_TRUST_ANCHORS,
+      vault: {
+        address: 'https://vault.internal:8200',
+        tokenSecretId: 'nomad-rotator/token',
+        tokenRotation: { iamServerIdHeader: 'vault.internal' },
+      },
       rollout: ROLLOUT_SETTINGS,
     }),
   ]),

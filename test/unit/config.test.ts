@@ -2,11 +2,17 @@ import { describe, expect, it } from 'vitest';
 import { parseClusterConfig, parseClustersConfig } from '../../shared/config';
 import { ValidationError } from '../../shared/errors';
 import { testInventory } from '../helpers/inventory';
+import { UNCHECKED_TRUST_ANCHORS } from '../helpers/trust-anchors';
 
 const minimal = {
   name: 'prod',
   inventory: testInventory('prod'),
-  vault: { address: 'https://vault.internal:8200', tokenSecretId: 'nomad/prod/token' },
+  certificates: UNCHECKED_TRUST_ANCHORS,
+  vault: {
+    address: 'https://vault.internal:8200',
+    tokenSecretId: 'nomad/prod/token',
+    tokenRotation: { iamServerIdHeader: 'vault.internal' },
+  },
 };
 
 describe('cluster configuration', () => {
@@ -58,7 +64,10 @@ describe('cluster configuration', () => {
   });
 
   it('accepts durations as text or seconds', () => {
-    const config = parseClusterConfig({ ...minimal, certificates: { ttl: '72h', minimumValidity: 600 } });
+    const config = parseClusterConfig({
+      ...minimal,
+      certificates: { ...UNCHECKED_TRUST_ANCHORS, ttl: '72h', minimumValidity: 600 },
+    });
 
     expect(config.certificates.ttl).toBe(259_200);
     expect(config.certificates.minimumValidity).toBe(600);
@@ -84,8 +93,11 @@ describe('cluster configuration', () => {
     })();
     expect(message).toContain('name: must be 1-48 lower-case letters');
     expect(message).toContain('vault.address');
-    expect(message).toContain('files.agentKey.path: must not contain ".." segments');
-    expect(message).toContain('files.agentKey.mode: a private key must not be world-accessible');
+    expect(message).toContain('files.agentKey.path: must be an absolute path under /opt/nomad/');
+    expect(message).toContain('no "." or ".." segment');
+    expect(message).toContain(
+      'files.agentKey.mode: must be an octal mode of a private key, not world-accessible',
+    );
     expect(message).toContain('certificates.ttl: must be a positive duration');
     expect(message).toContain('surprise: unknown field (not allowed)');
   });

@@ -7,11 +7,19 @@ import {
   documentSizeBytes,
   installExecutionTimeoutSeconds,
   scriptText,
+  TRUSTED_ROOTS_RESERVE_BYTES,
   validateDocumentParameters,
 } from '../../shared/documents';
 import { ValidationError } from '../../shared/errors';
 import { PATTERNS } from '../../shared/patterns';
 import { DEFAULT_FILES } from '../helpers/documents';
+
+const PROD_ROOT = 'a1'.repeat(32);
+const STAGING_ROOTS = ['b2'.repeat(32), 'c3'.repeat(32)];
+const CLUSTERS = [
+  { name: 'prod', certificates: { trustedRootFingerprints: [PROD_ROOT] } },
+  { name: 'staging', certificates: { trustedRootFingerprints: STAGING_ROOTS } },
+];
 
 const prepare = {
   attemptId: 'abc123-0f0f0f0f',
@@ -25,7 +33,7 @@ const prepare = {
 describe('SSM documents', () => {
   it('give every parameter an allowedPattern and use every parameter in the script', () => {
     for (const kind of Object.keys(DOCUMENTS) as (keyof typeof DOCUMENTS)[]) {
-      const document = commandDocument(kind);
+      const document = commandDocument(kind, CLUSTERS);
       const script = scriptText(kind);
 
       expect(document.schemaVersion).toBe('2.2');
@@ -46,7 +54,7 @@ describe('SSM documents', () => {
         for (const match of line.matchAll(/(.)\{\{ \w+ \}\}(.)/g))
           expect(`${match[1]}${match[2]}`, line).toBe("''");
       }
-      for (const parameter of Object.values(commandDocument(kind).parameters)) {
+      for (const parameter of Object.values(commandDocument(kind, CLUSTERS).parameters)) {
         expect(new RegExp(parameter.allowedPattern).test("a'b"), parameter.description).toBe(false);
       }
     }
@@ -54,7 +62,7 @@ describe('SSM documents', () => {
 
   it("compile every pattern under Go's RE2, as the SSM agent does before it runs a document", () => {
     for (const kind of Object.keys(DOCUMENTS) as (keyof typeof DOCUMENTS)[]) {
-      for (const [name, parameter] of Object.entries(commandDocument(kind).parameters)) {
+      for (const [name, parameter] of Object.entries(commandDocument(kind, CLUSTERS).parameters)) {
         expect(() => RE2JS.compile(parameter.allowedPattern), `${kind}.${name}`).not.toThrow();
       }
     }
@@ -105,7 +113,7 @@ describe('SSM documents', () => {
       );
 
     expect(documentSizeBytes('install', fits)).toBeGreaterThan(
-      Buffer.byteLength(JSON.stringify(commandDocument('install'))) + 20_000,
+      Buffer.byteLength(JSON.stringify(commandDocument('install', CLUSTERS))) + 20_000,
     );
     expect(tooBig).toThrow(/parameters: document plus parameters come to \d+ bytes; at most \d+ allowed/);
     expect(DOCUMENT_SIZE_LIMIT_BYTES).toBe(65_536);
@@ -131,7 +139,7 @@ describe('SSM documents', () => {
 
   it("start with #!/bin/bash on the first line, which the agent's sh -c <file> honours", () => {
     for (const kind of Object.keys(DOCUMENTS) as (keyof typeof DOCUMENTS)[])
-      expect(commandDocument(kind).mainSteps[0].inputs.runCommand[0], kind).toBe('#!/bin/bash');
+      expect(commandDocument(kind, CLUSTERS).mainSteps[0].inputs.runCommand[0], kind).toBe('#!/bin/bash');
   });
 
   it('accept valid parameters and fill defaults', () => {
@@ -150,6 +158,99 @@ describe('SSM documents', () => {
     expect(attempt).not.toThrow(/curl evil/);
   });
 
+  it('let SSM itself refuse paths with "." or ".." segments or outside the roots Nomad keeps its TLS files in', () => {
+    const refused = [
+      '/opt/nomad/agent-certs/../../../etc/shadow',
+      '/opt/nomad/./agent.key',
+      '/opt/nomad/agent-certs/..',
+      '/etc/passwd',
+      '/root/.ssh/authorized_keys',
+      '/usr/bin/nomad',
+      '/opt/nomadx/agent.key',
+      '/opt/nomad',
+      '/opt/nomad//agent.key',
+      '/opt/nomad/agent-certs/',
+    ];
+    const accepted = [
+      '/opt/nomad/agent-certs/agent.key',
+      '/etc/nomad.d/tls/agent.key',
+      '/var/lib/nomad/tls/..agent.key',
+      '/etc/pki/nomad/.hidden',
+    ];
+    const document = commandDocument('install', CLUSTERS);
+    const { allowedPattern } = document.parameters.agentKeyPath!;
+    const [ssm, agent] = [new RegExp(`^(?:${allowedPattern})$`), RE2JS.compile(allowedPattern)];
+
+    for (const path of refused) {
+      expect(ssm.test(path), `SSM on ${path}`).toBe(false);
+      expect(agent.matcher(path).find(), `agent on ${path}`).toBe(false);
+      expect(() => validateDocumentParameters('install', installParameters({ agentKeyPath: path }))).toThrow(
+        /agentKeyPath: must match/,
+      );
+    }
+    for (const path of accepted) {
+      expect(ssm.test(path), `SSM on ${path}`).toBe(true);
+      expect(agent.matcher(path).find(), `agent on ${path}`).toBe(true);
+    }
+  });
+
+  it('let SSM itself refuse a key mode with any bit for others, and only for keys', () => {
+    const document = commandDocument('install', CLUSTERS);
+    const keyMode = new RegExp(document.parameters.agentKeyMode!.allowedPattern);
+    const certMode = new RegExp(document.parameters.agentCertMode!.allowedPattern);
+
+    for (const mode of ['0644', '0604', '0601', '0777', '0602'])
+      expect([keyMode.test(mode), RE2JS.compile(keyMode.source).matcher(mode).find()], mode).toEqual([
+        false,
+        false,
+      ]);
+    for (const mode of ['0600', '0640', '0400', '0440']) expect(keyMode.test(mode), mode).toBe(true);
+    expect(document.parameters.cliKeyMode!.allowedPattern).toBe(keyMode.source);
+    expect(certMode.test('0644')).toBe(true);
+    expect(() => validateDocumentParameters('install', installParameters({ cliKeyMode: '0644' }))).toThrow(
+      /cliKeyMode: must match/,
+    );
+  });
+
+  it("write each cluster's accepted roots into the install script, and take the cluster as a checked parameter", () => {
+    const script = commandDocument('install', CLUSTERS).mainSteps[0].inputs.runCommand.join('\n');
+
+    expect(script).toContain(
+      `declare -A TRUSTED_ROOTS=(['prod']='${PROD_ROOT}' ['staging']='${STAGING_ROOTS.join(' ')}')`,
+    );
+    expect(commandDocument('prepare', CLUSTERS)).toEqual(commandDocument('prepare', []));
+    expect(() => validateDocumentParameters('install', installParameters({ cluster: "prod' x" }))).toThrow(
+      /cluster: must match/,
+    );
+  });
+
+  it('refuse to build an install document from trust anchors that are not fingerprints or too many', () => {
+    const build = (clusters: { name: string; certificates: { trustedRootFingerprints: string[] } }[]) => () =>
+      commandDocument('install', clusters);
+
+    expect(build([])).toThrow(/clusters: at least one cluster/);
+    expect(build([{ name: 'prod', certificates: { trustedRootFingerprints: ["a'; reboot; '"] } }])).toThrow(
+      /clusters\[0\]\.certificates\.trustedRootFingerprints\[0\]: must match/,
+    );
+    expect(build([{ name: 'Prod X', certificates: { trustedRootFingerprints: [PROD_ROOT] } }])).toThrow(
+      /clusters\[0\]\.name: must match/,
+    );
+    const many = Array.from({ length: 80 }, (_, index) => ({
+      name: `c${index}`,
+      certificates: { trustedRootFingerprints: [PROD_ROOT] },
+    }));
+    expect(build(many)).toThrow(new RegExp(`at most ${TRUSTED_ROOTS_RESERVE_BYTES} allowed`));
+  });
+
+  it('count the trusted roots at their reserve, so the budget holds for any stack the table fits', () => {
+    const parameters = validateDocumentParameters('install', installParameters({}));
+    const deployed = Buffer.byteLength(JSON.stringify(commandDocument('install', CLUSTERS)));
+
+    expect(documentSizeBytes('install', parameters)).toBeGreaterThanOrEqual(
+      deployed + Buffer.byteLength(JSON.stringify(parameters)),
+    );
+  });
+
   it('refuse unknown and missing parameters', () => {
     const { cliCertPath: _omitted, ...rest } = prepare;
     expect(() => validateDocumentParameters('prepare', { ...rest, extra: 'x' } as never)).toThrow(
@@ -161,6 +262,7 @@ describe('SSM documents', () => {
 function installParameters(overrides: Record<string, string>) {
   return {
     attemptId: 'abc123-0f0f0f0f',
+    cluster: 'prod',
     role: 'server',
     region: 'global',
     mode: 'reload',

@@ -25,6 +25,7 @@ import { fakeCluster } from '../helpers/fake-cluster';
 import { callManualOps, functionUrlEvent, OPERATOR_SESSION_ARN } from '../helpers/fake-cluster-handler';
 import { testInventory } from '../helpers/inventory';
 import { findSecrets } from '../helpers/secret-scan';
+import { UNCHECKED_TRUST_ANCHORS } from '../helpers/trust-anchors';
 
 const INSTANCE_A = 'i-0aaaaaaaaaaaaaaa1';
 const INSTANCE_B = 'i-0bbbbbbbbbbbbbbb2';
@@ -106,7 +107,12 @@ function fakeRuntime(options: {
     parseClusterConfig({
       name,
       inventory: testInventory(name),
-      vault: { address: 'https://vault.internal:8200', tokenSecretId: `nomad/${name}/token` },
+      certificates: UNCHECKED_TRUST_ANCHORS,
+      vault: {
+        address: 'https://vault.internal:8200',
+        tokenSecretId: `nomad/${name}/token`,
+        tokenRotation: { iamServerIdHeader: 'vault.internal' },
+      },
     }),
   );
   const invocation: CommandGateway['invocation'] =

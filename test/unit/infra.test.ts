@@ -17,6 +17,7 @@ import { clustersConfigSchema } from '../../shared/config';
 import { commandDocument } from '../../shared/documents';
 import { METRIC, PowertoolsTelemetry } from '../../shared/observability';
 import { testInventory } from '../helpers/inventory';
+import { UNCHECKED_TRUST_ANCHORS } from '../helpers/trust-anchors';
 
 type Resource = { Type: string; Properties: Record<string, unknown> };
 type Statement = { Effect: string; Action: string | string[]; Resource: unknown; Condition?: unknown };
@@ -91,7 +92,9 @@ const roleId = (entry: string) =>
   logicalIdOf('AWS::IAM::Role', (role) => String(role.Properties.Description).startsWith(`${kebab(entry)}:`));
 const kebab = (name: string) => name.replace(/([a-z])([A-Z])/g, '$1-$2').toLowerCase();
 function documentId(kind: 'prepare' | 'install'): string {
-  const expected = JSON.stringify(commandDocument(kind));
+  const expected = JSON.stringify(
+    commandDocument(kind, clustersConfigSchema.parse(JSON.parse(stack.clustersConfig))),
+  );
   return logicalIdOf(
     'AWS::SSM::Document',
     (document) => JSON.stringify(document.Properties.Content) === expected,
@@ -261,7 +264,12 @@ describe('infra: node documents and configuration', () => {
     const clusters = ['eu', 'us', 'ap'].map((name) => ({
       name,
       inventory: testInventory(name),
-      vault: { address: 'https://vault.internal:8200', caBundlePem },
+      certificates: UNCHECKED_TRUST_ANCHORS,
+      vault: {
+        address: 'https://vault.internal:8200',
+        caBundlePem,
+        tokenRotation: { iamServerIdHeader: 'vault.internal' },
+      },
     }));
     const large = new App({
       context: { region: 'eu-west-1', clustersFile: clustersFile(clusters), 'aws:cdk:bundling-stacks': [] },
@@ -705,8 +713,12 @@ describe('infra: alarms', () => {
         {
           name: 'c',
           inventory: testInventory('c'),
-          vault: { address: 'https://vault:8200', tokenSecretId: 's' },
-          certificates: { ttl },
+          vault: {
+            address: 'https://vault:8200',
+            tokenSecretId: 's',
+            tokenRotation: { iamServerIdHeader: 'vault.internal' },
+          },
+          certificates: { ...UNCHECKED_TRUST_ANCHORS, ttl },
         },
       ])[0]!;
 

@@ -3,13 +3,19 @@ import { provisionedRole, serverSetRefusal } from '../../shared/certificates/ide
 import { parseClusterConfig, parseClustersConfig } from '../../shared/config';
 import type { NodeRecord } from '../../shared/state/records';
 import { fakeCluster } from '../helpers/fake-cluster';
+import { UNCHECKED_TRUST_ANCHORS } from '../helpers/trust-anchors';
 
 const PROFILE = 'arn:aws:iam::123456789012:instance-profile/nomad-server';
 const cluster = (inventory: Record<string, unknown>, name = 'prod') =>
   parseClusterConfig({
     name,
     inventory,
-    vault: { address: 'https://vault.internal:8200', tokenSecretId: 'token' },
+    certificates: UNCHECKED_TRUST_ANCHORS,
+    vault: {
+      address: 'https://vault.internal:8200',
+      tokenSecretId: 'token',
+      tokenRotation: { iamServerIdHeader: 'vault.internal' },
+    },
   });
 const byGroups = {
   servers: { autoScalingGroups: ['prod-servers'] },
@@ -98,7 +104,12 @@ describe('inventory configuration', () => {
     const input = (name: string) => ({
       name,
       inventory: byGroups,
-      vault: { address: 'https://vault.internal:8200', tokenSecretId: 'token' },
+      certificates: UNCHECKED_TRUST_ANCHORS,
+      vault: {
+        address: 'https://vault.internal:8200',
+        tokenSecretId: 'token',
+        tokenRotation: { iamServerIdHeader: 'vault.internal' },
+      },
     });
 
     expect(() => parseClustersConfig([input('prod'), input('staging')])).toThrow(

@@ -3,13 +3,19 @@ import { planRotation } from '../../shared/certificates/planner';
 import { parseClusterConfig } from '../../shared/config';
 import type { NodeRecord } from '../../shared/state/records';
 import { testInventory } from '../helpers/inventory';
+import { UNCHECKED_TRUST_ANCHORS } from '../helpers/trust-anchors';
 
 const HOUR = 3_600_000;
 const NOW = 1_800_000_000_000;
 const cluster = parseClusterConfig({
   name: 'prod',
   inventory: testInventory('prod'),
-  vault: { address: 'https://vault:8200', tokenSecretId: 't' },
+  certificates: UNCHECKED_TRUST_ANCHORS,
+  vault: {
+    address: 'https://vault:8200',
+    tokenSecretId: 't',
+    tokenRotation: { iamServerIdHeader: 'vault.internal' },
+  },
   rollout: { clientWaveSize: 2 },
 });
 

@@ -2,12 +2,18 @@ import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../shared/errors';
 import { serviceConfigFromEnvironment } from '../../shared/runtime';
 import { testInventory } from '../helpers/inventory';
+import { UNCHECKED_TRUST_ANCHORS } from '../helpers/trust-anchors';
 
 const clusters = JSON.stringify([
   {
     name: 'prod-eu',
     inventory: testInventory('prod-eu'),
-    vault: { address: 'https://vault.internal:8200', tokenSecretId: 'NomadRotator/prod-eu/vault-token' },
+    certificates: UNCHECKED_TRUST_ANCHORS,
+    vault: {
+      address: 'https://vault.internal:8200',
+      tokenSecretId: 'NomadRotator/prod-eu/vault-token',
+      tokenRotation: { iamServerIdHeader: 'vault.internal' },
+    },
   },
 ]);
 const base = {

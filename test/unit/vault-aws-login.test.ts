@@ -6,6 +6,7 @@ import { parseClusterConfig } from '../../shared/config';
 import { ValidationError } from '../../shared/errors';
 import { buildIamLoginData } from '../../shared/vault/aws-login';
 import { testInventory } from '../helpers/inventory';
+import { UNCHECKED_TRUST_ANCHORS } from '../helpers/trust-anchors';
 
 const credentials = async () => ({
   accessKeyId: 'ASIAEXAMPLEKEYID0001',
@@ -114,10 +115,11 @@ describe('tokenRotation.stsEndpoint and stsRegion', () => {
     parseClusterConfig({
       name: 'prod',
       inventory: testInventory('prod'),
+      certificates: UNCHECKED_TRUST_ANCHORS,
       vault: {
         address: 'https://vault.example.internal:8200',
         tokenSecretId: 'nomad/prod/vault-token',
-        tokenRotation,
+        tokenRotation: { iamServerIdHeader: 'vault.example.internal', ...tokenRotation },
       },
     }).vault.tokenRotation;
 

@@ -12,6 +12,7 @@ umask 077
 exec 3>&1 1>&2 # stdout carries exactly one JSON line; everything else goes to stderr
 
 ATTEMPT_ID='{{ attemptId }}'
+CLUSTER='{{ cluster }}'
 ROLE='{{ role }}'
 REGION='{{ region }}'
 MODE='{{ mode }}'
@@ -40,6 +41,9 @@ declare -A FILE_GROUP=(
   [cliCert]='{{ cliCertGroup }}' [cliKey]='{{ cliKeyGroup }}'
 )
 FILES=(agentCert agentKey ca cliCert cliKey)
+# The root CAs each cluster's nodes accept (SHA-256 of the DER), written in when the stack builds the
+# document: no parameter or table item can add one, so a new root is a deliberate deploy.
+declare -A TRUSTED_ROOTS=() # nomad-rotator:trusted-roots
 
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
@@ -48,6 +52,8 @@ WAS_ACTIVE=false
 EXPECTED_PID=0
 
 emit() { printf '%s\n' "$1" >&3; }
+
+# nomad-rotator:include safe-paths.sh
 
 # Fails before anything on disk changed: the node keeps its working set untouched.
 refuse() {
@@ -71,8 +77,44 @@ openssl crl2pkcs7 -nocrl -certfile "$WORK/ca.pem" 2>/dev/null | openssl pkcs7 -p
   refuse "invalid-ca-bundle"
 grep -q 'BEGIN CERTIFICATE' "$WORK/ca.pem" || refuse "invalid-ca-bundle"
 
-mkdir -p "$WORK/candidates"
-awk -v dir="$WORK/candidates" '/-----BEGIN CERTIFICATE-----/ { n++ } n { print > (dir "/" n ".pem") }' "$WORK/bundle.pem"
+split_pems() { awk -v dir="$2" '/-----BEGIN CERTIFICATE-----/ { n++ } n { print > (dir "/" n ".pem") }' "$1"; }
+fingerprint_of() { openssl x509 -in "$1" -outform DER 2>/dev/null | sha256sum | cut -d' ' -f1; }
+
+# Nomad (Go) takes every certificate of ca_file as a trust anchor, self-signed or not. So each one
+# must be a root this cluster's document names, or chain to one of those: an attacker root, or a CA
+# it signed, is refused before anything is written.
+[[ -n "${TRUSTED_ROOTS[$CLUSTER]+known}" ]] || refuse "unknown-cluster"
+mkdir -m 0700 "$WORK/ca-blocks"
+split_pems "$WORK/ca.pem" "$WORK/ca-blocks"
+: >"$WORK/anchors.pem"
+for block in "$WORK"/ca-blocks/*.pem; do
+  [[ " ${TRUSTED_ROOTS[$CLUSTER]} " == *" $(fingerprint_of "$block") "* ]] && cat "$block" >>"$WORK/anchors.pem"
+done
+# The bundle ends with its root, as Vault's ca_chain does: name that one when none is trusted.
+[[ -s "$WORK/anchors.pem" ]] || refuse "ca-bundle-root-not-trusted" "$(fingerprint_of "$block")"
+for block in "$WORK"/ca-blocks/*.pem; do
+  # Lineage, not time: an expired extra CA is no trust anchor an attacker could use.
+  openssl verify -no_check_time -CAfile "$WORK/anchors.pem" -untrusted "$WORK/ca.pem" "$block" >/dev/null 2>&1 ||
+    refuse "ca-bundle-root-not-trusted" "$(fingerprint_of "$block")"
+done
+
+# Every directory written in, and every file replaced, must be safe before anything is touched: no
+# link anywhere on the way, directories root's and writable by nobody else.
+for file in "${FILES[@]}"; do
+  may_create_dir "$(dirname -- "${FILE_PATH[$file]}")" || refuse "unsafe-directory" "$file"
+  if [[ -L "${FILE_PATH[$file]}" ]] || [[ -e "${FILE_PATH[$file]}" && ! -f "${FILE_PATH[$file]}" ]]; then
+    refuse "unsafe-path" "$file"
+  fi
+  for kept in .pending .backup; do
+    kept="$(dirname -- "${FILE_PATH[$file]}")/$kept"
+    if [[ -e "$kept" || -L "$kept" ]] && ! is_safe_dir "$kept" 077; then
+      refuse "unsafe-${kept##*/.}-dir" "$file"
+    fi
+  done
+done
+
+mkdir -m 0700 "$WORK/candidates"
+split_pems "$WORK/bundle.pem" "$WORK/candidates"
 
 public_key_digest() { openssl pkey -pubin -outform DER 2>/dev/null | sha256sum | cut -d' ' -f1; }
 key_digest() { openssl pkey -in "$1" -pubout 2>/dev/null | public_key_digest; }
@@ -83,7 +125,7 @@ epoch_of() { date -u -d "$(openssl x509 -in "$1" -noout "-$2" | cut -d= -f2)" +%
 # Finds the certificate of the batch whose public key matches a key; prints its path.
 find_certificate_for_key() {
   local key=$1 wanted candidate
-  [[ -s "$key" ]] || return 1
+  [[ -s "$key" && ! -L "$key" ]] || return 1
   wanted=$(key_digest "$key")
   for candidate in "$WORK"/candidates/*.pem; do
     [[ -e "$candidate" ]] || continue
@@ -139,7 +181,7 @@ verify_leaf "$cli_leaf" "cli.${REGION}.nomad" cli
 
 # The public files are assembled in the work directory; the keys are read where they are (their
 # pending directory, or the installed path on a re-run), so no copy of a key exists anywhere else.
-mkdir -p "$WORK/new"
+mkdir -m 0700 "$WORK/new"
 cat "$agent_leaf" "$WORK/chain.pem" >"$WORK/new/agentCert"
 cp "$WORK/ca.pem" "$WORK/new/ca"
 cat "$cli_leaf" "$WORK/chain.pem" >"$WORK/new/cliCert"
@@ -236,7 +278,8 @@ backup_dir() { printf '%s/.backup' "$(dirname "${FILE_PATH[$1]}")"; }
 atomic_write() {
   local source=$1 file=$2 target tmp
   target=${FILE_PATH[$file]}
-  (umask 022 && mkdir -p "$(dirname "$target")")
+  ensure_dir "$(dirname -- "$target")" || return 1
+  [[ ! -L "$target" ]] || return 1
   tmp=$(mktemp "$(dirname "$target")/.nomad-rotator.XXXXXX") || return 1
   if ! { cat "$source" >"$tmp" && chown "${FILE_OWNER[$file]}:${FILE_GROUP[$file]}" "$tmp" &&
     chmod "${FILE_MODE[$file]}" "$tmp" && sync "$tmp" && mv -f "$tmp" "$target"; }; then
@@ -289,14 +332,21 @@ rollback() {
 }
 
 systemctl is-active --quiet nomad && WAS_ACTIVE=true
+# One backup per directory, made in a fresh 0700 directory and renamed onto .backup once complete;
+# a .backup left by an interrupted run (checked above) is replaced.
+declare -A BACKUP_FRESH=()
 for file in "${FILES[@]}"; do
-  rm -rf "$(backup_dir "$file")"
-done
-for file in "${FILES[@]}"; do
-  if [[ -e "${FILE_PATH[$file]}" ]]; then
-    { mkdir -p "$(backup_dir "$file")" && chmod 0700 "$(backup_dir "$file")" &&
-      cp -p "${FILE_PATH[$file]}" "$(backup_dir "$file")/$file"; } 2>/dev/null || refuse "backup-failed" "$file"
+  [[ -e "${FILE_PATH[$file]}" ]] || continue
+  backup=$(backup_dir "$file")
+  if [[ -z "${BACKUP_FRESH[$backup]:-}" ]]; then
+    remove_leftovers "$backup"
+    BACKUP_FRESH[$backup]=$(fresh_dir "$backup") || refuse "backup-failed" "$file"
   fi
+  cp -p -- "${FILE_PATH[$file]}" "${BACKUP_FRESH[$backup]}/$file" 2>/dev/null || refuse "backup-failed" "$file"
+done
+for backup in "${!BACKUP_FRESH[@]}"; do
+  rm -rf -- "$backup"
+  put_in_place "${BACKUP_FRESH[$backup]}" "$backup" || refuse "backup-failed" "${backup##*/}"
 done
 
 for file in "${FILES[@]}"; do

@@ -1,7 +1,8 @@
 #!/bin/bash
 # nomad-rotator prepare: make a fresh private key and CSR for the agent and the CLI certificate under
-# <dir>/.pending/ and print the CSRs. Keys never leave the node. Re-running with the same attempt id
-# reuses the pending keys, so a duplicate command changes nothing.
+# <dir>/.pending/ (created fresh, never through a link or in a directory others can write) and print
+# the CSRs. Keys never leave the node. Re-running with the same attempt id reuses the pending keys,
+# so a duplicate command changes nothing.
 set -euo pipefail
 umask 077
 
@@ -13,9 +14,11 @@ CLI_KEY_PATH='{{ cliKeyPath }}'
 CLI_CERT_PATH='{{ cliCertPath }}'
 
 fail() {
-  printf '{"ok":false,"stage":"prepare","reason":"%s","attemptId":"%s"}\n' "$1" "$ATTEMPT_ID"
+  printf '{"ok":false,"stage":"prepare","reason":"%s","detail":"%s","attemptId":"%s"}\n' "$1" "${2:-}" "$ATTEMPT_ID"
   exit 1
 }
+
+# nomad-rotator:include safe-paths.sh
 
 command -v openssl >/dev/null 2>&1 || fail "openssl-missing"
 
@@ -28,22 +31,37 @@ generate_key() {
   esac
 }
 
-# Prepares one key + CSR pair in <dir of key>/.pending and prints the CSR as one base64 line.
-prepare_pair() {
-  local key_path=$1 name=$2
-  local pending
-  pending="$(dirname "$key_path")/.pending"
-  # The certificate directory stays traversable for an agent that does not run as root.
-  (umask 022 && mkdir -p "$(dirname "$key_path")")
-  mkdir -p "$pending"
-  chmod 0700 "$pending"
-  if [[ "$(cat "$pending/attempt" 2>/dev/null || true)" != "$ATTEMPT_ID" || ! -s "$pending/$name.key" ]]; then
-    rm -f "$pending/$name.key" "$pending/$name.csr"
-    generate_key "$pending/$name.key.tmp" || return 1
-    mv -f "$pending/$name.key.tmp" "$pending/$name.key"
+# Makes <dir>/.pending hold a fresh key for each name given, for this attempt. A pending directory
+# of this attempt with those keys is reused, so a duplicate command changes nothing. Otherwise the
+# keys are made in a new 0700 directory of a random name and that is renamed onto .pending: nothing
+# is ever written into a directory someone else may have prepared, or through a link.
+prepare_dir() {
+  local dir=$1 label=$2 name fresh reuse=true
+  shift 2
+  local pending="$dir/.pending"
+  ensure_dir "$dir" || fail "unsafe-directory" "$label"
+  remove_leftovers "$pending"
+  if [[ -e "$pending" || -L "$pending" ]]; then
+    is_safe_dir "$pending" 077 || fail "unsafe-pending-dir" "$label"
+    [[ ! -L "$pending/attempt" && "$(cat "$pending/attempt" 2>/dev/null || true)" == "$ATTEMPT_ID" ]] || reuse=false
+    for name; do
+      [[ -f "$pending/$name.key" && ! -L "$pending/$name.key" && -s "$pending/$name.key" ]] || reuse=false
+    done
+    $reuse && return 0
   fi
-  openssl req -new -key "$pending/$name.key" -subj "/CN=nomad-rotator-${name}" -out "$pending/$name.csr" 2>/dev/null || return 1
-  base64 -w0 "$pending/$name.csr"
+  fresh=$(fresh_dir "$pending") || fail "unsafe-pending-dir" "$label"
+  for name; do
+    generate_key "$fresh/$name.key" || { rm -rf -- "$fresh"; fail "$name-key-generation-failed"; }
+  done
+  printf '%s\n' "$ATTEMPT_ID" >"$fresh/attempt"
+  rm -rf -- "$pending"
+  put_in_place "$fresh" "$pending" || { rm -rf -- "$fresh"; fail "unsafe-pending-dir" "$label"; }
+}
+
+# The CSR of a pending key as one base64 line.
+csr_of() {
+  local pending=$1 name=$2
+  openssl req -new -key "$pending/$name.key" -subj "/CN=nomad-rotator-${name}" 2>/dev/null | base64 -w0
 }
 
 # Facts about the certificate currently installed, so the rotator sees what the node really holds.
@@ -59,11 +77,16 @@ describe_current() {
   fi
 }
 
-agent_csr=$(prepare_pair "$AGENT_KEY_PATH" agent) || fail "agent-key-generation-failed"
-cli_csr=$(prepare_pair "$CLI_KEY_PATH" cli) || fail "cli-key-generation-failed"
-for key_path in "$AGENT_KEY_PATH" "$CLI_KEY_PATH"; do
-  printf '%s\n' "$ATTEMPT_ID" >"$(dirname "$key_path")/.pending/attempt"
-done
+AGENT_DIR=$(dirname -- "$AGENT_KEY_PATH")
+CLI_DIR=$(dirname -- "$CLI_KEY_PATH")
+if [[ "$AGENT_DIR" == "$CLI_DIR" ]]; then
+  prepare_dir "$AGENT_DIR" agentKey agent cli
+else
+  prepare_dir "$AGENT_DIR" agentKey agent
+  prepare_dir "$CLI_DIR" cliKey cli
+fi
+if ! agent_csr=$(csr_of "$AGENT_DIR/.pending" agent) || [[ -z "$agent_csr" ]]; then fail "agent-key-generation-failed"; fi
+if ! cli_csr=$(csr_of "$CLI_DIR/.pending" cli) || [[ -z "$cli_csr" ]]; then fail "cli-key-generation-failed"; fi
 
 printf '{"ok":true,"stage":"prepare","attemptId":"%s","agentCsr":"%s","cliCsr":"%s","current":{"agent":%s,"cli":%s}}\n' \
   "$ATTEMPT_ID" "$agent_csr" "$cli_csr" "$(describe_current "$AGENT_CERT_PATH")" "$(describe_current "$CLI_CERT_PATH")"
