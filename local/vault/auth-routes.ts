@@ -1,6 +1,7 @@
 import { hasSudo } from './acl';
 import type { AwsAuthMethod } from './aws-auth';
-import { badRequest, envelope, list, NOT_FOUND, type Reply, VaultHttpError } from './protocol';
+import { badRequest, bool, envelope, list, NOT_FOUND, type Reply, seconds, VaultHttpError } from './protocol';
+import { describeTokenRole, rolePolicies, sanitize, type TokenRole, writeTokenRole } from './token-roles';
 import type { Token, TokenStore } from './tokens';
 
 function createToken(
@@ -9,24 +10,68 @@ function createToken(
   token: Token,
   path: string,
   body: Record<string, unknown>,
+  role?: TokenRole,
 ): Reply {
-  const orphan = path === 'auth/token/create-orphan' || body.no_parent === true;
-  if (body.period !== undefined && !hasSudo(policies, token, path))
+  const sudo = hasSudo(policies, token, path);
+  // token_store.go: a role decides orphan and bound CIDRs itself; no_parent and period need sudo.
+  const orphan = role ? role.orphan : path === 'auth/token/create-orphan' || body.no_parent === true;
+  if (seconds(body.period) > 0 && !sudo)
     throw badRequest('root or sudo privileges required to create periodic token');
-  if (path === 'auth/token/create' && body.no_parent === true && !hasSudo(policies, token, path)) {
+  if (!role && path === 'auth/token/create' && body.no_parent === true && !sudo) {
     throw badRequest('root or sudo privileges required to create orphan token');
   }
+  if (body.id !== undefined && !sudo)
+    throw badRequest('root or sudo privileges required to specify token id');
   const requested = list(body.policies);
-  if (
-    !hasSudo(policies, token, path) &&
-    requested.some((policy) => !token.policies.includes(policy) && policy !== 'default')
-  ) {
+  const noDefault = bool(body.no_default_policy, false);
+  let resolved: string[] | undefined;
+  if (role && (role.allowed_policies.length > 0 || role.disallowed_policies.length > 0)) {
+    resolved = rolePolicies(role, requested, noDefault, token.policies);
+  } else if (!sudo && requested.some((policy) => !token.policies.includes(policy) && policy !== 'default')) {
     throw badRequest('child policies must be subset of parent');
   }
-  const { token: created, warnings } = tokens.create(body, { parent: token, path, orphan });
+  const final = resolved ?? sanitize(requested.length > 0 ? requested : token.policies, !noDefault);
+  if (final.includes('root') && !token.policies.includes('root'))
+    throw badRequest('root tokens may not be created without parent token being root');
+  const { token: created, warnings } = tokens.create(body, {
+    parent: token,
+    path,
+    orphan,
+    ...(role ? { role } : {}),
+    ...(resolved ? { policies: resolved } : {}),
+  });
   for (const policy of created.policies)
     if (!policies.has(policy) && policy !== 'root') warnings.push(`Policy "${policy}" does not exist`);
   return { status: 200, body: envelope({ auth: tokens.auth(created), warnings, mountType: 'token' }) };
+}
+
+/** auth/token/roles[/<name>]: read, list, write (create or update) and delete. */
+function tokenRoleRoute(
+  tokens: TokenStore,
+  method: string,
+  name: string,
+  body: Record<string, unknown>,
+  listing: boolean,
+): Reply {
+  if (name === '') {
+    if (method !== 'GET' || !listing) throw new VaultHttpError(405, 'unsupported operation');
+    if (tokens.roles.size === 0) throw NOT_FOUND();
+    return {
+      status: 200,
+      body: envelope({ data: { keys: [...tokens.roles.keys()].sort() }, mountType: 'token' }),
+    };
+  }
+  if (method === 'GET') {
+    const role = tokens.roles.get(name);
+    if (role === undefined) throw NOT_FOUND();
+    return { status: 200, body: envelope({ data: describeTokenRole(role), mountType: 'token' }) };
+  }
+  if (method === 'DELETE') {
+    tokens.roles.delete(name);
+    return { status: 204 };
+  }
+  tokens.roles.set(name, writeTokenRole(name, tokens.roles.get(name), body));
+  return { status: 204 };
 }
 
 /** auth/token/*, for a token that already passed the ACL check on `path`. */
@@ -36,8 +81,18 @@ export function tokenRoute(
   token: Token,
   path: string,
   body: Record<string, unknown>,
+  method = 'POST',
+  listing = false,
 ): Reply {
   const op = path.slice('auth/token/'.length);
+  const roles = /^roles(?:\/(.+))?$/.exec(op);
+  if (roles) return tokenRoleRoute(tokens, method, roles[1] ?? '', body, listing);
+  const againstRole = /^create\/(.+)$/.exec(op);
+  if (againstRole) {
+    const role = tokens.roles.get(againstRole[1]!);
+    if (role === undefined) throw badRequest(`unknown role ${againstRole[1]}`);
+    return createToken(tokens, policies, token, path, body, role);
+  }
   switch (op) {
     case 'create':
     case 'create-orphan':
@@ -104,6 +159,7 @@ export function awsLogin(
       policies: result.policies,
       ttl: result.ttl || undefined,
       period: result.period || undefined,
+      no_default_policy: result.noDefaultPolicy,
       meta: result.metadata,
       display_name: `aws-${result.role}`,
     },

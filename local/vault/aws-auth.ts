@@ -11,6 +11,7 @@ interface AwsRole {
   token_ttl: number;
   token_max_ttl: number;
   token_period: number;
+  token_no_default_policy: boolean;
 }
 
 /**
@@ -55,6 +56,7 @@ export interface AwsLoginResult {
   policies: string[];
   ttl: number;
   period: number;
+  noDefaultPolicy: boolean;
   metadata: Record<string, string>;
 }
 
@@ -129,6 +131,7 @@ export class AwsAuthMethod {
         body.token_max_ttl === undefined ? (existing?.token_max_ttl ?? 0) : seconds(body.token_max_ttl),
       token_period:
         body.token_period === undefined ? (existing?.token_period ?? 0) : seconds(body.token_period),
+      token_no_default_policy: bool(body.token_no_default_policy, existing?.token_no_default_policy ?? false),
     });
   }
 
@@ -229,6 +232,7 @@ export class AwsAuthMethod {
       policies: role.token_policies,
       ttl: role.token_ttl,
       period: role.token_period,
+      noDefaultPolicy: role.token_no_default_policy,
       metadata: {
         client_arn: callerArn,
         canonical_arn: canonical,

@@ -6,7 +6,7 @@ import { type Capability, DEFAULT_POLICY, requireCapability } from './acl';
 import { awsConfigRoute, awsLogin, tokenRoute } from './auth-routes';
 import { type AwsAuthMethod, IamDirectory } from './aws-auth';
 import { listenerCertificate } from './listener-tls';
-import { INVALID_TOKEN, type PkiResult, type Reply, VaultHttpError } from './protocol';
+import { INVALID_TOKEN, PERMISSION_DENIED, type PkiResult, type Reply, VaultHttpError } from './protocol';
 import {
   capabilitiesSelf,
   healthBody,
@@ -68,6 +68,7 @@ export async function startVaultEmulator(options: VaultEmulatorOptions = {}) {
     body: Record<string, unknown>,
     listing: boolean,
     tokenId: string | undefined,
+    remoteAddress: string | undefined,
   ): Promise<Reply> => {
     if (path === 'sys/health') return { status: sealed ? 503 : 200, body: healthBody(sealed, clock.now()) };
     if (path === 'sys/seal-status') return { status: 200, body: sealStatusBody(sealed) };
@@ -91,6 +92,7 @@ export async function startVaultEmulator(options: VaultEmulatorOptions = {}) {
 
     const token = tokens.lookup(tokenId);
     if (token === undefined) throw INVALID_TOKEN();
+    if (!tokens.usableFrom(token, remoteAddress)) throw PERMISSION_DENIED();
     const needed: Capability[] =
       method === 'GET'
         ? [listing ? 'list' : 'read']
@@ -99,7 +101,8 @@ export async function startVaultEmulator(options: VaultEmulatorOptions = {}) {
           : ['update', 'create'];
     if (path === 'sys/capabilities-self') return capabilitiesSelf(policies, token, path, body);
     requireCapability(policies, token, path, needed);
-    if (path.startsWith('auth/token/')) return tokenRoute(tokens, policies, token, path, body);
+    if (path.startsWith('auth/token/'))
+      return tokenRoute(tokens, policies, token, path, body, method, listing);
     if (path.startsWith('sys/')) return sysRoute(sys, path, method, body, listing);
     const awsConfig = /^auth\/(.+)\/(config\/client|role\/.+)$/.exec(path);
     if (awsConfig && authMethods.has(awsConfig[1]!))
@@ -125,7 +128,14 @@ export async function startVaultEmulator(options: VaultEmulatorOptions = {}) {
         text.length > 0
           ? (JSON.parse(text) as Record<string, unknown>)
           : Object.fromEntries(url.searchParams);
-      result = await route(method === 'HEAD' ? 'GET' : method, path, body, listing, tokenId);
+      result = await route(
+        method === 'HEAD' ? 'GET' : method,
+        path,
+        body,
+        listing,
+        tokenId,
+        request.socket.remoteAddress,
+      );
     } catch (error) {
       result =
         error instanceof VaultHttpError

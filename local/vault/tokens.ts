@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Clock } from '../../shared/clock';
 import { type AuthBlock, badRequest, DEFAULT_MAX_TTL, goDuration, list, seconds } from './protocol';
+import { addressAllowed, sanitize, type TokenRole } from './token-roles';
 
 const BASE62 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
 const base62 = (length: number) => [...randomBytes(length)].map((byte) => BASE62[byte % 62]).join('');
@@ -22,6 +23,10 @@ export interface Token {
   expiresAt?: number;
   lastRenewalAt?: number;
   numUses: number;
+  /** The token role it was created against (auth/token/create/<role>), if any. */
+  role?: string;
+  /** The role's token_bound_cidrs: requests from any other address are refused. */
+  boundCidrs: string[];
 }
 
 /**
@@ -31,6 +36,8 @@ export interface Token {
  */
 export class TokenStore {
   readonly #tokens = new Map<string, Token>();
+  /** auth/token/roles/<name>. */
+  readonly roles = new Map<string, TokenRole>();
 
   constructor(private readonly clock: Clock) {}
 
@@ -49,7 +56,13 @@ export class TokenStore {
       renewable: false,
       createdAt: this.clock.now(),
       numUses: 0,
+      boundCidrs: [],
     });
+  }
+
+  /** Whether a request from this address may use the token (bound CIDRs bind all but non-expiring tokens). */
+  usableFrom(token: Token, remoteAddress: string | undefined): boolean {
+    return token.expiresAt === undefined || addressAllowed(token.boundCidrs, remoteAddress);
   }
 
   /** A valid token by id; expired ones are revoked on sight, as the expiration manager would. */
@@ -72,17 +85,22 @@ export class TokenStore {
     return token === undefined ? undefined : this.lookup(token.id);
   }
 
+  /**
+   * A new token. `policies`, when given, are final (a role's resolution); a role's period and
+   * explicit max TTL win when smaller than the request's (parseAndMergeTTLPeriod), its bound CIDRs
+   * bind the token and its renewable=false overrides the request.
+   */
   create(
     body: Record<string, unknown>,
-    options: { parent?: Token; path: string; orphan: boolean },
+    options: { parent?: Token; path: string; orphan: boolean; role?: TokenRole; policies?: string[] },
   ): { token: Token; warnings: string[] } {
     const warnings: string[] = [];
-    const policies = sanitize(
-      list(body.policies ?? options.parent?.policies ?? []),
-      body.no_default_policy === true,
-    );
-    const period = seconds(body.period);
-    const explicitMaxTtl = seconds(body.explicit_max_ttl);
+    const { role } = options;
+    const policies =
+      options.policies ??
+      sanitize(list(body.policies ?? options.parent?.policies ?? []), body.no_default_policy !== true);
+    const period = lesser(seconds(body.period), role?.token_period ?? 0);
+    const explicitMaxTtl = lesser(seconds(body.explicit_max_ttl), role?.token_explicit_max_ttl ?? 0);
     let ttl = period > 0 ? period : seconds(body.ttl, DEFAULT_MAX_TTL);
     const cap = explicitMaxTtl > 0 ? Math.min(DEFAULT_MAX_TTL, explicitMaxTtl) : DEFAULT_MAX_TTL;
     if (ttl > cap) {
@@ -107,10 +125,14 @@ export class TokenStore {
       period,
       ttl: root && body.ttl === undefined ? 0 : ttl,
       explicitMaxTtl,
-      renewable: body.renewable === undefined ? true : body.renewable === true || body.renewable === 'true',
+      renewable:
+        (body.renewable === undefined ? true : body.renewable === true || body.renewable === 'true') &&
+        (role?.renewable ?? true),
       createdAt: now,
       ...(root && body.ttl === undefined ? {} : { expiresAt: now + ttl * 1000 }),
       numUses: Number(body.num_uses ?? 0),
+      ...(role ? { role: role.name } : {}),
+      boundCidrs: role?.token_bound_cidrs ?? [],
     });
     return { token, warnings };
   }
@@ -187,6 +209,8 @@ export class TokenStore {
       renewable: token.renewable,
       ttl: this.remainingSeconds(token),
       type: 'service',
+      ...(token.role ? { role: token.role } : {}),
+      ...(token.boundCidrs.length > 0 ? { bound_cidrs: token.boundCidrs } : {}),
       ...(token.period > 0 ? { period: token.period } : {}),
       ...(token.lastRenewalAt
         ? {
@@ -203,10 +227,8 @@ export class TokenStore {
   }
 }
 
-/** Trim, lower-case, de-duplicate, sort; `root` collapses the list; `default` is added unless refused. */
-function sanitize(policies: string[], noDefault: boolean): string[] {
-  const cleaned = [...new Set(policies.map((policy) => policy.trim().toLowerCase()).filter(Boolean))];
-  if (cleaned.includes('root')) return ['root'];
-  if (!noDefault && !cleaned.includes('default')) cleaned.push('default');
-  return cleaned.sort();
+/** The smaller of two limits where 0 means unset. */
+function lesser(requested: number, role: number): number {
+  if (requested === 0) return role;
+  return role === 0 ? requested : Math.min(requested, role);
 }

@@ -30,6 +30,8 @@ export const ACCOUNT = '123456789012';
 /** The rotate-token function's identity: the only principal Vault's admin role accepts. */
 export const ROTATE_TOKEN_KEY_ID = 'ASIAWORLDROTATETOKEN';
 export const ROTATE_TOKEN_ROLE_ARN = `arn:aws:iam::${ACCOUNT}:role/nomad-rotator-rotate-token`;
+/** The world Vault's iam_server_id_header_value: every admin login must carry and sign it. */
+export const VAULT_SERVER_ID = 'vault.world.local';
 export const FUNCTIONS = {
   rotateCerts: 'nomad-rotator-rotate-certs',
   manualOps: 'nomad-rotator-manual-ops',
@@ -103,7 +105,13 @@ export async function startWorld(options: WorldOptions = {}) {
       attempts: 1,
     });
     const region = options.cluster?.region ?? 'global';
-    await bootstrapVault(operatorVault, vault.rootToken, { region, adminRoleArns: [ROTATE_TOKEN_ROLE_ARN] });
+    const bootstrapSpec = {
+      region,
+      adminRoleArns: [ROTATE_TOKEN_ROLE_ARN],
+      iamServerIdHeader: VAULT_SERVER_ID,
+    };
+    // PKI first: the cluster config takes its trusted root from the chain; its token role comes below.
+    await bootstrapVault(operatorVault, vault.rootToken, bootstrapSpec);
     // The operator's step after bootstrap: read the chain once, over the pinned connection, and put
     // its root's fingerprint in the cluster config, from where the stack writes it into the install.
     const chain = await operatorVault.read<{ data?: { certificate?: string } }>('pki_int/cert/ca_chain', '');
@@ -187,11 +195,13 @@ export async function startWorld(options: WorldOptions = {}) {
         caBundlePem: vault.caPem!,
         tokenSecretId: tokenSecret.ARN!,
         ...options.cluster?.vault,
+        tokenRotation: { iamServerIdHeader: VAULT_SERVER_ID, ...options.cluster?.vault?.tokenRotation },
       },
       rollout: { serverHealthTimeoutSeconds: 20, backoffBaseSeconds: 60, ...options.cluster?.rollout },
       // One second is enough for the stand-in to exit on a failed reload; Nomad's default below is 3.
       nomad: { settleSeconds: 1, ...options.cluster?.nomad },
     });
+    await bootstrapVault(operatorVault, vault.rootToken, bootstrapSpec, { clusters: [cluster] });
     ssm.registerDocument(DOCUMENT_NAMES.prepare, commandDocument('prepare', [cluster]));
     ssm.registerDocument(DOCUMENT_NAMES.install, commandDocument('install', [cluster]));
     const config: ServiceConfig = {

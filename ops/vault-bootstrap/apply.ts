@@ -5,6 +5,7 @@ import { parseOrThrow } from '../../shared/validation';
 import type { VaultClient } from '../../shared/vault/client';
 import { isVaultAnswer, type VaultBadRequestError, VaultNotFoundError } from '../../shared/vault/errors';
 import { stsEndpointRegion } from '../../shared/vault/sts';
+import { tokenRoleName } from '../../shared/vault-token/tokens';
 import {
   adminPolicyHcl,
   type BootstrapAction,
@@ -15,6 +16,7 @@ import {
   clusterDisagreements,
   keyBitsOf,
   tlsPolicyHcl,
+  tokenRoleFields,
 } from './spec';
 
 /**
@@ -40,7 +42,14 @@ export async function bootstrapVault(
     );
   }
   const urlBase = (spec.pkiUrlBase ?? vault.address).replace(/\/+$/, '');
-  return new VaultBootstrap(vault, token, spec, options.dryRun ?? false, urlBase).run();
+  return new VaultBootstrap(
+    vault,
+    token,
+    spec,
+    options.dryRun ?? false,
+    urlBase,
+    options.clusters ?? [],
+  ).run();
 }
 
 type Fields = Record<string, unknown>;
@@ -55,6 +64,8 @@ class VaultBootstrap {
     private readonly dryRun: boolean,
     /** Base of the AIA and CRL URLs, without a trailing slash. */
     private readonly urlBase: string,
+    /** Each gets its token role; the admin policy mints through those roles only. */
+    private readonly clusters: readonly ClusterConfig[],
   ) {}
 
   async run(): Promise<BootstrapReport> {
@@ -69,7 +80,8 @@ class VaultBootstrap {
     await this.#pkiRole(spec.agentRole, { server_flag: true, client_flag: true });
     await this.#pkiRole(spec.cliRole, { server_flag: false, client_flag: true });
     await this.#policy(spec.tokenPolicy, tlsPolicyHcl(spec));
-    await this.#policy(spec.adminPolicy, adminPolicyHcl(spec));
+    await this.#policy(spec.adminPolicy, adminPolicyHcl(spec, this.clusters));
+    await this.#tokenRoles();
     await this.#awsAuth();
     await this.#awsClientConfig();
     await this.#awsAdminRole();
@@ -278,6 +290,35 @@ class VaultBootstrap {
     });
   }
 
+  /**
+   * One token role per cluster. Without clusters there is none, and the admin can mint nothing:
+   * the report says so rather than leave an admin policy that looks complete.
+   */
+  async #tokenRoles(): Promise<void> {
+    if (this.clusters.length === 0) {
+      this.#record({
+        item: 'token roles',
+        action: 'skipped',
+        detail: 'no clusters given (--clusters): the admin can mint no token until they are',
+      });
+      return;
+    }
+    for (const cluster of this.clusters) {
+      const name = tokenRoleName(cluster);
+      const path = `auth/token/roles/${name}`;
+      const wanted = tokenRoleFields(this.spec, cluster);
+      const { tokenRotation } = cluster.vault;
+      const cidrs = tokenRotation.tokenBoundCidrs;
+      await this.#reconcile({
+        item: `token role ${name}`,
+        detail: `cluster ${cluster.name}: ${this.spec.tokenPolicy} only, orphan, period ${formatDuration(tokenRotation.tokenPeriod)}, explicit max ttl ${formatDuration(tokenRotation.tokenExplicitMaxTtl)}, no default policy, ${cidrs && cidrs.length > 0 ? `bound to ${cidrs.join(', ')}` : 'no bound CIDRs'}`,
+        current: await this.#readData(path),
+        wanted,
+        write: () => this.#write(path, wanted),
+      });
+    }
+  }
+
   async #awsAuth(): Promise<void> {
     const { awsAuthMount } = this.spec;
     const methods = await this.#readData('sys/auth');
@@ -302,19 +343,18 @@ class VaultBootstrap {
     const current = await this.#readData(path);
     // Vault reports "" for what was never set, and then uses the global endpoint.
     const wanted = {
-      iam_server_id_header_value: iamServerIdHeader ?? '',
+      iam_server_id_header_value: iamServerIdHeader,
       sts_endpoint: stsEndpoint ?? '',
       sts_region: stsEndpoint === undefined ? '' : (stsEndpointRegion(stsEndpoint) ?? ''),
     };
     const notes = [
-      iamServerIdHeader ? `X-Vault-AWS-IAM-Server-ID required: ${iamServerIdHeader}` : 'no server id header',
+      `X-Vault-AWS-IAM-Server-ID required: ${iamServerIdHeader}`,
       ...(stsEndpoint ? [`STS ${stsEndpoint} (${wanted.sts_region})`] : []),
     ];
     await this.#reconcile({
       item: `${path}`,
       detail: notes.join(', '),
-      // No client config at all is what "no server id header, global STS" looks like: nothing to write then.
-      current: current ?? (iamServerIdHeader === undefined && stsEndpoint === undefined ? wanted : undefined),
+      current,
       wanted,
       write: () => this.#write(path, wanted),
     });
@@ -329,6 +369,8 @@ class VaultBootstrap {
       token_policies: [spec.adminPolicy],
       token_ttl: spec.adminTokenTtl,
       token_max_ttl: spec.adminTokenTtl,
+      // The admin policy names everything the login needs; the default policy would add cubbyhole and more.
+      token_no_default_policy: true,
       resolve_aws_unique_ids: spec.resolveAwsUniqueIds,
     };
     await this.#reconcile({

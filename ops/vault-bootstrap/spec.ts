@@ -3,6 +3,7 @@ import { type ClusterConfig, duration } from '../../shared/config';
 import { formatDuration } from '../../shared/duration';
 import { PATTERNS, patternRegExp } from '../../shared/patterns';
 import { GLOBAL_STS_ENDPOINT, stsEndpointRegion } from '../../shared/vault/sts';
+import { tokenRoleName } from '../../shared/vault-token/tokens';
 
 const mountPath = z
   .string()
@@ -41,7 +42,11 @@ export const bootstrapSpecSchema = z
     /** The rotate-token function's execution role(s): the only principals that may log in as admin. */
     adminRoleArns: z.array(iamRoleArn).min(1),
     adminTokenTtl: duration('15m'),
-    iamServerIdHeader: z.string().min(1).max(256).optional(),
+    /**
+     * The auth method's iam_server_id_header_value: a login must carry and sign it, so a request
+     * signed for this Vault cannot be replayed to another that trusts the same IAM roles.
+     */
+    iamServerIdHeader: z.string().min(1).max(256),
     /**
      * Vault's default: the admin role binds the IAM roles' unique ids (Vault resolves them with
      * iam:GetRole when the role is written), so a role deleted and recreated under the same name is
@@ -111,25 +116,60 @@ export function tlsPolicyHcl(spec: BootstrapSpec): string {
   return [
     `# ${spec.tokenPolicy}: held by the periodic token of the issuing functions (nomad-rotator).`,
     '# Keys stay on the nodes, so CSRs are signed; no issue/* path is granted.',
+    '# Its token carries no default policy: looking itself up, renewing and revoking itself are all it keeps.',
     hclPath(`${mount}/sign/${spec.agentRole}`, ['update']),
     hclPath(`${mount}/sign/${spec.cliRole}`, ['update']),
     hclPath(`${mount}/revoke`, ['update']),
     hclPath(`${mount}/ca/pem`, ['read']),
     hclPath(`${mount}/ca_chain`, ['read']),
     hclPath(`${mount}/cert/ca_chain`, ['read']),
+    hclPath('auth/token/lookup-self', ['read']),
+    hclPath('auth/token/renew-self', ['update']),
+    hclPath('auth/token/revoke-self', ['update']),
+    hclPath('sys/capabilities-self', ['update']),
   ].join('\n');
 }
 
-/** The admin policy: what the rotate-token function needs to mint, check and revoke the periodic token. */
-export function adminPolicyHcl(spec: BootstrapSpec): string {
+/**
+ * The admin policy: what the rotate-token function needs to mint the periodic token, through each
+ * cluster's token role only (the role decides its policy, period and lifetime; no sudo anywhere),
+ * and to revoke its own login. The login carries no default policy.
+ */
+export function adminPolicyHcl(spec: BootstrapSpec, clusters: readonly ClusterConfig[]): string {
   return [
     `# ${spec.adminPolicy}: held for minutes by the rotate-token function after its AWS IAM login.`,
-    '# sudo on create-orphan is what allows a periodic token with a policy the admin does not hold.',
-    hclPath('auth/token/create-orphan', ['create', 'update', 'sudo']),
-    hclPath('auth/token/revoke-accessor', ['update']),
-    hclPath('auth/token/lookup-accessor', ['update']),
-    hclPath(`sys/policies/acl/${spec.tokenPolicy}`, ['read']),
+    `# It mints only through the token roles, which allow ${spec.tokenPolicy} and nothing else.`,
+    ...[...new Set(clusters.map(tokenRoleName))].map((role) =>
+      hclPath(`auth/token/create/${role}`, ['update']),
+    ),
+    hclPath('auth/token/revoke-self', ['update']),
   ].join('\n');
+}
+
+/** The policies no token of the role may carry, whatever the request names ("default" included). */
+export function disallowedPolicies(spec: BootstrapSpec): string[] {
+  return [...new Set(['default', 'root', spec.adminPolicy])].sort();
+}
+
+/**
+ * auth/token/roles/<role> of a cluster: tokenPolicy only, orphan (it outlives the admin login),
+ * periodic with the cluster's period, dead at the explicit max TTL whatever its renewals, no
+ * default policy, bound to the functions' CIDRs when configured, a service token.
+ */
+export function tokenRoleFields(spec: BootstrapSpec, cluster: ClusterConfig): Record<string, unknown> {
+  const { tokenRotation } = cluster.vault;
+  return {
+    allowed_policies: [spec.tokenPolicy],
+    disallowed_policies: disallowedPolicies(spec),
+    orphan: true,
+    renewable: true,
+    path_suffix: '',
+    token_period: tokenRotation.tokenPeriod,
+    token_explicit_max_ttl: tokenRotation.tokenExplicitMaxTtl,
+    token_no_default_policy: true,
+    token_bound_cidrs: tokenRotation.tokenBoundCidrs ?? [],
+    token_type: 'service',
+  };
 }
 
 function hclPath(path: string, capabilities: string[]): string {
@@ -197,6 +237,12 @@ export function clusterDisagreements(spec: BootstrapSpec, clusters: readonly Clu
         spec.awsAuthMount,
       ],
       ['vault.tokenRotation.adminRole', cluster.vault.tokenRotation.adminRole, 'adminRole', spec.adminRole],
+      [
+        'vault.tokenRotation.iamServerIdHeader',
+        cluster.vault.tokenRotation.iamServerIdHeader,
+        'iamServerIdHeader',
+        spec.iamServerIdHeader,
+      ],
     ];
     for (const [field, value, specField, wanted] of sameNames) {
       if (value !== wanted) issues.push(`${at}.${field}: ${value} is not the spec's ${specField} ${wanted}`);

@@ -15,7 +15,7 @@ import type { VaultLogin } from '../vault/aws-login';
 import type { VaultClient, VaultResponse } from '../vault/client';
 import { isVaultAnswer, VaultBadRequestError } from '../vault/errors';
 import type { TokenRotationContext } from './context';
-import { parseTokenSecret, type TokenSecret } from './tokens';
+import { parseTokenSecret, type TokenSecret, tokenRoleName } from './tokens';
 
 /** The Secrets Manager custom rotation event; steps are camelCase, the token is the new VersionId. */
 export const rotationEventSchema = z.looseObject({
@@ -76,13 +76,21 @@ async function describeSecret(
 }
 
 interface LookupSelf {
-  data: { accessor?: string; period?: number; policies?: string[]; renewable?: boolean };
+  data: {
+    accessor?: string;
+    period?: number;
+    policies?: string[];
+    renewable?: boolean;
+    orphan?: boolean;
+    explicit_max_ttl?: number;
+  };
 }
 
 /**
- * One cluster's periodic tls-policy token: minted by the admin role (IAM login, revoked after use),
- * staged as AWSPENDING, tested with its own identity, promoted, and the generation before the
- * previous one revoked by accessor. Every step is idempotent by ClientRequestToken.
+ * One cluster's periodic tls-policy token: minted by the admin role (IAM login, revoked after use)
+ * through the cluster's token role, staged as AWSPENDING, tested with its own identity, promoted,
+ * and the generation before the previous one revoked by itself (revoke-self): the admin holds no
+ * power over other tokens. Every step is idempotent by ClientRequestToken.
  */
 class VaultTokenRotation {
   readonly #vault: VaultClient;
@@ -143,8 +151,8 @@ class VaultTokenRotation {
           }),
         );
       } catch (error) {
-        // Nobody will ever learn this token: revoke it rather than leave it valid for a period.
-        await this.#revokeAccessor(admin, minted.accessor);
+        // Nobody will ever learn this token: it revokes itself rather than stay valid for a period.
+        await this.#revokeSelf(minted.token);
         throw error;
       }
     });
@@ -156,23 +164,22 @@ class VaultTokenRotation {
   }
 
   async #mintPeriodicToken(admin: VaultLogin, version: string): Promise<TokenSecret> {
-    const { tokenPolicy, tokenPeriod } = this.cluster.vault.tokenRotation;
-    // An orphan: the token must outlive the admin login that mints it, which is revoked right after.
+    const { tokenPolicy } = this.cluster.vault.tokenRotation;
+    const path = `auth/token/create/${tokenRoleName(this.cluster)}`;
+    // The role decides orphan, period, explicit max TTL, bound CIDRs and that tokenPolicy is all it may carry.
     const response = await this.#vault.write<VaultResponse>(
-      'auth/token/create-orphan',
+      path,
       {
         policies: [tokenPolicy],
-        period: formatDuration(tokenPeriod),
         display_name: `nomad-rotator-${this.cluster.name}`,
         meta: { cluster: this.cluster.name, version },
-        renewable: true,
       },
       admin.token,
     );
     const token = response.auth?.client_token;
     const accessor = response.auth?.accessor;
     if (typeof token !== 'string' || typeof accessor !== 'string') {
-      throw new VaultBadRequestError('Vault auth/token/create-orphan answered without a token');
+      throw new VaultBadRequestError(`Vault ${path} answered without a token`);
     }
     this.#remember(token, accessor);
     return { token, accessor };
@@ -211,7 +218,12 @@ class VaultTokenRotation {
       problems.push(`period is ${data.period ?? 'unset'}s where ${tokenPeriod}s is configured`);
     }
     if (!data.policies?.includes(tokenPolicy)) problems.push(`policy ${tokenPolicy} is not attached`);
+    const others = (data.policies ?? []).filter((policy) => policy !== tokenPolicy);
+    if (others.length > 0) problems.push(`it carries other policies too: ${others.join(', ')}`);
     if (data.renewable === false) problems.push('the token is not renewable');
+    if (data.orphan === false) problems.push('the token is not an orphan: it would die with the admin login');
+    if (!data.explicit_max_ttl)
+      problems.push('the token has no explicit max TTL: renewed, it would live forever');
     const signPath = `${this.cluster.vault.pkiMount}/sign/${this.cluster.vault.agentRole}`;
     const capabilities = await this.#vault.write<
       Record<string, unknown> & { data?: Record<string, unknown> }
@@ -244,7 +256,7 @@ class VaultTokenRotation {
       return this.#result(event, 'done', 'moved AWSCURRENT; no older token to revoke');
     }
     try {
-      await this.#asAdmin((admin) => this.#revokeAccessor(admin, retired.accessor));
+      await this.#revokeSelf(retired.token);
     } catch (error) {
       // The rotation itself succeeded; the retired token is no longer renewed by anyone and lapses within
       // one period. Alarm so an operator looks, but do not fail a step that Secrets Manager cannot redo.
@@ -309,13 +321,16 @@ class VaultTokenRotation {
     }
   }
 
-  async #revokeAccessor(admin: VaultLogin, accessor: string): Promise<void> {
+  /**
+   * The token revokes itself. A token Vault no longer accepts (expired, revoked, tidied) answers
+   * 403 "invalid token" (Vault ≥ 1.17): nothing is left to revoke. Any other answer, a plain
+   * permission denied included, leaves the token valid and is a failure.
+   */
+  async #revokeSelf(token: string): Promise<void> {
     try {
-      // A token already revoked or tidied away: 200 with the warning "No token found with this accessor".
-      await this.#vault.write('auth/token/revoke-accessor', { accessor }, admin.token);
+      await this.#vault.write('auth/token/revoke-self', {}, token);
     } catch (error) {
-      // Expired, and Vault still holds its accessor: 400 "token not found"; the token is unusable already.
-      if (isVaultAnswer(error, 400, 'token not found')) return;
+      if (isVaultAnswer(error, 403, /invalid token/)) return;
       throw error;
     }
   }

@@ -1,6 +1,7 @@
 import { GetSecretValueCommand, type SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { z } from 'zod';
 import type { Clock } from '../clock';
+import type { ClusterConfig } from '../config';
 import { ValidationError } from '../errors';
 import type { TokenSource, VaultClient } from '../vault/client';
 
@@ -10,6 +11,11 @@ export const tokenSecretSchema = z.strictObject({
   accessor: z.string().min(8),
 });
 export type TokenSecret = z.output<typeof tokenSecretSchema>;
+
+/** The cluster's token role, which alone decides what the admin can mint (vault-bootstrap creates it). */
+export function tokenRoleName(cluster: Pick<ClusterConfig, 'name' | 'vault'>): string {
+  return cluster.vault.tokenRotation.tokenRole ?? `nomad-rotator-${cluster.name}`;
+}
 
 export function parseTokenSecret(secretString: string | undefined, secretId: string): TokenSecret {
   let json: unknown;

@@ -13,7 +13,7 @@ afterEach(async () => {
 
 const HOUR = 3_600_000;
 
-/** After one rotation the seed is AWSPREVIOUS: the next rotation's finishSecret revokes it by accessor. */
+/** After one rotation the seed is AWSPREVIOUS: the next rotation's finishSecret has it revoke itself. */
 async function worldWithSeedDueForRevocation(): Promise<TokenRotationWorld> {
   world = await startTokenRotationWorld();
   await world.rotate();
@@ -28,8 +28,19 @@ function revocationOutcome(current: TokenRotationWorld): 'revoked' | 'failed' | 
   return undefined;
 }
 
-describe('finishSecret revoking the retired token by accessor', () => {
-  it('treats a token already revoked (200, warning "No token found with this accessor") as revoked', async () => {
+describe('finishSecret: the retired token revokes itself', () => {
+  it('revokes the retired token with its own identity, the admin login holding no power over it', async () => {
+    const current = await worldWithSeedDueForRevocation();
+
+    await current.rotate();
+
+    expect(revocationOutcome(current)).toBe('revoked');
+    expect(await tokenIsValid(current.client(), current.seed.token)).toBe(false);
+    const revokes = current.emulator.requestLog.filter((entry) => entry.path.startsWith('auth/token/revoke'));
+    expect(new Set(revokes.map((entry) => entry.path))).toEqual(new Set(['auth/token/revoke-self']));
+  });
+
+  it('treats a token already revoked (403 "invalid token") as revoked, without an alarm', async () => {
     const current = await worldWithSeedDueForRevocation();
     await current.root.write('auth/token/revoke', { token: current.seed.token }, current.emulator.rootToken);
 
@@ -40,10 +51,11 @@ describe('finishSecret revoking the retired token by accessor', () => {
     expect(current.telemetry.failures).toEqual([]);
   });
 
-  it('treats an expired token whose accessor Vault still holds (400 "token not found") as revoked', async () => {
+  it('treats an expired token as revoked, and the next rotation does not try again', async () => {
     const current = await worldWithSeedDueForRevocation();
     current.clock.advance(25 * HOUR);
 
+    await current.rotate();
     await current.rotate();
 
     expect(current.handlerErrors).toEqual([]);
@@ -52,14 +64,14 @@ describe('finishSecret revoking the retired token by accessor', () => {
   });
 
   it.each([
-    ['403 permission denied', 403, '1 error occurred:\n\t* permission denied\n\n'],
+    ['403 permission denied without "invalid token"', 403, '1 error occurred:\n\t* permission denied\n\n'],
     ['500', 500, 'internal error'],
-    ['400 missing accessor', 400, 'missing accessor'],
   ])(
     'does not take %s for "already revoked": it alarms and the token stays valid',
     async (_what, status, text) => {
       const current = await worldWithSeedDueForRevocation();
-      current.emulator.answerWithError('auth/token/revoke-accessor', status, text);
+      // Two answers: the admin login's own revoke-self at the end of createSecret takes the first.
+      current.emulator.answerWithError('auth/token/revoke-self', status, text, 2);
 
       await current.rotate();
 

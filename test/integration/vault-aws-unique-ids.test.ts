@@ -6,6 +6,7 @@ import {
   credentialsFor,
   ROTATOR_KEY_ID,
   ROTATOR_ROLE_ARN,
+  SERVER_ID_HEADER,
   startBootstrappedVault,
 } from '../helpers/vault-access-world';
 
@@ -22,6 +23,7 @@ const adminLogin = (current: World) =>
     mount: 'aws',
     role: 'nomad-rotator-admin',
     credentials: credentialsFor(ROTATOR_KEY_ID),
+    serverIdHeader: SERVER_ID_HEADER,
     clock: current.clock,
   });
 
@@ -58,11 +60,12 @@ describe('resolve_aws_unique_ids on the admin role', () => {
     );
 
     const admin = await adminLogin(world);
-    const lookup = await world.root.read<{ data: { policies: string[] } }>(
-      'auth/token/lookup-self',
-      admin.token,
+    const lookup = await world.root.write<{ data: { policies: string[] } }>(
+      'auth/token/lookup',
+      { token: admin.token },
+      world.emulator.rootToken,
     );
-    expect(lookup.data.policies).toContain('nomad-rotator-admin');
+    expect(lookup.data.policies).toEqual(['nomad-rotator-admin']);
   });
 
   it('says which IAM permission Vault lacks when it cannot resolve the ARN (iam:GetRole)', async () => {
@@ -95,6 +98,7 @@ describe('resolve_aws_unique_ids on the admin role', () => {
 
     const refused = await bootstrapVault(world.root, world.emulator.rootToken, {
       adminRoleArns: [ROTATOR_ROLE_ARN],
+      iamServerIdHeader: SERVER_ID_HEADER,
       resolveAwsUniqueIds: false,
     }).catch((error) => error);
 

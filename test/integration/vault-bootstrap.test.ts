@@ -15,8 +15,10 @@ import {
   INTRUDER_KEY_ID,
   mintSeedToken,
   ROTATOR_KEY_ID,
+  SERVER_ID_HEADER,
   signServerCertificate,
   startBootstrappedVault,
+  TEST_TOKEN_ROLE,
 } from '../helpers/vault-access-world';
 
 type World = Awaited<ReturnType<typeof startBootstrappedVault>>;
@@ -46,12 +48,7 @@ describe('vault-bootstrap', () => {
     const report = await world.bootstrap(true);
 
     expect(report.dryRun).toBe(true);
-    // Without a server id header the AWS client config needs no write: the empty config is the wanted one.
-    const clientConfig = report.items.find((item) => item.item === 'auth/aws/config/client');
-    expect(clientConfig).toMatchObject({ action: 'unchanged', detail: 'no server id header' });
-    expect(new Set(report.items.filter((item) => item !== clientConfig).map((item) => item.action))).toEqual(
-      new Set(['created']),
-    );
+    expect(new Set(report.items.map((item) => item.action))).toEqual(new Set(['created']));
     const mounts = await root.read<{ data: Record<string, unknown> }>('sys/mounts', emulator.rootToken);
     expect(Object.keys(mounts.data)).not.toContain('pki_int/');
     expect(Object.keys(mounts.data)).not.toContain('pki/');
@@ -84,8 +81,9 @@ describe('vault-bootstrap', () => {
       ['role pki_int/nomad-cli', 'created'],
       ['policy tls-policy', 'created'],
       ['policy nomad-rotator-admin', 'created'],
+      ['token role nomad-rotator-test', 'created'],
       ['auth method aws', 'created'],
-      ['auth/aws/config/client', 'unchanged'],
+      ['auth/aws/config/client', 'created'],
       ['aws role nomad-rotator-admin', 'created'],
     ]);
     expect(second.items.filter((item) => item.action !== 'unchanged')).toEqual([]);
@@ -180,9 +178,12 @@ describe('vault-bootstrap', () => {
   });
 
   it('binds the admin role to the rotate-token function only, and enforces the server id header', async () => {
-    world = await startBootstrappedVault({ spec: { iamServerIdHeader: 'vault.nomad-rotator.test' } });
+    world = await startBootstrappedVault();
     const report = await world.bootstrap();
-    expect(report.items.find((item) => item.item === 'auth/aws/config/client')?.action).toBe('created');
+    expect(report.items.find((item) => item.item === 'auth/aws/config/client')).toMatchObject({
+      action: 'created',
+      detail: `X-Vault-AWS-IAM-Server-ID required: ${SERVER_ID_HEADER}`,
+    });
     const vault = world.client();
     const login = (keyId: string, serverIdHeader?: string) =>
       awsIamLogin(vault, {
@@ -193,24 +194,21 @@ describe('vault-bootstrap', () => {
         ...(serverIdHeader ? { serverIdHeader } : {}),
       });
 
-    const admin = await login(ROTATOR_KEY_ID, 'vault.nomad-rotator.test');
-    const lookup = await vault.read<{ data: { policies: string[]; ttl: number } }>(
-      'auth/token/lookup-self',
-      admin.token,
-    );
+    const admin = await login(ROTATOR_KEY_ID, SERVER_ID_HEADER);
 
-    expect(lookup.data.policies).toContain('nomad-rotator-admin');
-    expect(lookup.data.ttl).toBeLessThanOrEqual(900);
+    // No default policy on the login: it cannot even look itself up, only mint through the role.
+    await expect(vault.read('auth/token/lookup-self', admin.token)).rejects.toBeInstanceOf(
+      VaultPermissionDeniedError,
+    );
     await expect(login(ROTATOR_KEY_ID)).rejects.toThrow(/X-Vault-AWS-IAM-Server-ID/i);
     await expect(login(ROTATOR_KEY_ID, 'another-vault')).rejects.toBeInstanceOf(VaultBadRequestError);
-    await expect(login(INTRUDER_KEY_ID, 'vault.nomad-rotator.test')).rejects.toBeInstanceOf(
-      VaultBadRequestError,
-    );
+    await expect(login(INTRUDER_KEY_ID, SERVER_ID_HEADER)).rejects.toBeInstanceOf(VaultBadRequestError);
     const created = await vault.write<VaultResponse>(
-      'auth/token/create-orphan',
-      { policies: ['tls-policy'], period: '24h' },
+      `auth/token/create/${TEST_TOKEN_ROLE}`,
+      { policies: ['tls-policy'] },
       admin.token,
     );
     expect(created.auth?.lease_duration).toBe(86_400);
+    expect(created.auth?.policies).toEqual(['tls-policy']);
   });
 });

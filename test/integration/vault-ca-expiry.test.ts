@@ -14,7 +14,12 @@ import type { IssuerTelemetry } from '../../shared/observability';
 import { Runtime } from '../../shared/runtime';
 import { testInventory } from '../helpers/inventory';
 import { UNCHECKED_TRUST_ANCHORS } from '../helpers/trust-anchors';
-import { mintSeedToken, signServerCertificate, startBootstrappedVault } from '../helpers/vault-access-world';
+import {
+  mintSeedToken,
+  SERVER_ID_HEADER,
+  signServerCertificate,
+  startBootstrappedVault,
+} from '../helpers/vault-access-world';
 
 const DAY = 86_400_000;
 const stops: (() => Promise<void>)[] = [];
@@ -73,7 +78,11 @@ async function tickWorld() {
           name: 'test',
           inventory: testInventory('test'),
           certificates: UNCHECKED_TRUST_ANCHORS,
-          vault: { address: vault.emulator.address, tokenSecretId: 'nomad/test/vault-token' },
+          vault: {
+            address: vault.emulator.address,
+            tokenSecretId: 'nomad/test/vault-token',
+            tokenRotation: { iamServerIdHeader: SERVER_ID_HEADER },
+          },
         }),
       ],
     },

@@ -7,6 +7,7 @@ import {
   csrPem,
   ROTATOR_KEY_ID,
   ROTATOR_ROLE_ARN,
+  SERVER_ID_HEADER,
   startBootstrappedVault,
 } from '../helpers/vault-access-world';
 
@@ -284,13 +285,20 @@ describe('Vault: 412 "required index state not present" (api/client.go DefaultRe
 });
 
 describe('Vault: AWS auth role and IAM login (path_role.go, path_login.go)', () => {
-  const loginBody = async (overrides: Record<string, unknown> = {}) => ({
+  /** Signed with the server id header bootstrap configured; `null` sends none. */
+  const loginBody = async (
+    overrides: Record<string, unknown> = {},
+    serverIdHeader: string | null = SERVER_ID_HEADER,
+  ) => ({
     role: 'nomad-rotator-admin',
-    ...(await buildIamLoginData({ credentials: credentialsFor(ROTATOR_KEY_ID) })),
+    ...(await buildIamLoginData({
+      credentials: credentialsFor(ROTATOR_KEY_ID),
+      ...(serverIdHeader === null ? {} : { serverIdHeader }),
+    })),
     ...overrides,
   });
-  const login = async (overrides: Record<string, unknown> = {}) =>
-    raw('POST', 'auth/aws/login', await loginBody(overrides), '');
+  const login = async (overrides: Record<string, unknown> = {}, serverIdHeader?: string | null) =>
+    raw('POST', 'auth/aws/login', await loginBody(overrides, serverIdHeader), '');
   const base64 = (text: string) => Buffer.from(text).toString('base64');
 
   it('resolve_aws_unique_ids defaults to true: the role binds the unique id, a recreated role is refused', async () => {
@@ -343,7 +351,7 @@ describe('Vault: AWS auth role and IAM login (path_role.go, path_login.go)', () 
   it('X-Vault-AWS-IAM-Server-ID, once configured, must be sent and signed', async () => {
     await raw('POST', 'auth/aws/config/client', { iam_server_id_header_value: 'vault.test' });
 
-    const missing = await login();
+    const missing = await login({}, null);
     const signed = await raw(
       'POST',
       'auth/aws/login',
@@ -373,7 +381,11 @@ describe('Vault: AWS auth role and IAM login (path_role.go, path_login.go)', () 
         'auth/aws/login',
         {
           role: 'nomad-rotator-admin',
-          ...(await buildIamLoginData({ credentials: credentialsFor(ROTATOR_KEY_ID), sts: china })),
+          ...(await buildIamLoginData({
+            credentials: credentialsFor(ROTATOR_KEY_ID),
+            serverIdHeader: SERVER_ID_HEADER,
+            sts: china,
+          })),
         },
         '',
       );

@@ -4,10 +4,11 @@ import { adminPolicyHcl, bootstrapSpecSchema, tlsPolicyHcl } from '../../ops/vau
 import { rotationEventSchema } from '../../shared/vault-token/rotation';
 
 const adminRoleArns = ['arn:aws:iam::123456789012:role/nomad-rotator-rotate-token'];
+const base = { adminRoleArns, iamServerIdHeader: 'vault.example.internal' };
 
 describe('vault-bootstrap spec', () => {
   it('fills the seed guide defaults', () => {
-    const spec = bootstrapSpecSchema.parse({ adminRoleArns });
+    const spec = bootstrapSpecSchema.parse(base);
 
     expect(spec).toMatchObject({
       region: 'global',
@@ -33,14 +34,12 @@ describe('vault-bootstrap spec', () => {
 
   it.each([
     [{}, 'adminRoleArns'],
+    [{ adminRoleArns }, 'iamServerIdHeader'],
     [{ adminRoleArns: ['arn:aws:iam::123456789012:user/alice'] }, 'adminRoleArns.0'],
-    [{ adminRoleArns, keyType: 'rsa', keyBits: 1024 }, 'keyBits'],
-    [
-      { adminRoleArns, intermediateCertificatePem: '-----BEGIN CERTIFICATE-----' },
-      'intermediateCertificatePem',
-    ],
+    [{ ...base, keyType: 'rsa', keyBits: 1024 }, 'keyBits'],
+    [{ ...base, intermediateCertificatePem: '-----BEGIN CERTIFICATE-----' }, 'intermediateCertificatePem'],
     [{ adminRoleArns, rootMount: 'PKI root' }, 'rootMount'],
-    [{ adminRoleArns, stsEndpoint: 'https://sts.example.com' }, 'stsEndpoint'],
+    [{ ...base, stsEndpoint: 'https://sts.example.com' }, 'stsEndpoint'],
     [{ adminRoleArns, pkiUrlBase: 'ftp://vault.example.internal' }, 'pkiUrlBase'],
     [{ adminRoleArns, tidySafetyBuffer: '0s' }, 'tidySafetyBuffer'],
   ])('refuses %o naming %s', (input, field) => {
@@ -50,8 +49,8 @@ describe('vault-bootstrap spec', () => {
     expect(result.error?.issues.map((issue) => issue.path.join('.'))).toContain(field);
   });
 
-  it('grants the token policy signing, revoking and CA reads only', () => {
-    const hcl = tlsPolicyHcl(bootstrapSpecSchema.parse({ adminRoleArns }));
+  it('grants the token policy signing, revoking, CA reads and its own lookup, renewal and revocation only', () => {
+    const hcl = tlsPolicyHcl(bootstrapSpecSchema.parse(base));
     const paths = [...hcl.matchAll(/path "([^"]+)"/g)].map((match) => match[1]);
 
     expect(paths).toEqual([
@@ -61,19 +60,31 @@ describe('vault-bootstrap spec', () => {
       'pki_int/ca/pem',
       'pki_int/ca_chain',
       'pki_int/cert/ca_chain',
+      'auth/token/lookup-self',
+      'auth/token/renew-self',
+      'auth/token/revoke-self',
+      'sys/capabilities-self',
     ]);
-    expect(hcl).not.toMatch(/auth\/token|sudo|pki\//);
+    expect(hcl).not.toMatch(/sudo|pki\//);
   });
 
-  it('grants the admin policy periodic orphan creation, accessor revoke and lookup', () => {
-    const hcl = adminPolicyHcl(bootstrapSpecSchema.parse({ adminRoleArns }));
+  it("grants the admin policy update on each cluster's token role and its own revocation, nothing else", () => {
+    const clusters = ['prod', 'staging'].map((name) => ({
+      name,
+      vault: { tokenRotation: {} },
+    })) as unknown as Parameters<typeof adminPolicyHcl>[1];
 
-    expect(hcl).toContain(
-      'path "auth/token/create-orphan" {\n  capabilities = ["create", "update", "sudo"]\n}',
-    );
-    expect(hcl).toContain('path "auth/token/revoke-accessor"');
-    expect(hcl).toContain('path "auth/token/lookup-accessor"');
-    expect(hcl).toContain('path "sys/policies/acl/tls-policy" {\n  capabilities = ["read"]\n}');
+    const hcl = adminPolicyHcl(bootstrapSpecSchema.parse(base), clusters);
+
+    const grants = [...hcl.matchAll(/path "([^"]+)" \{\n {2}capabilities = \[([^\]]*)\]/g)].map((match) => [
+      match[1],
+      match[2],
+    ]);
+    expect(grants).toEqual([
+      ['auth/token/create/nomad-rotator-prod', '"update"'],
+      ['auth/token/create/nomad-rotator-staging', '"update"'],
+      ['auth/token/revoke-self', '"update"'],
+    ]);
   });
 
   it('renders a dry run as what would happen, with the HCL it would write', () => {
@@ -95,12 +106,12 @@ describe('vault-bootstrap spec', () => {
 
 describe('rotation event', () => {
   it('accepts the camelCase steps and refuses anything else', () => {
-    const base = { SecretId: 'nomad/prod/vault-token', ClientRequestToken: 'a'.repeat(36) };
+    const event = { SecretId: 'nomad/prod/vault-token', ClientRequestToken: 'a'.repeat(36) };
 
-    expect(rotationEventSchema.safeParse({ ...base, Step: 'finishSecret' }).success).toBe(true);
-    expect(rotationEventSchema.safeParse({ ...base, Step: 'finish_secret' }).success).toBe(false);
+    expect(rotationEventSchema.safeParse({ ...event, Step: 'finishSecret' }).success).toBe(true);
+    expect(rotationEventSchema.safeParse({ ...event, Step: 'finish_secret' }).success).toBe(false);
     expect(
-      rotationEventSchema.safeParse({ ...base, Step: 'createSecret', ClientRequestToken: 'short' }).success,
+      rotationEventSchema.safeParse({ ...event, Step: 'createSecret', ClientRequestToken: 'short' }).success,
     ).toBe(false);
   });
 });
