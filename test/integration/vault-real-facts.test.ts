@@ -399,3 +399,117 @@ describe('Vault: AWS auth role and IAM login (path_role.go, path_login.go)', () 
     expect(fromClient.status).toBe(200);
   });
 });
+
+describe('Vault: token roles (vault/token_store.go)', () => {
+  const policyFor = (path: string) => ({ policy: `path "${path}" {\n  capabilities = ["update"]\n}` });
+
+  /** A token whose only power is update on `path` (and the default policy). */
+  async function tokenAllowedOnly(path: string): Promise<string> {
+    await raw('POST', 'sys/policies/acl/only-this', policyFor(path));
+    const created = await raw('POST', 'auth/token/create', { policies: ['only-this'] });
+    return created.body.auth.client_token as string;
+  }
+
+  it('create/<role> needs update on that path only: orphan and period come from the role, without sudo', async () => {
+    await raw('POST', 'auth/token/roles/narrow', {
+      allowed_policies: ['tls-policy'],
+      orphan: true,
+      token_period: '1h',
+    });
+    const caller = await tokenAllowedOnly('auth/token/create/narrow');
+
+    const created = await raw('POST', 'auth/token/create/narrow', {}, caller);
+    const periodInBody = await raw('POST', 'auth/token/create/narrow', { period: '2h' }, caller);
+    const elsewhere = await raw('POST', 'auth/token/create/other', {}, caller);
+
+    expect(created.status).toBe(200);
+    expect(created.body.auth).toMatchObject({
+      policies: ['default', 'tls-policy'],
+      orphan: true,
+      lease_duration: 3600,
+    });
+    expect(periodInBody).toEqual({
+      status: 400,
+      body: { errors: ['root or sudo privileges required to create periodic token'] },
+    });
+    expect(elsewhere.status).toBe(403);
+  });
+
+  it('refuses policies outside allowed_policies and inside disallowed_policies with Vault’s texts', async () => {
+    await raw('POST', 'auth/token/roles/narrow', {
+      allowed_policies: ['tls-policy', 'other'],
+      disallowed_policies: ['other'],
+      token_no_default_policy: true,
+    });
+
+    const outside = await raw('POST', 'auth/token/create/narrow', { policies: ['root-ish'] });
+    const disallowed = await raw('POST', 'auth/token/create/narrow', { policies: ['other'] });
+    const unknown = await raw('POST', 'auth/token/create/missing', {});
+    // With no policies asked for, the role's allowed ones are taken, and then disallowed ones still refuse.
+    const defaulted = await raw('POST', 'auth/token/create/narrow', {});
+    const allowed = await raw('POST', 'auth/token/create/narrow', { policies: ['tls-policy'] });
+
+    expect(outside).toEqual({
+      status: 400,
+      body: {
+        errors: [
+          'token policies (["root-ish"]) must be subset of the role\'s allowed policies (["other" "tls-policy"]) or glob policies ([])',
+        ],
+      },
+    });
+    expect(disallowed.body.errors).toEqual(['token policy "other" is disallowed by this role']);
+    expect(unknown).toEqual({ status: 400, body: { errors: ['unknown role missing'] } });
+    expect(defaulted.body.errors).toEqual(['token policy "other" is disallowed by this role']);
+    expect(allowed.body.auth.policies).toEqual(['tls-policy']);
+  });
+
+  it('a role write updates the fields it names and keeps the rest; a missing role reads 404', async () => {
+    await raw('POST', 'auth/token/roles/narrow', { allowed_policies: ['tls-policy'], orphan: true });
+    await raw('POST', 'auth/token/roles/narrow', { token_period: '24h' });
+
+    const read = await raw('GET', 'auth/token/roles/narrow');
+    const missing = await raw('GET', 'auth/token/roles/missing');
+
+    expect(read.body.data).toMatchObject({
+      allowed_policies: ['tls-policy'],
+      orphan: true,
+      renewable: true,
+      token_period: 86_400,
+      token_type: 'default-service',
+    });
+    expect(missing).toEqual({ status: 404, body: { errors: [] } });
+  });
+
+  it('the explicit max TTL ends a periodic token whatever its renewals', async () => {
+    await raw('POST', 'auth/token/roles/narrow', {
+      allowed_policies: ['tls-policy'],
+      token_period: '1h',
+      token_explicit_max_ttl: '2h',
+    });
+    const token = (await raw('POST', 'auth/token/create/narrow', {})).body.auth.client_token as string;
+
+    world.clock.advance(0.9 * HOUR);
+    const renewed = await raw('POST', 'auth/token/renew-self', {}, token);
+    world.clock.advance(0.9 * HOUR);
+    const capped = await raw('POST', 'auth/token/renew-self', {}, token);
+    world.clock.advance(0.3 * HOUR);
+    const after = await raw('GET', 'auth/token/lookup-self', undefined, token);
+
+    expect(renewed.body.auth.lease_duration).toBe(3600);
+    expect(capped.body.auth.lease_duration).toBeLessThan(3600);
+    expect(capped.body.warnings[0]).toMatch(/exceeded the effective max_ttl/);
+    expect(after.status).toBe(403);
+  });
+
+  it('revoke-self answers 204, and a token already revoked gets 403 "invalid token"', async () => {
+    const token = (await raw('POST', 'auth/token/create', { policies: ['tls-policy'] })).body.auth
+      .client_token as string;
+
+    const first = await raw('POST', 'auth/token/revoke-self', {}, token);
+    const second = await raw('POST', 'auth/token/revoke-self', {}, token);
+
+    expect(first.status).toBe(204);
+    expect(second.status).toBe(403);
+    expect(second.body.errors[0]).toContain('invalid token');
+  });
+});
