@@ -1,5 +1,6 @@
 import type { AttemptRecord } from '../shared/rollout/model';
 import type { NodeRecord } from '../shared/state/records';
+import { stripControlCharacters } from '../shared/terminal-text';
 
 const COLUMNS = ['instance', 'role', 'serial', 'expires in', 'status', 'last action'] as const;
 
@@ -21,7 +22,9 @@ export function renderFleetTable(
       node.agent ? expiresIn(node.agent.notAfter - now) : 'no certificate',
       statusOf(node, inFlight.get(node.instanceId)),
       node.lastAction ?? '-',
-    ]);
+    ])
+    // Every cell comes from the state table, which a node's output reached: nothing in it may drive the terminal.
+    .map((row) => row.map((cell) => stripControlCharacters(cell).replace(/[\t\n]/g, ' ')));
   const widths = COLUMNS.map((title, index) =>
     Math.max(title.length, ...rows.map((row) => row[index]!.length)),
   );

@@ -10,6 +10,7 @@ import { renderBootstrapReport } from '../ops/vault-bootstrap/report';
 import { parseClustersConfig } from '../shared/config';
 import { isFinished } from '../shared/rollout/model';
 import { StateTable } from '../shared/state/table';
+import { stripControlCharacters } from '../shared/terminal-text';
 import { VaultClient } from '../shared/vault/client';
 import { renderFleetTable } from './fleet-table';
 
@@ -131,7 +132,7 @@ async function vaultBootstrap(
     dryRun: options['dry-run'] ?? false,
     ...(clusters ? { clusters } : {}),
   });
-  process.stdout.write(`${renderBootstrapReport(report)}\n`);
+  process.stdout.write(`${stripControlCharacters(renderBootstrapReport(report))}\n`);
   return 0;
 }
 
@@ -180,7 +181,7 @@ async function manualRequest(
       error?.errorMessage === undefined
         ? `${response.status} ${error?.Message ?? text}${response.status === 403 ? ' (is your role one of the deployment’s operatorRoleArns?)' : ''}`
         : `${error.errorType ?? 'Error'}: ${error.errorMessage}`;
-    process.stderr.write(`${message}\n`);
+    process.stderr.write(`${stripControlCharacters(message)}\n`);
     return 1;
   }
   process.stdout.write(`${JSON.stringify(parseJson(text) ?? null, null, 2)}\n`);
@@ -215,7 +216,9 @@ export async function run(): Promise<void> {
   try {
     process.exitCode = await main(process.argv.slice(2), process.env);
   } catch (error) {
-    process.stderr.write(`nomad-rotator: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.stderr.write(
+      `nomad-rotator: ${stripControlCharacters(error instanceof Error ? error.message : String(error))}\n`,
+    );
     process.exitCode =
       error instanceof UsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') ? 2 : 1;
   }

@@ -1,11 +1,30 @@
 import { z } from 'zod';
+import { patternRegExp } from '../patterns';
 import type { CertificateFacts } from '../state/records';
+import { stripControlCharacters } from '../terminal-text';
 
 const MS_PER_SECOND = 1000;
+
+/** What a node may say in a free-text field: after control characters go, only these remain. */
+const SAFE_TEXT = /^[A-Za-z0-9._:-]*$/;
+const MAX_TEXT_LENGTH = 64;
+
+/** A node-reported text field: control characters stripped, then only the safe set, else nothing. */
+const nodeText = z
+  .string()
+  .transform((text) => stripControlCharacters(text).replace(/[\t\n]/g, ''))
+  .pipe(z.string().max(MAX_TEXT_LENGTH).regex(SAFE_TEXT));
+
+/** SSM's own status detail, as the fallback reason: the same safe set, spaces dropped. */
+function safeStatusDetail(detail: string): string {
+  const text = stripControlCharacters(detail).replace(/[^A-Za-z0-9._:-]/g, '');
+  return text.slice(0, MAX_TEXT_LENGTH) || 'failed';
+}
 
 /** The node scripts print validity as `date +%s` of openssl's dates: whole epoch seconds. */
 const epochSeconds = z.number().int();
 const serial = z.string().regex(/^[0-9a-fA-F:]{1,64}$/);
+const attemptId = z.string().regex(patternRegExp('attemptId'));
 
 /**
  * A certificate as a node script reports it. Its times are converted here, once, to the epoch
@@ -32,7 +51,7 @@ const nodeReportedCurrentCertificate = z.object({ serial, notAfter: epochSeconds
 export const prepareOutputSchema = z.object({
   ok: z.literal(true),
   stage: z.literal('prepare'),
-  attemptId: z.string(),
+  attemptId,
   agentCsr: z.string().regex(/^[A-Za-z0-9+/=]+$/),
   cliCsr: z.string().regex(/^[A-Za-z0-9+/=]+$/),
   current: z.object({
@@ -44,10 +63,10 @@ export const prepareOutputSchema = z.object({
 export const installOutputSchema = z.object({
   ok: z.literal(true),
   stage: z.literal('install'),
-  attemptId: z.string(),
+  attemptId,
   changed: z.boolean(),
   action: z.enum(['reload', 'restart', 'none']),
-  servedSerial: z.string(),
+  servedSerial: serial,
   agent: nodeReportedCertificate,
   cli: nodeReportedCertificate,
 });
@@ -55,8 +74,9 @@ export const installOutputSchema = z.object({
 export const failureOutputSchema = z.object({
   ok: z.literal(false),
   stage: z.enum(['prepare', 'install']),
-  reason: z.string().regex(/^[a-z0-9-]{1,64}$/),
-  detail: z.string().max(64).optional(),
+  reason: nodeText.pipe(z.string().regex(/^[a-z0-9-]{1,64}$/)),
+  // A detail outside the safe set is dropped; the reason alone still says what failed.
+  detail: nodeText.optional().catch(undefined),
   touched: z.boolean().optional(),
   restored: z.boolean().optional(),
 });
@@ -80,7 +100,7 @@ export function failureReason(stdout: string, statusDetail: string): string {
   const parsed = failureOutputSchema.safeParse(lastJsonLine(stdout));
   if (parsed.success)
     return parsed.data.detail ? `${parsed.data.reason}:${parsed.data.detail}` : parsed.data.reason;
-  return statusDetail.replaceAll(' ', '');
+  return safeStatusDetail(statusDetail);
 }
 
 /** Vault writes serials as lower-case colon hex; openssl as upper-case plain hex. Compare on this. */
