@@ -190,10 +190,16 @@ const vaultSchema = z.strictObject({
     .string()
     .regex(/^[a-z0-9_/-]+$/)
     .default('pki_int'),
-  agentRole: z
+  /** Signs server agent certificates only; vault-bootstrap's serverRole. */
+  serverRole: z
     .string()
     .regex(/^[a-z0-9_-]+$/)
-    .default('nomad-cluster'),
+    .default('nomad-server'),
+  /** Signs client agent certificates only; vault-bootstrap's clientRole. */
+  clientRole: z
+    .string()
+    .regex(/^[a-z0-9_-]+$/)
+    .default('nomad-client'),
   cliRole: z
     .string()
     .regex(/^[a-z0-9_-]+$/)

@@ -191,7 +191,8 @@ export class Runtime {
     const { vault } = this.cluster(clusterName);
     return new VaultCertificateAuthority(this.vault(clusterName).client, {
       mount: vault.pkiMount,
-      agentRole: vault.agentRole,
+      serverRole: vault.serverRole,
+      clientRole: vault.clientRole,
       cliRole: vault.cliRole,
     });
   }

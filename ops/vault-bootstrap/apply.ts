@@ -15,6 +15,8 @@ import {
   bootstrapSpecSchema,
   clusterDisagreements,
   keyBitsOf,
+  type PkiRole,
+  pkiRoles,
   tlsPolicyHcl,
   tokenRoleFields,
 } from './spec';
@@ -56,6 +58,7 @@ type Fields = Record<string, unknown>;
 
 class VaultBootstrap {
   readonly #items: BootstrapItem[] = [];
+  #legacyRolePresent = false;
 
   constructor(
     private readonly vault: VaultClient,
@@ -77,8 +80,8 @@ class VaultBootstrap {
     await this.#intermediateCa();
     await this.#aiaUrls();
     await this.#autoTidy();
-    await this.#pkiRole(spec.agentRole, { server_flag: true, client_flag: true });
-    await this.#pkiRole(spec.cliRole, { server_flag: false, client_flag: true });
+    for (const role of pkiRoles(spec, this.clusters)) await this.#pkiRole(role);
+    this.#legacyAgentRole();
     await this.#policy(spec.tokenPolicy, tlsPolicyHcl(spec));
     await this.#policy(spec.adminPolicy, adminPolicyHcl(spec, this.clusters));
     await this.#tokenRoles();
@@ -91,12 +94,63 @@ class VaultBootstrap {
   /** Reads only: a change Vault refuses half-way through a run is refused here, before any write. */
   async #refuseWhatVaultWouldRefuse(): Promise<void> {
     const { spec } = this;
+    await this.#refuseForeignRoles();
     const role = await this.#readData(`auth/${spec.awsAuthMount}/role/${spec.adminRole}`);
     if (role?.resolve_aws_unique_ids === true && !spec.resolveAwsUniqueIds) {
       throw new ValidationError(
         `resolveAwsUniqueIds: false is refused, nothing was written: aws role ${spec.adminRole} resolves IAM unique ids and Vault does not allow turning that off; keep true, or delete auth/${spec.awsAuthMount}/role/${spec.adminRole} first`,
       );
     }
+  }
+
+  /**
+   * Vault's revoke endpoint takes any serial of the mount from any token with update on it, whatever
+   * role signed it, so no policy can keep the issuing functions' revocations to Nomad's certificates.
+   * The intermediate mount must therefore issue for Nomad alone: a role of anyone else is refused.
+   * The legacy agent role is tolerated so clusters can move off it, and reported as to delete.
+   */
+  async #refuseForeignRoles(): Promise<void> {
+    const { spec } = this;
+    const mounts = await this.#readData('sys/mounts');
+    const mount = mounts?.[`${spec.intermediateMount}/`] as { type?: string } | undefined;
+    // A mount that is not pki is refused by #mount, with its own message.
+    if (mount?.type !== 'pki') return;
+    const ours = new Set([spec.serverRole, spec.clientRole, spec.cliRole, spec.legacyAgentRole]);
+    const names = await this.#roleNames();
+    this.#legacyRolePresent = names.includes(spec.legacyAgentRole);
+    const foreign = names.filter((name) => !ours.has(name));
+    if (foreign.length > 0) {
+      throw new ValidationError(
+        `${spec.intermediateMount} holds roles that are not nomad-rotator's, nothing was written: ${foreign.join(', ')}. Any token that may revoke on this mount can revoke their certificates too, so the mount must issue for Nomad alone; move them to another mount and delete them (vault delete ${spec.intermediateMount}/roles/<name>), or give nomad-rotator its own intermediateMount`,
+      );
+    }
+  }
+
+  /** LIST <intermediateMount>/roles; Vault answers 404 when there is none. */
+  async #roleNames(): Promise<string[]> {
+    try {
+      const listed = await this.vault.list<{ data?: { keys?: unknown } }>(
+        `${this.spec.intermediateMount}/roles`,
+        this.token,
+      );
+      const keys = listed.data?.keys;
+      return Array.isArray(keys) ? keys.map(String) : [];
+    } catch (error) {
+      if (error instanceof VaultNotFoundError) return [];
+      throw error;
+    }
+  }
+
+  /** Reported, never deleted here: clusters still configured with it sign through it until redeployed. */
+  #legacyAgentRole(): void {
+    const { spec } = this;
+    const name = spec.legacyAgentRole;
+    if (!this.#legacyRolePresent || [spec.serverRole, spec.clientRole, spec.cliRole].includes(name)) return;
+    this.#record({
+      item: `role ${spec.intermediateMount}/${name}`,
+      action: 'to-delete',
+      detail: `the legacy agent role; ${spec.tokenPolicy} no longer grants its sign path. Once every cluster is deployed with vault.serverRole and vault.clientRole, delete it: vault delete ${spec.intermediateMount}/roles/${name}`,
+    });
   }
 
   /** config/urls: without them leaves carry no CA issuer (AIA) or CRL distribution point. */
@@ -246,36 +300,22 @@ class VaultBootstrap {
     return generated.data.csr;
   }
 
-  async #pkiRole(name: string, flags: { server_flag: boolean; client_flag: boolean }): Promise<void> {
+  async #pkiRole(role: PkiRole): Promise<void> {
     const { spec } = this;
-    const path = `${spec.intermediateMount}/roles/${name}`;
-    // We decide every name from inventory: the CSR's names are ignored, and only <region>.nomad names pass.
-    const wanted: Fields = {
-      allowed_domains: [`${spec.region}.nomad`],
-      allow_subdomains: true,
-      allow_bare_domains: false,
-      allow_glob_domains: false,
-      allow_any_name: false,
-      allow_wildcard_certificates: false,
-      enforce_hostnames: true,
-      allow_localhost: true,
-      allow_ip_sans: true,
-      ...flags,
-      key_type: spec.keyType,
-      key_bits: this.#keyBits(),
-      use_csr_common_name: false,
-      use_csr_sans: false,
-      require_cn: false,
-      generate_lease: false,
-      max_ttl: spec.certificateMaxTtl,
-    };
+    const path = `${spec.intermediateMount}/roles/${role.name}`;
+    const { fields } = role;
+    const usage = fields.server_flag ? 'server+client' : 'client';
+    const extras = [
+      ...(fields.allow_localhost ? ['localhost'] : []),
+      ...(fields.allow_ip_sans ? ['IP SANs'] : []),
+    ];
     await this.#reconcile({
-      item: `role ${spec.intermediateMount}/${name}`,
-      detail: `${flags.server_flag ? 'server+client' : 'client'} certificates for *.${spec.region}.nomad, ${spec.keyType} ${this.#keyBits()}, max_ttl ${formatDuration(spec.certificateMaxTtl)}`,
+      item: `role ${spec.intermediateMount}/${role.name}`,
+      detail: `${role.kind} certificates (${usage} auth) for ${fields.allowed_domains.join(', ')} only${extras.length > 0 ? ` and ${extras.join(', ')}` : ''}, ${spec.keyType} ${this.#keyBits()}, max_ttl ${formatDuration(fields.max_ttl)}`,
       current: await this.#readData(path),
-      wanted,
+      wanted: fields,
       // POST replaces the whole role, so a partial drift is corrected by writing everything we want.
-      write: () => this.#write(path, wanted),
+      write: () => this.#write(path, fields),
     });
   }
 

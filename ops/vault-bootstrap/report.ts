@@ -6,6 +6,7 @@ const ACTION_WORDS: Record<BootstrapAction, [done: string, planned: string]> = {
   unchanged: ['unchanged', 'unchanged'],
   skipped: ['skipped', 'would skip'],
   pending: ['pending', 'pending'],
+  'to-delete': ['to delete', 'to delete'],
 };
 
 /** The report as an operator reads it: one line per item, then the HCL of every policy written. */

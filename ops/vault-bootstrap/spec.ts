@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { type CertificateKind, certificateNames } from '../../shared/certificates/names';
 import { type ClusterConfig, duration } from '../../shared/config';
 import { formatDuration } from '../../shared/duration';
 import { PATTERNS, patternRegExp } from '../../shared/patterns';
@@ -15,7 +16,7 @@ const iamRoleArn = z.string().regex(/^arn:aws[a-z-]*:iam::\d{12}:role\/[A-Za-z0-
 
 const KEY_BITS = { ec: [224, 256, 384, 521], rsa: [2048, 3072, 4096] } as const;
 
-/** What vault-bootstrap sets up; defaults follow the seed guide (pki + pki_int, nomad-cluster role). */
+/** What vault-bootstrap sets up; defaults follow the seed guide (pki + pki_int), one role per certificate kind. */
 export const bootstrapSpecSchema = z
   .strictObject({
     region: z
@@ -30,8 +31,14 @@ export const bootstrapSpecSchema = z
     externalRoot: z.boolean().default(false),
     /** With externalRoot: the intermediate (plus chain) signed for the CSR an earlier run printed. */
     intermediateCertificatePem: z.string().includes('BEGIN CERTIFICATE').optional(),
-    agentRole: vaultName.default('nomad-cluster'),
+    serverRole: vaultName.default('nomad-server'),
+    clientRole: vaultName.default('nomad-client'),
     cliRole: vaultName.default('nomad-cli'),
+    /**
+     * The single agent role earlier versions created. It may stay on the mount while clusters move to
+     * serverRole and clientRole, reported as to delete; any other role not ours is refused.
+     */
+    legacyAgentRole: vaultName.default('nomad-cluster'),
     certificateMaxTtl: duration('720h'),
     keyType: z.enum(['ec', 'rsa']).default('ec'),
     keyBits: z.number().int().optional(),
@@ -93,7 +100,7 @@ export const bootstrapSpecSchema = z
 export type BootstrapSpecInput = z.input<typeof bootstrapSpecSchema>;
 export type BootstrapSpec = z.output<typeof bootstrapSpecSchema>;
 
-export type BootstrapAction = 'created' | 'updated' | 'unchanged' | 'skipped' | 'pending';
+export type BootstrapAction = 'created' | 'updated' | 'unchanged' | 'skipped' | 'pending' | 'to-delete';
 
 export interface BootstrapItem {
   item: string;
@@ -117,7 +124,8 @@ export function tlsPolicyHcl(spec: BootstrapSpec): string {
     `# ${spec.tokenPolicy}: held by the periodic token of the issuing functions (nomad-rotator).`,
     '# Keys stay on the nodes, so CSRs are signed; no issue/* path is granted.',
     '# Its token carries no default policy: looking itself up, renewing and revoking itself are all it keeps.',
-    hclPath(`${mount}/sign/${spec.agentRole}`, ['update']),
+    hclPath(`${mount}/sign/${spec.serverRole}`, ['update']),
+    hclPath(`${mount}/sign/${spec.clientRole}`, ['update']),
     hclPath(`${mount}/sign/${spec.cliRole}`, ['update']),
     hclPath(`${mount}/revoke`, ['update']),
     hclPath(`${mount}/ca/pem`, ['read']),
@@ -182,6 +190,81 @@ const CLUSTER_KEYS = {
   'rsa-2048': { keyType: 'rsa', bits: 2048 },
 } as const;
 
+export interface PkiRole {
+  kind: CertificateKind;
+  name: string;
+  /** The role as written to <intermediateMount>/roles/<name>. */
+  fields: {
+    allowed_domains: string[];
+    allow_localhost: boolean;
+    allow_ip_sans: boolean;
+    server_flag: boolean;
+    max_ttl: number;
+  } & Record<string, unknown>;
+}
+
+/**
+ * The three roles, each admitting exactly the names certificateNames issues for its kind (bare
+ * domains only, localhost and IP SANs only where issued), so a token that can sign one kind cannot
+ * obtain a certificate Nomad would accept as another. Servers and clients get both usages: each
+ * serves TLS (RPC, HTTP) and dials others. max_ttl is the longest certificate TTL of the clusters
+ * given, never above certificateMaxTtl.
+ */
+export function pkiRoles(spec: BootstrapSpec, clusters: readonly ClusterConfig[]): PkiRole[] {
+  const maxTtl = roleMaxTtl(spec, clusters);
+  const kinds: [CertificateKind, string, { server_flag: boolean; client_flag: boolean }][] = [
+    ['server', spec.serverRole, { server_flag: true, client_flag: true }],
+    ['client', spec.clientRole, { server_flag: true, client_flag: true }],
+    ['cli', spec.cliRole, { server_flag: false, client_flag: true }],
+  ];
+  return kinds.map(([kind, name, flags]) => {
+    const issued = issuedNames(kind, spec.region, clusters);
+    return {
+      kind,
+      name,
+      fields: {
+        allowed_domains: issued.dnsNames.filter((dnsName) => dnsName !== 'localhost'),
+        allow_bare_domains: true,
+        allow_subdomains: false,
+        allow_glob_domains: false,
+        allow_any_name: false,
+        allow_wildcard_certificates: false,
+        enforce_hostnames: true,
+        allow_localhost: issued.dnsNames.includes('localhost'),
+        allow_ip_sans: issued.ipAddresses.length > 0,
+        ...flags,
+        key_type: spec.keyType,
+        key_bits: keyBitsOf(spec),
+        use_csr_common_name: false,
+        use_csr_sans: false,
+        require_cn: false,
+        generate_lease: false,
+        max_ttl: maxTtl,
+      },
+    };
+  });
+}
+
+/** The longest certificates.ttl of the clusters, capped by certificateMaxTtl; certificateMaxTtl without clusters. */
+export function roleMaxTtl(spec: BootstrapSpec, clusters: readonly ClusterConfig[]): number {
+  if (clusters.length === 0) return spec.certificateMaxTtl;
+  return Math.min(spec.certificateMaxTtl, Math.max(...clusters.map((cluster) => cluster.certificates.ttl)));
+}
+
+/** Every DNS and IP SAN certificateNames issues for a kind in any of the clusters (node IPs aside). */
+function issuedNames(
+  kind: CertificateKind,
+  region: string,
+  clusters: readonly ClusterConfig[],
+): { dnsNames: string[]; ipAddresses: string[] } {
+  const bare = { region, certificates: { serverExtraDnsSans: [], serverExtraIpSans: [] } };
+  const issued = [bare, ...clusters].map((cluster) => certificateNames(kind, cluster));
+  return {
+    dnsNames: [...new Set(issued.flatMap((names) => names.dnsNames))],
+    ipAddresses: [...new Set(issued.flatMap((names) => names.ipAddresses))],
+  };
+}
+
 /**
  * What a cluster would request that the roles of this spec refuse at signing time (Vault's
  * cert_util.go: key_type must match, key_bits is a minimum, every DNS SAN must be an allowed name),
@@ -190,7 +273,6 @@ const CLUSTER_KEYS = {
 export function clusterDisagreements(spec: BootstrapSpec, clusters: readonly ClusterConfig[]): string[] {
   const issues: string[] = [];
   const roleBits = keyBitsOf(spec);
-  const allowedNames = `*.${spec.region}.nomad and localhost`;
   clusters.forEach((cluster, index) => {
     const at = `clusters[${index}] (${cluster.name})`;
     const key = CLUSTER_KEYS[cluster.certificates.keyType];
@@ -204,14 +286,14 @@ export function clusterDisagreements(spec: BootstrapSpec, clusters: readonly Clu
     }
     if (cluster.region !== spec.region) {
       issues.push(
-        `${at}.region: ${cluster.region} is not the spec's region ${spec.region}; the roles allow ${allowedNames} only`,
+        `${at}.region: ${cluster.region} is not the spec's region ${spec.region}; the roles allow server.${spec.region}.nomad, client.${spec.region}.nomad and cli.${spec.region}.nomad only`,
       );
     } else {
-      for (const name of cluster.certificates.serverExtraDnsSans.filter(
-        (candidate) => !roleAllowsName(spec.region, candidate),
+      for (const name of cluster.certificates.serverExtraDnsSans.filter((candidate) =>
+        namesAnotherKind(spec.region, candidate),
       )) {
         issues.push(
-          `${at}.certificates.serverExtraDnsSans: ${name} is not allowed by the roles; allowed: ${allowedNames}`,
+          `${at}.certificates.serverExtraDnsSans: ${name} is a name Nomad verifies as a client, a CLI or another region's server; the server role admits it only for servers of ${spec.region}, so it is refused; allowed: any other hostname`,
         );
       }
     }
@@ -222,7 +304,8 @@ export function clusterDisagreements(spec: BootstrapSpec, clusters: readonly Clu
     }
     const sameNames: [field: string, cluster: string, specField: string, spec: string][] = [
       ['vault.pkiMount', cluster.vault.pkiMount, 'intermediateMount', spec.intermediateMount],
-      ['vault.agentRole', cluster.vault.agentRole, 'agentRole', spec.agentRole],
+      ['vault.serverRole', cluster.vault.serverRole, 'serverRole', spec.serverRole],
+      ['vault.clientRole', cluster.vault.clientRole, 'clientRole', spec.clientRole],
       ['vault.cliRole', cluster.vault.cliRole, 'cliRole', spec.cliRole],
       [
         'vault.tokenRotation.tokenPolicy',
@@ -251,10 +334,13 @@ export function clusterDisagreements(spec: BootstrapSpec, clusters: readonly Clu
   return issues;
 }
 
-/** The names the roles admit: allow_subdomains of <region>.nomad, allow_localhost, no wildcards, no bare domain. */
-function roleAllowsName(region: string, name: string): boolean {
-  const lower = name.toLowerCase();
-  return lower === 'localhost' || (!lower.startsWith('*.') && lower.endsWith(`.${region}.nomad`));
+/**
+ * Nomad verifies a peer by `<role>.<region>.nomad`: an extra server name that is (or sits under) a
+ * client's or CLI's name, or another region's server name, would hand servers that identity too.
+ */
+function namesAnotherKind(region: string, name: string): boolean {
+  const match = /(?:^|\.)(server|client|cli)\.([^.]+)\.nomad$/.exec(name.toLowerCase());
+  return match !== null && (match[1] !== 'server' || match[2] !== region);
 }
 
 export function keyBitsOf(spec: BootstrapSpec): number {

@@ -17,7 +17,10 @@ export interface CertificateNames {
  */
 export function certificateNames(
   kind: CertificateKind,
-  cluster: Pick<ClusterConfig, 'region' | 'certificates'>,
+  cluster: {
+    region: string;
+    certificates: Pick<ClusterConfig['certificates'], 'serverExtraDnsSans' | 'serverExtraIpSans'>;
+  },
   nodeIp?: string,
 ): CertificateNames {
   const commonName = `${kind}.${cluster.region}.nomad`;

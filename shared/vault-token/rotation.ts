@@ -203,7 +203,7 @@ class VaultTokenRotation {
     return this.#result(
       event,
       'done',
-      'pending token has its period, its policy and update on the sign path',
+      'pending token has its period, its policy and update on the sign paths',
     );
   }
 
@@ -224,15 +224,19 @@ class VaultTokenRotation {
     if (data.orphan === false) problems.push('the token is not an orphan: it would die with the admin login');
     if (!data.explicit_max_ttl)
       problems.push('the token has no explicit max TTL: renewed, it would live forever');
-    const signPath = `${this.cluster.vault.pkiMount}/sign/${this.cluster.vault.agentRole}`;
+    // One path per certificate kind: a token missing any of them would fail that kind's next signing.
+    const { pkiMount, serverRole, clientRole, cliRole } = this.cluster.vault;
+    const signPaths = [serverRole, clientRole, cliRole].map((role) => `${pkiMount}/sign/${role}`);
     const capabilities = await this.#vault.write<
       Record<string, unknown> & { data?: Record<string, unknown> }
-    >('sys/capabilities-self', { paths: [signPath] }, candidate.token);
-    const granted = capabilities.data?.[signPath] ?? capabilities[signPath];
-    if (!Array.isArray(granted) || !granted.includes('update')) {
-      problems.push(
-        `capabilities on ${signPath} are [${Array.isArray(granted) ? granted.join(', ') : ''}], not update`,
-      );
+    >('sys/capabilities-self', { paths: signPaths }, candidate.token);
+    for (const signPath of signPaths) {
+      const granted = capabilities.data?.[signPath] ?? capabilities[signPath];
+      if (!Array.isArray(granted) || !granted.includes('update')) {
+        problems.push(
+          `capabilities on ${signPath} are [${Array.isArray(granted) ? granted.join(', ') : ''}], not update`,
+        );
+      }
     }
     return problems;
   }

@@ -6,7 +6,9 @@ import { isVaultAnswer, VaultBadRequestError, VaultSealedError, VaultUnavailable
 
 export interface PkiSettings {
   mount: string;
-  agentRole: string;
+  /** The role of each certificate kind: each admits only its kind's names. */
+  serverRole: string;
+  clientRole: string;
   cliRole: string;
 }
 
@@ -95,7 +97,11 @@ export class VaultCertificateAuthority implements CertificateAuthority {
     names: { commonName: string; dnsNames: string[]; ipAddresses: string[] };
     ttlSeconds: number;
   }): Promise<IssuedCertificate> {
-    const role = request.kind === 'cli' ? this.pki.cliRole : this.pki.agentRole;
+    const role = {
+      server: this.pki.serverRole,
+      client: this.pki.clientRole,
+      cli: this.pki.cliRole,
+    }[request.kind];
     const response = await this.vault.write<SignResponse>(`${this.pki.mount}/sign/${role}`, {
       csr: request.csrPem,
       common_name: request.names.commonName,
