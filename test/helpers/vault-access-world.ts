@@ -131,11 +131,12 @@ export async function csrPem(): Promise<string> {
   return request.toString('pem');
 }
 
-/** Sign a server CSR on the agent role with the given client, as the issuing functions do. */
+/** Sign a server CSR on the server role with the given client, as the issuing functions do. */
 export async function signServerCertificate(vault: VaultClient, commonName = 'server.global.nomad') {
   const authority = new VaultCertificateAuthority(vault, {
     mount: 'pki_int',
-    agentRole: 'nomad-cluster',
+    serverRole: 'nomad-server',
+    clientRole: 'nomad-client',
     cliRole: 'nomad-cli',
   });
   return authority.sign({

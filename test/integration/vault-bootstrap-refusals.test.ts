@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { main } from '../../cli/main';
+import type { CertificateKind } from '../../shared/certificates/names';
 import { x509 } from '../../shared/certificates/x509';
 import type { ClusterConfigInput } from '../../shared/config';
 import { ValidationError } from '../../shared/errors';
@@ -61,17 +62,23 @@ function cluster(certificates: Partial<ClusterConfigInput['certificates']> = {})
 const writes = (current: World) =>
   current.emulator.requestLog.filter((entry) => entry.method === 'POST' || entry.method === 'DELETE');
 
-async function signWith(current: World, csr: string, names: { commonName: string; dnsNames: string[] }) {
+async function signWith(
+  current: World,
+  csr: string,
+  names: { commonName: string; dnsNames: string[]; ipAddresses?: string[] },
+  kind: CertificateKind = 'server',
+) {
   const tls = await mintSeedToken(current.root, current.emulator.rootToken);
   const authority = new VaultCertificateAuthority(current.client(tls.token), {
     mount: 'pki_int',
-    agentRole: 'nomad-cluster',
+    serverRole: 'nomad-server',
+    clientRole: 'nomad-client',
     cliRole: 'nomad-cli',
   });
   return authority.sign({
-    kind: 'server',
+    kind,
     csrPem: csr,
-    names: { ...names, ipAddresses: ['127.0.0.1'] },
+    names: { ipAddresses: kind === 'cli' ? [] : ['127.0.0.1'], ...names },
     ttlSeconds: 3600,
   });
 }
@@ -97,16 +104,16 @@ describe('vault-bootstrap refuses, before writing anything, what the roles would
     expect(world.emulator.requestLog).toEqual([]);
   });
 
-  it('extra server DNS SANs outside the allowed domains, naming the field and what is allowed', async () => {
+  it('extra server DNS SANs that are names of another kind, naming the field and what is allowed', async () => {
     world = await startBootstrappedVault();
 
     const refused = await world
-      .bootstrap(false, [cluster({ serverExtraDnsSans: ['nomad.global.nomad', 'nomad.example.com'] })])
+      .bootstrap(false, [cluster({ serverExtraDnsSans: ['nomad.example.com', 'client.global.nomad'] })])
       .catch((error) => error);
 
     expect(refused).toBeInstanceOf(ValidationError);
     expect(refused.issues).toEqual([
-      'clusters[0] (prod).certificates.serverExtraDnsSans: nomad.example.com is not allowed by the roles; allowed: *.global.nomad and localhost',
+      "clusters[0] (prod).certificates.serverExtraDnsSans: client.global.nomad is a name Nomad verifies as a client, a CLI or another region's server; the server role admits it only for servers of global, so it is refused; allowed: any other hostname",
     ]);
     expect(world.emulator.requestLog).toEqual([]);
   });
@@ -119,30 +126,172 @@ describe('vault-bootstrap refuses, before writing anything, what the roles would
         {
           ...cluster(),
           region: 'eu',
-          vault: { ...cluster().vault, agentRole: 'nomad-agent' },
+          vault: { ...cluster().vault, serverRole: 'nomad-agent', clientRole: 'nomad-agent' },
         },
       ])
       .catch((error) => error);
 
     expect(refused.issues).toEqual([
-      "clusters[0] (prod).region: eu is not the spec's region global; the roles allow *.global.nomad and localhost only",
-      "clusters[0] (prod).vault.agentRole: nomad-agent is not the spec's agentRole nomad-cluster",
+      "clusters[0] (prod).region: eu is not the spec's region global; the roles allow server.global.nomad, client.global.nomad and cli.global.nomad only",
+      "clusters[0] (prod).vault.serverRole: nomad-agent is not the spec's serverRole nomad-server",
+      "clusters[0] (prod).vault.clientRole: nomad-agent is not the spec's clientRole nomad-client",
     ]);
     expect(writes(world)).toEqual([]);
   });
 
-  it('bootstraps a cluster that agrees, whose extra SAN under the region then signs', async () => {
+  it('bootstraps a cluster that agrees, whose extra SANs then sign on the server role only', async () => {
     world = await startBootstrappedVault({ spec: { keyType: 'ec', keyBits: 224 } });
     await world.bootstrap(false, [
-      cluster({ keyType: 'ec-p256', serverExtraDnsSans: ['nomad.global.nomad'] }),
+      cluster({ keyType: 'ec-p256', serverExtraDnsSans: ['nomad.global.nomad', 'nomad.example.com'] }),
     ]);
 
     const signed = await signWith(world, await csrWith(EC_P256), {
       commonName: 'server.global.nomad',
-      dnsNames: ['server.global.nomad', 'localhost', 'nomad.global.nomad'],
+      dnsNames: ['server.global.nomad', 'localhost', 'nomad.global.nomad', 'nomad.example.com'],
     });
 
     expect(signed.certificatePem).toContain('BEGIN CERTIFICATE');
+    await expect(
+      signWith(
+        world,
+        await csrWith(EC_P256),
+        { commonName: 'client.global.nomad', dnsNames: ['client.global.nomad', 'nomad.example.com'] },
+        'client',
+      ),
+    ).rejects.toThrow('400: subject alternate name nomad.example.com not allowed by this role');
+  });
+});
+
+describe('each role signs only the names of its kind (bare domains, no subdomains)', () => {
+  const P256 = async () => csrWith(EC_P256);
+  const names = (commonName: string, dnsNames = [commonName]) => ({ commonName, dnsNames });
+
+  it('the server role refuses a client name and any other name under the region', async () => {
+    world = await startBootstrappedVault();
+    await world.bootstrap();
+
+    await expect(signWith(world, await P256(), names('client.global.nomad'))).rejects.toThrow(
+      '400: common name client.global.nomad not allowed by this role',
+    );
+    await expect(
+      signWith(
+        world,
+        await P256(),
+        names('server.global.nomad', ['server.global.nomad', 'cli.global.nomad']),
+      ),
+    ).rejects.toThrow('400: subject alternate name cli.global.nomad not allowed by this role');
+    for (const other of ['vault.global.nomad', 'x.server.global.nomad', 'global.nomad']) {
+      await expect(signWith(world, await P256(), names(other)), other).rejects.toThrow(
+        `400: common name ${other} not allowed by this role`,
+      );
+    }
+  });
+
+  it('the client role refuses the server name; it signs its own with localhost and 127.0.0.1', async () => {
+    world = await startBootstrappedVault();
+    await world.bootstrap();
+
+    await expect(signWith(world, await P256(), names('server.global.nomad'), 'client')).rejects.toThrow(
+      '400: common name server.global.nomad not allowed by this role',
+    );
+    await expect(signWith(world, await P256(), names('x.client.global.nomad'), 'client')).rejects.toThrow(
+      '400: common name x.client.global.nomad not allowed by this role',
+    );
+    const signed = await signWith(
+      world,
+      await P256(),
+      names('client.global.nomad', ['client.global.nomad', 'localhost']),
+      'client',
+    );
+    expect(signed.certificatePem).toContain('BEGIN CERTIFICATE');
+  });
+
+  it('the CLI role refuses server and client names, localhost and IP SANs', async () => {
+    world = await startBootstrappedVault();
+    await world.bootstrap();
+
+    for (const other of ['server.global.nomad', 'client.global.nomad']) {
+      await expect(signWith(world, await P256(), names(other), 'cli'), other).rejects.toThrow(
+        `400: common name ${other} not allowed by this role`,
+      );
+    }
+    await expect(
+      signWith(world, await P256(), names('cli.global.nomad', ['cli.global.nomad', 'localhost']), 'cli'),
+    ).rejects.toThrow('400: subject alternate name localhost not allowed by this role');
+    await expect(
+      signWith(world, await P256(), { ...names('cli.global.nomad'), ipAddresses: ['127.0.0.1'] }, 'cli'),
+    ).rejects.toThrow('400: IP Subject Alternative Names are not allowed in this role');
+  });
+
+  it("sets each role's max_ttl to the clusters' certificate TTL and says so", async () => {
+    world = await startBootstrappedVault();
+
+    const report = await world.bootstrap(false, [cluster({ ttl: '48h' })]);
+
+    for (const role of ['nomad-server', 'nomad-client', 'nomad-cli']) {
+      const read = await world.root.read<{ data: { max_ttl: number } }>(
+        `pki_int/roles/${role}`,
+        world.emulator.rootToken,
+      );
+      expect(read.data.max_ttl, role).toBe(48 * 3600);
+    }
+    expect(report.items.find((item) => item.item === 'role pki_int/nomad-server')?.detail).toBe(
+      'server certificates (server+client auth) for server.global.nomad only and localhost, IP SANs, ec 256, max_ttl 48h',
+    );
+    expect(report.items.find((item) => item.item === 'role pki_int/nomad-cli')?.detail).toBe(
+      'cli certificates (client auth) for cli.global.nomad only, ec 256, max_ttl 48h',
+    );
+    const longer = await world.bootstrap(false, [cluster({ ttl: '72h' })]);
+    expect(longer.items.filter((item) => item.item.startsWith('role ')).map((item) => item.action)).toEqual([
+      'updated',
+      'updated',
+      'updated',
+    ]);
+  });
+});
+
+describe('vault-bootstrap keeps the intermediate mount for Nomad alone (revoke takes any serial of the mount)', () => {
+  it('refuses a mount holding a role that is not ours, naming it, before anything is written', async () => {
+    world = await startBootstrappedVault();
+    await world.bootstrap();
+    await world.root.write(
+      'pki_int/roles/web',
+      { allowed_domains: ['example.org'], allow_subdomains: true },
+      world.emulator.rootToken,
+    );
+    const before = writes(world).length;
+
+    const refused = await world.bootstrap().catch((error) => error);
+
+    expect(refused).toBeInstanceOf(ValidationError);
+    expect(refused.message).toContain(
+      "pki_int holds roles that are not nomad-rotator's, nothing was written: web.",
+    );
+    expect(refused.message).toContain('vault delete pki_int/roles/<name>');
+    expect(writes(world).length).toBe(before);
+  });
+
+  it('tolerates the legacy agent role, reports it to delete, and no longer grants its sign path', async () => {
+    world = await startBootstrappedVault();
+    await world.bootstrap();
+    await world.root.write(
+      'pki_int/roles/nomad-cluster',
+      { allowed_domains: ['global.nomad'], allow_subdomains: true },
+      world.emulator.rootToken,
+    );
+
+    const report = await world.bootstrap();
+
+    expect(report.items.filter((item) => item.action !== 'unchanged')).toEqual([
+      {
+        item: 'role pki_int/nomad-cluster',
+        action: 'to-delete',
+        detail:
+          'the legacy agent role; tls-policy no longer grants its sign path. Once every cluster is deployed with vault.serverRole and vault.clientRole, delete it: vault delete pki_int/roles/nomad-cluster',
+      },
+    ]);
+    const policy = report.items.find((item) => item.item === 'policy tls-policy')?.hcl;
+    expect(policy).not.toContain('nomad-cluster');
   });
 });
 
@@ -190,8 +339,13 @@ describe('Vault’s sign/:role enforcement, as cert_util.go does it', () => {
       certificatePem: expect.stringContaining('BEGIN CERTIFICATE'),
     });
     await world.root.write(
-      'pki_int/roles/nomad-cluster',
-      { allowed_domains: 'global.nomad', allow_subdomains: true, key_type: 'ec', key_bits: 384 },
+      'pki_int/roles/nomad-server',
+      {
+        allowed_domains: 'server.global.nomad',
+        allow_bare_domains: true,
+        key_type: 'ec',
+        key_bits: 384,
+      },
       world.emulator.rootToken,
     );
     await expect(signWith(world, await csrWith(EC_P256), names)).rejects.toThrow(

@@ -59,7 +59,8 @@ describe('vault-bootstrap', () => {
     expect(Object.keys(auth.data)).not.toContain('aws/');
     const text = renderBootstrapReport(report);
     expect(text).toContain('dry run: nothing was changed');
-    expect(text).toContain('path "pki_int/sign/nomad-cluster"');
+    expect(text).toContain('path "pki_int/sign/nomad-server"');
+    expect(text).toContain('path "pki_int/sign/nomad-client"');
   });
 
   it('sets up a Vault where the roles sign with our names only, and a second run changes nothing', async () => {
@@ -77,7 +78,8 @@ describe('vault-bootstrap', () => {
       ['intermediate CA in pki_int', 'created'],
       ['urls pki_int', 'created'],
       ['auto-tidy pki_int', 'created'],
-      ['role pki_int/nomad-cluster', 'created'],
+      ['role pki_int/nomad-server', 'created'],
+      ['role pki_int/nomad-client', 'created'],
       ['role pki_int/nomad-cli', 'created'],
       ['policy tls-policy', 'created'],
       ['policy nomad-rotator-admin', 'created'],
@@ -101,7 +103,8 @@ describe('vault-bootstrap', () => {
     );
     const cli = await new VaultCertificateAuthority(world.client(tls.token), {
       mount: 'pki_int',
-      agentRole: 'nomad-cluster',
+      serverRole: 'nomad-server',
+      clientRole: 'nomad-client',
       cliRole: 'nomad-cli',
     }).sign({
       kind: 'cli',
@@ -132,11 +135,11 @@ describe('vault-bootstrap', () => {
       ['sign with the root', () => vault.write('pki/root/sign-intermediate', { csr }, tls.token)],
       [
         'issue (keys stay on nodes)',
-        () => vault.write('pki_int/issue/nomad-cluster', { common_name: 'x.global.nomad' }, tls.token),
+        () => vault.write('pki_int/issue/nomad-server', { common_name: 'x.global.nomad' }, tls.token),
       ],
       [
         'rewrite a role',
-        () => vault.write('pki_int/roles/nomad-cluster', { allow_any_name: true }, tls.token),
+        () => vault.write('pki_int/roles/nomad-server', { allow_any_name: true }, tls.token),
       ],
     ];
     for (const [what, attempt] of forbidden) {
@@ -156,7 +159,7 @@ describe('vault-bootstrap', () => {
     await world.bootstrap();
     const { root, emulator } = world;
     await root.write(
-      'pki_int/roles/nomad-cluster',
+      'pki_int/roles/nomad-server',
       { allowed_domains: ['example.org'], allow_subdomains: true },
       emulator.rootToken,
     );
@@ -171,7 +174,7 @@ describe('vault-bootstrap', () => {
     expect(
       repaired.items.filter((item) => item.action !== 'unchanged').map((item) => [item.item, item.action]),
     ).toEqual([
-      ['role pki_int/nomad-cluster', 'updated'],
+      ['role pki_int/nomad-server', 'updated'],
       ['policy tls-policy', 'updated'],
     ]);
     expect((await world.bootstrap()).items.every((item) => item.action === 'unchanged')).toBe(true);

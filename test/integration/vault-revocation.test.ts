@@ -23,7 +23,8 @@ async function bootstrappedAuthority() {
   const tls = await mintSeedToken(world.root, world.emulator.rootToken);
   const client = world.client(tls.token);
   const authority = (mount = 'pki_int') =>
-    new VaultCertificateAuthority(client, { mount, agentRole: 'nomad-cluster', cliRole: 'nomad-cli' });
+    new VaultCertificateAuthority(client, { mount, serverRole: 'nomad-server',
+    clientRole: 'nomad-client', cliRole: 'nomad-cli' });
   return { current: world, client, authority };
 }
 
@@ -64,7 +65,8 @@ describe('revoking a certificate serial', () => {
     await bootstrappedAuthority();
     const rootAuthority = new VaultCertificateAuthority(world!.client(world!.emulator.rootToken), {
       mount: 'pki_missing',
-      agentRole: 'nomad-cluster',
+      serverRole: 'nomad-server',
+    clientRole: 'nomad-client',
       cliRole: 'nomad-cli',
     });
     await expect(rootAuthority.revoke('01:02:03:04')).rejects.toThrow(/404: no handler for route/);
