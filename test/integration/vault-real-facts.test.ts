@@ -57,7 +57,7 @@ async function csrOf(algorithm: KeyAlgorithm): Promise<string> {
   ).toString('pem');
 }
 
-const sign = async (csr: string, names: Record<string, unknown> = {}, role = 'nomad-cluster') =>
+const sign = async (csr: string, names: Record<string, unknown> = {}, role = 'nomad-server') =>
   raw('POST', `pki_int/sign/${role}`, {
     csr,
     common_name: 'server.global.nomad',
@@ -117,14 +117,29 @@ describe('Vault: pki/sign/:role checks the CSR key against the role (cert_util.g
 });
 
 describe('Vault: names (cert_util.go validateNames)', () => {
-  it('allow_subdomains of <region>.nomad admits server., client. and cli.; localhost and any IP pass', async () => {
-    for (const commonName of ['server.global.nomad', 'client.global.nomad', 'cli.global.nomad']) {
-      const signed = await sign(await csrPem(), {
-        common_name: commonName,
-        alt_names: `${commonName},localhost`,
-        ip_sans: '127.0.0.1,10.1.2.3,fd00::1',
-      });
+  it('allow_bare_domains without allow_subdomains: each role admits its own name, not the others nor subdomains', async () => {
+    const roles = [
+      ['nomad-server', 'server.global.nomad'],
+      ['nomad-client', 'client.global.nomad'],
+    ] as const;
+    for (const [role, commonName] of roles) {
+      const signed = await sign(
+        await csrPem(),
+        { common_name: commonName, alt_names: `${commonName},localhost`, ip_sans: '127.0.0.1,fd00::1' },
+        role,
+      );
       expect(signed.status, commonName).toBe(200);
+      for (const other of [
+        'server.global.nomad',
+        'client.global.nomad',
+        'cli.global.nomad',
+        `x.${commonName}`,
+      ]) {
+        if (other === commonName) continue;
+        expect(await sign(await csrPem(), { common_name: other, alt_names: other }, role), other).toEqual(
+          refusal(`common name ${other} not allowed by this role`),
+        );
+      }
     }
   });
 

@@ -23,8 +23,12 @@ async function bootstrappedAuthority() {
   const tls = await mintSeedToken(world.root, world.emulator.rootToken);
   const client = world.client(tls.token);
   const authority = (mount = 'pki_int') =>
-    new VaultCertificateAuthority(client, { mount, serverRole: 'nomad-server',
-    clientRole: 'nomad-client', cliRole: 'nomad-cli' });
+    new VaultCertificateAuthority(client, {
+      mount,
+      serverRole: 'nomad-server',
+      clientRole: 'nomad-client',
+      cliRole: 'nomad-cli',
+    });
   return { current: world, client, authority };
 }
 
@@ -66,7 +70,7 @@ describe('revoking a certificate serial', () => {
     const rootAuthority = new VaultCertificateAuthority(world!.client(world!.emulator.rootToken), {
       mount: 'pki_missing',
       serverRole: 'nomad-server',
-    clientRole: 'nomad-client',
+      clientRole: 'nomad-client',
       cliRole: 'nomad-cli',
     });
     await expect(rootAuthority.revoke('01:02:03:04')).rejects.toThrow(/404: no handler for route/);
