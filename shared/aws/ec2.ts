@@ -7,6 +7,7 @@ import type {
   InstanceDirectory,
   InventoryNode,
   NodeInventory,
+  ProvisionedNode,
 } from '../certificates/ports';
 import type { ClusterConfig } from '../config';
 import { matchesPattern } from '../patterns';
@@ -45,6 +46,13 @@ export class Ec2Inventory implements NodeInventory, InstanceDirectory {
     });
     const online = await this.#onlineAmong(members.map((member) => member.instanceId));
     return members.map((member) => ({ ...member, online: online.has(member.instanceId) }));
+  }
+
+  async identify(cluster: ClusterConfig, instanceId: string): Promise<ProvisionedNode | undefined> {
+    const instance = await this.describe(instanceId);
+    if (instance?.state !== 'running' || instance.ip === undefined) return undefined;
+    const role = provisionedRole(cluster, instance);
+    return role === undefined || role === 'ambiguous' ? undefined : { instanceId, role, ip: instance.ip };
   }
 
   async describe(instanceId: string): Promise<DescribedInstance | undefined> {

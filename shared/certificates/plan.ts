@@ -17,7 +17,13 @@ import type { AuditLog, NodeChanges, NodeField, NodeStore } from '../state/store
 import type { CertificateCommands } from './commands';
 import type { NodeRole } from './names';
 import { normalizeSerial } from './outputs';
-import type { CertificateAuthority, EventPublisher, RotationTelemetry, TrustedChain } from './ports';
+import type {
+  CertificateAuthority,
+  EventPublisher,
+  NodeInventory,
+  RotationTelemetry,
+  TrustedChain,
+} from './ports';
 import { CachedChain, chainFiles, signPair } from './signing';
 
 export const CERTIFICATE_PLAN = 'certs';
@@ -42,6 +48,8 @@ export interface CertificatePlanDependencies {
   audit: AuditLog;
   commands: CertificateCommands;
   authority: CertificateAuthority;
+  /** Role and IP are asked of EC2 again just before Vault signs: the table is not where identity lives. */
+  inventory: Pick<NodeInventory, 'identify'>;
   events: EventPublisher;
   telemetry: RotationTelemetry;
   logger: Logger;
@@ -188,11 +196,17 @@ export class CertificatePlan implements RolloutPlan {
         return { ok: false, reason: 'prepare-output-unreadable' };
       const node = await this.#deps.nodes.getNode(rollout.cluster, attempt.target);
       if (node === undefined) return { ok: false, reason: 'node-unknown' };
+      const provisioned = await this.#deps.inventory.identify(this.#deps.cluster, attempt.target);
+      // A node item whose role or IP is not what EC2 says was written by something other than the
+      // inventory sync: nothing is signed for it, and the next sync puts the item right.
+      if (provisioned === undefined) return { ok: false, reason: 'identity-not-provisioned' };
+      if (provisioned.role !== node.role || provisioned.ip !== node.ip || node.status === 'refused')
+        return { ok: false, reason: 'identity-mismatch' };
       try {
         const signed = await signPair(
           this.#deps.authority,
           this.#deps.cluster,
-          node,
+          provisioned,
           prepared.agentCsrBase64,
           prepared.cliCsrBase64,
         );

@@ -2,19 +2,25 @@ import type { ClusterConfig } from '../config';
 import type { ProvisionedIdentity } from './identity';
 import type { CertificateKind, CertificateNames, NodeRole } from './names';
 
-/**
- * A running node of a cluster: role and IP as EC2 reports them for the instance's provisioned
- * identity, `online` as SSM's ping status says.
- */
-export interface InventoryNode {
+/** A running node of a cluster: role and IP as EC2 reports them for the instance's provisioned identity. */
+export interface ProvisionedNode {
   instanceId: string;
   role: NodeRole;
   ip: string;
+}
+
+/** A provisioned node with its SSM agent's state: `online` as SSM's ping status says. */
+export interface InventoryNode extends ProvisionedNode {
   online: boolean;
 }
 
 export interface NodeInventory {
   list(cluster: ClusterConfig): Promise<InventoryNode[]>;
+  /**
+   * One instance's role and IP in `cluster` as its provisioning says right now; undefined when it is
+   * not running as a node of the cluster (or matches both roles).
+   */
+  identify(cluster: ClusterConfig, instanceId: string): Promise<ProvisionedNode | undefined>;
 }
 
 /** An instance as EC2 describes it, for lifecycle events that name one instance. */

@@ -79,6 +79,7 @@ export class CertificateRotation {
       audit: table,
       commands: commands ?? new SsmCertificateCommands(dependencies.commands, cluster),
       authority: dependencies.authority,
+      inventory: dependencies.inventory,
       events: dependencies.events,
       telemetry,
       logger,

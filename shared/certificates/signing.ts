@@ -1,8 +1,8 @@
 import type { ClusterConfig } from '../config';
-import type { NodeRecord, SignedSet } from '../state/records';
+import type { SignedSet } from '../state/records';
 import { validateCsr } from './csr';
 import { certificateNames } from './names';
-import type { CertificateAuthority, TrustedChain } from './ports';
+import type { CertificateAuthority, ProvisionedNode, TrustedChain } from './ports';
 
 /** How long one read of the CA chain serves: a batch and its send, not across a CA rotation. */
 const CHAIN_REUSE_MS = 60_000;
@@ -11,7 +11,7 @@ const CHAIN_REUSE_MS = 60_000;
 export async function signPair(
   authority: CertificateAuthority,
   cluster: ClusterConfig,
-  node: NodeRecord,
+  node: ProvisionedNode,
   agentCsrBase64: string,
   cliCsrBase64: string,
 ): Promise<SignedSet> {

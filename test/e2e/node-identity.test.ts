@@ -55,6 +55,42 @@ describe('node identity comes from EC2 provisioning, never from tags or the node
     expect(names).not.toContain('server.global.nomad');
   });
 
+  it('never signs a server certificate for a client whose state-table item says server', async () => {
+    const [client] = nodesOf('client');
+    const before = await subjectAltNames(client!.instanceId);
+    await world.invoke({
+      action: 'reissue',
+      cluster: CLUSTER,
+      targets: [client!.instanceId],
+      reason: 'identity test: table tampering',
+    });
+    // Someone with write access to the table, between the plan and Vault's signature.
+    await world.runtime.table.updateNode(
+      CLUSTER,
+      client!.instanceId,
+      {},
+      { role: 'server' },
+      world.clock.now(),
+    );
+
+    await world.settle();
+
+    expect(await record(client!.instanceId)).toMatchObject({ lastError: 'identity-mismatch' });
+    expect(await subjectAltNames(client!.instanceId)).toBe(before);
+    expect(before).not.toContain('server.global.nomad');
+    // The next scheduled run puts the item back to what EC2 says, and the retry then rotates the client.
+    await world.tick();
+    expect(await record(client!.instanceId)).toMatchObject({ role: 'client' });
+    world.clock.advance(2 * 60_000);
+    await world.tick();
+    await world.settle();
+    expect(await record(client!.instanceId)).toMatchObject({ role: 'client', status: 'idle' });
+    const after = await subjectAltNames(client!.instanceId);
+    expect(after).toContain('DNS:client.global.nomad');
+    expect(after).not.toContain('server.global.nomad');
+    expect(await world.runtime.table.getActiveRollout(CLUSTER)).toBeUndefined();
+  });
+
   it('refuses a server beyond the server set, with a reason, an event and an alarm metric', async () => {
     const intruder = 'i-0badbadbadbadbad0';
     // An instance launched into the servers' group when the cluster already has its one server.

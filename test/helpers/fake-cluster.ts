@@ -9,6 +9,7 @@ import type {
   InventoryNode,
   IssuedCertificate,
   NodeInventory,
+  ProvisionedNode,
   RotationEventType,
   TrustedChain,
 } from '../../shared/certificates/ports';
@@ -150,6 +151,12 @@ export class FakeFleet implements CommandGateway, NodeInventory {
       ...node,
       online: this.behaviour.get(node.instanceId) !== 'offline',
     }));
+  }
+
+  /** What EC2 says of one instance: the fleet's own record, whatever the state table holds. */
+  async identify(_cluster: ClusterConfig, instanceId: string): Promise<ProvisionedNode | undefined> {
+    const node = this.#nodes.find((candidate) => candidate.instanceId === instanceId);
+    return node && { instanceId: node.instanceId, role: node.role, ip: node.ip };
   }
 
   async send<Kind extends DocumentKind>(

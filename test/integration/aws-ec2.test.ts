@@ -108,4 +108,20 @@ describe('EC2 inventory through the real EC2 and SSM clients', () => {
     expect(await inventory.online(id(500))).toBe(false);
     expect(await inventory.online(id(9))).toBe(true);
   });
+
+  it('identifies one instance by its provisioning alone, and nothing that is not a running node of the cluster', async () => {
+    expect(await inventory.identify(CLUSTER, id(2))).toEqual({
+      instanceId: id(2),
+      role: 'server',
+      ip: '10.1.0.2',
+    });
+    expect(await inventory.identify(CLUSTER, id(260))).toEqual({
+      instanceId: id(260),
+      role: 'client',
+      ip: '10.1.1.10',
+    });
+    expect(await inventory.identify(CLUSTER, id(9_999))).toBeUndefined();
+    expect(await inventory.identify(CLUSTER, id(5_000))).toBeUndefined();
+    expect(await inventory.identify(CLUSTER, 'i-00000000000077777')).toBeUndefined();
+  });
 });

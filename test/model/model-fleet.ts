@@ -1,5 +1,5 @@
 import type { CommandGateway, InvocationOutcome } from '../../shared/aws/ports';
-import type { InventoryNode, NodeInventory } from '../../shared/certificates/ports';
+import type { InventoryNode, NodeInventory, ProvisionedNode } from '../../shared/certificates/ports';
 import type { ClusterConfig } from '../../shared/config';
 import { installExecutionTimeoutSeconds } from '../../shared/documents';
 import { parseRoutingKey } from '../../shared/rollout/routing';
@@ -49,6 +49,12 @@ export class ModelFleet implements NodeInventory, CommandGateway {
     return this.nodesOf(cluster.name)
       .filter((node) => !node.terminated)
       .map(({ instanceId, role, ip, online }) => ({ instanceId, role, ip, online }));
+  }
+
+  async identify(cluster: ClusterConfig, instanceId: string): Promise<ProvisionedNode | undefined> {
+    const node = this.nodes.get(instanceId);
+    if (node === undefined || node.cluster !== cluster.name || node.terminated) return undefined;
+    return { instanceId, role: node.role, ip: node.ip };
   }
 
   async send(): Promise<string> {

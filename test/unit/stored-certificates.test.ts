@@ -86,3 +86,39 @@ describe('an install is built from Vault, never from what the table holds', () =
     expect(h.events.events.filter((event) => event.type === 'CertificatePushFailed')).toHaveLength(1);
   });
 });
+
+describe('identity is asked of EC2 when Vault signs, never taken from the node item', () => {
+  /** Both clients' prepares sent; then the first one's node item is rewritten before its result is judged. */
+  async function prepareAfterNodeTampering(changes: { role?: 'server'; ip?: string }) {
+    const h = await fakeCluster(clients.map((instanceId) => ({ instanceId, role: 'client' as const })));
+    await h.rotation().tick({ deadline: FAR, owner: 'tick-1', actor: 'schedule' });
+    const prepare = h.fleet.commands.find((command) => command.kind === 'prepare')!;
+    const [first, second] = await h.fleet.complete(prepare);
+    const stored = (await h.table.getNode('prod', first!.instanceId))!;
+    await h.table.updateNode('prod', first!.instanceId, {}, changes, h.clock.now());
+    await deliverResult(h, first!.commandId, first!.instanceId);
+    await deliverResult(h, second!.commandId, second!.instanceId);
+    return { h, tampered: stored.instanceId, untouched: second!.instanceId };
+  }
+
+  it('a client whose item was rewritten to server gets no server certificate; the other client goes on', async () => {
+    // Act
+    const { h, tampered } = await prepareAfterNodeTampering({ role: 'server' });
+
+    // Assert
+    expect(h.authority.signed.map((entry) => entry.kind)).not.toContain('server');
+    expect(h.authority.signed.filter((entry) => entry.kind === 'client')).toHaveLength(1);
+    const node = await h.table.getNode('prod', tampered);
+    expect(node?.lastError).toBe('identity-mismatch');
+    expect(h.telemetry.total('PushFailed')).toBe(1);
+  });
+
+  it('a server IP planted on the item never reaches a certificate', async () => {
+    // Act
+    const { h, tampered } = await prepareAfterNodeTampering({ ip: '203.0.113.7' });
+
+    // Assert
+    expect(h.authority.signed.filter((entry) => entry.kind === 'client')).toHaveLength(1);
+    expect((await h.table.getNode('prod', tampered))?.lastError).toBe('identity-mismatch');
+  });
+});
