@@ -176,6 +176,13 @@ const tokenRotationSchema = z
     return { ...tokenRotation, stsRegion: endpointRegion };
   });
 
+/** A PKI role name: it becomes a path segment of <pkiMount>/sign/<role>. */
+const pkiRoleName = (fallback: string) =>
+  z
+    .string()
+    .regex(/^[a-z0-9_-]+$/)
+    .default(fallback);
+
 const vaultSchema = z.strictObject({
   // The token rides on every request: only over TLS, verified against caBundlePem or the system roots
   // (plain http only to a loopback address, where it never leaves the machine).
@@ -191,19 +198,10 @@ const vaultSchema = z.strictObject({
     .regex(/^[a-z0-9_/-]+$/)
     .default('pki_int'),
   /** Signs server agent certificates only; vault-bootstrap's serverRole. */
-  serverRole: z
-    .string()
-    .regex(/^[a-z0-9_-]+$/)
-    .default('nomad-server'),
+  serverRole: pkiRoleName('nomad-server'),
   /** Signs client agent certificates only; vault-bootstrap's clientRole. */
-  clientRole: z
-    .string()
-    .regex(/^[a-z0-9_-]+$/)
-    .default('nomad-client'),
-  cliRole: z
-    .string()
-    .regex(/^[a-z0-9_-]+$/)
-    .default('nomad-cli'),
+  clientRole: pkiRoleName('nomad-client'),
+  cliRole: pkiRoleName('nomad-cli'),
   /** Secrets Manager secret whose AWSCURRENT holds the periodic tls-policy token as {token, accessor}. */
   tokenSecretId: z.string().min(1),
   requestTimeoutMs: z.number().int().positive().default(10_000),

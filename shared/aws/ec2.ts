@@ -38,21 +38,14 @@ export class Ec2Inventory implements NodeInventory, InstanceDirectory {
         { Name: 'instance-state-name', Values: ['running'] },
       ]))
         instances.set(instance.instanceId, instance);
-    const members = [...instances.values()].flatMap((instance) => {
-      const role = provisionedRole(cluster, instance);
-      // An instance matching both roles gets nothing rather than the more powerful certificate.
-      if (role === undefined || role === 'ambiguous' || instance.ip === undefined) return [];
-      return [{ instanceId: instance.instanceId, role, ip: instance.ip }];
-    });
+    const members = [...instances.values()].flatMap((instance) => provisionedNode(cluster, instance) ?? []);
     const online = await this.#onlineAmong(members.map((member) => member.instanceId));
     return members.map((member) => ({ ...member, online: online.has(member.instanceId) }));
   }
 
   async identify(cluster: ClusterConfig, instanceId: string): Promise<ProvisionedNode | undefined> {
     const instance = await this.describe(instanceId);
-    if (instance?.state !== 'running' || instance.ip === undefined) return undefined;
-    const role = provisionedRole(cluster, instance);
-    return role === undefined || role === 'ambiguous' ? undefined : { instanceId, role, ip: instance.ip };
+    return instance?.state === 'running' ? provisionedNode(cluster, instance) : undefined;
   }
 
   async describe(instanceId: string): Promise<DescribedInstance | undefined> {
@@ -148,6 +141,14 @@ function chunk(values: string[]): string[][] {
   for (let start = 0; start < values.length; start += FILTER_VALUES)
     chunks.push(values.slice(start, start + FILTER_VALUES));
   return chunks;
+}
+
+/** An instance as a node of `cluster`: role from its provisioning, IP from EC2; nothing when it is none. */
+function provisionedNode(cluster: ClusterConfig, instance: DescribedInstance): ProvisionedNode | undefined {
+  const role = provisionedRole(cluster, instance);
+  // An instance matching both roles gets nothing rather than the more powerful certificate.
+  if (role === undefined || role === 'ambiguous' || instance.ip === undefined) return undefined;
+  return { instanceId: instance.instanceId, role, ip: instance.ip };
 }
 
 /** EC2's answer, checked before anything acts on it. */

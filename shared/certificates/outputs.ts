@@ -6,7 +6,9 @@ import { stripControlCharacters } from '../terminal-text';
 const MS_PER_SECOND = 1000;
 
 /** What a node may say in a free-text field: after control characters go, only these remain. */
-const SAFE_TEXT = /^[A-Za-z0-9._:-]*$/;
+const SAFE_CHARACTERS = 'A-Za-z0-9._:-';
+const SAFE_TEXT = new RegExp(`^[${SAFE_CHARACTERS}]*$`);
+const UNSAFE_CHARACTER = new RegExp(`[^${SAFE_CHARACTERS}]`, 'g');
 const MAX_TEXT_LENGTH = 64;
 
 /** A node-reported text field: control characters stripped, then only the safe set, else nothing. */
@@ -17,7 +19,7 @@ const nodeText = z
 
 /** SSM's own status detail, as the fallback reason: the same safe set, spaces dropped. */
 function safeStatusDetail(detail: string): string {
-  const text = stripControlCharacters(detail).replace(/[^A-Za-z0-9._:-]/g, '');
+  const text = stripControlCharacters(detail).replace(UNSAFE_CHARACTER, '');
   return text.slice(0, MAX_TEXT_LENGTH) || 'failed';
 }
 
