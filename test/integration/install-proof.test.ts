@@ -92,7 +92,9 @@ describe('the install proves the agent still reaches a leader through its reload
         `leaf on ${role}`,
       ).toMatchObject({ ok: true });
     }
-  });
+    // Eight real installs, each a reload and a TLS proof against a live agent: on two busy cores
+    // that takes longer than the suite's default minute.
+  }, 180_000);
 
   it('fails the proof, and says the old set is not proven either, when it sends no certificate to an agent that asks for one', async () => {
     const before = await served(client);
