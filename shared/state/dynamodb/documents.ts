@@ -9,6 +9,7 @@ import {
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
 import { type ConflictError, TransientError } from '../../errors';
+import type { ItemReader } from './items';
 import type { Update } from './update';
 
 export type Item = Record<string, unknown>;
@@ -39,7 +40,8 @@ export const ROLLOUTS_TO = 'ROLLOUT$';
 
 /**
  * The state table through the document client: the reads and writes that the node, audit and
- * rollout items share. Records go in and come out without their pk and sk.
+ * rollout items share. Records go in without their pk and sk, and come out through the reader of
+ * their kind, which checks every field and the key before anything acts on them.
  */
 export class TableDocuments {
   readonly documents: DynamoDBDocumentClient;
@@ -53,11 +55,11 @@ export class TableDocuments {
     });
   }
 
-  async get<T>(key: Key): Promise<T | undefined> {
+  async get<T>(key: Key, reader: ItemReader<T>): Promise<T | undefined> {
     const { Item } = await this.documents.send(
       new GetCommand({ TableName: this.tableName, Key: key, ConsistentRead: true }),
     );
-    return Item === undefined ? undefined : stripKeys<T>(Item);
+    return Item === undefined ? undefined : reader.read(Item);
   }
 
   /** False (and nothing written) when the item exists. */
@@ -77,7 +79,12 @@ export class TableDocuments {
     }
   }
 
-  async update<T>(key: Key, update: Update, conflict: () => ConflictError): Promise<T> {
+  async update<T>(
+    key: Key,
+    update: Update,
+    conflict: () => ConflictError,
+    reader: ItemReader<T>,
+  ): Promise<T> {
     try {
       const { Attributes } = await this.documents.send(
         new UpdateCommand({
@@ -87,7 +94,7 @@ export class TableDocuments {
           ReturnValues: 'ALL_NEW',
         }),
       );
-      return stripKeys<T>(Attributes ?? {});
+      return reader.read(Attributes ?? {});
     } catch (error) {
       if (error instanceof ConditionalCheckFailedException) throw conflict();
       throw error;
@@ -98,14 +105,18 @@ export class TableDocuments {
    * Consistent BatchGetItems of 100 keys, keyed by sort key; missing items are left out. A key
    * asked for twice is read once (DynamoDB refuses a batch with duplicate keys).
    */
-  async batchGet<T>(cluster: string, sortKeys: readonly string[], what: string): Promise<Map<string, T>> {
+  async batchGet<T>(
+    cluster: string,
+    sortKeys: readonly string[],
+    reader: ItemReader<T>,
+  ): Promise<Map<string, T>> {
     const found = new Map<string, T>();
     const pk = keys.cluster(cluster);
     await inBatches([...new Set(sortKeys)], BATCH_GET_LIMIT, async (batch) => {
       let keysToRead: Item[] = batch.map((sk) => ({ pk, sk }));
       for (let attempt = 0; keysToRead.length > 0; attempt += 1) {
         if (attempt >= BATCH_ATTEMPTS) {
-          throw new TransientError(`the state table left ${what} reads unprocessed`, {
+          throw new TransientError(`the state table left ${reader.what} reads unprocessed`, {
             context: { cluster, unprocessed: keysToRead.length },
           });
         }
@@ -115,7 +126,7 @@ export class TableDocuments {
             RequestItems: { [this.tableName]: { Keys: keysToRead, ConsistentRead: true } },
           }),
         );
-        for (const item of Responses?.[this.tableName] ?? []) found.set(String(item.sk), stripKeys<T>(item));
+        for (const item of Responses?.[this.tableName] ?? []) found.set(String(item.sk), reader.read(item));
         keysToRead = UnprocessedKeys?.[this.tableName]?.Keys ?? [];
       }
     });
@@ -151,7 +162,7 @@ export class TableDocuments {
     }
   }
 
-  async queryPrefix<T>(cluster: string, prefix: string): Promise<T[]> {
+  async queryPrefix<T>(cluster: string, prefix: string, reader: ItemReader<T>): Promise<T[]> {
     const items: T[] = [];
     let startKey: Item | undefined;
     do {
@@ -164,7 +175,7 @@ export class TableDocuments {
           ConsistentRead: true,
         }),
       );
-      for (const item of page.Items ?? []) items.push(stripKeys<T>(item));
+      for (const item of page.Items ?? []) items.push(reader.read(item));
       startKey = page.LastEvaluatedKey;
     } while (startKey !== undefined);
     return items;
@@ -183,9 +194,4 @@ export async function inBatches<T>(
 function backoff(attempt: number): Promise<void> {
   const ceiling = Math.min(2_000, 50 * 2 ** attempt);
   return new Promise((resolve) => setTimeout(resolve, ceiling / 2 + Math.random() * (ceiling / 2)));
-}
-
-export function stripKeys<T>(item: Item): T {
-  const { pk: _pk, sk: _sk, ...rest } = item;
-  return rest as T;
 }

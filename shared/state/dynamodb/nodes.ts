@@ -9,6 +9,7 @@ import {
   type NodeField,
 } from '../store';
 import { keys, type TableDocuments } from './documents';
+import { readers } from './items';
 import { Update } from './update';
 
 // ---- nodes -----------------------------------------------------------------------------------
@@ -18,7 +19,7 @@ export async function getNode(
   cluster: string,
   instanceId: string,
 ): Promise<NodeRecord | undefined> {
-  return table.get<NodeRecord>({ pk: keys.cluster(cluster), sk: keys.node(instanceId) });
+  return table.get({ pk: keys.cluster(cluster), sk: keys.node(instanceId) }, readers.node);
 }
 
 /**
@@ -30,16 +31,16 @@ export async function getNodes(
   cluster: string,
   instanceIds: readonly string[],
 ): Promise<NodeRecord[]> {
-  const found = await table.batchGet<NodeRecord>(
+  const found = await table.batchGet(
     cluster,
     instanceIds.map((id) => keys.node(id)),
-    'node',
+    readers.node,
   );
   return instanceIds.flatMap((id) => found.get(keys.node(id)) ?? []);
 }
 
 export async function listNodes(table: TableDocuments, cluster: string): Promise<NodeRecord[]> {
-  return table.queryPrefix<NodeRecord>(cluster, 'NODE#');
+  return table.queryPrefix(cluster, 'NODE#', readers.node);
 }
 
 /** Record a node seen in inventory for the first time; a node already known is left alone. */
@@ -80,9 +81,12 @@ export async function updateNode(
   if (expected.version !== undefined) {
     update.condition(`${update.name('version')} = ${update.value('expectedVersion', expected.version)}`);
   }
-  return table.update<NodeRecord>({ pk: keys.cluster(cluster), sk: keys.node(instanceId) }, update, () => {
-    return new ConflictError('node changed concurrently', { context: { cluster, instanceId } });
-  });
+  return table.update(
+    { pk: keys.cluster(cluster), sk: keys.node(instanceId) },
+    update,
+    () => new ConflictError('node changed concurrently', { context: { cluster, instanceId } }),
+    readers.node,
+  );
 }
 
 // ---- audit -----------------------------------------------------------------------------------
@@ -103,7 +107,7 @@ export async function audit(table: TableDocuments, entry: AuditEntry): Promise<v
 
 /** Audit entries oldest first. Items past their TTL are filtered here because deletion is lazy. */
 export async function listAudit(table: TableDocuments, cluster: string, now: number): Promise<AuditEntry[]> {
-  const entries = await table.queryPrefix<AuditEntry & { expiresAt: number }>(cluster, 'AUDIT#');
+  const entries = await table.queryPrefix(cluster, 'AUDIT#', readers.audit);
   return entries
     .filter((entry) => entry.expiresAt * 1000 > now)
     .map(({ expiresAt: _expiresAt, ...entry }) => entry);

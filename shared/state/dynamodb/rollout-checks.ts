@@ -2,10 +2,16 @@ import { ValidationError } from '../../errors';
 import type { AttemptRecord, RolloutRecord, WaveRecord } from '../../rollout/model';
 
 /**
- * What the table cannot store as asked, refused before anything is written: a `#` in a rollout id
- * would let its keys run into another rollout's, a wave or attempt of another rollout would be
- * filed under this one, and a target or wave listed twice is one item written twice (a
- * BatchWriteItem refuses it outright, after earlier batches went through). Exported so the
+ * What a rollout id may be: `newRolloutId` makes `yyyymmddhhmmss-<hex>`; any id without '#' keeps
+ * its keys apart from another rollout's. The state table refuses an item outside it on read too.
+ */
+export const ROLLOUT_ID = /^[A-Za-z0-9._!-]{1,64}$/;
+
+/**
+ * What the table cannot store as asked, refused before anything is written: a rollout id outside
+ * ROLLOUT_ID (a `#` would let its keys run into another rollout's), a wave or attempt of another
+ * rollout would be filed under this one, and a target or wave listed twice is one item written
+ * twice (a BatchWriteItem refuses it outright, after earlier batches went through). Exported so the
  * in-memory store refuses the same input.
  */
 export function checkRollout(
@@ -14,7 +20,7 @@ export function checkRollout(
   attempts: readonly AttemptRecord[],
 ): void {
   const issues: string[] = [];
-  if (rollout.rolloutId.includes('#')) issues.push(`rollout id ${rollout.rolloutId} contains '#'`);
+  if (!ROLLOUT_ID.test(rollout.rolloutId)) issues.push(`rolloutId: must match ${ROLLOUT_ID.source}`);
   if (waves.some((wave) => wave.cluster !== rollout.cluster || wave.rolloutId !== rollout.rolloutId)) {
     issues.push('a wave belongs to another rollout');
   }

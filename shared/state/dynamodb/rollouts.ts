@@ -10,9 +10,9 @@ import {
   keys,
   ROLLOUTS_FROM,
   ROLLOUTS_TO,
-  stripKeys,
   type TableDocuments,
 } from './documents';
+import { readers } from './items';
 import { checkAttempts, checkRollout } from './rollout-checks';
 import { Update } from './update';
 
@@ -106,17 +106,17 @@ export async function getRollout(
   cluster: string,
   rolloutId: string,
 ): Promise<RolloutRecord | undefined> {
-  return table.get<RolloutRecord>({ pk: keys.cluster(cluster), sk: keys.rollout(rolloutId) });
+  return table.get({ pk: keys.cluster(cluster), sk: keys.rollout(rolloutId) }, readers.rollout);
 }
 
 export async function getActiveRollout(
   table: TableDocuments,
   cluster: string,
 ): Promise<RolloutRecord | undefined> {
-  const pointer = await table.get<{ rolloutId: string }>({
-    pk: keys.cluster(cluster),
-    sk: keys.activeRollout,
-  });
+  const pointer = await table.get(
+    { pk: keys.cluster(cluster), sk: keys.activeRollout },
+    readers.activeRollout,
+  );
   if (pointer === undefined) return undefined;
   const rollout = await getRollout(table, cluster, pointer.rolloutId);
   // A pointer without its rollout is the trace of a crash between the last two writes of startRollout.
@@ -150,7 +150,7 @@ export async function listRollouts(table: TableDocuments, cluster: string): Prom
     for (const item of items) {
       const rolloutSk = keys.rollout(String(item.rolloutId));
       if (item.sk === rolloutSk) {
-        rollouts.push(stripKeys<RolloutRecord>(item));
+        rollouts.push(readers.rollout.read(item));
         skipPast = undefined;
       } else {
         skipPast = rolloutSk;
@@ -219,7 +219,7 @@ export async function getWave(
   rolloutId: string,
   wave: number,
 ): Promise<WaveRecord | undefined> {
-  return table.get<WaveRecord>({ pk: keys.cluster(cluster), sk: keys.wave(rolloutId, wave) });
+  return table.get({ pk: keys.cluster(cluster), sk: keys.wave(rolloutId, wave) }, readers.wave);
 }
 
 /**
@@ -257,7 +257,7 @@ export async function getAttempt(
   rolloutId: string,
   target: string,
 ): Promise<AttemptRecord | undefined> {
-  return table.get<AttemptRecord>({ pk: keys.cluster(cluster), sk: keys.attempt(rolloutId, target) });
+  return table.get({ pk: keys.cluster(cluster), sk: keys.attempt(rolloutId, target) }, readers.attempt);
 }
 
 export async function getAttempts(
@@ -266,10 +266,10 @@ export async function getAttempts(
   rolloutId: string,
   targets: readonly string[],
 ): Promise<AttemptRecord[]> {
-  const found = await table.batchGet<AttemptRecord>(
+  const found = await table.batchGet(
     cluster,
     targets.map((target) => keys.attempt(rolloutId, target)),
-    'attempt',
+    readers.attempt,
   );
   return targets.flatMap((target) => found.get(keys.attempt(rolloutId, target)) ?? []);
 }
@@ -279,7 +279,7 @@ export async function listAttempts(
   cluster: string,
   rolloutId: string,
 ): Promise<AttemptRecord[]> {
-  return table.queryPrefix<AttemptRecord>(cluster, keys.attempts(rolloutId));
+  return table.queryPrefix(cluster, keys.attempts(rolloutId), readers.attempt);
 }
 
 export async function updateAttempt(
@@ -298,9 +298,10 @@ export async function updateAttempt(
     update.condition(`${update.name('version')} = ${update.value('expectedVersion', expected.version)}`);
   }
   const { cluster, rolloutId, target } = attempt;
-  return table.update<AttemptRecord>(
+  return table.update(
     { pk: keys.cluster(cluster), sk: keys.attempt(rolloutId, target) },
     update,
     () => new ConflictError('attempt changed concurrently', { context: { cluster, rolloutId, target } }),
+    readers.attempt,
   );
 }
