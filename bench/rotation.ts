@@ -1,6 +1,7 @@
 // npm run bench: what a full certificate rotation costs per node (API calls to SSM, Vault, DynamoDB,
 // EventBridge) and how fast a fleet rotates, with installs batched per wave or sent per node, and with
 // SSM throttled to a modelled rate (the SSM API rate is what bounds a fleet rotation).
+import '../local/quiet-sdk-warning';
 import 'reflect-metadata';
 import { mkdir, writeFile } from 'node:fs/promises';
 import type { MiddlewareStack } from '@smithy/types';

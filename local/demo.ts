@@ -1,3 +1,4 @@
+import './quiet-sdk-warning';
 import { rm } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { renderFleetTable } from '../cli/fleet-table';

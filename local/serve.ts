@@ -1,6 +1,7 @@
 // npm run world: the local world kept running for the operator CLI. It issues the fleet's first
 // certificates, prints the environment that points `npx nomad-rotator` at it, and plays EventBridge
 // Scheduler with a tick every TICK_SECONDS until Ctrl-C, when it stops every process it started.
+import './quiet-sdk-warning';
 import 'reflect-metadata';
 import { rm } from 'node:fs/promises';
 import { resolve } from 'node:path';

@@ -47,9 +47,10 @@ describe('operator CLI against the local world (state table + the manual-ops fun
   it('shows every node with its serial in the fleet table', async () => {
     const records = await world.runtime.table.listNodes('cli');
 
-    const { code, stdout } = await cli('status', '--cluster', 'cli');
+    const { code, stdout, stderr } = await cli('status', '--cluster', 'cli');
 
     expect(code).toBe(0);
+    expect(stderr).toBe('');
     for (const record of records) {
       expect(stdout).toContain(record.instanceId);
       expect(stdout).toContain(record.agent!.serial.replaceAll(':', '').slice(-6));
