@@ -70,6 +70,18 @@ export async function startSecretsManagerEmulator(options: { clock?: Clock } = {
       [...secret.versions.values()].filter((v) => v.stages.size > 0).map((v) => [v.id, [...v.stages]]),
     );
 
+  /** The service's bound on ClientRequestToken, which becomes the version id. */
+  const requestToken = (input: Record<string, unknown>): string => {
+    const token = String(input.ClientRequestToken ?? randomUUID());
+    if (token.length < 32 || token.length > 64) {
+      throw new AwsServiceError(
+        'ValidationException',
+        "1 validation error detected: Value at 'clientRequestToken' failed to satisfy constraint: Member must have length between 32 and 64",
+      );
+    }
+    return token;
+  };
+
   const putValue = (secret: Secret, token: string, value: string, stages: string[]) => {
     const existing = secret.versions.get(token);
     if (existing?.value !== undefined) {
@@ -128,8 +140,8 @@ export async function startSecretsManagerEmulator(options: { clock?: Clock } = {
         versions: new Map(),
         rotationEnabled: false,
       };
+      const token = requestToken(input);
       secrets.set(name, secret);
-      const token = String(input.ClientRequestToken ?? randomUUID());
       if (input.SecretString !== undefined)
         putValue(secret, token, String(input.SecretString), ['AWSCURRENT']);
       return {
@@ -176,7 +188,7 @@ export async function startSecretsManagerEmulator(options: { clock?: Clock } = {
     },
     PutSecretValue: (input) => {
       const secret = find(input.SecretId);
-      const token = String(input.ClientRequestToken ?? randomUUID());
+      const token = requestToken(input);
       const stages = (input.VersionStages as string[] | undefined) ?? ['AWSCURRENT'];
       const version = putValue(secret, token, String(input.SecretString ?? ''), stages);
       return {
@@ -201,6 +213,14 @@ export async function startSecretsManagerEmulator(options: { clock?: Clock } = {
       if (input.MoveToVersionId !== undefined) {
         const to = secret.versions.get(String(input.MoveToVersionId));
         if (to === undefined) throw new AwsServiceError('ResourceNotFoundException', 'Version not found');
+        // Unlike PutSecretValue, a label attached elsewhere moves only when the caller names where from.
+        const attached = holder(secret, stage);
+        if (attached !== undefined && attached !== to && input.RemoveFromVersionId !== attached.id) {
+          throw new AwsServiceError(
+            'InvalidParameterException',
+            `The staging label ${stage} is currently attached to version ${attached.id}, so you must explicitly reference that version in RemoveFromVersionId.`,
+          );
+        }
         moveStage(secret, stage, to);
       } else if (input.RemoveFromVersionId !== undefined) {
         secret.versions.get(String(input.RemoveFromVersionId))?.stages.delete(stage);
@@ -236,7 +256,7 @@ export async function startSecretsManagerEmulator(options: { clock?: Clock } = {
           "A previous rotation isn't complete. That rotation will be reattempted.",
         );
       }
-      const token = String(input.ClientRequestToken ?? randomUUID());
+      const token = requestToken(input);
       const version: Version = { id: token, stages: new Set(['AWSPENDING']), createdAt: clock.now() };
       secret.versions.set(token, version);
       if (input.RotateImmediately !== false) {

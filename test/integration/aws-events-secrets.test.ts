@@ -3,6 +3,7 @@ import {
   CreateSecretCommand,
   DescribeSecretCommand,
   GetSecretValueCommand,
+  InvalidParameterException,
   InvalidRequestException,
   PutSecretValueCommand,
   ResourceExistsException,
@@ -155,6 +156,46 @@ describe('Secrets Manager emulator', () => {
     await expect(
       client.send(new PutSecretValueCommand({ SecretId: 's', ClientRequestToken: token, SecretString: 'y' })),
     ).rejects.toBeInstanceOf(ResourceExistsException);
+  });
+
+  it('refuses a request token outside 32 to 64 characters, and a stage move that does not name where from', async () => {
+    const sm = await startSecretsManagerEmulator();
+    stops.push(sm.stop);
+    const client = sm.client();
+    const created = await client.send(new CreateSecretCommand({ Name: 's', SecretString: 'v1' }));
+    const token = 'b'.repeat(32);
+    await client.send(
+      new PutSecretValueCommand({
+        SecretId: 's',
+        ClientRequestToken: token,
+        SecretString: 'v2',
+        VersionStages: ['AWSPENDING'],
+      }),
+    );
+
+    await expect(
+      client.send(
+        new PutSecretValueCommand({ SecretId: 's', ClientRequestToken: 'short', SecretString: 'x' }),
+      ),
+    ).rejects.toMatchObject({ name: 'ValidationException' });
+    await expect(
+      client.send(
+        new UpdateSecretVersionStageCommand({
+          SecretId: 's',
+          VersionStage: 'AWSCURRENT',
+          MoveToVersionId: token,
+        }),
+      ),
+    ).rejects.toBeInstanceOf(InvalidParameterException);
+    await client.send(
+      new UpdateSecretVersionStageCommand({
+        SecretId: 's',
+        VersionStage: 'AWSCURRENT',
+        MoveToVersionId: token,
+        RemoveFromVersionId: created.VersionId!,
+      }),
+    );
+    expect((await client.send(new GetSecretValueCommand({ SecretId: 's' }))).SecretString).toBe('v2');
   });
 
   it('leaves AWSCURRENT untouched when a step fails, and refuses a new rotation while one is pending', async () => {
