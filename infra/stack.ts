@@ -32,6 +32,7 @@ import { DeadLetterQueue } from './constructs/dead-letter-queue';
 import { EncryptionKey } from './constructs/encryption-key';
 import { EventQueue } from './constructs/event-queue';
 import { FunctionNetwork } from './constructs/function-network';
+import { GossipKeySecrets } from './constructs/gossip-key-secrets';
 import { Monitoring } from './constructs/monitoring';
 import { NodeCommands } from './constructs/node-commands';
 import { RotatorFunction, TASK_ROOT } from './constructs/rotator-function';
@@ -173,6 +174,10 @@ export class NomadRotatorStack extends Stack {
       encryption,
       rotation: rotateToken,
     });
+
+    const gossipKeys = new GossipKeySecrets(this, 'GossipKeys', { clusters: props.clusters });
+    for (const fn of [rotateCerts, manualOps, commandStatus, instanceState, rotateToken])
+      gossipKeys.neverRead(fn.role);
 
     const issuers = [rotateCerts, manualOps, commandStatus, instanceState];
     for (const issuer of issuers) {
@@ -337,6 +342,16 @@ export class NomadRotatorStack extends Stack {
       new CfnOutput(this, `VaultTokenSecret${outputId(name)}`, {
         value: secret.secretArn,
         description: `Vault token secret of ${name}; after vault-bootstrap, mint the first token with aws secretsmanager rotate-secret --secret-id <this>`,
+      });
+    }
+    for (const [name, { secret, serverReadPolicy }] of gossipKeys.clusters) {
+      new CfnOutput(this, `GossipKeySecret${outputId(name)}`, {
+        value: secret.secretArn,
+        description: `Gossip key secret of ${name}: only its servers read it`,
+      });
+      new CfnOutput(this, `GossipKeyServerPolicy${outputId(name)}`, {
+        value: serverReadPolicy.managedPolicyArn,
+        description: `Attach to the instance role of ${name}'s Nomad servers (never the clients'): reads the gossip key and nothing else`,
       });
     }
   }

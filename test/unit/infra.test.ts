@@ -87,7 +87,15 @@ const functionId = (entry: string) =>
   logicalIdOf('AWS::Lambda::Function', (fn) =>
     JSON.stringify(fn.Properties.Role).includes(`"${roleId(entry)}"`),
   );
-const keyId = () => logicalIdOf('AWS::KMS::Key', () => true);
+/** The stack's key (table, queues, token secrets, ...); the gossip keys have one of their own. */
+const keyId = () =>
+  logicalIdOf('AWS::KMS::Key', (key) => String(key.Properties.Description).includes('table, queues'));
+const gossipKeyId = () =>
+  logicalIdOf('AWS::KMS::Key', (key) => String(key.Properties.Description).includes('gossip key'));
+const secretsNamed = (suffix: '/vault-token' | '/gossip-key') =>
+  ofType('AWS::SecretsManager::Secret').filter(([, secret]) =>
+    String(secret.Properties.Name).endsWith(suffix),
+  );
 const roleId = (entry: string) =>
   logicalIdOf('AWS::IAM::Role', (role) => String(role.Properties.Description).startsWith(`${kebab(entry)}:`));
 const kebab = (name: string) => name.replace(/([a-z])([A-Z])/g, '$1-$2').toLowerCase();
@@ -107,6 +115,7 @@ function jsonFile(name: string, content: unknown): string {
 }
 const clustersFile = (clusters: unknown) => jsonFile('clusters.json', clusters);
 const asList = <T>(value: T | T[]): T[] => (Array.isArray(value) ? value : [value]);
+const byJson = (a: unknown, b: unknown) => JSON.stringify(a).localeCompare(JSON.stringify(b));
 
 /** Every statement of every identity policy, with the role(s) it is attached to. */
 function identityStatements(from = resources): { roles: string[]; statement: Statement }[] {
@@ -302,10 +311,11 @@ describe('infra: data at rest', () => {
     template.hasResourceProperties('AWS::KMS::Key', { EnableKeyRotation: true });
   });
 
-  it('encrypts every queue, secret, topic and the event bus with the same key, and queues refuse plain HTTP', () => {
+  it('encrypts every queue, token secret, topic and the event bus with the same key, and queues refuse plain HTTP', () => {
     const key = { 'Fn::GetAtt': [keyId(), 'Arn'] };
     template.allResourcesProperties('AWS::SQS::Queue', { KmsMasterKeyId: key });
-    template.allResourcesProperties('AWS::SecretsManager::Secret', { KmsKeyId: key });
+    expect(secretsNamed('/vault-token')).toHaveLength(1);
+    for (const [, secret] of secretsNamed('/vault-token')) expect(secret.Properties.KmsKeyId).toEqual(key);
     template.allResourcesProperties('AWS::SNS::Topic', { KmsMasterKeyId: key });
     template.allResourcesProperties('AWS::Events::EventBus', { KmsKeyIdentifier: key });
     template.allResourcesProperties('AWS::Scheduler::Schedule', { KmsKeyArn: key });
@@ -407,7 +417,7 @@ describe('infra: least privilege', () => {
   });
 
   it('lets only rotate-token write the token secrets, and the issuers only read them', () => {
-    const secret = logicalIdOf('AWS::SecretsManager::Secret', () => true);
+    const [[secret]] = secretsNamed('/vault-token') as [[string, Resource]];
     const onSecret = identityStatements().filter(({ statement }) =>
       JSON.stringify(statement.Resource).includes(`"Ref":"${secret}"`),
     );
@@ -434,7 +444,6 @@ describe('infra: resource policies (who may read the token, write the table, fee
   /** The roles of the functions that write the state table. */
   const ISSUER_ENTRIES = ['RotateCerts', 'ManualOps', 'CommandStatus', 'InstanceState'];
   const sortedArns = (entries: string[]) => entries.map((entry) => getAtt(roleId(entry))).sort(byJson);
-  const byJson = (a: unknown, b: unknown) => JSON.stringify(a).localeCompare(JSON.stringify(b));
   const principalArnsExempt = (statement: PolicyStatementJson) =>
     asList(
       (statement.Condition as { ArnNotEquals?: Record<string, unknown> } | undefined)?.ArnNotEquals?.[
@@ -443,7 +452,7 @@ describe('infra: resource policies (who may read the token, write the table, fee
     ).sort(byJson);
 
   it('denies GetSecretValue on every token secret to every principal but the functions that use it', () => {
-    const secrets = ofType('AWS::SecretsManager::Secret');
+    const secrets = secretsNamed('/vault-token');
     expect(secrets.length).toBeGreaterThan(0);
     for (const [secret] of secrets) {
       const [, policy] = ofType('AWS::SecretsManager::ResourcePolicy').find(
@@ -474,7 +483,7 @@ describe('infra: resource policies (who may read the token, write the table, fee
   });
 
   it('denies kms:Decrypt through Secrets Manager to the same principals, leaving key management alone', () => {
-    const key = Object.values(resources).find((resource) => resource.Type === 'AWS::KMS::Key')!;
+    const key = resources[keyId()]!;
     const statements = (key.Properties.KeyPolicy as { Statement: PolicyStatementJson[] }).Statement;
     const denials = statements.filter((statement) => statement.Effect === 'Deny');
 
@@ -802,7 +811,63 @@ describe('infra: cdk-nag AwsSolutions', () => {
   });
 
   it('gives a reason for every acknowledgement, and acknowledges only the expected rules', () => {
-    expectReasonedAcknowledgementsOf(['AwsSolutions-IAM5', 'AwsSolutions-L1', 'AwsSolutions-SQS3'], app);
+    expectReasonedAcknowledgementsOf(
+      ['AwsSolutions-IAM5', 'AwsSolutions-L1', 'AwsSolutions-SMG4', 'AwsSolutions-SQS3'],
+      app,
+    );
+  });
+});
+
+describe('infra: gossip key custody', () => {
+  const FUNCTION_ENTRIES = ['RotateCerts', 'ManualOps', 'CommandStatus', 'InstanceState', 'RotateToken'];
+  const getAtt = (id: string) => ({ 'Fn::GetAtt': [id, 'Arn'] });
+
+  it("keeps each cluster's gossip key in a secret under a key of its own, which no function role may read", () => {
+    const secrets = secretsNamed('/gossip-key');
+
+    expect(secrets).toHaveLength(1);
+    for (const [secret, resource] of secrets) {
+      expect(resource.Properties.KmsKeyId).toEqual(getAtt(gossipKeyId()));
+      const [, policy] = ofType('AWS::SecretsManager::ResourcePolicy').find(
+        ([, candidate]) => JSON.stringify(candidate.Properties.SecretId) === JSON.stringify({ Ref: secret }),
+      )!;
+      const [deny] = (policy.Properties.ResourcePolicy as { Statement: Statement[] }).Statement;
+      expect(deny).toMatchObject({ Effect: 'Deny', Action: 'secretsmanager:GetSecretValue' });
+      const denied = (deny!.Condition as { ArnEquals: Record<string, unknown[]> }).ArnEquals[
+        'aws:PrincipalArn'
+      ];
+      expect(JSON.stringify([...denied!].sort(byJson))).toBe(
+        JSON.stringify(FUNCTION_ENTRIES.map((entry) => getAtt(roleId(entry))).sort(byJson)),
+      );
+      const onSecret = identityStatements().filter(({ statement }) =>
+        JSON.stringify(statement).includes(`"Ref":"${secret}"`),
+      );
+      expect(onSecret).toEqual([]);
+    }
+    expect(JSON.stringify(identityStatements())).not.toContain(gossipKeyId());
+  });
+
+  it("outputs, per cluster, a policy for its servers' instance role that reads that gossip key and nothing else", () => {
+    const [[secret]] = secretsNamed('/gossip-key') as [[string, Resource]];
+    const [[policyId, policy]] = ofType('AWS::IAM::ManagedPolicy') as [[string, Resource]];
+
+    expect(policy.Properties.Roles).toBeUndefined();
+    expect((policy.Properties.PolicyDocument as { Statement: Statement[] }).Statement).toEqual([
+      { Effect: 'Allow', Action: 'secretsmanager:GetSecretValue', Resource: { Ref: secret } },
+      {
+        Effect: 'Allow',
+        Action: 'kms:Decrypt',
+        Resource: getAtt(gossipKeyId()),
+        Condition: {
+          StringEquals: {
+            'kms:ViaService': 'secretsmanager.eu-west-1.amazonaws.com',
+            'kms:EncryptionContext:SecretARN': { Ref: secret },
+          },
+        },
+      },
+    ]);
+    const outputs = template.toJSON().Outputs as Record<string, { Value: unknown }>;
+    expect(Object.values(outputs).map((output) => output.Value)).toContainEqual({ Ref: policyId });
   });
 });
 
@@ -1014,6 +1079,9 @@ describe('infra: VPC placement', () => {
 
   it('leaves no cdk-nag finding unacknowledged, and reasons every acknowledgement', () => {
     expect(unacknowledgedFindings(vpc.app)).toEqual([]);
-    expectReasonedAcknowledgementsOf(['AwsSolutions-IAM5', 'AwsSolutions-L1', 'AwsSolutions-SQS3'], vpc.app);
+    expectReasonedAcknowledgementsOf(
+      ['AwsSolutions-IAM5', 'AwsSolutions-L1', 'AwsSolutions-SMG4', 'AwsSolutions-SQS3'],
+      vpc.app,
+    );
   });
 });
