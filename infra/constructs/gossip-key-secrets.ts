@@ -46,6 +46,12 @@ export class GossipKeySecrets extends Construct {
         secretName: gossipKeySecretName(stack, cluster.name),
         description: `Nomad gossip key of cluster ${cluster.name} (standard base64 of 32 bytes); AWSPENDING during a rotation, AWSPREVIOUS kept for repairs`,
         encryptionKey: this.key,
+        // CloudFormation must give a new secret some value. A JSON object can never pass for a key,
+        // where a random 32-character password could, rarely, be valid base64 of 24 bytes.
+        generateSecretString: {
+          secretStringTemplate: JSON.stringify({ notAGossipKey: true }),
+          generateStringKey: 'placeholder',
+        },
       });
       secret.addToResourcePolicy(
         new PolicyStatement({

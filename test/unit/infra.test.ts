@@ -828,6 +828,9 @@ describe('infra: gossip key custody', () => {
     expect(secrets).toHaveLength(1);
     for (const [secret, resource] of secrets) {
       expect(resource.Properties.KmsKeyId).toEqual(getAtt(gossipKeyId()));
+      expect(resource.Properties.GenerateSecretString).toMatchObject({
+        SecretStringTemplate: '{"notAGossipKey":true}',
+      });
       const [, policy] = ofType('AWS::SecretsManager::ResourcePolicy').find(
         ([, candidate]) => JSON.stringify(candidate.Properties.SecretId) === JSON.stringify({ Ref: secret }),
       )!;
