@@ -175,11 +175,9 @@ export class NomadRotatorStack extends Stack {
       rotation: rotateToken,
     });
 
-    const gossipKeys = new GossipKeySecrets(this, 'GossipKeys', { clusters: props.clusters });
-    for (const fn of [rotateCerts, manualOps, commandStatus, instanceState, rotateToken])
-      gossipKeys.neverRead(fn.role);
-
     const issuers = [rotateCerts, manualOps, commandStatus, instanceState];
+    const gossipKeys = new GossipKeySecrets(this, 'GossipKeys', { clusters: props.clusters });
+    for (const fn of [...issuers, rotateToken]) gossipKeys.neverRead(fn.role);
     for (const issuer of issuers) {
       table.grant(
         issuer.role,

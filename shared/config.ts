@@ -1,12 +1,9 @@
 import { z } from 'zod';
 import { installExecutionTimeoutSeconds } from './documents';
 import { parseDurationSeconds } from './duration';
-import { NODE_FILE_ROOTS, PATTERNS, patternRegExp } from './patterns';
-import { parseOrThrow, secureOrLoopback } from './validation';
+import { NODE_FILE_ROOTS, patternRegExp } from './patterns';
+import { parseOrThrow, patternString as pattern, secureOrLoopback } from './validation';
 import { GLOBAL_STS_ENDPOINT, stsEndpointRegion } from './vault/sts';
-
-const pattern = (name: keyof typeof PATTERNS, description: string) =>
-  z.string().regex(patternRegExp(name), { message: `must be ${description} (pattern ${PATTERNS[name]})` });
 
 const absolutePath = pattern(
   'absolutePath',

@@ -1,5 +1,10 @@
-import type { z } from 'zod';
+import { z } from 'zod';
 import { type ErrorContext, ValidationError } from './errors';
+import { PATTERNS, type PatternName, patternRegExp } from './patterns';
+
+/** A string held to one of the shell-safe patterns; the error names what is allowed. */
+export const patternString = (name: PatternName, description: string) =>
+  z.string().regex(patternRegExp(name), { message: `must be ${description} (pattern ${PATTERNS[name]})` });
 
 /** One line per problem, naming the field by its dotted path; zod never echoes the received value. */
 export function describeIssues(issues: readonly z.core.$ZodIssue[]): string[] {

@@ -25,7 +25,9 @@ function safeStatusDetail(detail: string): string {
 
 /** The node scripts print validity as `date +%s` of openssl's dates: whole epoch seconds. */
 const epochSeconds = z.number().int();
-const serial = z.string().regex(/^[0-9a-fA-F:]{1,64}$/);
+/** A certificate serial as openssl prints it (hex, with or without colons); the state table keeps the same. */
+export const certificateSerial = z.string().regex(/^[0-9a-fA-F:]{1,64}$/);
+const serial = certificateSerial;
 const attemptId = z.string().regex(patternRegExp('attemptId'));
 
 /**

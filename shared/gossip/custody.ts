@@ -6,7 +6,7 @@ import {
   UpdateSecretVersionStageCommand,
 } from '@aws-sdk/client-secrets-manager';
 import { ConflictError, NotFoundError } from '../errors';
-import { GOSSIP_FINGERPRINT, generateGossipKey, gossipKeyFingerprint } from './key';
+import { generateGossipKey, gossipKeyFingerprint } from './key';
 
 /** One version of the gossip key secret, as far as it can be known without reading the key. */
 export interface StagedGossipKey {
@@ -48,7 +48,7 @@ export interface GossipKeyCustody {
  */
 const VERSION_ID = /^gossip-([0-9a-f]{16})-([0-9a-f]{24})$/;
 
-export function gossipVersionId(fingerprint: string, rolloutId: string): string {
+function gossipVersionId(fingerprint: string, rolloutId: string): string {
   return `gossip-${fingerprint}-${rolloutTag(rolloutId)}`;
 }
 
@@ -65,10 +65,9 @@ export class SecretsManagerGossipKeys implements GossipKeyCustody {
     const stages: GossipKeyStages = {};
     for (const [versionId, labels] of Object.entries(VersionIdsToStages ?? {})) {
       const match = VERSION_ID.exec(versionId);
-      const fingerprint = match?.[1];
       const staged: StagedGossipKey = {
         versionId,
-        ...(fingerprint !== undefined && GOSSIP_FINGERPRINT.test(fingerprint) ? { fingerprint } : {}),
+        ...(match?.[1] !== undefined ? { fingerprint: match[1] } : {}),
         ofRollout: match?.[2] === tag,
       };
       if (labels.includes('AWSCURRENT')) stages.current = staged;

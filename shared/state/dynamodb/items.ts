@@ -1,8 +1,8 @@
 import { z } from 'zod';
+import { certificateSerial } from '../../certificates/outputs';
 import { RotatorError } from '../../errors';
-import { patternRegExp } from '../../patterns';
 import type { AttemptRecord, RolloutRecord, WaveRecord } from '../../rollout/model';
-import { describeIssues } from '../../validation';
+import { describeIssues, patternString } from '../../validation';
 import type { AuditEntry, NodeRecord } from '../records';
 import { keys } from './documents';
 import { ROLLOUT_ID } from './rollout-checks';
@@ -40,14 +40,14 @@ const count = z.number().int().nonnegative();
 /** Free text this service wrote (reasons, errors, actions); bounded, and printed only after stripping. */
 const text = z.string().max(4096);
 const label = z.string().min(1).max(128);
-const clusterName = z.string().regex(patternRegExp('clusterName'));
-const instanceId = z.string().regex(patternRegExp('instanceId'));
+const clusterName = patternString('clusterName', 'a cluster name');
+const instanceId = patternString('instanceId', 'an EC2 instance id');
 const rolloutId = z.string().regex(ROLLOUT_ID);
 const role = z.enum(['server', 'client']);
 const scalar = z.union([z.string().max(4096), z.number(), z.boolean()]);
 
 const certificateFacts = z.object({
-  serial: z.string().regex(/^[0-9a-fA-F:]{1,64}$/),
+  serial: certificateSerial,
   notBefore: epochMs,
   notAfter: epochMs,
 });
