@@ -49,7 +49,7 @@ describe('gossip verdicts', () => {
   it('sends a cluster that gossips in clear to the enable mode', () => {
     const inClear = SERVERS.map((id) =>
       report(id, [], [], {
-        list: { ok: false, error: 'No keyring to modify (encryption not enabled)' },
+        list: { ok: false, error: '3/3 nodes reported failure' },
         keyringFile: undefined,
       }),
     );
