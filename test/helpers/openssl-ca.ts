@@ -76,7 +76,7 @@ export async function opensslCa() {
     // A first byte of 1..0x7f: DER keeps the serial exactly as written (no leading 0x00 dropped, no
     // sign byte added), so it reads back as the same 32 hex digits from any certificate parser.
     const serialBytes = randomBytes(16);
-    serialBytes[0] = (serialBytes[0]! & 0x7f) || 0x01;
+    serialBytes[0] = serialBytes[0]! & 0x7f || 0x01;
     const serial = serialBytes.toString('hex');
     await openssl(
       [
