@@ -32,7 +32,7 @@ import { DeadLetterQueue } from './constructs/dead-letter-queue';
 import { EncryptionKey } from './constructs/encryption-key';
 import { EventQueue } from './constructs/event-queue';
 import { FunctionNetwork } from './constructs/function-network';
-import { GossipKeySecrets } from './constructs/gossip-key-secrets';
+import { GossipKeySecrets, gossipKeySecretName } from './constructs/gossip-key-secrets';
 import { Monitoring } from './constructs/monitoring';
 import { NodeCommands } from './constructs/node-commands';
 import { RotatorFunction, TASK_ROOT } from './constructs/rotator-function';
@@ -73,6 +73,7 @@ export class NomadRotatorStack extends Stack {
       props.clusterInputs.map((cluster) => ({
         ...cluster,
         vault: { ...cluster.vault, tokenSecretId: tokenSecretName(this, cluster.name) },
+        gossip: { ...cluster.gossip, secretId: gossipKeySecretName(this, cluster.name) },
       })),
     );
     const files = { [CLUSTERS_FILE]: this.clustersConfig };
@@ -105,6 +106,7 @@ export class NomadRotatorStack extends Stack {
       EVENT_BUS_NAME: bus.eventBusName,
       PREPARE_DOCUMENT_NAME: commands.documentNames.prepare,
       INSTALL_DOCUMENT_NAME: commands.documentNames.install,
+      GOSSIP_DOCUMENT_NAME: commands.documentNames.gossip,
       POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
     };
 
@@ -178,6 +180,8 @@ export class NomadRotatorStack extends Stack {
     const issuers = [rotateCerts, manualOps, commandStatus, instanceState];
     const gossipKeys = new GossipKeySecrets(this, 'GossipKeys', { clusters: props.clusters });
     for (const fn of [...issuers, rotateToken]) gossipKeys.neverRead(fn.role);
+    // The functions that run rollouts run the gossip plan too: staging keys, never reading them.
+    for (const issuer of issuers) gossipKeys.grantStaging(issuer.role);
     for (const issuer of issuers) {
       table.grant(
         issuer.role,
@@ -223,7 +227,7 @@ export class NomadRotatorStack extends Stack {
       eventPattern: {
         source: ['aws.ssm'],
         detailType: ['EC2 Command Invocation Status-change Notification'],
-        detail: { 'document-name': [commands.documentNames.prepare, commands.documentNames.install] },
+        detail: { 'document-name': Object.values(commands.documentNames) },
       },
       consumer: commandStatus.function,
       maxReceiveCount: 5,

@@ -217,6 +217,31 @@ const rolloutSchema = z
   })
   .prefault({});
 
+const secretId = pattern('secretId', 'a Secrets Manager secret name or ARN');
+
+/**
+ * The cluster's gossip key rotation (servers only). The key lives in `secretId`, which the stack
+ * creates for each cluster; servers read it with their instance role, the functions never do.
+ */
+const gossipSchema = z.strictObject({
+  secretId,
+  /** A secret whose AWSCURRENT is a Nomad ACL token with agent:write, read by the servers; none without ACLs. */
+  aclTokenSecretId: secretId.optional(),
+  /** `<data_dir>/server/serf.keyring`. */
+  keyringPath: absolutePath.default('/opt/nomad/data/server/serf.keyring'),
+  /** A config file of its own for `encrypt`, which Nomad reads only into a fresh data dir. */
+  encryptConfigPath: absolutePath.default('/etc/nomad.d/gossip-encrypt.hcl'),
+  encryptConfigOwner: pattern('posixName', 'a POSIX user name').default('root'),
+  /**
+   * A stage whose check fails on any server runs again on every server after backoff; out of tries
+   * the rotation halts. The defaults leave room for Nomad's WAN gossip timings (a stopped server is
+   * suspect, and counted, for about 30 s).
+   */
+  maxTries: z.number().int().min(1).max(20).default(6),
+  backoffBaseSeconds: z.number().int().min(1).default(30),
+  backoffMaxSeconds: z.number().int().min(1).default(300),
+});
+
 /** How the install script reaches the node's own agent and what it must prove there. */
 const nomadAgentSchema = z
   .strictObject({
@@ -310,6 +335,7 @@ export const clusterConfigSchema = z
     files: filesSchema,
     rollout: rolloutSchema,
     nomad: nomadAgentSchema,
+    gossip: gossipSchema.optional(),
   })
   .superRefine((cluster, context) => {
     const install = installExecutionTimeoutSeconds(

@@ -14,6 +14,7 @@ export const METRIC = {
   minHoursToExpiry: 'MinHoursToExpiry',
   nodesExpiringSoon: 'NodesExpiringSoon',
   rolloutStuck: 'RolloutStuck',
+  gossipRotationFailed: 'GossipRotationFailed',
   nodeRefused: 'NodeRefused',
   tokenRotationFailed: 'TokenRotationFailed',
   caDaysToExpiry: 'CaDaysToExpiry',
@@ -47,6 +48,10 @@ export class PowertoolsTelemetry implements RotationTelemetry, IssuerTelemetry {
 
   rolloutStuck(cluster: string): void {
     this.#emit(cluster, METRIC.rolloutStuck, MetricUnit.Count, 1);
+  }
+
+  gossipRotationFailed(cluster: string): void {
+    this.#emit(cluster, METRIC.gossipRotationFailed, MetricUnit.Count, 1);
   }
 
   nodeRefused(cluster: string, _role: NodeRole): void {

@@ -19,6 +19,7 @@ import { CertificateRotation } from './certificates/rotation';
 import { type Clock, systemClock } from './clock';
 import { type ClusterConfig, clustersConfigSchema } from './config';
 import { ConfigError, NotFoundError } from './errors';
+import { SecretsManagerGossipKeys } from './gossip/custody';
 import type { Logger } from './logger';
 import { createLogger, type IssuerTelemetry, PowertoolsTelemetry } from './observability';
 import type { StateStore } from './state/store';
@@ -40,6 +41,7 @@ const environmentSchema = z.object({
   EVENT_BUS_NAME: z.string().min(1),
   PREPARE_DOCUMENT_NAME: z.string().regex(/^[a-zA-Z0-9_.:/-]{3,128}$/),
   INSTALL_DOCUMENT_NAME: z.string().regex(/^[a-zA-Z0-9_.:/-]{3,128}$/),
+  GOSSIP_DOCUMENT_NAME: z.string().regex(/^[a-zA-Z0-9_.:/-]{3,128}$/),
   /** The clusters inline, or (what the stack deploys, free of Lambda's 4 KB environment limit) a file in the bundle. */
   CLUSTERS_CONFIG: z.string().min(2).optional(),
   CLUSTERS_CONFIG_FILE: z
@@ -85,7 +87,11 @@ export function serviceConfigFromEnvironment(
   return {
     tableName: parsed.data.STATE_TABLE_NAME,
     eventBusName: parsed.data.EVENT_BUS_NAME,
-    documents: { prepare: parsed.data.PREPARE_DOCUMENT_NAME, install: parsed.data.INSTALL_DOCUMENT_NAME },
+    documents: {
+      prepare: parsed.data.PREPARE_DOCUMENT_NAME,
+      install: parsed.data.INSTALL_DOCUMENT_NAME,
+      gossip: parsed.data.GOSSIP_DOCUMENT_NAME,
+    },
     clusters: clusterResult.data,
   };
 }
@@ -132,6 +138,7 @@ export class Runtime {
   readonly logger: Logger;
   readonly clock: Clock;
   readonly #vaults = new Map<string, { client: VaultClient; tokens: SecretsManagerTokenSource }>();
+  readonly #gossipKeys: SecretsManagerGossipKeys;
 
   constructor(
     readonly config: ServiceConfig,
@@ -149,6 +156,7 @@ export class Runtime {
     this.inventory = ec2Inventory;
     this.instances = ec2Inventory;
     this.events = new EventBridgePublisher(clients.eventBridge, config.eventBusName);
+    this.#gossipKeys = new SecretsManagerGossipKeys(clients.secretsManager);
   }
 
   clusterNames(): string[] {
@@ -209,6 +217,7 @@ export class Runtime {
       telemetry: this.telemetry,
       logger: this.logger,
       clock: this.clock,
+      gossipKeys: this.#gossipKeys,
     });
   }
 }

@@ -92,6 +92,37 @@ export class GossipKeySecrets extends Construct {
   neverRead(role: IRole): void {
     this.#functionRoles.push(role.roleArn);
   }
+
+  /**
+   * What the gossip plan does with the secrets: write a new key as a version and move the stages,
+   * learning fingerprints from version ids. Encrypting a new version needs a data key; nothing here
+   * lets the role decrypt one.
+   */
+  grantStaging(role: IRole): void {
+    const stack = Stack.of(this);
+    const secrets = [...this.clusters.values()].map(({ secret }) => secret.secretArn);
+    if (secrets.length === 0) return;
+    role.addToPrincipalPolicy(
+      new PolicyStatement({
+        actions: [
+          'secretsmanager:DescribeSecret',
+          'secretsmanager:PutSecretValue',
+          'secretsmanager:UpdateSecretVersionStage',
+        ],
+        resources: secrets,
+      }),
+    );
+    role.addToPrincipalPolicy(
+      new PolicyStatement({
+        actions: ['kms:GenerateDataKey'],
+        resources: [this.key.keyArn],
+        conditions: {
+          StringEquals: { 'kms:ViaService': `secretsmanager.${stack.region}.amazonaws.com` },
+          'ForAnyValue:StringEquals': { 'kms:EncryptionContext:SecretARN': secrets },
+        },
+      }),
+    );
+  }
 }
 
 /** The gossip key secret's name, fixed at synth time so configuration can name it before it exists. */

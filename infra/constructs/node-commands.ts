@@ -11,13 +11,14 @@ export interface NodeCommandsProps {
 }
 
 /**
- * The two node-side SSM Command documents, deployed from the very objects the local world runs, and
+ * The node-side SSM Command documents, deployed from the very objects the local world runs, and
  * the permission to run them: only these documents, only on EC2 instances tagged as a node of a
  * configured cluster.
  */
 export class NodeCommands extends Construct {
   readonly prepare: CfnDocument;
   readonly install: CfnDocument;
+  readonly gossip: CfnDocument;
   readonly #clusters: readonly ClusterConfig[];
 
   constructor(scope: Construct, id: string, props: NodeCommandsProps) {
@@ -25,11 +26,12 @@ export class NodeCommands extends Construct {
     this.#clusters = props.clusters;
     this.prepare = this.#document('Prepare', 'prepare');
     this.install = this.#document('Install', 'install');
+    this.gossip = this.#document('Gossip', 'gossip');
   }
 
   /** Names as SendCommand takes them and as SSM's invocation events carry them (`document-name`). */
-  get documentNames(): { prepare: string; install: string } {
-    return { prepare: this.prepare.ref, install: this.install.ref };
+  get documentNames(): Record<DocumentKind, string> {
+    return { prepare: this.prepare.ref, install: this.install.ref, gossip: this.gossip.ref };
   }
 
   /**
@@ -44,7 +46,7 @@ export class NodeCommands extends Construct {
     role.addToPrincipalPolicy(
       new PolicyStatement({
         actions: ['ssm:SendCommand'],
-        resources: [documentArn(this.prepare.ref), documentArn(this.install.ref)],
+        resources: Object.values(this.documentNames).map(documentArn),
       }),
     );
     // SendCommand is authorized on the document and on every target instance. The instance side holds

@@ -57,7 +57,11 @@ export const DEVELOPER: AwsPrincipal = {
 };
 /** As deployed (infra/stack.ts): manual-ops runs at most two requests at once, for five minutes each. */
 const MANUAL_OPS = { reservedConcurrency: 2, timeoutMs: 300_000 } as const;
-export const DOCUMENT_NAMES = { prepare: 'NomadRotator-Prepare', install: 'NomadRotator-Install' } as const;
+export const DOCUMENT_NAMES = {
+  prepare: 'NomadRotator-Prepare',
+  install: 'NomadRotator-Install',
+  gossip: 'NomadRotator-Gossip',
+} as const;
 
 export interface WorldOptions {
   servers?: number;
@@ -180,6 +184,14 @@ export async function startWorld(options: WorldOptions = {}) {
       }),
     );
 
+    // As the stack creates it: a placeholder no server can mistake for a key, until a rotation stages one.
+    const gossipSecret = await clients.secretsManager.send(
+      new CreateSecretCommand({
+        Name: `nomad-rotator/${clusterName}/gossip-key`,
+        SecretString: JSON.stringify({ notAGossipKey: true }),
+      }),
+    );
+
     const cluster: ClusterConfig = parseClusterConfig({
       name: clusterName,
       region,
@@ -200,10 +212,19 @@ export async function startWorld(options: WorldOptions = {}) {
       rollout: { serverHealthTimeoutSeconds: 20, backoffBaseSeconds: 60, ...options.cluster?.rollout },
       // One second is enough for the stand-in to exit on a failed reload; Nomad's default below is 3.
       nomad: { settleSeconds: 1, ...options.cluster?.nomad },
+      gossip: {
+        secretId: gossipSecret.ARN!,
+        // Only /opt is the node's own in a sandbox (the default is under /etc/nomad.d).
+        encryptConfigPath: '/opt/nomad/config/gossip-encrypt.hcl',
+        backoffBaseSeconds: 5,
+        backoffMaxSeconds: 20,
+        ...options.cluster?.gossip,
+      },
     });
     await bootstrapVault(operatorVault, vault.rootToken, bootstrapSpec, { clusters: [cluster] });
     ssm.registerDocument(DOCUMENT_NAMES.prepare, commandDocument('prepare', [cluster]));
     ssm.registerDocument(DOCUMENT_NAMES.install, commandDocument('install', [cluster]));
+    ssm.registerDocument(DOCUMENT_NAMES.gossip, commandDocument('gossip', [cluster]));
     const config: ServiceConfig = {
       tableName,
       eventBusName: 'nomad-rotator',
@@ -314,6 +335,7 @@ export async function startWorld(options: WorldOptions = {}) {
       cluster,
       runtime,
       tokenSecretArn: tokenSecret.ARN!,
+      gossipSecretArn: gossipSecret.ARN!,
       manualOpsUrl,
       /** What the operator CLI needs in its environment to reach this world, signing as the operator. */
       cliEnvironment: (): Record<string, string> => ({

@@ -71,6 +71,10 @@ export class RecordingTelemetry implements RotationTelemetry, IssuerTelemetry {
     this.points.push({ name: 'RolloutStuck', cluster, value: 1 });
   }
 
+  gossipRotationFailed(cluster: string): void {
+    this.points.push({ name: 'GossipRotationFailed', cluster, value: 1 });
+  }
+
   nodeRefused(cluster: string, role: NodeRole): void {
     this.points.push({ name: 'NodeRefused', cluster, value: 1, role });
   }

@@ -15,10 +15,7 @@ const MAX_TARGETS = 50;
 const MAX_COMMENT = 100;
 const CLOCK_SKEW_MS = 5 * 60_000;
 
-export interface DocumentNames {
-  prepare: string;
-  install: string;
-}
+export type DocumentNames = Record<DocumentKind, string>;
 
 /** Run Command through SSM: validated parameters, one command per batch, outcomes per invocation. */
 export class SsmCommandGateway implements CommandGateway {

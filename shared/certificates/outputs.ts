@@ -12,7 +12,7 @@ const UNSAFE_CHARACTER = new RegExp(`[^${SAFE_CHARACTERS}]`, 'g');
 const MAX_TEXT_LENGTH = 64;
 
 /** A node-reported text field: control characters stripped, then only the safe set, else nothing. */
-const nodeText = z
+export const nodeText = z
   .string()
   .transform((text) => stripControlCharacters(text).replace(/[\t\n]/g, ''))
   .pipe(z.string().max(MAX_TEXT_LENGTH).regex(SAFE_TEXT));
@@ -77,7 +77,7 @@ export const installOutputSchema = z.object({
 
 export const failureOutputSchema = z.object({
   ok: z.literal(false),
-  stage: z.enum(['prepare', 'install']),
+  stage: z.enum(['prepare', 'install', 'gossip']),
   reason: nodeText.pipe(z.string().regex(/^[a-z0-9-]{1,64}$/)),
   // A detail outside the safe set is dropped; the reason alone still says what failed.
   detail: nodeText.optional().catch(undefined),

@@ -79,7 +79,10 @@ export type RotationEventType =
   | 'RolloutCompleted'
   | 'RolloutHalted'
   | 'EmergencyReissueStarted'
-  | 'EmergencyReissueFinished';
+  | 'EmergencyReissueFinished'
+  | 'GossipRotationStarted'
+  | 'GossipKeyRotated'
+  | 'GossipRotationHalted';
 
 export interface EventPublisher {
   publish(type: RotationEventType, detail: Record<string, unknown>): Promise<void>;
@@ -89,6 +92,8 @@ export interface RotationTelemetry {
   pushSucceeded(cluster: string, role: NodeRole): void;
   pushFailed(cluster: string, role: NodeRole): void;
   rolloutStuck(cluster: string): void;
+  /** A gossip key rotation halted (alarmed: GossipRotationFailed). */
+  gossipRotationFailed(cluster: string): void;
   /** A node's provisioning did not allow the certificate its role asks for (alarmed). */
   nodeRefused(cluster: string, role: NodeRole): void;
   fleetExpiry(cluster: string, minHoursToExpiry: number | undefined, nodesExpiringSoon: number): void;

@@ -12,10 +12,19 @@ const instanceId = z.string().regex(new RegExp(PATTERNS.instanceId), {
   message: 'must be an EC2 instance id such as i-0123456789abcdef0',
 });
 
-/** The body of a manual-operations request (what the operator CLI sends). Unknown fields are refused. */
-export const manualRequestSchema = z.strictObject({
-  action: z.enum(['plan', 'rotate', 'reissue'], { message: 'must be one of plan, rotate, reissue' }),
-  cluster: z.string().min(1, { message: 'must name a configured cluster' }),
+const MANUAL_ACTIONS = ['plan', 'rotate', 'reissue', 'rotate-gossip'] as const;
+const actionSchema = z.looseObject({
+  action: z.enum(MANUAL_ACTIONS, { message: `must be one of ${MANUAL_ACTIONS.join(', ')}` }),
+});
+const cluster = z.string().min(1, { message: 'must name a configured cluster' });
+const reason = z.string().trim().min(3, { message: 'must say why (at least 3 characters)' }).max(500);
+/** Whoever the caller says asked; a label only, never taken as the invoker (see VerifiedInvoker). */
+const requestedBy = z.string().max(200).optional();
+
+/** A certificate request of manual-operations (what the operator CLI sends). Unknown fields are refused. */
+export const certificateRequestSchema = z.strictObject({
+  action: z.enum(['plan', 'rotate', 'reissue']),
+  cluster,
   targets: z.union(
     [
       z.enum(['all', 'servers', 'clients']),
@@ -23,17 +32,31 @@ export const manualRequestSchema = z.strictObject({
     ],
     { message: 'must be "all", "servers", "clients" or a non-empty list of instance ids' },
   ),
-  reason: z.string().trim().min(3, { message: 'must say why (at least 3 characters)' }).max(500),
+  reason,
   restart: z.boolean().optional(),
   revokePrevious: z.boolean().optional(),
-  /** Whoever the caller says asked; a label only, never taken as the invoker (see VerifiedInvoker). */
-  requestedBy: z.string().max(200).optional(),
+  requestedBy,
 });
 
-export type ManualRequest = z.output<typeof manualRequestSchema>;
+/** A gossip key rotation of the cluster's servers; `dryRun` names the servers and changes nothing. */
+export const gossipRequestSchema = z.strictObject({
+  action: z.literal('rotate-gossip'),
+  cluster,
+  reason,
+  dryRun: z.boolean().optional(),
+  requestedBy,
+});
+
+export type CertificateRequest = z.output<typeof certificateRequestSchema>;
+export type GossipRequest = z.output<typeof gossipRequestSchema>;
+export type ManualRequest = CertificateRequest | GossipRequest;
 
 export function parseManualRequest(input: unknown, configuredClusters: readonly string[]): ManualRequest {
-  const request = parseOrThrow(manualRequestSchema, input, 'manual request');
+  const { action } = parseOrThrow(actionSchema, input, 'manual request');
+  const request: ManualRequest =
+    action === 'rotate-gossip'
+      ? parseOrThrow(gossipRequestSchema, input, 'manual request')
+      : parseOrThrow(certificateRequestSchema, input, 'manual request');
   if (!configuredClusters.includes(request.cluster)) {
     throw new ValidationError('invalid manual request', [
       `cluster: ${request.cluster} is not configured (configured: ${configuredClusters.join(', ')})`,
@@ -47,7 +70,7 @@ export function parseManualRequest(input: unknown, configuredClusters: readonly 
  * operator's restart and revoke choices pass through unchanged (absent stays absent), so the rollout's
  * defaults are decided in one place (rolloutBehaviour) for the plan and the rollout alike.
  */
-export function planRequestFrom(request: ManualRequest): PlanRequest {
+export function planRequestFrom(request: CertificateRequest): PlanRequest {
   return {
     kind: request.action === 'reissue' ? 'emergency' : 'rotate',
     targets: request.targets,
@@ -75,10 +98,20 @@ export type ManualOutcome =
       mode: 'reload' | 'restart' | null;
       waves: Plan['waves'];
       message: string;
+    }
+  | {
+      action: 'rotate-gossip';
+      dryRun: boolean;
+      rolloutId: string | null;
+      servers: string[];
+      message: string;
     };
 
 export interface ManualRequestDependencies {
-  rotation: Pick<CertificateRotation, 'targetIssues' | 'plan' | 'syncInventory' | 'start'>;
+  rotation: Pick<
+    CertificateRotation,
+    'targetIssues' | 'plan' | 'syncInventory' | 'start' | 'startGossipRotation' | 'gossipServers'
+  >;
   audit: AuditLog;
   clock: Clock;
 }
@@ -97,21 +130,13 @@ export async function runManualRequest(
   deadline: number,
 ): Promise<ManualOutcome> {
   const { rotation } = dependencies;
+  if (request.action === 'rotate-gossip') return runGossipRequest(dependencies, request, invoker, deadline);
   if (Array.isArray(request.targets)) {
     const issues = await rotation.targetIssues(request.targets);
     if (issues.length > 0) throw new ValidationError('invalid manual request', issues);
   }
-  await recordAudit(dependencies.audit, dependencies.clock, {
-    cluster: request.cluster,
-    action: `manual-${request.action}`,
-    actor: invoker.arn,
-    reason: request.reason,
-    details: {
-      invokerAccountId: invoker.accountId,
-      invokerVerifiedBy: 'lambda-function-url-aws-iam',
-      targets: Array.isArray(request.targets) ? request.targets.join(',') : request.targets,
-      ...(request.requestedBy === undefined ? {} : { claimedRequestedBy: request.requestedBy }),
-    },
+  await auditManualRequest(dependencies, request, invoker, {
+    targets: Array.isArray(request.targets) ? request.targets.join(',') : request.targets,
   });
   const planRequest = planRequestFrom(request);
   if (request.action === 'plan') return { action: 'plan', plan: await rotation.plan(planRequest) };
@@ -128,4 +153,56 @@ export async function runManualRequest(
     message:
       rollout === undefined ? 'nothing to rotate: no selected node can be rotated now' : 'rollout started',
   };
+}
+
+/**
+ * A gossip rotation: the servers are named first (a cluster without a gossip section or servers is
+ * refused before anything is written), then the audit entry, then the rollout, refused with
+ * ConflictError while another rollout runs.
+ */
+async function runGossipRequest(
+  dependencies: ManualRequestDependencies,
+  request: GossipRequest,
+  invoker: VerifiedInvoker,
+  deadline: number,
+): Promise<ManualOutcome> {
+  const { rotation } = dependencies;
+  const servers = await rotation.gossipServers();
+  const dryRun = request.dryRun === true;
+  await auditManualRequest(dependencies, request, invoker, { servers: servers.length, dryRun });
+  if (dryRun) {
+    return {
+      action: request.action,
+      dryRun,
+      rolloutId: null,
+      servers,
+      message: `would rotate the gossip key of ${servers.length} server(s): inspect, install, use, remove, persist`,
+    };
+  }
+  const started = await rotation.startGossipRotation(
+    { reason: request.reason, actor: invoker.arn },
+    deadline,
+  );
+  return { action: request.action, dryRun, ...started, message: 'gossip rotation started' };
+}
+
+/** `manual-<action>` by the verified invoker, written before anything else the request does. */
+function auditManualRequest(
+  dependencies: ManualRequestDependencies,
+  request: ManualRequest,
+  invoker: VerifiedInvoker,
+  details: Record<string, string | number | boolean>,
+): Promise<void> {
+  return recordAudit(dependencies.audit, dependencies.clock, {
+    cluster: request.cluster,
+    action: `manual-${request.action}`,
+    actor: invoker.arn,
+    reason: request.reason,
+    details: {
+      invokerAccountId: invoker.accountId,
+      invokerVerifiedBy: 'lambda-function-url-aws-iam',
+      ...details,
+      ...(request.requestedBy === undefined ? {} : { claimedRequestedBy: request.requestedBy }),
+    },
+  });
 }

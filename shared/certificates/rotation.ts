@@ -1,8 +1,11 @@
 import { SsmCertificateCommands } from '../aws/certificate-commands';
+import { SsmGossipCommands } from '../aws/gossip-commands';
 import type { CommandGateway } from '../aws/ports';
 import type { Clock } from '../clock';
 import type { ClusterConfig } from '../config';
-import { ConflictError } from '../errors';
+import { ConflictError, ValidationError } from '../errors';
+import type { GossipKeyCustody } from '../gossip/custody';
+import { GOSSIP_PLAN, type GossipClusterConfig, GossipPlan } from '../gossip/plan';
 import type { Logger } from '../logger';
 import { recordAudit } from '../rollout/audit';
 import { RolloutEngine } from '../rollout/engine';
@@ -36,6 +39,14 @@ export interface RotationDependencies {
   telemetry: RotationTelemetry;
   logger: Logger;
   clock: Clock;
+  /** The cluster's gossip key secret; with the cluster's `gossip` section, gossip rotations run too. */
+  gossipKeys?: GossipKeyCustody;
+}
+
+/** A gossip rotation as a manual request or the schedule started it. */
+export interface StartedGossipRotation {
+  rolloutId: string;
+  servers: string[];
 }
 
 export interface RolloutRequest extends PlanRequest {
@@ -85,10 +96,11 @@ export class CertificateRotation {
       logger,
       clock,
     });
+    const gossip = gossipPlan(dependencies);
     this.#engine = new RolloutEngine({
       cluster: cluster.name,
       store: table,
-      plans: [plan],
+      plans: gossip === undefined ? [plan] : [plan, gossip],
       results: dependencies.commands,
       telemetry: { rolloutHalted: (name) => telemetry.rolloutStuck(name) },
       logger,
@@ -335,6 +347,43 @@ export class CertificateRotation {
     return { rollout, plan };
   }
 
+  /**
+   * Start a gossip key rotation over the cluster's servers as inventory knows them. Refused
+   * (ConflictError) while another rollout runs: the single active rollout is what keeps a gossip
+   * step from ever overlapping a certificate rollout's server reloads.
+   */
+  async startGossipRotation(
+    request: { reason: string; actor: string },
+    deadline: number,
+  ): Promise<StartedGossipRotation> {
+    const servers = await this.gossipServers();
+    const rollout = await this.#engine.start({
+      plan: GOSSIP_PLAN,
+      kind: 'rotate',
+      settings: {},
+      reason: request.reason,
+      actor: request.actor,
+      waves: [{ group: 'server', targets: servers }],
+    });
+    await this.#engine.advance(rollout.rolloutId, deadline);
+    return { rolloutId: rollout.rolloutId, servers };
+  }
+
+  /** The servers a gossip rotation covers; ValidationError when the cluster has no gossip section or no server. */
+  async gossipServers(): Promise<string[]> {
+    if (this.#cluster.gossip === undefined || this.#deps.gossipKeys === undefined)
+      throw new ValidationError('invalid gossip request', [
+        `cluster: ${this.#cluster.name} has no gossip section in its configuration`,
+      ]);
+    await this.syncInventory();
+    const servers = (await this.#deps.table.listNodes(this.#cluster.name))
+      .filter((node) => node.role === 'server' && node.status !== 'retired' && node.status !== 'refused')
+      .map((node) => node.instanceId);
+    if (servers.length === 0)
+      throw new ValidationError('invalid gossip request', [`cluster: ${this.#cluster.name} has no servers`]);
+    return servers;
+  }
+
   /** An SSM invocation changed state (event path), already routed to this cluster by its key. */
   onInvocation(
     instanceId: string,
@@ -445,6 +494,24 @@ export class CertificateRotation {
       hoursLeft.filter((hours) => hours < soonHours).length,
     );
   }
+}
+
+function gossipPlan(dependencies: RotationDependencies): GossipPlan | undefined {
+  const { cluster, gossipKeys } = dependencies;
+  if (cluster.gossip === undefined || gossipKeys === undefined) return undefined;
+  const gossipCluster = cluster as GossipClusterConfig;
+  return new GossipPlan({
+    cluster: gossipCluster,
+    custody: gossipKeys,
+    commands: new SsmGossipCommands(dependencies.commands, gossipCluster),
+    nodes: dependencies.table,
+    waves: dependencies.table,
+    audit: dependencies.table,
+    events: dependencies.events,
+    telemetry: dependencies.telemetry,
+    logger: dependencies.logger,
+    clock: dependencies.clock,
+  });
 }
 
 /** A server whose record holds no seat in the server set: unknown, of another role, refused or retired. */

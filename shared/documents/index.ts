@@ -91,6 +91,53 @@ export const DOCUMENTS = {
       executionTimeout,
     },
   },
+  gossip: {
+    description:
+      "nomad-rotator: one step of a gossip key rotation on a Nomad server (the key read with the instance role), then the server's keyring by fingerprint",
+    parameters: {
+      attemptId: { pattern: 'attemptId', description: 'Identifies this rotation attempt' },
+      operation: {
+        pattern: 'gossipOperation',
+        description: 'inspect, install, use, remove, discard or persist',
+      },
+      secretId: { pattern: 'secretId', description: "The cluster's gossip key secret", default: 'none' },
+      versionId: {
+        pattern: 'gossipVersionId',
+        description: 'The secret version holding the key to install or persist',
+        default: 'none',
+      },
+      keyFingerprint: {
+        pattern: 'gossipFingerprint',
+        description: 'The key this step installs, uses, keeps (remove), discards or persists, by fingerprint',
+        default: 'none',
+      },
+      tokenSecretId: {
+        pattern: 'secretId',
+        description: 'A secret holding a Nomad ACL token with agent:write, or none without ACLs',
+        default: 'none',
+      },
+      nomadAddress: {
+        pattern: 'httpsUrl',
+        description: "The local agent's HTTPS address (the SSM agent sets no NOMAD_ADDR)",
+        default: 'https://127.0.0.1:4646',
+      },
+      verifyHttpsClient: {
+        pattern: 'boolean',
+        description: "The agent's tls.verify_https_client: call with the CLI certificate when true",
+        default: 'true',
+      },
+      caPath: { pattern: 'absolutePath', description: 'Path of the CA bundle' },
+      cliCertPath: { pattern: 'absolutePath', description: 'Path of the CLI certificate' },
+      cliKeyPath: { pattern: 'absolutePath', description: 'Path of the CLI private key' },
+      keyringPath: { pattern: 'absolutePath', description: "The server's serf.keyring in its data dir" },
+      encryptConfigPath: {
+        pattern: 'absolutePath',
+        description: 'The 0600 config file persist writes `encrypt` into',
+      },
+      encryptConfigOwner: { pattern: 'posixName', description: 'Owner of the encrypt config file' },
+      executionTimeout: { ...executionTimeout, default: '300' },
+    },
+  },
 } as const satisfies Record<string, { description: string; parameters: Record<string, ParameterSpec> }>;
 
 export type DocumentKind = keyof typeof DOCUMENTS;

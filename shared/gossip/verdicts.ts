@@ -6,7 +6,7 @@
  * expected set; removing a key that a live server still uses as primary cuts that server off.
  */
 
-/** One server's view of the gossip keyring, as its inspect step reports it (fingerprints only). */
+/** One server's view of the gossip keyring, as every gossip step reports it (fingerprints only). */
 export interface ServerGossipReport {
   instanceId: string;
   /** `/v1/agent/keyring/list` on this server: counts by key fingerprint, or why it failed. */
@@ -19,20 +19,26 @@ export interface ServerGossipReport {
   healthy: boolean;
   /** Servers this one sees `alive` in `/v1/agent/members`. */
   aliveServers: number;
+  /**
+   * Every member this one sees, whatever its status: more than the expected servers means a pool
+   * shared with servers the rotation does not cover (another region, a stranger).
+   */
+  members?: number;
 }
 
 export type Verdict = { go: true } | { go: false; reasons: string[]; waitFor?: string[] };
 
 /**
- * Before a rotation: every expected server answered, each holds exactly the current key as its only
- * key and primary, sees every server alive and is healthy. A cluster whose servers all gossip in
- * clear is for the enable mode, not for a rotation.
+ * Before a rotation: every expected server answered, all use one key as primary (the current key,
+ * whatever set it: the rotator or a hand-written `encrypt`), hold it and no other key but the
+ * rotation's own `next` (a rotation that resumes after its install), see every server alive and are
+ * healthy. A cluster whose servers all gossip in clear is for the enable mode, not for a rotation.
  */
 export function preCheck(
   expected: readonly string[],
   reports: readonly ServerGossipReport[],
-  currentKey: string,
-): Verdict | { go: false; enable: true; reasons: string[] } {
+  next: string,
+): { go: true; current: string } | { go: false; reasons: string[]; waitFor?: string[]; enable?: true } {
   const byId = reportsOf(expected, reports);
   const missing = expected.filter((id) => !byId.has(id));
   if (missing.length > 0)
@@ -48,16 +54,25 @@ export function preCheck(
     return { go: false, enable: true, reasons: ['every server gossips in clear: enable encryption first'] };
   }
   const reasons: string[] = [];
+  const current = byId.get(expected[0]!)?.keyringFile?.[0];
+  if (current === undefined || current === next)
+    reasons.push(`${expected[0]}: no keyring file with a primary other than the new key`);
   for (const id of expected) {
     const report = byId.get(id)!;
     reasons.push(...common(id, report, expected.length));
-    if (report.list.ok && !sameKeys(report.list.counts, { [currentKey]: expected.length })) {
+    const counts = report.list.ok ? report.list.counts : {};
+    const resumed = { [current ?? '']: expected.length, [next]: expected.length };
+    if (
+      report.list.ok &&
+      !sameKeys(counts, { [current ?? '']: expected.length }) &&
+      !sameKeys(counts, resumed)
+    ) {
       reasons.push(`${id}: the keyring holds other keys than the current one, or not on every server`);
     }
-    if (report.keyringFile?.[0] !== currentKey)
-      reasons.push(`${id}: its keyring file's primary is not the current key`);
+    if (report.keyringFile?.[0] !== current)
+      reasons.push(`${id}: its keyring file's primary differs from the other servers'`);
   }
-  return verdict(reasons);
+  return reasons.length === 0 && current !== undefined ? { go: true, current } : { go: false, reasons };
 }
 
 /**
@@ -181,6 +196,11 @@ function common(id: string, report: ServerGossipReport, serverCount: number): st
   if (!report.healthy) reasons.push(`${id}: not healthy`);
   if (report.aliveServers !== serverCount) {
     reasons.push(`${id}: sees ${report.aliveServers} of ${serverCount} servers alive`);
+  }
+  if (report.members !== undefined && report.members > serverCount) {
+    reasons.push(
+      `${id}: its gossip pool has ${report.members} members, more than the ${serverCount} servers expected`,
+    );
   }
   return reasons;
 }

@@ -4,7 +4,7 @@ import type { Logger } from '../logger';
 import type { AuditLog } from '../state/store';
 import { auditRollout } from './audit';
 import { type AttemptRecord, isFinished, type RolloutRecord } from './model';
-import type { CommandResult, RolloutPlan } from './plan';
+import type { CommandResult, RetryPoint, RolloutPlan } from './plan';
 import { formatRoutingKey, newToken } from './routing';
 import type { AttemptChanges, AttemptField, RolloutStore } from './store';
 import { type AttemptEvent, transition } from './transitions';
@@ -29,14 +29,24 @@ export class AttemptRunner {
     this.#deps = dependencies;
   }
 
-  /** Failed attempts whose backoff is over wait at the first step again, like new ones. */
-  async retryDue(plan: RolloutPlan, attempts: AttemptRecord[]): Promise<AttemptRecord[]> {
+  /**
+   * Failed attempts whose backoff is over wait again at the step their failure named (see `fail`),
+   * like new ones. A try that restarts at a later step than the first counts as a try of its own,
+   * with a token of its own, so a late result of the try before is ignored.
+   */
+  async retryDue(
+    rollout: RolloutRecord,
+    plan: RolloutPlan,
+    attempts: AttemptRecord[],
+  ): Promise<AttemptRecord[]> {
     const now = this.#deps.clock.now();
     const first = plan.steps[0]!.name;
     return Promise.all(
       attempts.map(async (attempt) => {
         if (attempt.state !== 'failed' || (attempt.nextAttemptAt ?? 0) > now) return attempt;
-        return (await this.move(attempt, 'retry', { step: first }, ['nextAttemptAt'])) ?? attempt;
+        const changes =
+          attempt.step === first ? {} : { token: newToken(rollout.rolloutId), tries: attempt.tries + 1 };
+        return (await this.move(attempt, 'retry', changes, ['nextAttemptAt'])) ?? attempt;
       }),
     );
   }
@@ -58,12 +68,13 @@ export class AttemptRunner {
       if (this.#deps.clock.now() >= deadline) return touched;
       const waiting = attempts.filter((attempt) => attempt.state === 'pending' && attempt.step === step.name);
       if (waiting.length === 0 || (step.waitsForWave === true && behind(index))) continue;
+      if (step.barrier === true && waiting.length < attempts.length) continue;
       if (plan.ready !== undefined && !(await plan.ready(rollout, step.name))) continue;
       const { batches, unreachable } = await plan.batch(rollout, step.name, waiting);
       touched = true;
-      for (const { attempt, reason } of unreachable) {
+      for (const { attempt, reason, ...retry } of unreachable) {
         const claimed = await this.#claim(attempt, index === 0 ? newToken(rollout.rolloutId) : undefined);
-        if (claimed !== undefined) await this.fail(rollout, plan, claimed, reason);
+        if (claimed !== undefined) await this.fail(rollout, plan, claimed, reason, retry);
       }
       for (const batch of batches) {
         if (this.#deps.clock.now() >= deadline) return touched;
@@ -141,7 +152,7 @@ export class AttemptRunner {
   ): Promise<boolean> {
     if (attempt.state !== 'sent' || result.state === 'running' || result.state === 'missing') return false;
     const verdict = await plan.judge(rollout, attempt, result);
-    if (!verdict.ok) return this.fail(rollout, plan, attempt, verdict.reason);
+    if (!verdict.ok) return this.fail(rollout, plan, attempt, verdict.reason, verdict);
     const index = plan.steps.findIndex((step) => step.name === attempt.step);
     const next = plan.steps[index + 1];
     if (next !== undefined) {
@@ -161,22 +172,32 @@ export class AttemptRunner {
     return true;
   }
 
+  /** A try failed; its next one, if any, starts at the retry point (default: the plan's first step). */
   async fail(
     rollout: RolloutRecord,
     plan: RolloutPlan,
     attempt: AttemptRecord,
     reason: string,
+    { retryFrom, final = false }: RetryPoint = {},
   ): Promise<boolean> {
     const policy = plan.failurePolicy(rollout);
+    const restartAt = retryFrom ?? plan.steps[0]!.name;
+    if (!plan.steps.some((step) => step.name === restartAt))
+      throw new RotatorError(`plan ${plan.name} has no step ${restartAt} to retry from`, {
+        context: { plan: plan.name, step: restartAt },
+      });
     const now = this.#deps.clock.now();
-    const retry = policy.kind === 'retry' && attempt.tries < policy.maxTries;
+    const retry = !final && policy.kind === 'retry' && attempt.tries < policy.maxTries;
     const nextAttemptAt = retry
       ? now + Math.min(policy.backoffBaseSeconds * 2 ** (attempt.tries - 1), policy.backoffMaxSeconds) * 1000
       : undefined;
     const moved = await this.move(
       attempt,
       retry ? 'failed' : 'exhausted',
-      { lastError: reason, ...(nextAttemptAt === undefined ? {} : { nextAttemptAt }) },
+      {
+        lastError: reason,
+        ...(nextAttemptAt === undefined ? {} : { nextAttemptAt, step: restartAt }),
+      },
       ['carry'],
     );
     if (moved === undefined) return false;

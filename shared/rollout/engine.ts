@@ -187,6 +187,8 @@ export class RolloutEngine {
           continue;
         }
       }
+      // Another plan's rollout runs: the target waits for the next tick rather than join it.
+      if (active.plan !== request.plan) return undefined;
       const present = await store.getAttempts(cluster, active.rolloutId, planned.targets);
       if (present.length > 0) return active.rolloutId;
       const wave = waveRecord(active, active.waveCount, planned);
@@ -250,12 +252,13 @@ export class RolloutEngine {
       const wave = await waveAt(this.#deps.store, rollout, rollout.currentWave);
       let attempts = await store.getAttempts(cluster, rolloutId, wave.targets);
       if (clock.now() < deadline) {
-        attempts = await this.#attempts.retryDue(plan, attempts);
+        attempts = await this.#attempts.retryDue(rollout, plan, attempts);
         if (await this.#attempts.sendReady(rollout, plan, attempts, deadline))
           attempts = await store.getAttempts(cluster, rolloutId, wave.targets);
       }
-      if (!attempts.every(isFinished)) return rollout;
       const exhausted = attempts.filter((attempt) => attempt.state === 'exhausted');
+      const stuckAtBarrier = exhausted.length > 0 && plan.steps.some((step) => step.barrier === true);
+      if (!attempts.every(isFinished) && !stuckAtBarrier) return rollout;
       if (exhausted.length > 0) {
         const { maxTries } = retryLimits(plan, rollout);
         return this.#finish(

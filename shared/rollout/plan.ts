@@ -5,10 +5,19 @@ export interface StepSpec {
   name: string;
   /** Sent only once no attempt of the wave is still at an earlier step (installs wait for every prepare). */
   waitsForWave?: boolean;
+  /**
+   * Sent only once every attempt of the wave waits at this step, failed ones included: a step that
+   * acts for the whole wave (gossip: `use` after every server holds the key). A wave with a barrier
+   * halts once one of its attempts is out of tries, since the others could never pass it.
+   */
+  barrier?: boolean;
 }
 
 export type FailurePolicy =
-  /** Try a failed target again after backoff; a target out of tries halts the rollout once its wave settles. */
+  /**
+   * Try a failed target again after backoff; a target out of tries halts the rollout once its wave
+   * settles. A try starts again at the first step unless the failure named another (`retryFrom`).
+   */
   | { kind: 'retry'; maxTries: number; backoffBaseSeconds: number; backoffMaxSeconds: number }
   /** The first failure halts the rollout at once. */
   | { kind: 'halt' };
@@ -31,15 +40,27 @@ export interface CommandResults {
   findSent(target: string, routingKey: string, since: number): Promise<string | undefined>;
 }
 
+/**
+ * Where a failed target's next try starts: the plan's first step unless a failure names one. A
+ * `final` failure gets no next try, whatever tries are left (nothing a retry could change).
+ */
+export interface RetryPoint {
+  retryFrom?: string;
+  final?: boolean;
+}
+
 export type StepVerdict =
   /** The step did what it should; `carry` is handed to the next step (replacing the previous carry). */
-  { ok: true; carry?: Record<string, unknown> } | { ok: false; reason: string };
+  { ok: true; carry?: Record<string, unknown> } | ({ ok: false; reason: string } & RetryPoint);
 
 export interface StepBatches {
   /** Attempts to send together, one command each. */
   batches: AttemptRecord[][];
-  /** Attempts the step cannot be sent to now (offline node): each fails with its reason. */
-  unreachable: { attempt: AttemptRecord; reason: string }[];
+  /**
+   * Attempts the step cannot be sent to now (offline node, a gate of the whole wave that failed):
+   * each fails with its reason.
+   */
+  unreachable: ({ attempt: AttemptRecord; reason: string } & RetryPoint)[];
 }
 
 export type RolloutMilestone = 'started' | 'completed' | 'halted';

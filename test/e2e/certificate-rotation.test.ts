@@ -226,7 +226,7 @@ describe('certificate rotation end to end on the local world', () => {
   it.each([
     [
       { action: 'destroy', cluster: 'e2e', targets: 'all', reason: 'x-x' },
-      /action: must be one of plan, rotate, reissue/,
+      /action: must be one of plan, rotate, reissue, rotate-gossip/,
     ],
     [
       { action: 'rotate', cluster: 'e2e', targets: ['i-123'], reason: 'bad id' },

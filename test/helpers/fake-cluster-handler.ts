@@ -23,7 +23,7 @@ class HarnessRuntime extends Runtime {
       {
         tableName: 'unused',
         eventBusName: 'unused',
-        documents: { prepare: 'unused-prepare', install: 'unused-install' },
+        documents: { prepare: 'unused-prepare', install: 'unused-install', gossip: 'unused-gossip' },
         clusters: [harness.cluster],
       },
       {

@@ -201,7 +201,7 @@ export async function startTokenRotationWorld(
     {
       tableName: 'unused',
       eventBusName: 'unused',
-      documents: { prepare: 'unused-prepare', install: 'unused-install' },
+      documents: { prepare: 'unused-prepare', install: 'unused-install', gossip: 'unused-gossip' },
       clusters: [cluster],
     },
     {

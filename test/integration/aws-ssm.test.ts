@@ -163,7 +163,7 @@ describe('SSM emulator through the real SSMClient', () => {
     // Arrange: what a run that died before recording the command id leaves behind
     const node = fleet.nodes()[1]!;
     const comment = 'nomad-rotator:prod:certs:install:c0ffee-0123abcd';
-    const gateway = new SsmCommandGateway(client, { prepare: 'Echo', install: 'Echo' });
+    const gateway = new SsmCommandGateway(client, { prepare: 'Echo', install: 'Echo', gossip: 'Echo' });
     const before = Date.now();
     await send('Echo', [fleet.nodes()[2]!.instanceId], { name: ['other'] }, comment);
     const { Command } = await send('Echo', [node.instanceId], { name: ['nomad'] }, comment);

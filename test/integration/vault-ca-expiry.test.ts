@@ -72,7 +72,7 @@ async function tickWorld() {
     {
       tableName: 'state',
       eventBusName: 'unused',
-      documents: { prepare: 'unused-prepare', install: 'unused-install' },
+      documents: { prepare: 'unused-prepare', install: 'unused-install', gossip: 'unused-gossip' },
       clusters: [
         parseClusterConfig({
           name: 'test',

@@ -36,14 +36,18 @@ const all = (keys: string[], file: string[]) => SERVERS.map((id) => report(id, k
 
 describe('gossip verdicts', () => {
   it('lets a rotation start only on a cluster where every server uses the current key alone', () => {
-    expect(preCheck(SERVERS, all([OLD], [OLD]), OLD)).toEqual({ go: true });
+    expect(preCheck(SERVERS, all([OLD], [OLD]), NEW)).toEqual({ go: true, current: OLD });
+    // A rotation cut off after its install finds its own key installed too, still not in use.
+    expect(preCheck(SERVERS, all([OLD, NEW], [OLD, NEW]), NEW)).toEqual({ go: true, current: OLD });
 
     const stale = preCheck(
       SERVERS,
       [...all([OLD], [OLD]).slice(0, 2), report(SERVERS[2]!, [OLD, NEW], [NEW, OLD])],
-      OLD,
+      NEW,
     );
     expect(stale.go).toBe(false);
+    const stranger = preCheck(SERVERS, all([OLD, 'cccccccccccccccc'], [OLD, 'cccccccccccccccc']), NEW);
+    expect(stranger.go).toBe(false);
   });
 
   it('sends a cluster that gossips in clear to the enable mode', () => {
@@ -54,7 +58,7 @@ describe('gossip verdicts', () => {
       }),
     );
 
-    expect(preCheck(SERVERS, inClear, OLD)).toMatchObject({ go: false, enable: true });
+    expect(preCheck(SERVERS, inClear, NEW)).toMatchObject({ go: false, enable: true });
   });
 
   it('refuses a pool holding servers outside the expected set (another region, a stranger)', () => {
@@ -62,7 +66,7 @@ describe('gossip verdicts', () => {
       report(id, [OLD], [OLD], { list: { ok: true, counts: { [OLD]: 5 }, numNodes: 5 }, aliveServers: 5 }),
     );
 
-    const verdict = preCheck(SERVERS, federated, OLD);
+    const verdict = preCheck(SERVERS, federated, NEW);
 
     expect(verdict.go).toBe(false);
     expect(verdict.go === false && verdict.reasons.join()).toMatch(/answered for 5 of 3 servers/);

@@ -14,7 +14,7 @@ import { RotatorFunction } from '../../infra/constructs/rotator-function';
 import { defineApp } from '../../infra/define-app';
 import type { NomadRotatorStack } from '../../infra/stack';
 import { clustersConfigSchema } from '../../shared/config';
-import { commandDocument } from '../../shared/documents';
+import { commandDocument, type DocumentKind } from '../../shared/documents';
 import { METRIC, PowertoolsTelemetry } from '../../shared/observability';
 import { testInventory } from '../helpers/inventory';
 import { UNCHECKED_TRUST_ANCHORS } from '../helpers/trust-anchors';
@@ -99,7 +99,7 @@ const secretsNamed = (suffix: '/vault-token' | '/gossip-key') =>
 const roleId = (entry: string) =>
   logicalIdOf('AWS::IAM::Role', (role) => String(role.Properties.Description).startsWith(`${kebab(entry)}:`));
 const kebab = (name: string) => name.replace(/([a-z])([A-Z])/g, '$1-$2').toLowerCase();
-function documentId(kind: 'prepare' | 'install'): string {
+function documentId(kind: DocumentKind): string {
   const expected = JSON.stringify(
     commandDocument(kind, clustersConfigSchema.parse(JSON.parse(stack.clustersConfig))),
   );
@@ -160,14 +160,12 @@ describe('infra: triggers', () => {
   });
 
   it('routes the SSM invocation events of our two documents, and EC2 running/terminated, through queues', () => {
-    const [prepare, install] = ['prepare', 'install'].map((kind) =>
-      documentId(kind as 'prepare' | 'install'),
-    );
+    const [prepare, install, gossip] = (['prepare', 'install', 'gossip'] as const).map(documentId);
     template.hasResourceProperties('AWS::Events::Rule', {
       EventPattern: {
         source: ['aws.ssm'],
         'detail-type': ['EC2 Command Invocation Status-change Notification'],
-        detail: { 'document-name': [{ Ref: prepare }, { Ref: install }] },
+        detail: { 'document-name': [{ Ref: prepare }, { Ref: install }, { Ref: gossip }] },
       },
     });
     template.hasResourceProperties('AWS::Events::Rule', {
@@ -188,14 +186,14 @@ describe('infra: triggers', () => {
 
 describe('infra: node documents and configuration', () => {
   it('deploys exactly the documents the local world runs, and names them to the functions', () => {
-    template.resourceCountIs('AWS::SSM::Document', 2);
-    for (const kind of ['prepare', 'install'] as const) {
+    template.resourceCountIs('AWS::SSM::Document', 3);
+    for (const kind of ['prepare', 'install', 'gossip'] as const) {
       const id = documentId(kind);
       expect(resources[id]?.Properties).toMatchObject({
         DocumentType: 'Command',
         UpdateMethod: 'NewVersion',
       });
-      const variable = kind === 'prepare' ? 'PREPARE_DOCUMENT_NAME' : 'INSTALL_DOCUMENT_NAME';
+      const variable = `${kind.toUpperCase()}_DOCUMENT_NAME`;
       for (const [, fn] of ofType('AWS::Lambda::Function')) {
         expect(
           (fn.Properties.Environment as { Variables: Record<string, unknown> }).Variables[variable],
@@ -333,8 +331,8 @@ describe('infra: data at rest', () => {
 });
 
 describe('infra: least privilege', () => {
-  it("limits SendCommand to the two documents and to instances of the clusters' Auto Scaling groups", () => {
-    const documents = ['prepare', 'install'].map((kind) => documentId(kind as 'prepare' | 'install'));
+  it("limits SendCommand to the three documents and to instances of the clusters' Auto Scaling groups", () => {
+    const documents = (['prepare', 'install', 'gossip'] as const).map(documentId);
     const sendCommand = identityStatements().filter(({ statement }) =>
       asList(statement.Action).includes('ssm:SendCommand'),
     );
@@ -356,7 +354,7 @@ describe('infra: least privilege', () => {
       } else {
         expect(statement.Condition).toBeUndefined();
         const named = asList(statement.Resource).map((resource) => JSON.stringify(resource));
-        expect(named).toHaveLength(2);
+        expect(named).toHaveLength(3);
         for (const id of documents)
           expect(named.filter((arn) => arn.includes(`"Ref":"${id}"`))).toHaveLength(1);
       }
@@ -842,12 +840,28 @@ describe('infra: gossip key custody', () => {
       expect(JSON.stringify([...denied!].sort(byJson))).toBe(
         JSON.stringify(FUNCTION_ENTRIES.map((entry) => getAtt(roleId(entry))).sort(byJson)),
       );
+      // The functions that run rollouts may write versions and move stages, and nothing else.
       const onSecret = identityStatements().filter(({ statement }) =>
         JSON.stringify(statement).includes(`"Ref":"${secret}"`),
       );
-      expect(onSecret).toEqual([]);
+      expect(new Set(onSecret.flatMap(({ roles }) => roles))).toEqual(
+        new Set(['RotateCerts', 'ManualOps', 'CommandStatus', 'InstanceState'].map(roleId)),
+      );
+      for (const { statement } of onSecret)
+        expect(asList(statement.Action).sort()).toEqual(
+          asList(statement.Action).includes('kms:GenerateDataKey')
+            ? ['kms:GenerateDataKey']
+            : [
+                'secretsmanager:DescribeSecret',
+                'secretsmanager:PutSecretValue',
+                'secretsmanager:UpdateSecretVersionStage',
+              ],
+        );
     }
-    expect(JSON.stringify(identityStatements())).not.toContain(gossipKeyId());
+    const onKey = identityStatements().filter(({ statement }) =>
+      JSON.stringify(statement).includes(gossipKeyId()),
+    );
+    expect(onKey.map(({ statement }) => statement.Action)).toEqual(onKey.map(() => 'kms:GenerateDataKey'));
   });
 
   it("outputs, per cluster, a policy for its servers' instance role that reads that gossip key and nothing else", () => {

@@ -21,6 +21,7 @@ const base = {
   EVENT_BUS_NAME: 'bus',
   PREPARE_DOCUMENT_NAME: 'NomadRotator-Prepare',
   INSTALL_DOCUMENT_NAME: 'NomadRotator-Install',
+  GOSSIP_DOCUMENT_NAME: 'NomadRotator-Gossip',
 };
 const issuesOf = (act: () => unknown): string[] => {
   try {

@@ -1,0 +1,59 @@
+import { z } from 'zod';
+import { lastJsonLine, nodeText } from '../certificates/outputs';
+import { patternRegExp } from '../patterns';
+import type { ServerGossipReport } from './verdicts';
+
+const fingerprint = z.string().regex(/^[0-9a-f]{16}$/);
+const count = z.number().int().min(0).max(10_000);
+
+export const GOSSIP_OPERATIONS = ['inspect', 'install', 'use', 'remove', 'discard', 'persist'] as const;
+export type GossipOperation = (typeof GOSSIP_OPERATIONS)[number];
+
+/** What a keyring call answered when it failed: Nomad's "x/y nodes reported ..." or the HTTP status. */
+const apiError = nodeText.pipe(
+  z.string().regex(/^([0-9]+\/[0-9]+ nodes reported (success|failure)|http-[0-9]{3})$/),
+);
+
+/**
+ * The gossip document's one JSON line: what the step changed and the server's keyring by
+ * fingerprint. A field that does not hold to its pattern fails the whole report, so nothing a node
+ * writes reaches a decision, an item or a log unchecked.
+ */
+export const gossipReportSchema = z.object({
+  ok: z.literal(true),
+  stage: z.literal('gossip'),
+  operation: z.enum(GOSSIP_OPERATIONS),
+  attemptId: z.string().regex(patternRegExp('attemptId')),
+  mutation: z.union([
+    z.null(),
+    z.object({ ok: z.literal(true), changed: z.boolean() }),
+    z.object({ ok: z.literal(false), error: apiError }),
+  ]),
+  list: z.union([
+    z.object({ ok: z.literal(true), counts: z.record(fingerprint, count), numNodes: count }),
+    z.object({ ok: z.literal(false), error: apiError }),
+  ]),
+  keyringFile: z.array(fingerprint).max(64).nullable(),
+  healthy: z.boolean(),
+  members: z.object({ alive: count, total: count }),
+  leader: z.string().regex(/^[0-9A-Fa-f.:[\]]{0,64}$/),
+});
+
+export type GossipReport = z.output<typeof gossipReportSchema>;
+
+export function readGossipReport(stdout: string): GossipReport | undefined {
+  const parsed = gossipReportSchema.safeParse(lastJsonLine(stdout));
+  return parsed.success ? parsed.data : undefined;
+}
+
+/** A report as the verdicts read it. */
+export function serverView(instanceId: string, report: GossipReport): ServerGossipReport {
+  return {
+    instanceId,
+    list: report.list,
+    ...(report.keyringFile === null ? {} : { keyringFile: report.keyringFile }),
+    healthy: report.healthy,
+    aliveServers: report.members.alive,
+    members: report.members.total,
+  };
+}
