@@ -233,11 +233,12 @@ const gossipSchema = z.strictObject({
   encryptConfigPath: absolutePath.default('/etc/nomad.d/gossip-encrypt.hcl'),
   encryptConfigOwner: pattern('posixName', 'a POSIX user name').default('root'),
   /**
-   * A stage whose check fails on any server runs again on every server after backoff; out of tries
-   * the rotation halts. The defaults leave room for Nomad's WAN gossip timings (a stopped server is
+   * A stage whose check fails on any server runs again on every server after backoff, and a server
+   * whose step failed runs it again; each counts as a try of that server. Out of tries the rotation
+   * halts. The defaults leave room for Nomad's WAN gossip timings (a stopped server is
    * suspect, and counted, for about 30 s).
    */
-  maxTries: z.number().int().min(1).max(20).default(6),
+  maxTries: z.number().int().min(1).max(30).default(10),
   backoffBaseSeconds: z.number().int().min(1).default(30),
   backoffMaxSeconds: z.number().int().min(1).default(300),
 });

@@ -68,7 +68,9 @@ export interface WorldOptions {
   clients?: number;
   /** Where node sandboxes live; a fresh temporary directory when omitted. */
   baseDir?: string;
-  cluster?: Partial<ClusterConfigInput>;
+  cluster?: Partial<Omit<ClusterConfigInput, 'gossip'>> & {
+    gossip?: Partial<NonNullable<ClusterConfigInput['gossip']>>;
+  };
   echo?: (line: string) => void;
 }
 

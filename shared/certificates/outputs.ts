@@ -12,7 +12,7 @@ const UNSAFE_CHARACTER = new RegExp(`[^${SAFE_CHARACTERS}]`, 'g');
 const MAX_TEXT_LENGTH = 64;
 
 /** A node-reported text field: control characters stripped, then only the safe set, else nothing. */
-export const nodeText = z
+const nodeText = z
   .string()
   .transform((text) => stripControlCharacters(text).replace(/[\t\n]/g, ''))
   .pipe(z.string().max(MAX_TEXT_LENGTH).regex(SAFE_TEXT));

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { lastJsonLine, nodeText } from '../certificates/outputs';
+import { lastJsonLine } from '../certificates/outputs';
 import { patternRegExp } from '../patterns';
 import type { ServerGossipReport } from './verdicts';
 
@@ -10,9 +10,9 @@ export const GOSSIP_OPERATIONS = ['inspect', 'install', 'use', 'remove', 'discar
 export type GossipOperation = (typeof GOSSIP_OPERATIONS)[number];
 
 /** What a keyring call answered when it failed: Nomad's "x/y nodes reported ..." or the HTTP status. */
-const apiError = nodeText.pipe(
-  z.string().regex(/^([0-9]+\/[0-9]+ nodes reported (success|failure)|http-[0-9]{3})$/),
-);
+const apiError = z
+  .string()
+  .regex(/^([0-9]{1,4}\/[0-9]{1,4} nodes reported (success|failure)|http-[0-9]{3})$/);
 
 /**
  * The gossip document's one JSON line: what the step changed and the server's keyring by

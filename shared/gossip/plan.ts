@@ -148,6 +148,11 @@ export class GossipPlan implements RolloutPlan {
           .map((attempt) => ({ attempt, reason: 'server-offline', retryFrom: 'inspect' })),
       };
     }
+    // A step the whole wave passed the gate of is run again for the servers whose try failed; only
+    // the wave arriving at it together is judged (from every server's answer to the step before).
+    const wave = await this.#deps.waves.getWave(rollout.cluster, rollout.rolloutId, attempts[0]!.wave);
+    if (wave !== undefined && attempts.length < wave.targets.length)
+      return { batches: [[...attempts]], unreachable: [] };
     const gate = await this.#gate(rollout, step, attempts);
     if (gate.open) return { batches: [[...attempts]], unreachable: [] };
     this.#deps.logger.warn(`gossip ${step} held back`, {

@@ -64,11 +64,15 @@ export class AttemptRunner {
       attempts.some(
         (attempt) => !isFinished(attempt) && attempt.state !== 'failed' && stepIndex(attempt) < index,
       );
+    const anyBehind = (index: number) =>
+      attempts.some(
+        (attempt) => attempt.state !== 'done' && attempt.state !== 'abandoned' && stepIndex(attempt) < index,
+      );
     for (const [index, step] of plan.steps.entries()) {
       if (this.#deps.clock.now() >= deadline) return touched;
       const waiting = attempts.filter((attempt) => attempt.state === 'pending' && attempt.step === step.name);
       if (waiting.length === 0 || (step.waitsForWave === true && behind(index))) continue;
-      if (step.barrier === true && waiting.length < attempts.length) continue;
+      if (step.barrier === true && anyBehind(index)) continue;
       if (plan.ready !== undefined && !(await plan.ready(rollout, step.name))) continue;
       const { batches, unreachable } = await plan.batch(rollout, step.name, waiting);
       touched = true;
@@ -93,9 +97,19 @@ export class AttemptRunner {
   ) {
     const { logger, cluster } = this.#deps;
     const token = first ? newToken(rollout.rolloutId) : undefined;
-    const claimed = (await Promise.all(batch.map((attempt) => this.#claim(attempt, token)))).filter(
-      (attempt): attempt is AttemptRecord => attempt !== undefined,
-    );
+    // One command answers with one attempt id: attempts of a later step whose tries parted (one ran
+    // the step again) share a new token for it, keeping their tries and carry.
+    const parted = !first && new Set(batch.map((attempt) => attempt.token)).size > 1;
+    const shared = parted ? newToken(rollout.rolloutId) : undefined;
+    const claimed = (
+      await Promise.all(
+        batch.map((attempt) =>
+          shared === undefined
+            ? this.#claim(attempt, token)
+            : this.move(attempt, 'claim', { token: shared, sentAt: this.#deps.clock.now() }, ['commandId']),
+        ),
+      )
+    ).filter((attempt): attempt is AttemptRecord => attempt !== undefined);
     if (claimed.length === 0) return;
     const key = formatRoutingKey({ cluster, plan: plan.name, step, token: claimed[0]!.token });
     let commandId: string;
@@ -191,6 +205,7 @@ export class AttemptRunner {
     const nextAttemptAt = retry
       ? now + Math.min(policy.backoffBaseSeconds * 2 ** (attempt.tries - 1), policy.backoffMaxSeconds) * 1000
       : undefined;
+    // A try that runs the same step again keeps what the step before handed it.
     const moved = await this.move(
       attempt,
       retry ? 'failed' : 'exhausted',
@@ -198,7 +213,7 @@ export class AttemptRunner {
         lastError: reason,
         ...(nextAttemptAt === undefined ? {} : { nextAttemptAt, step: restartAt }),
       },
-      ['carry'],
+      retry && restartAt === attempt.step ? [] : ['carry'],
     );
     if (moved === undefined) return false;
     await auditRollout(this.#deps.store, this.#deps.clock, `${attempt.step}-failed`, 'rotator', rollout, {

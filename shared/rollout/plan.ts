@@ -6,9 +6,10 @@ export interface StepSpec {
   /** Sent only once no attempt of the wave is still at an earlier step (installs wait for every prepare). */
   waitsForWave?: boolean;
   /**
-   * Sent only once every attempt of the wave waits at this step, failed ones included: a step that
-   * acts for the whole wave (gossip: `use` after every server holds the key). A wave with a barrier
-   * halts once one of its attempts is out of tries, since the others could never pass it.
+   * Sent only once no attempt of the wave is at an earlier step, failed and exhausted ones included:
+   * a step that acts for the whole wave (gossip: `use` after every server holds the key). A wave
+   * with a barrier halts once one of its attempts is out of tries, since the others could never
+   * pass it.
    */
   barrier?: boolean;
 }

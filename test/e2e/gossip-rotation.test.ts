@@ -2,11 +2,11 @@ import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DescribeSecretCommand, GetSecretValueCommand } from '@aws-sdk/client-secrets-manager';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { NodeSandbox } from '../../local/node/sandbox';
-import { startWorld, type World } from '../../local/world';
+import { DOCUMENT_NAMES, startWorld, type World } from '../../local/world';
 import type { RolloutRecord } from '../../shared/rollout/model';
-import { answerJson, callAgent } from '../helpers/agent-calls';
+import { answerJson, callAgent, nomadShell } from '../helpers/agent-calls';
 import { findSecrets } from '../helpers/secret-scan';
 
 // A gossip key rotation end to end on the local world: three servers with real serf agents under
@@ -47,22 +47,80 @@ async function runToEnd(rolloutId: string): Promise<RolloutRecord> {
     world.clock.advance(30_000);
     await world.tick();
   }
-  throw new Error(`rollout ${rolloutId} did not end`);
+  const attempts = await world.runtime.table.listAttempts(world.cluster.name, rolloutId);
+  throw new Error(
+    `rollout ${rolloutId} did not end: ${attempts.map((a) => `${a.target} ${a.step} ${a.state} ${a.tries} ${a.lastError ?? ''}`).join('; ')}`,
+  );
 }
 
+/** Every server healthy and seeing all three alive, waited for as a rejoining server needs. */
 async function aliveEverywhere(): Promise<void> {
-  for (const server of servers()) {
-    const health = await callAgent(server, 'GET', '/v1/agent/health?type=server');
-    expect(health.status).toBe(200);
-    const members = answerJson(await callAgent(server, 'GET', '/v1/agent/members')).Members as {
-      Status: string;
-    }[];
-    expect(members.map((member) => member.Status)).toEqual(['alive', 'alive', 'alive']);
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const views = await Promise.all(
+      servers().map(async (server) => {
+        const health = await callAgent(server, 'GET', '/v1/agent/health?type=server').catch(() => undefined);
+        const members = await callAgent(server, 'GET', '/v1/agent/members').catch(() => undefined);
+        const statuses =
+          members?.status === 200
+            ? (answerJson(members).Members as { Status: string }[]).map((member) => member.Status)
+            : [];
+        return health?.status === 200 && statuses.join() === 'alive,alive,alive';
+      }),
+    );
+    if (views.every(Boolean)) return;
+    if (Date.now() > deadline) throw new Error(`servers not all healthy and alive: ${views.join()}`);
+    await new Promise((resolve) => setTimeout(resolve, 500));
   }
 }
 
+const gossipOperation = (script: string) => /^OPERATION='([a-z]+)'$/m.exec(script)?.[1];
+
+/**
+ * Stop `server`'s agent (its serf goes with it) before the first command of `operation` runs on any
+ * server: every server's script waits for the stop, so the whole step happens without it.
+ */
+function stopBefore(operation: string, server: NodeSandbox): Promise<void> {
+  let stopped: Promise<unknown> | undefined;
+  return new Promise((resolve) => {
+    world.ssm.knobs.beforeRun = async ({ documentName, script }) => {
+      if (documentName !== DOCUMENT_NAMES.gossip || gossipOperation(script) !== operation) return;
+      stopped ??= nomadShell(server, 'systemctl stop nomad').then(() => {
+        world.ssm.knobs.beforeRun = undefined;
+        resolve();
+      });
+      await stopped;
+    };
+  });
+}
+
+const startAgain = (server: NodeSandbox) => nomadShell(server, 'systemctl start nomad');
+
+const rolloutAudit = async (rolloutId: string) =>
+  (await world.runtime.table.listAudit(world.cluster.name, world.clock.now())).filter(
+    (entry) => entry.rolloutId === rolloutId,
+  );
+
+const rotate = async (reason: string) =>
+  (
+    (await world.invoke({ action: 'rotate-gossip', cluster: world.cluster.name, reason })) as {
+      rolloutId: string;
+    }
+  ).rolloutId;
+
+/** One scheduled run after the backoff of a failed stage. */
+async function tickAfterBackoff(): Promise<void> {
+  world.clock.advance(30_000);
+  await world.tick();
+  await world.settle();
+}
+
 beforeAll(async () => {
-  world = await startWorld({ servers: 3, clients: 1, cluster: { name: 'gossip' } });
+  world = await startWorld({
+    servers: 3,
+    clients: 1,
+    cluster: { name: 'gossip', gossip: { maxTries: 6 } },
+  });
   // The servers' HTTPS API needs their certificates first: the first tick issues them.
   await world.tick();
   await world.settle();
@@ -70,6 +128,12 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await world?.stop();
+});
+
+afterEach(async () => {
+  world.ssm.knobs.beforeRun = undefined;
+  // A server a failed test left stopped is started again, so one failure does not cascade.
+  for (const server of servers()) if (server.unitState().state !== 'active') await startAgain(server);
 });
 
 describe('gossip key rotation (real serf, three servers)', () => {
@@ -127,5 +191,102 @@ describe('gossip key rotation (real serf, three servers)', () => {
       audit: await world.runtime.table.listAudit(world.cluster.name, world.clock.now()),
     };
     expect(findSecrets(produced, [initial, next])).toEqual([]);
+  }, 600_000);
+
+  it('waits for a server that was down during install: no use until it holds the key, then finishes', async () => {
+    // Arrange
+    const down = servers()[1]!;
+    const stopped = stopBefore('install', down);
+
+    // Act: the install runs without it; the next scheduled run finds it still down
+    const rolloutId = await rotate('rotation with a server down');
+    await stopped;
+    await world.settle();
+    await tickAfterBackoff();
+    const whileDown = await rolloutAudit(rolloutId);
+    await startAgain(down);
+    const ended = await runToEnd(rolloutId);
+
+    // Assert
+    expect(whileDown.map((entry) => entry.action)).not.toContain('gossip-use-requested');
+    expect(whileDown.map((entry) => entry.action)).toContain('install-failed');
+    expect(ended).toMatchObject({ status: 'completed' });
+    const next = await currentKey();
+    for (const server of servers()) expect(await keyringOf(server)).toEqual([next]);
+    await aliveEverywhere();
+  }, 600_000);
+
+  it('repeats use for a server that missed it, and removes the old key only after', async () => {
+    // Arrange
+    const before = await currentKey();
+    const down = servers()[2]!;
+    const stopped = stopBefore('use', down);
+
+    // Act: use reaches the two others; the third comes back still on the old primary
+    const rolloutId = await rotate('rotation with a server down during use');
+    await stopped;
+    await world.settle();
+    await startAgain(down);
+    const ended = await runToEnd(rolloutId);
+
+    // Assert
+    expect(ended).toMatchObject({ status: 'completed' });
+    const actions = (await rolloutAudit(rolloutId)).map((entry) => entry.action);
+    const uses = actions.filter((action) => action === 'use-dispatched').length;
+    expect(uses).toBeGreaterThan(3);
+    expect(actions.indexOf('remove-dispatched')).toBeGreaterThan(actions.lastIndexOf('use-dispatched'));
+    const next = await currentKey();
+    expect(next).not.toBe(before);
+    for (const server of servers()) expect(await keyringOf(server)).toEqual([next]);
+    await aliveEverywhere();
+  }, 600_000);
+
+  it('halts with an alarm when a server down during install never comes back, and takes the new key out', async () => {
+    // Arrange
+    const before = await currentKey();
+    const down = servers()[0]!;
+    const stopped = stopBefore('install', down);
+    const failures = world.telemetry.total('GossipRotationFailed');
+
+    // Act
+    const rolloutId = await rotate('rotation whose server never returns');
+    await stopped;
+    const ended = await runToEnd(rolloutId);
+
+    // Assert: halted, alarmed, the others back on the old key alone, the secret as it was
+    expect(ended).toMatchObject({ status: 'halted' });
+    expect(world.telemetry.total('GossipRotationFailed')).toBe(failures + 1);
+    const halted = world.events
+      .events()
+      .filter((event) => event['detail-type'] === 'GossipRotationHalted')
+      .map((event) => event.detail);
+    expect(halted).toContainEqual(expect.objectContaining({ rolloutId, newKeyDiscarded: true }));
+    for (const server of servers().filter((server) => server !== down))
+      expect(await keyringOf(server)).toEqual([before]);
+    expect(await currentKey()).toBe(before);
+    expect(Object.values(await secretStages()).flat()).not.toContain('AWSPENDING');
+    await startAgain(down);
+    await aliveEverywhere();
+    expect(await keyringOf(down)).toEqual([before]);
+  }, 600_000);
+
+  it('refuses a gossip rotation while another rollout runs, and changes nothing', async () => {
+    // Arrange: a certificate rotation of every node is under way
+    await world.invoke({ action: 'rotate', cluster: world.cluster.name, targets: 'all', reason: 'renewal' });
+    const stagesBefore = await secretStages();
+    const gossipRollouts = async () =>
+      (await world.runtime.table.listRollouts(world.cluster.name)).filter(
+        (rollout) => rollout.plan === 'gossip',
+      );
+    const rolloutsBefore = (await gossipRollouts()).length;
+
+    // Act
+    const refused = world.invoke({ action: 'rotate-gossip', cluster: world.cluster.name, reason: 'now' });
+
+    // Assert
+    await expect(refused).rejects.toMatchObject({ name: 'ConflictError' });
+    expect(await secretStages()).toEqual(stagesBefore);
+    expect(await gossipRollouts()).toHaveLength(rolloutsBefore);
+    await world.settle();
   }, 600_000);
 });

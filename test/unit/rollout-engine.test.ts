@@ -9,6 +9,7 @@ import type {
   FailurePolicy,
   RolloutPlan,
   StepOutcome,
+  StepSpec,
   StepVerdict,
 } from '../../shared/rollout/plan';
 import { parseRoutingKey } from '../../shared/rollout/routing';
@@ -27,8 +28,8 @@ interface Sent {
 }
 
 class RestartPlan implements RolloutPlan {
-  readonly name = 'restart';
-  readonly steps = [{ name: 'stop' }, { name: 'start', waitsForWave: true }];
+  readonly name: string = 'restart';
+  readonly steps: readonly StepSpec[] = [{ name: 'stop' }, { name: 'start', waitsForWave: true }];
   readonly sent: Sent[] = [];
   readonly succeeded: string[] = [];
   readonly failed: { target: string; reason: string }[] = [];
@@ -349,5 +350,124 @@ describe('attempt transition table', () => {
     );
 
     expect(escapes).toEqual([]);
+  });
+});
+
+// A plan whose later steps act for the whole wave (as gossip's do): barriers, and failures that
+// name where the next try starts.
+class QuorumPlan extends RestartPlan {
+  override readonly name: string = 'quorum';
+  override readonly steps: readonly StepSpec[] = [
+    { name: 'check' },
+    { name: 'act', barrier: true },
+    { name: 'confirm', barrier: true },
+  ];
+  verdicts = new Map<string, StepVerdict>();
+
+  override async batch(_rollout: RolloutRecord, _step: string, attempts: readonly AttemptRecord[]) {
+    return { batches: [[...attempts]], unreachable: [] };
+  }
+
+  override async judge(_rollout: RolloutRecord, attempt: AttemptRecord): Promise<StepVerdict> {
+    const verdict = this.verdicts.get(`${attempt.target}:${attempt.step}`) ?? { ok: true };
+    this.verdicts.delete(`${attempt.target}:${attempt.step}`);
+    return verdict;
+  }
+}
+
+function quorumWorld(policy: FailurePolicy) {
+  const store = new InMemoryStateStore();
+  const clock = new ManualClock(Date.UTC(2026, 11, 3, 12));
+  const plan = new QuorumPlan();
+  plan.policy = policy;
+  const engine = new RolloutEngine({
+    cluster: 'prod',
+    store,
+    plans: [plan],
+    results: { invocation: async () => ({ state: 'running' }), findSent: async () => undefined },
+    telemetry: { rolloutHalted: () => {} },
+    logger: new RecordingLogger(),
+    clock,
+    limits: { commandTimeoutMs: 600_000, orphanedClaimMs: 120_000 },
+  });
+  const finish = async (sent: Sent) => {
+    for (const target of sent.targets)
+      await engine.onResult(
+        parseRoutingKey(sent.routingKey)!,
+        target,
+        { state: 'succeeded', stdout: '' },
+        FAR,
+      );
+  };
+  const start = () =>
+    engine.start({
+      plan: 'quorum',
+      kind: 'rotate',
+      settings: {},
+      reason: 'test',
+      actor: 'tester',
+      waves: [{ group: 'server', targets: ['a', 'b', 'c'] }],
+    });
+  return { store, clock, plan, engine, finish, start };
+}
+
+describe('rollout engine: steps that act for the whole wave', () => {
+  const retry: FailurePolicy = { kind: 'retry', maxTries: 3, backoffBaseSeconds: 10, backoffMaxSeconds: 10 };
+
+  it('holds a barrier step while one target runs the step before again, then sends it to all as one command', async () => {
+    // Arrange: b's `act` fails and is to run `act` again; a and c wait at `confirm`
+    const w = quorumWorld(retry);
+    const rollout = await w.start();
+    await w.engine.advance(rollout.rolloutId, FAR);
+    await w.finish(w.plan.sent[0]!);
+    w.plan.verdicts.set('b:act', { ok: false, reason: 'not yet', retryFrom: 'act' });
+
+    // Act
+    await w.finish(w.plan.sent[1]!);
+    const whileFailed = w.plan.sent.map((sent) => `${sent.step}:${sent.targets.join()}`);
+    w.clock.advance(11_000);
+    await w.engine.advance(rollout.rolloutId, FAR);
+    await w.finish(w.plan.sent[2]!);
+
+    // Assert
+    expect(whileFailed).toEqual(['check:a,b,c', 'act:a,b,c']);
+    expect(w.plan.sent.slice(2).map((sent) => `${sent.step}:${sent.targets.join()}`)).toEqual([
+      'act:b',
+      'confirm:a,b,c',
+    ]);
+    const attempts = await w.store.listAttempts('prod', rollout.rolloutId);
+    expect(new Set(attempts.map((attempt) => attempt.token)).size).toBe(1);
+    expect(attempts.find((attempt) => attempt.target === 'b')?.tries).toBe(2);
+  });
+
+  it('halts at once when a target runs out of tries at a barrier: the others could never pass it', async () => {
+    // Arrange
+    const w = quorumWorld({ ...retry, maxTries: 1 });
+    const rollout = await w.start();
+    await w.engine.advance(rollout.rolloutId, FAR);
+    w.plan.verdicts.set('c:check', { ok: false, reason: 'down', retryFrom: 'check' });
+
+    // Act
+    await w.finish(w.plan.sent[0]!);
+
+    // Assert
+    const halted = await w.store.getRollout('prod', rollout.rolloutId);
+    expect(halted).toMatchObject({ status: 'halted', haltReason: 'c failed 1 attempt(s) in wave 1' });
+    expect(w.plan.sent.map((sent) => sent.step)).toEqual(['check']);
+  });
+
+  it('gives a final failure no next try, whatever tries are left', async () => {
+    // Arrange
+    const w = quorumWorld(retry);
+    const rollout = await w.start();
+    await w.engine.advance(rollout.rolloutId, FAR);
+    w.plan.verdicts.set('a:check', { ok: false, reason: 'nothing a retry changes', final: true });
+
+    // Act
+    await w.finish(w.plan.sent[0]!);
+
+    // Assert
+    expect((await w.store.getRollout('prod', rollout.rolloutId))?.status).toBe('halted');
+    expect((await w.store.getAttempt('prod', rollout.rolloutId, 'a'))?.state).toBe('exhausted');
   });
 });
