@@ -22,6 +22,12 @@ Commands
   rotate   --cluster C --targets X --reason R [--restart] [--url U]
   reissue  --cluster C --targets X --reason R [--no-revoke] [--url U]
                                                        emergency: restart + revoke replaced serials
+  rotate-gossip --cluster C --reason R [--dry-run] [--url U]
+                                                       new gossip key on every server: install, use,
+                                                       remove, persist (no restart); --dry-run names
+                                                       the servers and changes nothing
+  gossip-status --cluster C [--url U]                  each server's keys, primary, members and health,
+                                                       by fingerprint, and the secret's stages
   vault-bootstrap --spec FILE [--clusters FILE] [--dry-run] [--vault-ca FILE]
                                                        set Vault up idempotently (VAULT_ADDR, VAULT_TOKEN);
                                                        prints created/updated/unchanged and the policy HCL;
@@ -30,7 +36,7 @@ Commands
 
 Targets: all | servers | clients | i-0123...,i-0456...
 Defaults: --table $NOMAD_ROTATOR_TABLE, --url $NOMAD_ROTATOR_URL (the stack output ManualOpsUrl).
-plan, rotate and reissue are SigV4-signed requests to the manual-ops function URL: the rotator
+plan, rotate, reissue and the gossip commands are SigV4-signed requests to the manual-ops function URL: the rotator
 records the IAM identity AWS verified ($USER goes along only as a claimed label), and only the
 operator roles named at deploy (operatorRoleArns) are let in. AWS credentials, region and endpoints
 come from the usual AWS SDK environment (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL_DYNAMODB).`;
@@ -105,6 +111,19 @@ export async function main(argv: string[], environment: Record<string, string | 
         ...(options.restart ? { restart: true } : {}),
         // Only an explicit choice is sent: the rotator's default (a reissue revokes) applies otherwise.
         ...(command === 'reissue' && options['no-revoke'] ? { revokePrevious: false } : {}),
+        requestedBy: `cli:${environment.USER ?? 'unknown'}`,
+      };
+      const url = required(options.url ?? environment.NOMAD_ROTATOR_URL, '--url');
+      return manualRequest(url, payload, environment);
+    }
+    case 'rotate-gossip':
+    case 'gossip-status': {
+      const payload = {
+        action: command,
+        cluster,
+        ...(command === 'rotate-gossip'
+          ? { reason: required(options.reason, '--reason'), ...(options['dry-run'] ? { dryRun: true } : {}) }
+          : {}),
         requestedBy: `cli:${environment.USER ?? 'unknown'}`,
       };
       const url = required(options.url ?? environment.NOMAD_ROTATOR_URL, '--url');

@@ -233,6 +233,12 @@ const gossipSchema = z.strictObject({
   encryptConfigPath: absolutePath.default('/etc/nomad.d/gossip-encrypt.hcl'),
   encryptConfigOwner: pattern('posixName', 'a POSIX user name').default('root'),
   /**
+   * How often the scheduled tick rotates the key: a rotation starts once none began (and none was
+   * cut short) within this long, `off` for manual rotations only. A cluster never rotated by us is
+   * due at once: its key is the hand-set one.
+   */
+  rotateEvery: z.union([z.literal('off'), duration('30d')]).default(30 * 86_400),
+  /**
    * A stage whose check fails on any server runs again on every server after backoff, and a server
    * whose step failed runs it again; each counts as a try of that server. Out of tries the rotation
    * halts. The defaults leave room for Nomad's WAN gossip timings (a stopped server is

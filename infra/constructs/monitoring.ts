@@ -102,6 +102,7 @@ export class Monitoring extends Construct {
     const nodeRefused = metric(METRIC.nodeRefused, 'Sum');
     const tokenFailed = metric(METRIC.tokenRotationFailed, 'Sum');
     const caDays = metric(METRIC.caDaysToExpiry, 'Minimum');
+    const gossipFailed = metric(METRIC.gossipRotationFailed, 'Sum');
     // The rule the rotator's NodesExpiringSoon metric uses too, so the alarm and the metric agree.
     const threshold = expiringSoonHours(cluster.certificates);
     const caThreshold = caDaysToExpiryThreshold(cluster);
@@ -142,6 +143,11 @@ export class Monitoring extends Construct {
       treatMissingData: TreatMissingData.IGNORE,
       description: `The issuing CA of ${name} (the intermediate in ${cluster.vault.pkiMount} that signs every certificate) expires in under ${caThreshold} days. Vault refuses a certificate that would outlive it, so renewals stop one certificate TTL (${cluster.certificates.ttl / 3600}h) before its end. Sign a new intermediate, import it and make it the default issuer of ${cluster.vault.pkiMount}; then reissue.`,
     });
+    this.#alarm(`${name}-GossipRotationFailed`, {
+      metric: gossipFailed,
+      threshold: 1,
+      description: `A gossip key rotation of ${name} halted; the cluster gossips on a key every server holds. See the GossipRotationHalted event (newKeyDiscarded says whether the new key was taken out again) and nomad-rotator gossip-status --cluster ${name}; fix the server its haltReason names, then rotate-gossip again.`,
+    });
     this.#alarm(`${name}-TokenRotationFailed`, {
       metric: tokenFailed,
       threshold: 1,
@@ -167,7 +173,11 @@ export class Monitoring extends Construct {
         left: [metric(METRIC.nodesExpiringSoon, 'Maximum'), rolloutStuck],
         width: 6,
       }),
-      new GraphWidget({ title: `${name}: Vault token rotation failures`, left: [tokenFailed], width: 6 }),
+      new GraphWidget({
+        title: `${name}: Vault token and gossip key rotation failures`,
+        left: [tokenFailed, gossipFailed],
+        width: 6,
+      }),
       new GraphWidget({
         title: `${name}: days to the issuing CA's expiry`,
         left: [caDays],

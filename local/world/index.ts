@@ -220,6 +220,8 @@ export async function startWorld(options: WorldOptions = {}) {
         encryptConfigPath: '/opt/nomad/config/gossip-encrypt.hcl',
         backoffBaseSeconds: 5,
         backoffMaxSeconds: 20,
+        // A world's rotations run when a test or the demo asks, so certificate tests see only theirs.
+        rotateEvery: 'off',
         ...options.cluster?.gossip,
       },
     });

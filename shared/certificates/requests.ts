@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { Clock } from '../clock';
 import { ValidationError } from '../errors';
+import type { GossipStatusReport } from '../gossip/status';
 import { PATTERNS } from '../patterns';
 import { recordAudit } from '../rollout/audit';
 import type { AuditLog } from '../state/store';
@@ -12,7 +13,7 @@ const instanceId = z.string().regex(new RegExp(PATTERNS.instanceId), {
   message: 'must be an EC2 instance id such as i-0123456789abcdef0',
 });
 
-const MANUAL_ACTIONS = ['plan', 'rotate', 'reissue', 'rotate-gossip'] as const;
+const MANUAL_ACTIONS = ['plan', 'rotate', 'reissue', 'rotate-gossip', 'gossip-status'] as const;
 const actionSchema = z.looseObject({
   action: z.enum(MANUAL_ACTIONS, { message: `must be one of ${MANUAL_ACTIONS.join(', ')}` }),
 });
@@ -47,16 +48,26 @@ export const gossipRequestSchema = z.strictObject({
   requestedBy,
 });
 
+/** What every server's gossip keyring holds now (an inspect, which changes nothing). */
+export const gossipStatusRequestSchema = z.strictObject({
+  action: z.literal('gossip-status'),
+  cluster,
+  requestedBy,
+});
+
 export type CertificateRequest = z.output<typeof certificateRequestSchema>;
 export type GossipRequest = z.output<typeof gossipRequestSchema>;
-export type ManualRequest = CertificateRequest | GossipRequest;
+export type GossipStatusRequest = z.output<typeof gossipStatusRequestSchema>;
+export type ManualRequest = CertificateRequest | GossipRequest | GossipStatusRequest;
 
 export function parseManualRequest(input: unknown, configuredClusters: readonly string[]): ManualRequest {
   const { action } = parseOrThrow(actionSchema, input, 'manual request');
   const request: ManualRequest =
     action === 'rotate-gossip'
       ? parseOrThrow(gossipRequestSchema, input, 'manual request')
-      : parseOrThrow(certificateRequestSchema, input, 'manual request');
+      : action === 'gossip-status'
+        ? parseOrThrow(gossipStatusRequestSchema, input, 'manual request')
+        : parseOrThrow(certificateRequestSchema, input, 'manual request');
   if (!configuredClusters.includes(request.cluster)) {
     throw new ValidationError('invalid manual request', [
       `cluster: ${request.cluster} is not configured (configured: ${configuredClusters.join(', ')})`,
@@ -105,12 +116,19 @@ export type ManualOutcome =
       rolloutId: string | null;
       servers: string[];
       message: string;
-    };
+    }
+  | ({ action: 'gossip-status' } & GossipStatusReport);
 
 export interface ManualRequestDependencies {
   rotation: Pick<
     CertificateRotation,
-    'targetIssues' | 'plan' | 'syncInventory' | 'start' | 'startGossipRotation' | 'gossipServers'
+    | 'targetIssues'
+    | 'plan'
+    | 'syncInventory'
+    | 'start'
+    | 'startGossipRotation'
+    | 'gossipServers'
+    | 'gossipStatus'
   >;
   audit: AuditLog;
   clock: Clock;
@@ -131,6 +149,8 @@ export async function runManualRequest(
 ): Promise<ManualOutcome> {
   const { rotation } = dependencies;
   if (request.action === 'rotate-gossip') return runGossipRequest(dependencies, request, invoker, deadline);
+  if (request.action === 'gossip-status')
+    return { action: request.action, ...(await rotation.gossipStatus(deadline)) };
   if (Array.isArray(request.targets)) {
     const issues = await rotation.targetIssues(request.targets);
     if (issues.length > 0) throw new ValidationError('invalid manual request', issues);
@@ -189,7 +209,7 @@ async function runGossipRequest(
 /** `manual-<action>` by the verified invoker, written before anything else the request does. */
 function auditManualRequest(
   dependencies: ManualRequestDependencies,
-  request: ManualRequest,
+  request: CertificateRequest | GossipRequest,
   invoker: VerifiedInvoker,
   details: Record<string, string | number | boolean>,
 ): Promise<void> {

@@ -6,6 +6,7 @@ import type { ClusterConfig } from '../config';
 import { ConflictError, ValidationError } from '../errors';
 import type { GossipKeyCustody } from '../gossip/custody';
 import { GOSSIP_PLAN, type GossipClusterConfig, GossipPlan } from '../gossip/plan';
+import { type GossipStatusReport, gossipStatus } from '../gossip/status';
 import type { Logger } from '../logger';
 import { recordAudit } from '../rollout/audit';
 import { RolloutEngine } from '../rollout/engine';
@@ -25,6 +26,9 @@ import type {
   RotationTelemetry,
 } from './ports';
 import { expiringSoonHours, hoursUntil } from './renewal';
+
+/** How long a status request waits for the servers' answers (a keyring query may wait 8 s for a silent server). */
+const GOSSIP_STATUS_WAIT_MS = 60_000;
 
 /** A claim whose command was never sent (a crash between the two writes) is released after this long. */
 const ORPHANED_CLAIM_MS = 120_000;
@@ -137,6 +141,7 @@ export class CertificateRotation {
         );
         rollout = started?.rollout;
       }
+      rollout ??= await this.#startScheduledGossipRotation(options.actor);
       if (rollout !== undefined) {
         const advanced = await this.#engine.advance(rollout.rolloutId, options.deadline);
         held.rolloutId = advanced?.rolloutId;
@@ -367,6 +372,56 @@ export class CertificateRotation {
     });
     await this.#engine.advance(rollout.rolloutId, deadline);
     return { rolloutId: rollout.rolloutId, servers };
+  }
+
+  /** What every server's gossip keyring holds now, by fingerprint, with the secret's stages. */
+  async gossipStatus(deadline: number): Promise<GossipStatusReport> {
+    const servers = await this.gossipServers();
+    const gossipCluster = this.#cluster as GossipClusterConfig;
+    return gossipStatus(
+      {
+        custody: this.#deps.gossipKeys!,
+        commands: new SsmGossipCommands(this.#deps.commands, gossipCluster),
+        results: this.#deps.commands,
+        clock: this.#deps.clock,
+        sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+      },
+      { cluster: this.#cluster.name, secretId: gossipCluster.gossip.secretId, servers },
+      Math.min(deadline, this.#deps.clock.now() + GOSSIP_STATUS_WAIT_MS),
+    );
+  }
+
+  /**
+   * The monthly (gossip.rotateEvery) rotation: due when no gossip rotation started within the
+   * interval, a superseded one not counting. Certificates go first: this runs only on a tick that
+   * started no certificate rollout.
+   */
+  async #startScheduledGossipRotation(actor: string): Promise<RolloutRecord | undefined> {
+    const every = this.#cluster.gossip?.rotateEvery;
+    if (every === undefined || every === 'off' || this.#deps.gossipKeys === undefined) return undefined;
+    const now = this.#deps.clock.now();
+    const recent = (await this.#deps.table.listRollouts(this.#cluster.name)).some(
+      (rollout) =>
+        rollout.plan === GOSSIP_PLAN &&
+        rollout.status !== 'superseded' &&
+        rollout.createdAt > now - every * 1000,
+    );
+    if (recent) return undefined;
+    const servers = await this.gossipServers().catch(() => []);
+    if (servers.length === 0) return undefined;
+    try {
+      return await this.#engine.start({
+        plan: GOSSIP_PLAN,
+        kind: 'rotate',
+        settings: {},
+        reason: 'scheduled gossip key rotation',
+        actor,
+        waves: [{ group: 'server', targets: servers }],
+      });
+    } catch (error) {
+      if (error instanceof ConflictError) return undefined;
+      throw error;
+    }
   }
 
   /** The servers a gossip rotation covers; ValidationError when the cluster has no gossip section or no server. */

@@ -89,6 +89,39 @@ describe('operator CLI against the local world (state table + the manual-ops fun
     expect(request?.details?.claimedRequestedBy).toBe('cli:operator');
   });
 
+  it('rotates the gossip key: a dry run changes nothing, the rotation ends on the key gossip-status shows', async () => {
+    const [server] = world.fleet.nodes().filter((node) => node.role === 'server');
+    const rollouts = async () => (await world.runtime.table.listRollouts('cli')).length;
+    const before = await rollouts();
+
+    const dryRun = await cli('rotate-gossip', '--cluster', 'cli', '--reason', 'OPS-2', '--dry-run');
+    expect(dryRun.code).toBe(0);
+    expect(JSON.parse(dryRun.stdout)).toMatchObject({ dryRun: true, servers: [server!.instanceId] });
+    expect(await rollouts()).toBe(before);
+
+    const rotate = await cli('rotate-gossip', '--cluster', 'cli', '--reason', 'OPS-2');
+    await world.settle();
+    const status = await cli('gossip-status', '--cluster', 'cli');
+
+    expect(rotate.code).toBe(0);
+    const { rolloutId } = JSON.parse(rotate.stdout) as { rolloutId: string };
+    expect(await world.runtime.table.getRollout('cli', rolloutId)).toMatchObject({ status: 'completed' });
+    expect(status.code).toBe(0);
+    expect(status.stderr).toBe('');
+    const report = JSON.parse(status.stdout) as {
+      secret: { current: string };
+      servers: { instanceId: string; answered: boolean; keyringFile: string[]; healthy: boolean }[];
+    };
+    expect(report.servers).toEqual([
+      expect.objectContaining({
+        instanceId: server!.instanceId,
+        answered: true,
+        keyringFile: [report.secret.current],
+        healthy: true,
+      }),
+    ]);
+  });
+
   it('refuses a role the deployment did not name with 403, and changes nothing', async () => {
     const before = await world.runtime.table.listNodes('cli');
     const auditBefore = await world.runtime.table.listAudit('cli', world.clock.now());

@@ -1,4 +1,4 @@
-import { randomBytes, webcrypto } from 'node:crypto';
+import { createHash, randomBytes, webcrypto } from 'node:crypto';
 import { ManualClock } from '../../local/clock';
 import { RecordingLogger, RecordingTelemetry } from '../../local/world/recording';
 import type { CommandGateway, InvocationOutcome } from '../../shared/aws/ports';
@@ -19,6 +19,7 @@ import type { ClusterConfig } from '../../shared/config';
 import { parseClusterConfig } from '../../shared/config';
 import type { DocumentKind } from '../../shared/documents';
 import { TransientError } from '../../shared/errors';
+import type { GossipKeyCustody, GossipKeyStages, StagedGossipKey } from '../../shared/gossip/custody';
 import { formatRoutingKey, parseRoutingKey, type RoutingKey } from '../../shared/rollout/routing';
 import type { StateStore } from '../../shared/state/store';
 import { InMemoryStateStore } from './in-memory-state-store';
@@ -206,6 +207,9 @@ export class FakeFleet implements CommandGateway, NodeInventory {
       let outcome: InvocationOutcome;
       if (behaviour === 'offline') {
         outcome = { state: 'failed', detail: 'Undeliverable', stdout: '' };
+      } else if (command.kind === 'gossip') {
+        // The gossip steps need real serf agents: the local world's sandboxes run them.
+        outcome = { state: 'failed', detail: 'Failed', stdout: '' };
       } else if (command.kind === 'prepare') {
         const agent = await csr();
         const cli = await csr();
@@ -286,6 +290,36 @@ export class RecordingEvents implements EventPublisher {
   }
 }
 
+/** The gossip secret's stages in memory, as the custody port shows them (no key is ever kept). */
+export class InMemoryGossipKeys implements GossipKeyCustody {
+  readonly #stages: GossipKeyStages = {};
+
+  async stages(): Promise<GossipKeyStages> {
+    return { ...this.#stages };
+  }
+
+  async stagePending(_secretId: string, rolloutId: string): Promise<Required<StagedGossipKey>> {
+    const fingerprint = createHash('sha256').update(rolloutId).digest('hex').slice(0, 16);
+    this.#stages.pending = {
+      versionId: `gossip-${fingerprint}-${'0'.repeat(24)}`,
+      fingerprint,
+      ofRollout: true,
+    };
+    return this.#stages.pending as Required<StagedGossipKey>;
+  }
+
+  async promotePending(): Promise<void> {
+    if (this.#stages.pending === undefined) return;
+    this.#stages.previous = this.#stages.current;
+    this.#stages.current = this.#stages.pending;
+    delete this.#stages.pending;
+  }
+
+  async discardPending(): Promise<void> {
+    delete this.#stages.pending;
+  }
+}
+
 export interface FakeClusterHarness {
   cluster: ClusterConfig;
   clock: ManualClock;
@@ -295,6 +329,7 @@ export interface FakeClusterHarness {
   events: RecordingEvents;
   telemetry: RecordingTelemetry;
   logger: RecordingLogger;
+  gossipKeys: InMemoryGossipKeys;
   rotation(): CertificateRotation;
 }
 
@@ -324,6 +359,7 @@ export async function fakeCluster(
     events: new RecordingEvents(),
     telemetry: new RecordingTelemetry(),
     logger: new RecordingLogger(),
+    gossipKeys: new InMemoryGossipKeys(),
     rotation: () =>
       new CertificateRotation({
         cluster,
@@ -335,6 +371,7 @@ export async function fakeCluster(
         telemetry: harness.telemetry,
         logger: harness.logger,
         clock,
+        gossipKeys: harness.gossipKeys,
       }),
   };
   return harness;

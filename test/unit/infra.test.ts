@@ -733,10 +733,11 @@ describe('infra: alarms', () => {
     expect(caDaysToExpiryThreshold(cluster('720h'))).toBe(90);
   });
 
-  it('alarms on stuck rollouts, refused nodes, failed token rotations, function errors and throttles, and dead letters', () => {
+  it('alarms on stuck rollouts, refused nodes, failed token and gossip rotations, function errors and throttles, and dead letters', () => {
     alarmOn(METRIC.rolloutStuck, { Threshold: 1 });
     alarmOn(METRIC.nodeRefused, { Threshold: 1 });
     alarmOn(METRIC.tokenRotationFailed, { Threshold: 1 });
+    alarmOn(METRIC.gossipRotationFailed, { Threshold: 1 });
     for (const entry of ['RotateCerts', 'ManualOps', 'CommandStatus', 'InstanceState', 'RotateToken']) {
       for (const metricName of ['Errors', 'Throttles']) {
         template.hasResourceProperties('AWS::CloudWatch::Alarm', {

@@ -355,4 +355,43 @@ describe('certificate rotation engine', () => {
       token: 'abc123-0011aabb',
     });
   });
+
+  it('starts the scheduled gossip rotation on a tick that starts no certificate rollout, once per interval', async () => {
+    // Arrange: every node issued, the cluster rotating its gossip key every 30 days
+    harness = await fakeCluster(fleet, { gossip: { secretId: 'gossip-key', rotateEvery: '30d' } });
+    await tick(harness);
+    await settle(harness);
+
+    // Act: the first tick with nothing to renew starts it; within the interval nothing more starts
+    await tick(harness);
+    const started = await harness.table.getActiveRollout('prod');
+    await harness.table.updateRollout(started!, { status: 'completed' }, harness.clock.now());
+    harness.clock.advance(3_600_000);
+    await tick(harness);
+    const withinInterval = await harness.table.getActiveRollout('prod');
+    harness.clock.advance(31 * 86_400_000);
+    await tick(harness);
+    await settle(harness);
+    await tick(harness);
+
+    // Assert
+    expect(started).toMatchObject({ plan: 'gossip', reason: 'scheduled gossip key rotation' });
+    expect(withinInterval).toBeUndefined();
+    const gossip = harness.fleet.commands.filter((command) => command.kind === 'gossip');
+    expect(gossip.map((command) => [command.parameters.operation, command.instanceIds])).toEqual([
+      ['inspect', servers],
+      ['inspect', servers],
+    ]);
+  });
+
+  it('never starts a gossip rotation on its own when the cluster says off', async () => {
+    harness = await fakeCluster(fleet, { gossip: { secretId: 'gossip-key', rotateEvery: 'off' } });
+    await tick(harness);
+    await settle(harness);
+
+    await tick(harness);
+
+    expect(harness.fleet.commands.filter((command) => command.kind === 'gossip')).toEqual([]);
+    expect(await harness.table.getActiveRollout('prod')).toBeUndefined();
+  });
 });
