@@ -2,6 +2,7 @@ import './quiet-sdk-warning';
 import { rm } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { renderFleetTable } from '../cli/fleet-table';
+import type { GossipStatusReport } from '../shared/gossip/status';
 import type { NodeRecord } from '../shared/state/records';
 import { describeFailure } from './failure';
 import { missingPrerequisites, prerequisitesReport } from './prerequisites';
@@ -28,10 +29,47 @@ async function showFleet(world: World): Promise<void> {
   say(renderFleetTable([...(await records(world)).values()], world.clock.now()));
 }
 
+/** Scheduled runs until the rollout ends (a failed stage waits out its backoff in between). */
+async function gossipRotationEnd(world: World, rolloutId: string) {
+  for (let round = 0; ; round += 1) {
+    await world.settle();
+    const rollout = await world.runtime.table.getRollout(world.cluster.name, rolloutId);
+    if (rollout === undefined || rollout.status !== 'running' || round >= 20)
+      return rollout ?? { status: 'missing', haltReason: undefined };
+    world.clock.advance(30_000);
+    await runTick(world);
+  }
+}
+
+/** Each server's gossip keyring as gossip-status reports it: fingerprints, never a key. */
+async function showGossip(world: World): Promise<GossipStatusReport> {
+  const status = (await world.invoke({
+    action: 'gossip-status',
+    cluster: world.cluster.name,
+  })) as GossipStatusReport;
+  say(`secret: current ${status.secret.current ?? '-'}, previous ${status.secret.previous ?? '(not ours)'}`);
+  for (const server of status.servers) {
+    if (!server.answered) {
+      say(`  ${server.instanceId}  no answer: ${server.reason}`);
+      continue;
+    }
+    const keys = server.list.ok
+      ? Object.entries(server.list.counts)
+          .map(([fingerprint, count]) => `${fingerprint}×${count}`)
+          .join(' ')
+      : `list failed: ${server.list.error}`;
+    say(
+      `  ${server.instanceId}  primary ${server.keyringFile?.[0] ?? '-'}  keys ${keys}  members ${server.members.alive}/${server.members.total} alive  health ${server.healthy ? 200 : 500}`,
+    );
+  }
+  return status;
+}
+
 /**
  * The main job on the local world: 3 servers + 3 clients, first issuance, a scheduled renewal, a node
- * whose reload fails and rolls back, an offline node that recovers, and an emergency reissue. Exits 0
- * only if every node ends with a valid, matching, served certificate.
+ * whose reload fails and rolls back, an offline node that recovers, an emergency reissue and a
+ * gossip key rotation. Exits 0 only if every node ends with a valid, matching, served certificate
+ * and every server gossips on the new key alone.
  */
 async function main(): Promise<number> {
   await rm(DEMO_DIR, { recursive: true, force: true });
@@ -107,6 +145,21 @@ async function main(): Promise<number> {
     await world.settle();
     await showFleet(world);
 
+    step('6. gossip key rotation on the 3 servers: install, use, remove, persist; no restart');
+    say('before: the key every server was started with, set by hand in its `encrypt`');
+    await showGossip(world);
+    const rotation = (await world.invoke({
+      action: 'rotate-gossip',
+      cluster: world.cluster.name,
+      reason: 'demo: monthly gossip key rotation',
+    })) as { rolloutId: string };
+    const gossip = await gossipRotationEnd(world, rotation.rolloutId);
+    say(
+      `rollout ${rotation.rolloutId}: ${gossip.status}${gossip.haltReason ? ` (${gossip.haltReason})` : ''}`,
+    );
+    say('after:');
+    const status = await showGossip(world);
+
     step('final verification from outside every node');
     const final = await records(world);
     let healthy = 0;
@@ -120,7 +173,17 @@ async function main(): Promise<number> {
     }
     say(`\nnode files: ${DEMO_DIR}/nodes/<instance-id>/opt/nomad/`);
     say(`${healthy}/${world.fleet.nodes().length} nodes end with a valid, matching, served certificate`);
-    return healthy === world.fleet.nodes().length ? 0 : 1;
+    const onNewKey = status.servers.filter(
+      (server) =>
+        server.answered &&
+        server.healthy &&
+        server.keyringFile?.join() === status.secret.current &&
+        server.members.alive === status.servers.length,
+    ).length;
+    say(
+      `${onNewKey}/${status.servers.length} servers gossip on the new key alone, healthy, every server alive`,
+    );
+    return healthy === world.fleet.nodes().length && onNewKey === status.servers.length ? 0 : 1;
   } finally {
     await world.stop();
   }
