@@ -40,6 +40,8 @@ export async function startSsmEmulator(options: {
     limiter: server.limiter,
     /** Every command sent, with its parameters, as ListCommands would show them (for secret scans). */
     history: () => [...store.commands.values()].map(describeCommand),
+    /** What every invocation printed, as GetCommandInvocation returns it (for secret scans). */
+    outputs: () => [...store.invocations.values()].map(({ stdout, stderr }) => ({ stdout, stderr })),
     client: (config: { maxAttempts?: number } = {}) =>
       new SSMClient({
         endpoint: server.endpoint,
