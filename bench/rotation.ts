@@ -4,8 +4,8 @@
 import '../local/quiet-sdk-warning';
 import 'reflect-metadata';
 import { mkdir, writeFile } from 'node:fs/promises';
-import type { MiddlewareStack } from '@smithy/types';
 import { startWorld, type World } from '../local/world';
+import { countCalls, difference, median, say } from './measure';
 
 interface Scenario {
   name: string;
@@ -41,29 +41,6 @@ const SCENARIOS: Scenario[] = [
   },
 ];
 
-const say = (text: string) => process.stdout.write(`${text}\n`);
-const median = (values: number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
-};
-
-/** Counts every SDK command the product sends (once per command, not per retry), by service. */
-function countCalls(world: World): Map<string, number> {
-  const counts = new Map<string, number>();
-  for (const [service, client] of Object.entries(world.clients)) {
-    (client.middlewareStack as MiddlewareStack<object, object>).add(
-      (next, context) => (args) => {
-        const key = `${service}.${context.commandName ?? 'unknown'}`;
-        counts.set(key, (counts.get(key) ?? 0) + 1);
-        return next(args);
-      },
-      { step: 'initialize', name: 'benchCallCounter' },
-    );
-  }
-  return counts;
-}
-
 function vaultCalls(world: World): Map<string, number> {
   const counts = new Map<string, number>();
   for (const { method, path } of world.vault.requestLog) {
@@ -75,15 +52,6 @@ function vaultCalls(world: World): Map<string, number> {
 
 const snapshot = (world: World, sdk: Map<string, number>) =>
   new Map([...sdk.entries(), ...vaultCalls(world).entries()]);
-
-function difference(after: Map<string, number>, before: Map<string, number>): Record<string, number> {
-  const result: Record<string, number> = {};
-  for (const [key, value] of after) {
-    const delta = value - (before.get(key) ?? 0);
-    if (delta > 0) result[key] = delta;
-  }
-  return result;
-}
 
 async function serials(world: World): Promise<Map<string, string | undefined>> {
   const nodes = await world.runtime.table.listNodes(world.cluster.name);
