@@ -93,3 +93,59 @@ describe('plan', () => {
     });
   });
 });
+
+describe('gossip requests', () => {
+  it('refuses a bad gossip request naming the field, and writes nothing', async () => {
+    harness = await fakeCluster(fleet, { gossip: { secretId: 'gossip-key', rotateEvery: 'off' } });
+
+    const refusals = await Promise.all(
+      [
+        { action: 'rotate-gossip', cluster: 'prod' },
+        { action: 'rotate-gossip', cluster: 'prod', reason: 'ok reason', targets: 'all' },
+        { action: 'rotate-gossip', cluster: 'elsewhere', reason: 'ok reason' },
+        { action: 'enable-gossip', cluster: 'prod', reason: 'ok reason' },
+      ].map((payload) => invokeManualOps(harness, payload).catch((error: Error) => error.message)),
+    );
+
+    expect(refusals).toEqual([
+      expect.stringMatching(/^400: .*reason/),
+      expect.stringMatching(/^400: .*targets: unknown field/),
+      expect.stringMatching(/^400: .*cluster: elsewhere is not configured/),
+      expect.stringMatching(
+        /^400: .*action: must be one of plan, rotate, reissue, rotate-gossip, gossip-status/,
+      ),
+    ]);
+    expect(await harness.table.listAudit('prod', harness.clock.now())).toEqual([]);
+    expect(harness.fleet.commands).toEqual([]);
+  });
+
+  it('refuses a gossip rotation of a cluster with no gossip section, before anything is written', async () => {
+    harness = await fakeCluster(fleet);
+
+    const refused = invokeManualOps(harness, { action: 'rotate-gossip', cluster: 'prod', reason: 'OPS-1' });
+
+    await expect(refused).rejects.toThrow(/400: .*cluster: prod has no gossip section/);
+    expect(await harness.table.listAudit('prod', harness.clock.now())).toEqual([]);
+    expect(await harness.table.listRollouts('prod')).toEqual([]);
+  });
+
+  it('names the servers on a dry run and changes nothing', async () => {
+    harness = await fakeCluster(fleet, { gossip: { secretId: 'gossip-key', rotateEvery: 'off' } });
+    await harness.rotation().tick({ deadline: Number.MAX_SAFE_INTEGER, owner: 'test', actor: 'schedule' });
+    await settleFakeCluster(harness);
+    const rolloutsBefore = await harness.table.listRollouts('prod');
+    const commandsBefore = harness.fleet.commands.length;
+
+    const answer = await invokeManualOps(harness, {
+      action: 'rotate-gossip',
+      cluster: 'prod',
+      reason: 'OPS-2',
+      dryRun: true,
+    });
+
+    expect(answer).toMatchObject({ dryRun: true, rolloutId: null, servers: ['i-00000000000000001'] });
+    expect(await harness.table.listRollouts('prod')).toEqual(rolloutsBefore);
+    expect(harness.fleet.commands).toHaveLength(commandsBefore);
+    expect(await harness.gossipKeys.stages()).toEqual({});
+  });
+});
