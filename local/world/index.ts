@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -72,6 +73,11 @@ export interface WorldOptions {
     gossip?: Partial<NonNullable<ClusterConfigInput['gossip']>>;
   };
   echo?: (line: string) => void;
+  /**
+   * The servers run Nomad ACLs: keyring calls need a token with agent:write, which the world keeps
+   * in a secret of its own (`gossip.aclTokenSecretId`) for the servers to read.
+   */
+  nomadAcls?: boolean;
 }
 
 export type World = Awaited<ReturnType<typeof startWorld>>;
@@ -131,6 +137,8 @@ export async function startWorld(options: WorldOptions = {}) {
     stops.push(() => events.stop());
 
     const clusterName = options.cluster?.name ?? 'demo';
+    // A Nomad ACL token's SecretID, as `nomad acl token create` prints it. A secret: never log it.
+    const nomadToken = options.nomadAcls ? randomUUID() : undefined;
     const fleet = await createNodeFleet({
       baseDir,
       servers: options.servers ?? 3,
@@ -139,6 +147,7 @@ export async function startWorld(options: WorldOptions = {}) {
       region,
       restartDelayMs: 500,
       secretsManagerEndpoint: secrets.endpoint,
+      ...(nomadToken === undefined ? {} : { aclTokens: { [nomadToken]: 'agent-write' as const } }),
     });
     stops.push(() => fleet.stop());
     // Provisioning as an operator would do it: each role's instances launched into its Auto Scaling group.
@@ -194,6 +203,16 @@ export async function startWorld(options: WorldOptions = {}) {
       }),
     );
 
+    const nomadTokenSecret =
+      nomadToken === undefined
+        ? undefined
+        : await clients.secretsManager.send(
+            new CreateSecretCommand({
+              Name: `nomad-rotator/${clusterName}/nomad-token`,
+              SecretString: nomadToken,
+            }),
+          );
+
     const cluster: ClusterConfig = parseClusterConfig({
       name: clusterName,
       region,
@@ -222,6 +241,7 @@ export async function startWorld(options: WorldOptions = {}) {
         backoffMaxSeconds: 20,
         // A world's rotations run when a test or the demo asks, so certificate tests see only theirs.
         rotateEvery: 'off',
+        ...(nomadTokenSecret === undefined ? {} : { aclTokenSecretId: nomadTokenSecret.ARN! }),
         ...options.cluster?.gossip,
       },
     });
@@ -340,6 +360,8 @@ export async function startWorld(options: WorldOptions = {}) {
       runtime,
       tokenSecretArn: tokenSecret.ARN!,
       gossipSecretArn: gossipSecret.ARN!,
+      /** The servers' agent:write ACL token with `nomadAcls` (a secret, for secret scans). */
+      nomadToken,
       manualOpsUrl,
       /** What the operator CLI needs in its environment to reach this world, signing as the operator. */
       cliEnvironment: (): Record<string, string> => ({

@@ -3,11 +3,13 @@ import { join } from 'node:path';
 import { GetSecretValueCommand } from '@aws-sdk/client-secrets-manager';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startWorld, type World } from '../../local/world';
+import { issueFleet } from '../helpers/gossip-world';
 import { findSecrets } from '../helpers/secret-scan';
 
 // Five servers with real serf agents, and everything a rotation leaves on the machine scanned for
 // the keys: every process's command line while it runs (the sandboxes' processes are this machine's),
 // the scripts the SSM agent wrote, the nodes' logs, every command's output, events, logs and items.
+// The servers run ACLs, so the agent:write token the servers read is scanned for too.
 
 let world: World;
 
@@ -49,9 +51,9 @@ async function filesUnder(dir: string, name: RegExp): Promise<Record<string, str
 }
 
 beforeAll(async () => {
-  world = await startWorld({ servers: 5, clients: 1, cluster: { name: 'five' } });
-  await world.tick();
-  await world.settle();
+  // With Nomad ACLs: every keyring call carries the agent:write token the servers read themselves.
+  world = await startWorld({ servers: 5, clients: 1, cluster: { name: 'five' }, nomadAcls: true });
+  await issueFleet(world);
 }, 300_000);
 
 afterAll(async () => {
@@ -59,7 +61,7 @@ afterAll(async () => {
 });
 
 describe('gossip key rotation on five servers', () => {
-  it('ends with all five on the new key alone, and no key on any command line, script, log or output', async () => {
+  it('ends with all five on the new key alone under ACLs, and no key or token on any command line, script, log or output', async () => {
     // Arrange
     const initial = world.fleet.initialGossipKey;
     const commandLines = sampleCommandLines();
@@ -102,6 +104,6 @@ describe('gossip key rotation on five servers', () => {
     };
     expect(seen.size).toBeGreaterThan(100);
     expect(Object.keys(produced.ssmScripts).length).toBeGreaterThan(0);
-    expect(findSecrets(produced, [initial, next])).toEqual([]);
+    expect(findSecrets(produced, [initial, next, world.nomadToken!])).toEqual([]);
   }, 600_000);
 });

@@ -7,6 +7,7 @@ import type { NodeSandbox } from '../../local/node/sandbox';
 import { DOCUMENT_NAMES, startWorld, type World } from '../../local/world';
 import type { RolloutRecord } from '../../shared/rollout/model';
 import { answerJson, callAgent, nomadShell } from '../helpers/agent-calls';
+import { issueFleet } from '../helpers/gossip-world';
 import { findSecrets } from '../helpers/secret-scan';
 
 // A gossip key rotation end to end on the local world: three servers with real serf agents under
@@ -111,8 +112,7 @@ const rotate = async (reason: string) =>
 /** One scheduled run after the backoff of a failed stage. */
 async function tickAfterBackoff(): Promise<void> {
   world.clock.advance(30_000);
-  await world.tick();
-  await world.settle();
+  await issueFleet(world);
 }
 
 beforeAll(async () => {
@@ -122,8 +122,7 @@ beforeAll(async () => {
     cluster: { name: 'gossip', gossip: { maxTries: 6 } },
   });
   // The servers' HTTPS API needs their certificates first: the first tick issues them.
-  await world.tick();
-  await world.settle();
+  await issueFleet(world);
 }, 240_000);
 
 afterAll(async () => {
