@@ -26,6 +26,9 @@ Commands
                                                        new gossip key on every server: install, use,
                                                        remove, persist (no restart); --dry-run names
                                                        the servers and changes nothing
+  repair-gossip --cluster C --reason R [--dry-run] [--url U]
+                                                       servers the current key no longer reaches:
+                                                       stop, keyring rewritten, start, one at a time
   gossip-status --cluster C [--url U]                  each server's keys, primary, members and health,
                                                        by fingerprint, and the secret's stages
   vault-bootstrap --spec FILE [--clusters FILE] [--dry-run] [--vault-ca FILE]
@@ -117,11 +120,12 @@ export async function main(argv: string[], environment: Record<string, string | 
       return manualRequest(url, payload, environment);
     }
     case 'rotate-gossip':
+    case 'repair-gossip':
     case 'gossip-status': {
       const payload = {
         action: command,
         cluster,
-        ...(command === 'rotate-gossip'
+        ...(command !== 'gossip-status'
           ? { reason: required(options.reason, '--reason'), ...(options['dry-run'] ? { dryRun: true } : {}) }
           : {}),
         requestedBy: `cli:${environment.USER ?? 'unknown'}`,

@@ -45,7 +45,8 @@ export const PATTERNS = {
   seconds: '^[1-9][0-9]{0,6}$',
   boolean: '^(true|false)$',
   httpsUrl: '^https://[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$',
-  gossipOperation: '^(inspect|install|use|remove|discard|persist)$',
+  gossipOperation: '^(inspect|install|use|remove|discard|repair|persist)$',
+  serverCount: '^[1-9][0-9]?$',
   /** A gossip key's fingerprint (first 16 hex of sha256 of its bytes), or none. */
   gossipFingerprint: '^([0-9a-f]{16}|none)$',
   /** A version of the gossip secret the rotator wrote (see gossip/custody.ts), or none. */

@@ -3,7 +3,9 @@ import type { GossipClusterConfig, GossipCommandRequest, GossipCommands } from '
 import type { CommandGateway } from './ports';
 
 /** Long enough for a keyring query under Nomad's WAN timings on every server, plus the key read. */
-const GOSSIP_EXECUTION_TIMEOUT_SECONDS = '300';
+const GOSSIP_EXECUTION_TIMEOUT_SECONDS = 300;
+/** A repair's work besides waiting for the server to rejoin: stop, write, start, the report. */
+const REPAIR_WORK_SECONDS = 120;
 
 /**
  * The gossip steps as SSM Run Command carries them: the gossip document with the cluster's secret,
@@ -22,7 +24,8 @@ export class SsmGossipCommands implements GossipCommands {
     request: GossipCommandRequest,
     routingKey: string,
   ): Promise<string> {
-    const { gossip, nomad, files } = this.cluster;
+    const { gossip, nomad, files, rollout } = this.cluster;
+    const healthTimeout = rollout.serverHealthTimeoutSeconds;
     return this.gateway.send(
       'gossip',
       targets,
@@ -41,7 +44,11 @@ export class SsmGossipCommands implements GossipCommands {
         keyringPath: gossip.keyringPath,
         encryptConfigPath: gossip.encryptConfigPath,
         encryptConfigOwner: gossip.encryptConfigOwner,
-        executionTimeout: GOSSIP_EXECUTION_TIMEOUT_SECONDS,
+        expectedServers: String(request.expectedServers ?? 1),
+        healthTimeoutSeconds: String(healthTimeout),
+        executionTimeout: String(
+          Math.max(GOSSIP_EXECUTION_TIMEOUT_SECONDS, healthTimeout + REPAIR_WORK_SECONDS),
+        ),
       },
       routingKey,
     );

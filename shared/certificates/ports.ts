@@ -82,7 +82,11 @@ export type RotationEventType =
   | 'EmergencyReissueFinished'
   | 'GossipRotationStarted'
   | 'GossipKeyRotated'
-  | 'GossipRotationHalted';
+  | 'GossipRotationHalted'
+  | 'GossipRepairStarted'
+  | 'GossipServerRepaired'
+  | 'GossipRepairFinished'
+  | 'GossipRepairHalted';
 
 export interface EventPublisher {
   publish(type: RotationEventType, detail: Record<string, unknown>): Promise<void>;

@@ -13,7 +13,14 @@ const instanceId = z.string().regex(new RegExp(PATTERNS.instanceId), {
   message: 'must be an EC2 instance id such as i-0123456789abcdef0',
 });
 
-const MANUAL_ACTIONS = ['plan', 'rotate', 'reissue', 'rotate-gossip', 'gossip-status'] as const;
+const MANUAL_ACTIONS = [
+  'plan',
+  'rotate',
+  'reissue',
+  'rotate-gossip',
+  'repair-gossip',
+  'gossip-status',
+] as const;
 const actionSchema = z.looseObject({
   action: z.enum(MANUAL_ACTIONS, { message: `must be one of ${MANUAL_ACTIONS.join(', ')}` }),
 });
@@ -39,9 +46,12 @@ export const certificateRequestSchema = z.strictObject({
   requestedBy,
 });
 
-/** A gossip key rotation of the cluster's servers; `dryRun` names the servers and changes nothing. */
+/**
+ * A gossip key rotation of the cluster's servers, or a repair of the servers its key no longer
+ * reaches; `dryRun` names the servers and changes nothing.
+ */
 export const gossipRequestSchema = z.strictObject({
-  action: z.literal('rotate-gossip'),
+  action: z.enum(['rotate-gossip', 'repair-gossip']),
   cluster,
   reason,
   dryRun: z.boolean().optional(),
@@ -63,7 +73,7 @@ export type ManualRequest = CertificateRequest | GossipRequest | GossipStatusReq
 export function parseManualRequest(input: unknown, configuredClusters: readonly string[]): ManualRequest {
   const { action } = parseOrThrow(actionSchema, input, 'manual request');
   const request: ManualRequest =
-    action === 'rotate-gossip'
+    action === 'rotate-gossip' || action === 'repair-gossip'
       ? parseOrThrow(gossipRequestSchema, input, 'manual request')
       : action === 'gossip-status'
         ? parseOrThrow(gossipStatusRequestSchema, input, 'manual request')
@@ -117,6 +127,14 @@ export type ManualOutcome =
       servers: string[];
       message: string;
     }
+  | {
+      action: 'repair-gossip';
+      dryRun: boolean;
+      rolloutId: string | null;
+      stragglers: string[];
+      status: GossipStatusReport;
+      message: string;
+    }
   | ({ action: 'gossip-status' } & GossipStatusReport);
 
 export interface ManualRequestDependencies {
@@ -129,6 +147,7 @@ export interface ManualRequestDependencies {
     | 'startGossipRotation'
     | 'gossipServers'
     | 'gossipStatus'
+    | 'startGossipRepair'
   >;
   audit: AuditLog;
   clock: Clock;
@@ -148,9 +167,9 @@ export async function runManualRequest(
   deadline: number,
 ): Promise<ManualOutcome> {
   const { rotation } = dependencies;
-  if (request.action === 'rotate-gossip') return runGossipRequest(dependencies, request, invoker, deadline);
   if (request.action === 'gossip-status')
     return { action: request.action, ...(await rotation.gossipStatus(deadline)) };
+  if (!('targets' in request)) return runGossipRequest(dependencies, request, invoker, deadline);
   if (Array.isArray(request.targets)) {
     const issues = await rotation.targetIssues(request.targets);
     if (issues.length > 0) throw new ValidationError('invalid manual request', issues);
@@ -189,6 +208,18 @@ async function runGossipRequest(
   const { rotation } = dependencies;
   const servers = await rotation.gossipServers();
   const dryRun = request.dryRun === true;
+  if (request.action === 'repair-gossip') {
+    await auditManualRequest(dependencies, request, invoker, { servers: servers.length, dryRun });
+    const repair = await rotation.startGossipRepair(
+      { reason: request.reason, actor: invoker.arn, dryRun },
+      deadline,
+    );
+    const message =
+      repair.stragglers.length === 0
+        ? 'nothing to repair: every server that answered reaches the others on the current key'
+        : `${dryRun ? 'would repair' : 'repairing'} ${repair.stragglers.join(', ')}, one at a time`;
+    return { action: request.action, dryRun, ...repair, message };
+  }
   await auditManualRequest(dependencies, request, invoker, { servers: servers.length, dryRun });
   if (dryRun) {
     return {

@@ -6,7 +6,8 @@ import type { ClusterConfig } from '../config';
 import { ConflictError, ValidationError } from '../errors';
 import type { GossipKeyCustody } from '../gossip/custody';
 import { GOSSIP_PLAN, type GossipClusterConfig, GossipPlan } from '../gossip/plan';
-import { type GossipStatusReport, gossipStatus } from '../gossip/status';
+import { GOSSIP_REPAIR_PLAN, GossipRepairPlan } from '../gossip/repair';
+import { type GossipStatusReport, gossipStatus, stragglersIn } from '../gossip/status';
 import type { Logger } from '../logger';
 import { recordAudit } from '../rollout/audit';
 import { RolloutEngine } from '../rollout/engine';
@@ -100,11 +101,10 @@ export class CertificateRotation {
       logger,
       clock,
     });
-    const gossip = gossipPlan(dependencies);
     this.#engine = new RolloutEngine({
       cluster: cluster.name,
       store: table,
-      plans: gossip === undefined ? [plan] : [plan, gossip],
+      plans: [plan, ...gossipPlans(dependencies)],
       results: dependencies.commands,
       telemetry: { rolloutHalted: (name) => telemetry.rolloutStuck(name) },
       logger,
@@ -424,6 +424,42 @@ export class CertificateRotation {
     }
   }
 
+  /**
+   * Repair the servers the current key no longer reaches, as gossip-status finds them, one at a
+   * time. Needs a current key the rotator wrote (a hand-set key is not in the secret); refused
+   * (ConflictError) while another rollout runs. Nothing to repair: no rollout.
+   */
+  async startGossipRepair(
+    request: { reason: string; actor: string; dryRun: boolean },
+    deadline: number,
+  ): Promise<{ rolloutId: string | null; stragglers: string[]; status: GossipStatusReport }> {
+    const status = await this.gossipStatus(deadline);
+    const current = status.secret.current;
+    if (current === undefined)
+      throw new ValidationError('invalid gossip request', [
+        `cluster: the gossip secret of ${this.#cluster.name} holds no key the rotator wrote; rotate-gossip first`,
+      ]);
+    const stragglers = stragglersIn(status, current);
+    // Right after a server is cut off the others count it suspect and their own queries fail too:
+    // only a minority that the rest agree on is a straggler, never a majority to restart.
+    if (stragglers.length * 2 >= status.servers.length)
+      throw new ConflictError(
+        `${stragglers.length} of ${status.servers.length} servers look cut off: not a straggler to repair; wait for the cluster's view to settle (a suspect server is failed after about 30 s) and look at gossip-status`,
+        { context: { cluster: this.#cluster.name } },
+      );
+    if (stragglers.length === 0 || request.dryRun) return { rolloutId: null, stragglers, status };
+    const rollout = await this.#engine.start({
+      plan: GOSSIP_REPAIR_PLAN,
+      kind: 'repair',
+      settings: { servers: status.servers.length },
+      reason: request.reason,
+      actor: request.actor,
+      waves: stragglers.map((instanceId) => ({ group: 'server', targets: [instanceId] })),
+    });
+    await this.#engine.advance(rollout.rolloutId, deadline);
+    return { rolloutId: rollout.rolloutId, stragglers, status };
+  }
+
   /** The servers a gossip rotation covers; ValidationError when the cluster has no gossip section or no server. */
   async gossipServers(): Promise<string[]> {
     if (this.#cluster.gossip === undefined || this.#deps.gossipKeys === undefined)
@@ -551,22 +587,25 @@ export class CertificateRotation {
   }
 }
 
-function gossipPlan(dependencies: RotationDependencies): GossipPlan | undefined {
+/** The gossip rotation and repair plans, for a cluster with a gossip section. */
+function gossipPlans(dependencies: RotationDependencies): (GossipPlan | GossipRepairPlan)[] {
   const { cluster, gossipKeys } = dependencies;
-  if (cluster.gossip === undefined || gossipKeys === undefined) return undefined;
+  if (cluster.gossip === undefined || gossipKeys === undefined) return [];
   const gossipCluster = cluster as GossipClusterConfig;
-  return new GossipPlan({
-    cluster: gossipCluster,
-    custody: gossipKeys,
-    commands: new SsmGossipCommands(dependencies.commands, gossipCluster),
-    nodes: dependencies.table,
-    waves: dependencies.table,
-    audit: dependencies.table,
-    events: dependencies.events,
-    telemetry: dependencies.telemetry,
-    logger: dependencies.logger,
-    clock: dependencies.clock,
-  });
+  const commands = new SsmGossipCommands(dependencies.commands, gossipCluster);
+  const shared = { cluster: gossipCluster, custody: gossipKeys, commands, events: dependencies.events };
+  return [
+    new GossipPlan({
+      ...shared,
+      nodes: dependencies.table,
+      waves: dependencies.table,
+      audit: dependencies.table,
+      telemetry: dependencies.telemetry,
+      logger: dependencies.logger,
+      clock: dependencies.clock,
+    }),
+    new GossipRepairPlan({ ...shared, telemetry: dependencies.telemetry }),
+  ];
 }
 
 /** A server whose record holds no seat in the server set: unknown, of another role, refused or retired. */

@@ -98,7 +98,7 @@ export const DOCUMENTS = {
       attemptId: { pattern: 'attemptId', description: 'Identifies this rotation attempt' },
       operation: {
         pattern: 'gossipOperation',
-        description: 'inspect, install, use, remove, discard or persist',
+        description: 'inspect, install, use, remove, discard, repair or persist',
       },
       secretId: { pattern: 'secretId', description: "The cluster's gossip key secret", default: 'none' },
       versionId: {
@@ -135,6 +135,16 @@ export const DOCUMENTS = {
         description: 'The 0600 config file persist writes `encrypt` into',
       },
       encryptConfigOwner: { pattern: 'posixName', description: 'Owner of the encrypt config file' },
+      expectedServers: {
+        pattern: 'serverCount',
+        description: 'Servers a repaired server must reach again before repair succeeds',
+        default: '1',
+      },
+      healthTimeoutSeconds: {
+        pattern: 'seconds',
+        description: 'Seconds a repaired server has to rejoin',
+        default: '120',
+      },
       executionTimeout: { ...executionTimeout, default: '300' },
     },
   },

@@ -6,13 +6,24 @@ import type { ServerGossipReport } from './verdicts';
 const fingerprint = z.string().regex(/^[0-9a-f]{16}$/);
 const count = z.number().int().min(0).max(10_000);
 
-export const GOSSIP_OPERATIONS = ['inspect', 'install', 'use', 'remove', 'discard', 'persist'] as const;
+export const GOSSIP_OPERATIONS = [
+  'inspect',
+  'install',
+  'use',
+  'remove',
+  'discard',
+  'repair',
+  'persist',
+] as const;
 export type GossipOperation = (typeof GOSSIP_OPERATIONS)[number];
 
-/** What a keyring call answered when it failed: Nomad's "x/y nodes reported ..." or the HTTP status. */
+/**
+ * What a step answered when it failed: Nomad's "x/y nodes reported ...", the HTTP status, or a
+ * repaired server that did not rejoin in time.
+ */
 const apiError = z
   .string()
-  .regex(/^([0-9]{1,4}\/[0-9]{1,4} nodes reported (success|failure)|http-[0-9]{3})$/);
+  .regex(/^([0-9]{1,4}\/[0-9]{1,4} nodes reported (success|failure)|http-[0-9]{3}|not-rejoined)$/);
 
 /**
  * The gossip document's one JSON line: what the step changed and the server's keyring by
@@ -24,6 +35,7 @@ export const gossipReportSchema = z.object({
   stage: z.literal('gossip'),
   operation: z.enum(GOSSIP_OPERATIONS),
   attemptId: z.string().regex(patternRegExp('attemptId')),
+  // `changed`: the step wrote or broadcast something (install and use always broadcast).
   mutation: z.union([
     z.null(),
     z.object({ ok: z.literal(true), changed: z.boolean() }),

@@ -39,8 +39,10 @@ export interface GossipCommandRequest {
   attemptId: string;
   /** The secret version holding the key (install and persist read it on the node). */
   versionId?: string;
-  /** The key the step installs, uses, keeps, discards or persists. */
+  /** The key the step installs, uses, keeps, discards, repairs with or persists. */
   keyFingerprint?: string;
+  /** Servers a repaired server must reach again. */
+  expectedServers?: number;
 }
 
 export interface GossipCommands {

@@ -5,6 +5,7 @@ import { formatRoutingKey, newToken } from '../rollout/routing';
 import type { GossipKeyCustody } from './custody';
 import { type GossipReport, readGossipReport } from './outputs';
 import { GOSSIP_PLAN, type GossipCommands } from './plan';
+import { removeVerified } from './verdicts';
 
 /** One server's keyring as it answered the status inspect, by fingerprint; or why it did not. */
 export type ServerGossipStatus =
@@ -87,4 +88,28 @@ export async function gossipStatus(
       (instanceId) => answers.get(instanceId) ?? { instanceId, answered: false, reason: 'no-answer-in-time' },
     ),
   };
+}
+
+/**
+ * The servers that answered but cannot reach the others on `current`: unhealthy, a failed keyring
+ * list, a smaller view than the widest, or another primary. A server that did not answer is not
+ * one: nothing can be known of it.
+ */
+export function stragglersIn(status: GossipStatusReport, current: string): string[] {
+  const expected = status.servers.map((server) => server.instanceId);
+  const reports = status.servers.flatMap((server) =>
+    server.answered
+      ? [
+          {
+            instanceId: server.instanceId,
+            list: server.list,
+            ...(server.keyringFile === null ? {} : { keyringFile: server.keyringFile }),
+            healthy: server.healthy,
+            aliveServers: server.members.alive,
+            members: server.members.total,
+          },
+        ]
+      : [],
+  );
+  return removeVerified(expected, reports, current).stragglers;
 }

@@ -1,5 +1,5 @@
-import { createHash } from 'node:crypto';
-import { readFile, stat } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DescribeSecretCommand, GetSecretValueCommand } from '@aws-sdk/client-secrets-manager';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -112,14 +112,17 @@ const rotate = async (reason: string) =>
 /** One scheduled run after the backoff of a failed stage. */
 async function tickAfterBackoff(): Promise<void> {
   world.clock.advance(30_000);
-  await issueFleet(world);
+  await world.tick();
+  await world.settle();
 }
 
 beforeAll(async () => {
   world = await startWorld({
     servers: 3,
     clients: 1,
-    cluster: { name: 'gossip', gossip: { maxTries: 6 } },
+    // Backoffs long enough, in real time too, for a stopped server to start and rejoin (serf marks it
+    // failed after its suspicion window) before its tries run out.
+    cluster: { name: 'gossip', gossip: { maxTries: 10, backoffBaseSeconds: 15, backoffMaxSeconds: 30 } },
   });
   // The servers' HTTPS API needs their certificates first: the first tick issues them.
   await issueFleet(world);
@@ -204,6 +207,8 @@ describe('gossip key rotation (real serf, three servers)', () => {
     await tickAfterBackoff();
     const whileDown = await rolloutAudit(rolloutId);
     await startAgain(down);
+    // Back means rejoined: the rotation's tries are not spent on a server still starting.
+    await aliveEverywhere();
     const ended = await runToEnd(rolloutId);
 
     // Assert
@@ -226,6 +231,7 @@ describe('gossip key rotation (real serf, three servers)', () => {
     await stopped;
     await world.settle();
     await startAgain(down);
+    await aliveEverywhere();
     const ended = await runToEnd(rolloutId);
 
     // Assert
@@ -267,6 +273,61 @@ describe('gossip key rotation (real serf, three servers)', () => {
     await startAgain(down);
     await aliveEverywhere();
     expect(await keyringOf(down)).toEqual([before]);
+  }, 600_000);
+
+  it('finds a server its key no longer reaches and repairs it: stopped, keyring rewritten, started, rejoined', async () => {
+    // Arrange: a server comes back with a stale keyring, on a key no other server holds
+    const current = await currentKey();
+    // A follower: a cut-off leader takes the cluster through an election first, another story.
+    const raft = answerJson(await callAgent(servers()[0]!, 'GET', '/v1/operator/raft/configuration')) as {
+      Servers: { Node: string; Leader: boolean }[];
+    };
+    const leader = raft.Servers.find((server) => server.Leader)?.Node ?? '';
+    const straggler = servers().find((server) => !leader.startsWith(server.computerName))!;
+    await nomadShell(straggler, 'systemctl stop nomad');
+    await writeFile(
+      join(straggler.root, KEYRING_FILE),
+      JSON.stringify([randomBytes(32).toString('base64')]),
+      {
+        mode: 0o600,
+      },
+    );
+    await startAgain(straggler);
+    // The others fail it after memberlist's suspicion window; until then their own queries fail too.
+    const deadline = Date.now() + 120_000;
+    let found: { stragglers: string[] } | undefined;
+    while (Date.now() < deadline) {
+      found = (await world
+        .invoke({ action: 'repair-gossip', cluster: world.cluster.name, reason: 'look', dryRun: true })
+        .catch(() => undefined)) as { stragglers: string[] } | undefined;
+      if (found?.stragglers.length === 1) break;
+      await new Promise((resolve) => setTimeout(resolve, 3_000));
+    }
+
+    // Act
+    const repair = (await world.invoke({
+      action: 'repair-gossip',
+      cluster: world.cluster.name,
+      reason: 'server restored with an old keyring',
+    })) as { rolloutId: string; stragglers: string[] };
+    await world.settle();
+
+    // Assert
+    expect(found?.stragglers).toEqual([straggler.instanceId]);
+    expect(repair.stragglers).toEqual([straggler.instanceId]);
+    expect(await world.runtime.table.getRollout(world.cluster.name, repair.rolloutId)).toMatchObject({
+      status: 'completed',
+      plan: 'gossiprepair',
+    });
+    expect(await keyringOf(straggler)).toEqual([current]);
+    await aliveEverywhere();
+    const repaired = world.events
+      .events()
+      .filter((event) => event['detail-type'] === 'GossipServerRepaired')
+      .map((event) => event.detail);
+    expect(repaired).toEqual([
+      expect.objectContaining({ instanceId: straggler.instanceId, primary: fingerprint(current) }),
+    ]);
   }, 600_000);
 
   it('refuses a gossip rotation while another rollout runs, and changes nothing', async () => {

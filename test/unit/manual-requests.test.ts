@@ -112,7 +112,7 @@ describe('gossip requests', () => {
       expect.stringMatching(/^400: .*targets: unknown field/),
       expect.stringMatching(/^400: .*cluster: elsewhere is not configured/),
       expect.stringMatching(
-        /^400: .*action: must be one of plan, rotate, reissue, rotate-gossip, gossip-status/,
+        /^400: .*action: must be one of plan, rotate, reissue, rotate-gossip, repair-gossip, gossip-status/,
       ),
     ]);
     expect(await harness.table.listAudit('prod', harness.clock.now())).toEqual([]);

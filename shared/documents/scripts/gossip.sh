@@ -3,7 +3,9 @@
 # of the keyring, by fingerprint only. inspect changes nothing; install reads the staged key from
 # Secrets Manager with the instance role and installs it; use makes an installed key the primary;
 # remove takes every other key out of the cluster's keyring; discard takes a rotation's own key out
-# again (a halted rotation that never reached use: no server has it as primary); persist writes the key into a 0600
+# again (a halted rotation that never reached use: no server has it as primary); repair brings back
+# a server the cluster's key no longer reaches (stop, serf.keyring rewritten atomically to the
+# current key alone, start, then proof that it rejoined every server); persist writes the key into a 0600
 # `encrypt` config file that only a fresh data dir reads. Keys and the ACL token reach the local
 # API through process substitution (file descriptors), never argv, a parameter or the output.
 # Every step is idempotent. Runs under the SSM agent: root, no HOME, no NOMAD_* variables.
@@ -25,6 +27,8 @@ CLI_KEY_PATH='{{ cliKeyPath }}'
 KEYRING_PATH='{{ keyringPath }}'
 ENCRYPT_CONFIG_PATH='{{ encryptConfigPath }}'
 ENCRYPT_CONFIG_OWNER='{{ encryptConfigOwner }}'
+EXPECTED_SERVERS='{{ expectedServers }}'
+HEALTH_TIMEOUT='{{ healthTimeoutSeconds }}'
 
 # nomad-rotator:include safe-paths.sh
 
@@ -67,7 +71,7 @@ call_agent() {
   answer=$(curl -sS --max-time 40 -X "$method" --cacert "$CA_PATH" "${client_auth[@]}" \
     -H @<(if [[ -n "$TOKEN" ]]; then printf 'X-Nomad-Token: %s\n' "$TOKEN"; fi) \
     --data-binary @<(if [[ -n "$key" ]]; then printf '{"Key":"%s"}' "$key"; fi) \
-    -w '\n%{http_code}' "$NOMAD_ADDR$path" 2>/dev/null) || answer=$'\n000'
+    -w '\n%{http_code}' "$NOMAD_ADDR$path") || answer=$'\n000'
   STATUS=${answer##*$'\n'}
   BODY=${answer%$'\n'*}
 }
@@ -223,6 +227,41 @@ case "$OPERATION" in
       if [[ "$STATUS" == 200 ]]; then outcome=$(mutated true); else outcome=$(mutation_failed); fi
     done
     unset candidate
+    CLUSTER_KEYS=()
+    report "$outcome"
+    ;;
+  repair)
+    key=$(staged_key) || exit 1
+    directory=$(dirname -- "$KEYRING_PATH")
+    is_safe_path "$directory" || refuse "unsafe-directory"
+    if [[ -L "$KEYRING_PATH" ]] || [[ -e "$KEYRING_PATH" && ! -f "$KEYRING_PATH" ]]; then
+      refuse "unsafe-path"
+    fi
+    owner=$(stat -c '%u:%g' -- "$KEYRING_PATH" 2>/dev/null || printf '0:0')
+    systemctl stop nomad || refuse "stop-failed"
+    # serf writes its keyring in place; this one is whole before it takes the name.
+    staging=$(mktemp -- "$KEYRING_PATH.XXXXXXXX") || refuse "write-failed"
+    printf '[\n  "%s"\n]' "$key" >"$staging" || refuse "write-failed"
+    unset key
+    chown "$owner" -- "$staging" || refuse "write-failed"
+    chmod 0600 -- "$staging" || refuse "write-failed"
+    mv -f -- "$staging" "$KEYRING_PATH" || refuse "write-failed"
+    systemctl start nomad || refuse "start-failed"
+    # Rejoined: active, healthy, and the keyring query reaches every expected server.
+    outcome='{"ok":false,"error":"not-rejoined"}'
+    for ((waited = 0; waited < HEALTH_TIMEOUT; waited += 2)); do
+      if systemctl is-active --quiet nomad; then
+        call_agent GET '/v1/agent/health?type=server'
+        if [[ "$STATUS" == 200 ]]; then
+          list_keyring
+          if [[ "$LIST_JSON" == *"\"numNodes\":$EXPECTED_SERVERS}" ]]; then
+            outcome=$(mutated true)
+            break
+          fi
+        fi
+      fi
+      sleep 2
+    done
     CLUSTER_KEYS=()
     report "$outcome"
     ;;
