@@ -12,6 +12,7 @@ import type {
   StepOutcome,
   StepVerdict,
 } from '../rollout/plan';
+import { splitByReachability } from '../state/reachability';
 import type { NodeRecord, ReloadMode, SignedSet } from '../state/records';
 import type { AuditLog, NodeChanges, NodeField, NodeStore } from '../state/store';
 import type { CertificateCommands } from './commands';
@@ -121,18 +122,8 @@ export class CertificatePlan implements RolloutPlan {
   ): Promise<StepBatches> {
     const { commands } = this.#deps;
     if (step === 'prepare') {
-      const nodes = new Map(
-        (
-          await this.#deps.nodes.getNodes(
-            rollout.cluster,
-            attempts.map((a) => a.target),
-          )
-        ).map((n) => [n.instanceId, n]),
-      );
-      const unreachable = attempts
-        .filter((attempt) => nodes.get(attempt.target)?.ping === 'ConnectionLost')
-        .map((attempt) => ({ attempt, reason: 'node-offline' }));
-      const online = attempts.filter((attempt) => nodes.get(attempt.target)?.ping !== 'ConnectionLost');
+      const { online, offline } = await splitByReachability(this.#deps.nodes, rollout.cluster, attempts);
+      const unreachable = offline.map((attempt) => ({ attempt, reason: 'node-offline' }));
       const byTarget = new Map(online.map((attempt) => [attempt.target, attempt]));
       return {
         batches: commands

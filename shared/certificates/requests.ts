@@ -208,8 +208,8 @@ async function runGossipRequest(
   const { rotation } = dependencies;
   const servers = await rotation.gossipServers();
   const dryRun = request.dryRun === true;
+  await auditManualRequest(dependencies, request, invoker, { servers: servers.length, dryRun });
   if (request.action === 'repair-gossip') {
-    await auditManualRequest(dependencies, request, invoker, { servers: servers.length, dryRun });
     const repair = await rotation.startGossipRepair(
       { reason: request.reason, actor: invoker.arn, dryRun },
       deadline,
@@ -220,7 +220,6 @@ async function runGossipRequest(
         : `${dryRun ? 'would repair' : 'repairing'} ${repair.stragglers.join(', ')}, one at a time`;
     return { action: request.action, dryRun, ...repair, message };
   }
-  await auditManualRequest(dependencies, request, invoker, { servers: servers.length, dryRun });
   if (dryRun) {
     return {
       action: request.action,

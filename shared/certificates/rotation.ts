@@ -362,16 +362,21 @@ export class CertificateRotation {
     deadline: number,
   ): Promise<StartedGossipRotation> {
     const servers = await this.gossipServers();
-    const rollout = await this.#engine.start({
+    const rollout = await this.#startGossipRotation(servers, request.reason, request.actor);
+    await this.#engine.advance(rollout.rolloutId, deadline);
+    return { rolloutId: rollout.rolloutId, servers };
+  }
+
+  /** One wave of every server; ConflictError while another rollout runs. */
+  #startGossipRotation(servers: string[], reason: string, actor: string): Promise<RolloutRecord> {
+    return this.#engine.start({
       plan: GOSSIP_PLAN,
       kind: 'rotate',
       settings: {},
-      reason: request.reason,
-      actor: request.actor,
+      reason,
+      actor,
       waves: [{ group: 'server', targets: servers }],
     });
-    await this.#engine.advance(rollout.rolloutId, deadline);
-    return { rolloutId: rollout.rolloutId, servers };
   }
 
   /** What every server's gossip keyring holds now, by fingerprint, with the secret's stages. */
@@ -410,14 +415,7 @@ export class CertificateRotation {
     const servers = await this.gossipServers().catch(() => []);
     if (servers.length === 0) return undefined;
     try {
-      return await this.#engine.start({
-        plan: GOSSIP_PLAN,
-        kind: 'rotate',
-        settings: {},
-        reason: 'scheduled gossip key rotation',
-        actor,
-        waves: [{ group: 'server', targets: servers }],
-      });
+      return await this.#startGossipRotation(servers, 'scheduled gossip key rotation', actor);
     } catch (error) {
       if (error instanceof ConflictError) return undefined;
       throw error;

@@ -15,6 +15,20 @@ const fileParameters = (file: string, label: string, key = false): Record<string
   [`${file}Group`]: { pattern: 'posixName', description: `Group of ${label}` },
 });
 
+/** How a document reaches the node's own agent, which the SSM agent's bare environment does not say. */
+const localAgent = {
+  nomadAddress: {
+    pattern: 'httpsUrl',
+    description: "The local agent's HTTPS address (the SSM agent sets no NOMAD_ADDR)",
+    default: 'https://127.0.0.1:4646',
+  },
+  verifyHttpsClient: {
+    pattern: 'boolean',
+    description: "The agent's tls.verify_https_client: call it with the CLI certificate when true",
+    default: 'true',
+  },
+} as const satisfies Record<string, ParameterSpec>;
+
 const executionTimeout: ParameterSpec = {
   pattern: 'seconds',
   description: 'Seconds before the agent stops the script (SIGKILL to its process group: no cleanup runs)',
@@ -73,16 +87,7 @@ export const DOCUMENTS = {
         description: 'Seconds the same agent process must keep running after it serves the new certificate',
         default: '3',
       },
-      nomadAddress: {
-        pattern: 'httpsUrl',
-        description: "The local agent's HTTPS address (the SSM agent sets no NOMAD_ADDR)",
-        default: 'https://127.0.0.1:4646',
-      },
-      verifyHttpsClient: {
-        pattern: 'boolean',
-        description: "The agent's tls.verify_https_client: prove with the new CLI certificate when true",
-        default: 'true',
-      },
+      ...localAgent,
       ...fileParameters('agentCert', 'the agent certificate (leaf + chain)'),
       ...fileParameters('agentKey', 'the agent private key', true),
       ...fileParameters('ca', 'the CA bundle'),
@@ -116,16 +121,7 @@ export const DOCUMENTS = {
         description: 'A secret holding a Nomad ACL token with agent:write, or none without ACLs',
         default: 'none',
       },
-      nomadAddress: {
-        pattern: 'httpsUrl',
-        description: "The local agent's HTTPS address (the SSM agent sets no NOMAD_ADDR)",
-        default: 'https://127.0.0.1:4646',
-      },
-      verifyHttpsClient: {
-        pattern: 'boolean',
-        description: "The agent's tls.verify_https_client: call with the CLI certificate when true",
-        default: 'true',
-      },
+      ...localAgent,
       caPath: { pattern: 'absolutePath', description: 'Path of the CA bundle' },
       cliCertPath: { pattern: 'absolutePath', description: 'Path of the CLI certificate' },
       cliKeyPath: { pattern: 'absolutePath', description: 'Path of the CLI private key' },

@@ -58,8 +58,11 @@ export function readGossipReport(stdout: string): GossipReport | undefined {
   return parsed.success ? parsed.data : undefined;
 }
 
-/** A report as the verdicts read it. */
-export function serverView(instanceId: string, report: GossipReport): ServerGossipReport {
+/** A report (or the part of one gossip-status keeps) as the verdicts read it. */
+export function serverView(
+  instanceId: string,
+  report: Pick<GossipReport, 'list' | 'keyringFile' | 'healthy' | 'members'>,
+): ServerGossipReport {
   return {
     instanceId,
     list: report.list,

@@ -17,6 +17,7 @@ import type {
 } from '../rollout/plan';
 import { formatRoutingKey, newToken } from '../rollout/routing';
 import type { RolloutStore } from '../rollout/store';
+import { splitByReachability } from '../state/reachability';
 import type { AuditLog, NodeStore } from '../state/store';
 import type { GossipKeyCustody, StagedGossipKey } from './custody';
 import {
@@ -134,20 +135,10 @@ export class GossipPlan implements RolloutPlan {
     attempts: readonly AttemptRecord[],
   ): Promise<StepBatches> {
     if (step === 'inspect') {
-      const nodes = new Map(
-        (
-          await this.#deps.nodes.getNodes(
-            rollout.cluster,
-            attempts.map((a) => a.target),
-          )
-        ).map((n) => [n.instanceId, n]),
-      );
-      const offline = (attempt: AttemptRecord) => nodes.get(attempt.target)?.ping === 'ConnectionLost';
+      const { online, offline } = await splitByReachability(this.#deps.nodes, rollout.cluster, attempts);
       return {
-        batches: [attempts.filter((attempt) => !offline(attempt))].filter((batch) => batch.length > 0),
-        unreachable: attempts
-          .filter(offline)
-          .map((attempt) => ({ attempt, reason: 'server-offline', retryFrom: 'inspect' })),
+        batches: online.length > 0 ? [online] : [],
+        unreachable: offline.map((attempt) => ({ attempt, reason: 'server-offline', retryFrom: 'inspect' })),
       };
     }
     // A step the whole wave passed the gate of is run again for the servers whose try failed; only
@@ -256,8 +247,6 @@ export class GossipPlan implements RolloutPlan {
       return { ok: false, reason: `${attempt.step}-failed:${report.mutation.error}`, ...again };
     return { ok: true, carry: { report } };
   }
-
-  async onSucceeded(): Promise<void> {}
 
   async onFailed(rollout: RolloutRecord, attempt: AttemptRecord, reason: string, nextAttemptAt?: number) {
     this.#deps.logger.warn('gossip step failed', {

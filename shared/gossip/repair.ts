@@ -92,10 +92,6 @@ export class GossipRepairPlan implements RolloutPlan {
     });
   }
 
-  async onFailed(): Promise<void> {
-    // The halt that follows at once raises the alarm and the event.
-  }
-
   async announce(rollout: RolloutRecord, milestone: RolloutMilestone, targets: readonly string[]) {
     const base = { cluster: rollout.cluster, rolloutId: rollout.rolloutId };
     if (milestone === 'started') {

@@ -3,7 +3,7 @@ import type { CommandGateway } from '../aws/ports';
 import type { Clock } from '../clock';
 import { formatRoutingKey, newToken } from '../rollout/routing';
 import type { GossipKeyCustody } from './custody';
-import { type GossipReport, readGossipReport } from './outputs';
+import { type GossipReport, readGossipReport, serverView } from './outputs';
 import { GOSSIP_PLAN, type GossipCommands } from './plan';
 import { removeVerified } from './verdicts';
 
@@ -98,18 +98,7 @@ export async function gossipStatus(
 export function stragglersIn(status: GossipStatusReport, current: string): string[] {
   const expected = status.servers.map((server) => server.instanceId);
   const reports = status.servers.flatMap((server) =>
-    server.answered
-      ? [
-          {
-            instanceId: server.instanceId,
-            list: server.list,
-            ...(server.keyringFile === null ? {} : { keyringFile: server.keyringFile }),
-            healthy: server.healthy,
-            aliveServers: server.members.alive,
-            members: server.members.total,
-          },
-        ]
-      : [],
+    server.answered ? [serverView(server.instanceId, server)] : [],
   );
   return removeVerified(expected, reports, current).stragglers;
 }

@@ -182,7 +182,7 @@ export class AttemptRunner {
       instanceId: attempt.target,
       group: attempt.group,
     });
-    await plan.onSucceeded(rollout, attempt, verdict.carry);
+    await plan.onSucceeded?.(rollout, attempt, verdict.carry);
     return true;
   }
 
@@ -222,7 +222,7 @@ export class AttemptRunner {
       group: attempt.group,
       details: { tries: attempt.tries, ...(nextAttemptAt ? { nextAttemptAt: iso(nextAttemptAt) } : {}) },
     });
-    await plan.onFailed(rollout, moved, reason, nextAttemptAt);
+    await plan.onFailed?.(rollout, moved, reason, nextAttemptAt);
     if (policy.kind === 'halt') {
       await this.#deps.halt(rollout, `${attempt.target} failed ${attempt.step}: ${reason}`);
     }

@@ -103,13 +103,13 @@ export interface RolloutPlan {
    * The attempt finished its last step (called once, by whoever committed it). `attempt` is as it was
    * before that step finished (its carry intact); `result` is the last verdict's carry.
    */
-  onSucceeded(
+  onSucceeded?(
     rollout: RolloutRecord,
     attempt: AttemptRecord,
     result?: Record<string, unknown>,
   ): Promise<void>;
   /** A try failed; `nextAttemptAt` is absent when no try follows. */
-  onFailed(
+  onFailed?(
     rollout: RolloutRecord,
     attempt: AttemptRecord,
     reason: string,

@@ -168,6 +168,27 @@ report() {
 mutated() { printf '{"ok":true,"changed":%s}' "$1"; }
 mutation_failed() { printf '{"ok":false,"error":"%s"}' "$(api_error)"; }
 
+# Takes out of the cluster's keyring every key listed whose fingerprint is $2 (only) or is not
+# (all-but); stops at the first refusal. Sets OUTCOME.
+remove_cluster_keys() {
+  local which=$1 wanted=$2 candidate matches want_match=false
+  [[ "$which" == only ]] && want_match=true
+  list_keyring
+  [[ "$LIST_JSON" == '{"ok":true'* ]] || refuse "keyring-list-failed"
+  OUTCOME=$(mutated false)
+  for candidate in "${CLUSTER_KEYS[@]}"; do
+    [[ "$(fingerprint "$candidate")" == "$wanted" ]] && matches=true || matches=false
+    [[ "$matches" == "$want_match" ]] || continue
+    call_agent PUT /v1/agent/keyring/remove "$candidate"
+    if [[ "$STATUS" != 200 ]]; then
+      OUTCOME=$(mutation_failed)
+      break
+    fi
+    OUTCOME=$(mutated true)
+  done
+  CLUSTER_KEYS=()
+}
+
 # The staged key, read by version and checked against the fingerprint the rotator expects.
 staged_key() {
   local key
@@ -199,36 +220,14 @@ case "$OPERATION" in
     # Never from under this server: the key kept must already be its primary.
     read_keyring_file || refuse "no-keyring-file"
     [[ "$(fingerprint "${FILE_KEYS[0]}")" == "$KEY_FINGERPRINT" ]] || refuse "kept-key-not-primary-here"
-    list_keyring
-    [[ "$LIST_JSON" == '{"ok":true'* ]] || refuse "keyring-list-failed"
-    outcome=$(mutated false)
-    for candidate in "${CLUSTER_KEYS[@]}"; do
-      [[ "$(fingerprint "$candidate")" == "$KEY_FINGERPRINT" ]] && continue
-      call_agent PUT /v1/agent/keyring/remove "$candidate"
-      if [[ "$STATUS" != 200 ]]; then
-        outcome=$(mutation_failed)
-        break
-      fi
-      outcome=$(mutated true)
-    done
-    unset candidate
-    CLUSTER_KEYS=()
-    report "$outcome"
+    remove_cluster_keys all-but "$KEY_FINGERPRINT"
+    report "$OUTCOME"
     ;;
   discard)
     read_keyring_file || refuse "no-keyring-file"
     [[ "$(fingerprint "${FILE_KEYS[0]}")" != "$KEY_FINGERPRINT" ]] || refuse "discarded-key-is-primary-here"
-    list_keyring
-    [[ "$LIST_JSON" == '{"ok":true'* ]] || refuse "keyring-list-failed"
-    outcome=$(mutated false)
-    for candidate in "${CLUSTER_KEYS[@]}"; do
-      [[ "$(fingerprint "$candidate")" == "$KEY_FINGERPRINT" ]] || continue
-      call_agent PUT /v1/agent/keyring/remove "$candidate"
-      if [[ "$STATUS" == 200 ]]; then outcome=$(mutated true); else outcome=$(mutation_failed); fi
-    done
-    unset candidate
-    CLUSTER_KEYS=()
-    report "$outcome"
+    remove_cluster_keys only "$KEY_FINGERPRINT"
+    report "$OUTCOME"
     ;;
   repair)
     key=$(staged_key) || exit 1
