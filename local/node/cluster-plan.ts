@@ -17,7 +17,7 @@ export interface ClusterPlan {
   /** The key every server's keyring starts with, as `encrypt` puts it there on first start. */
   gossipKey: string;
   /** The servers' ACL tokens by secret ID; without it ACLs are disabled. */
-  aclTokens?: Record<string, AclGrant>;
+  aclTokens?: Record<string, readonly AclGrant[]>;
   /** Where the node's `aws` reaches Secrets Manager. */
   secretsManagerEndpoint?: string;
 }

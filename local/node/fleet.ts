@@ -27,10 +27,11 @@ export interface NodeFleetOptions {
   /** The Secrets Manager endpoint the nodes' `aws` uses; without it `aws` on a node cannot connect. */
   secretsManagerEndpoint?: string;
   /**
-   * Enables ACLs on the servers with these tokens (secret ID → what it grants): keyring calls then
-   * need a token with agent:write. Without it ACLs are disabled, as on a Nomad cluster by default.
+   * Enables ACLs on the servers with these tokens (secret ID → the rules its policies grant): keyring
+   * calls then need agent:write, the autopilot endpoints operator:read (operator:write to change the
+   * configuration). Without it ACLs are disabled, as on a Nomad cluster by default.
    */
-  aclTokens?: Record<string, AclGrant>;
+  aclTokens?: Record<string, readonly AclGrant[]>;
 }
 
 export interface NodeFleet extends Fleet {

@@ -2,19 +2,28 @@
 // lifetime as the agent, memberlist's WAN timings, keyring persisted in the data dir and seeded from
 // `encrypt` only when missing) and the HTTP endpoints Nomad answers from it, /v1/agent/keyring/*
 // (ACL agent:write) and /v1/agent/members (command/agent/agent_endpoint.go, serf's keymanager.go).
+// Also the servers' ACL tokens and how a request's token is read and judged, which the operator
+// endpoints share.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import { dirname } from 'node:path';
 import { type KeyOperation, type SerfAddress, serfHandshake, serfKeys, serfMembers } from './serf-rpc';
 
-/** What a token's policies grant, as far as the gossip endpoints ask (they need `agent:write`). */
-export type AclGrant = 'management' | 'agent-write' | 'agent-read';
+/**
+ * One policy rule a token carries, as far as the modelled endpoints ask: `agent-write` stands for
+ * `agent { policy = "write" }`, `operator-read` for `operator { policy = "read" }` and so on;
+ * `management` is a management token, allowed everything.
+ */
+export type AclGrant = 'management' | 'agent-write' | 'agent-read' | 'operator-read' | 'operator-write';
 
-/** The agent's `acl` block and the tokens its servers know, by secret ID. */
+/** What an endpoint asks of the request's token (Nomad's aclObj.AllowAgentWrite() and the like). */
+export type AclCapability = 'agent:write' | 'operator:read' | 'operator:write';
+
+/** The agent's `acl` block and the tokens its servers know: secret ID → the rules of its policies. */
 export interface AclConfig {
   enabled: boolean;
-  tokens: Record<string, AclGrant>;
+  tokens: Record<string, readonly AclGrant[]>;
 }
 
 export interface GossipConfig {
@@ -37,8 +46,6 @@ export interface GossipConfig {
    * after a restart serf rejoins the members it knew and ignores queries it had already answered.
    */
   snapshotFile: string;
-  /** Without it, or disabled, every keyring call is allowed (Nomad without ACLs). */
-  acl?: AclConfig;
   /** The other servers' serf addresses, joined with retries as Nomad's `server_join` does. */
   join: string[];
   tags: Record<string, string>;
@@ -72,10 +79,15 @@ const SERF_STOP_GRACE_MS = 2_000;
 /** A client tries the next server when one does not answer within this. */
 const SERVER_MEMBERS_TIMEOUT_MS = 2_000;
 /** Nomad's ErrInvalidMethod, its answer to a wrong method and to server-only calls on a client. */
-const INVALID_METHOD = 'Invalid method';
+export const INVALID_METHOD = 'Invalid method';
 /** Nomad's ErrPermissionDenied: a missing, unknown or insufficient token. */
-const PERMISSION_DENIED = 'Permission denied';
-const GRANTS_AGENT_WRITE: readonly AclGrant[] = ['management', 'agent-write'];
+export const PERMISSION_DENIED = 'Permission denied';
+/** A write policy includes read, as in Nomad's policy levels. */
+const GRANTS_FOR: Record<AclCapability, readonly AclGrant[]> = {
+  'agent:write': ['management', 'agent-write'],
+  'operator:read': ['management', 'operator-read', 'operator-write'],
+  'operator:write': ['management', 'operator-write'],
+};
 
 /**
  * Nomad's setupKeyrings: `encrypt` seeds the keyring file only when it is missing (compact JSON, file
@@ -185,7 +197,7 @@ export class GossipAgent {
   }
 }
 
-async function readBody(request: IncomingMessage): Promise<string> {
+export async function readBody(request: IncomingMessage): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const chunk of request) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks).toString('utf8');
@@ -223,7 +235,7 @@ export const KEY_OPERATIONS: Record<string, KeyOperation> = {
 };
 
 /** Nomad's parseToken: `X-Nomad-Token`, else an `Authorization: Bearer` token; none is anonymous. */
-function requestToken(request: IncomingMessage): string {
+export function requestToken(request: IncomingMessage): string {
   const header = request.headers['x-nomad-token'];
   const token = (Array.isArray(header) ? header[0] : header)?.trim() ?? '';
   if (token !== '') return token;
@@ -232,11 +244,14 @@ function requestToken(request: IncomingMessage): string {
   return rest.join(' ').trim().split(' ')[0] ?? '';
 }
 
-/** `aclObj.AllowAgentWrite()`: the anonymous token, like any token without agent:write, is refused. */
-function allowsAgentWrite(acl: AclConfig | undefined, token: string): boolean {
+/**
+ * Whether the token may do what `capability` names. Without ACLs everything is allowed; with them
+ * the anonymous token, like an unknown one or one without a rule that grants it, is refused.
+ */
+export function aclAllows(acl: AclConfig | undefined, token: string, capability: AclCapability): boolean {
   if (acl === undefined || !acl.enabled) return true;
-  const grant = Object.hasOwn(acl.tokens, token) ? acl.tokens[token] : undefined;
-  return grant !== undefined && GRANTS_AGENT_WRITE.includes(grant);
+  const grants = Object.hasOwn(acl.tokens, token) ? (acl.tokens[token] ?? []) : [];
+  return grants.some((grant) => GRANTS_FOR[capability].includes(grant));
 }
 
 /**
@@ -246,11 +261,12 @@ function allowsAgentWrite(acl: AclConfig | undefined, token: string): boolean {
  */
 export async function keyring(
   gossip: GossipAgent | undefined,
+  acl: AclConfig | undefined,
   op: string,
   request: IncomingMessage,
 ): Promise<GossipReply> {
   if (gossip === undefined) return { status: 501, body: INVALID_METHOD };
-  if (!allowsAgentWrite(gossip.gossip.acl, requestToken(request))) {
+  if (!aclAllows(acl, requestToken(request), 'agent:write')) {
     return { status: 403, body: PERMISSION_DENIED };
   }
   const operation = KEY_OPERATIONS[op];

@@ -66,7 +66,12 @@ export async function layOutNode(node: NodeLayout): Promise<void> {
       ? {}
       : { server: { rpcPort: node.server.rpcPort, raftDir: join(node.root, DATA_DIR, 'server/raft') } }),
     behaviour: node.behaviour,
-    ...(node.server === undefined ? {} : { gossip: await gossipConfig(node, node.server) }),
+    ...(node.server === undefined
+      ? {}
+      : {
+          gossip: await gossipConfig(node, node.server),
+          acl: { enabled: cluster.aclTokens !== undefined, tokens: cluster.aclTokens ?? {} },
+        }),
     servers: cluster.servers.map((server) => ({
       nodeName: server.computerName,
       serfRpcPort: server.serfRpcPort,
@@ -113,7 +118,6 @@ async function gossipConfig(node: NodeLayout, self: ServerPlan): Promise<GossipC
     keyringFile: join(node.root, DATA_DIR, 'server/serf.keyring'),
     snapshotFile: join(node.root, DATA_DIR, 'server/serf/snapshot'),
     encrypt: cluster.gossipKey,
-    acl: { enabled: cluster.aclTokens !== undefined, tokens: cluster.aclTokens ?? {} },
     join: cluster.servers.filter((other) => other !== self).map((other) => `127.0.0.1:${other.serfBindPort}`),
     // The tags a Nomad server advertises (api-docs agent.mdx, `nomad server members`).
     tags: {

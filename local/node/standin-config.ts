@@ -1,5 +1,5 @@
 import type { AgentBehaviour } from './agent-options';
-import type { GossipConfig, KnownServer } from './gossip';
+import type { AclConfig, GossipConfig, KnownServer } from './gossip';
 
 /** What the sandbox writes for its node's stand-in; the stand-in reads it from the file named in argv. */
 export interface StandinConfig {
@@ -26,6 +26,12 @@ export interface StandinConfig {
   behaviour: AgentBehaviour;
   /** Servers only. */
   gossip?: GossipConfig;
+  /**
+   * Servers only: the tokens they resolve, for the keyring and operator endpoints (a client's
+   * operator calls are judged by the server that answers them). Without it, or disabled, every call
+   * is allowed, as in Nomad without ACLs.
+   */
+  acl?: AclConfig;
   /** Where a client's server RPCs (here: the member list) go. */
   servers: KnownServer[];
 }

@@ -92,6 +92,6 @@ export async function route(agent: AgentState, request: IncomingMessage): Promis
   if (path === '/v1/operator/raft/configuration') return raftReadReply(agent, 'configuration');
   if (path === '/v1/agent/members') return members(agent.gossip, agent.config, request);
   if (path.startsWith('/v1/agent/keyring/'))
-    return keyring(agent.gossip, path.slice('/v1/agent/keyring/'.length), request);
+    return keyring(agent.gossip, agent.config.acl, path.slice('/v1/agent/keyring/'.length), request);
   return { status: 404, body: 'Invalid URL path' };
 }

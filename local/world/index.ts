@@ -147,7 +147,9 @@ export async function startWorld(options: WorldOptions = {}) {
       region,
       restartDelayMs: 500,
       secretsManagerEndpoint: secrets.endpoint,
-      ...(nomadToken === undefined ? {} : { aclTokens: { [nomadToken]: 'agent-write' as const } }),
+      ...(nomadToken === undefined
+        ? {}
+        : { aclTokens: { [nomadToken]: ['agent-write', 'operator-read'] as const } }),
     });
     stops.push(() => fleet.stop());
     // Provisioning as an operator would do it: each role's instances launched into its Auto Scaling group.

@@ -69,7 +69,7 @@ beforeAll(async () => {
     clients: 1,
     clusterName: 'gossip',
     restartDelayMs: 200,
-    aclTokens: { [MANAGEMENT]: 'management', [AGENT_WRITE]: 'agent-write', [AGENT_READ]: 'agent-read' },
+    aclTokens: { [MANAGEMENT]: ['management'], [AGENT_WRITE]: ['agent-write'], [AGENT_READ]: ['agent-read'] },
   });
   servers = fleet.nodes().filter((node) => node.role === 'server');
   client = fleet.nodes().find((node) => node.role === 'client')!;
