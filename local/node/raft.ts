@@ -14,7 +14,7 @@
 //   leader (the election timeout). That replaces Raft's randomised timeouts with a rule that gives
 //   the same result without split votes. It asks each of them for a
 //   vote in a term above every term it has seen; a majority of grants makes it leader.
-// - Bootstrap. A server without Raft state (no marker in its data dir) has an empty configuration
+// - Bootstrap. A server without Raft state (no file in its data dir) has an empty configuration
 //   and waits until serf shows all bootstrap_expect servers alive, as Nomad does; only then is
 //   there a configuration with every server a voter, which it keeps across restarts.
 // - Configuration. The leader owns the voter/non-voter list; followers copy it from the leader.
@@ -26,7 +26,7 @@
 //   configuration, non-voters included, as Nomad's Status.Peers does.
 // - Forwarding. A follower forwards Status.Leader (health, /v1/status/leader) over RPC to the leader,
 //   which its serf agent must show alive, as Nomad looks the leader up among its serf members.
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { type AgentBehaviour, RAFT_CONTACT_PROBES } from './agent-options';
 import type { RpcRequest } from './rpc';
@@ -76,9 +76,9 @@ export interface RaftOptions {
   call: (member: RaftMember, request: RpcRequest, timeoutMs: number) => Promise<unknown>;
   /**
    * Stands for the Raft state in `<data_dir>/server/raft`: present once this server has a
-   * configuration (bootstrapped, or received from a leader).
+   * configuration (bootstrapped, or received from a leader), and holding the latest one.
    */
-  bootstrapMarker: string;
+  raftStateFile: string;
   /** serf member name → status (alive, failed, left…), from this server's own serf agent. */
   serfStatuses: () => Promise<Map<string, string>>;
   log: (message: string) => void;
@@ -105,8 +105,8 @@ export class RaftModel {
   #loop: Promise<void> = Promise.resolve();
 
   constructor(readonly options: RaftOptions) {
-    this.#configuration = existsSync(options.bootstrapMarker)
-      ? this.#bootstrapConfiguration()
+    this.#configuration = existsSync(options.raftStateFile)
+      ? (JSON.parse(readFileSync(options.raftStateFile, 'utf8')) as RaftConfiguration)
       : { index: 0, servers: [] };
   }
 
@@ -122,12 +122,15 @@ export class RaftModel {
     };
   }
 
-  /** The configuration is Raft state on disk: once a server has one, a restart keeps it. */
+  /**
+   * The configuration is Raft state on disk: once a server has one, a restart keeps it. Written
+   * whole or not at all, as a killed agent must not leave half a state behind.
+   */
   #adopt(configuration: RaftConfiguration): void {
-    if (this.#configuration.index === 0) {
-      mkdirSync(dirname(this.options.bootstrapMarker), { recursive: true, mode: 0o700 });
-      writeFileSync(this.options.bootstrapMarker, '');
-    }
+    const file = this.options.raftStateFile;
+    mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+    writeFileSync(`${file}.tmp`, JSON.stringify(configuration));
+    renameSync(`${file}.tmp`, file);
     this.#configuration = configuration;
   }
 

@@ -39,7 +39,7 @@ export interface StandinConfig {
 export interface ServerRole {
   /** Where this server's RPC listens (Nomad's 4647). */
   rpcPort: number;
-  /** `<data_dir>/server/raft`, where the modelled Raft marks that it has state. */
+  /** `<data_dir>/server/raft`, where the modelled Raft keeps its state (its latest configuration). */
   raftDir: string;
 }
 

@@ -80,7 +80,7 @@ const raft: RaftModel | undefined =
           serfName: `${server.nodeName}.${config.region}`,
         })),
         behaviour,
-        bootstrapMarker: join(config.server.raftDir, 'bootstrapped'),
+        raftStateFile: join(config.server.raftDir, 'configuration.json'),
         call: (member, request, timeoutMs) =>
           rpcCall(member.rpcPort, request, {
             files: rpc!.files,
