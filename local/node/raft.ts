@@ -17,18 +17,32 @@
 // - Bootstrap. A server without Raft state (no file in its data dir) has an empty configuration
 //   and waits until serf shows all bootstrap_expect servers alive, as Nomad does; only then is
 //   there a configuration with every server a voter, which it keeps across restarts.
-// - Configuration. The leader owns the voter/non-voter list; followers copy it from the leader.
-//   Autopilot on the leader removes voters whose serf member is `failed` or `left` (at most
-//   (voters-1)/2), adds an alive server that is missing as a non-voter, and promotes a non-voter
-//   once it has been healthy (linked to the leader) for server_stabilization_time. "Failed" is
-//   serf's own verdict, as in Nomad, not this model's links: a server cut off by TLS alone stays in
-//   the configuration, one cut off from gossip is pruned. /v1/status/peers lists the whole
-//   configuration, non-voters included, as Nomad's Status.Peers does.
-// - Forwarding. A follower forwards Status.Leader (health, /v1/status/leader) over RPC to the leader,
-//   which its serf agent must show alive, as Nomad looks the leader up among its serf members.
+// - Configuration. The leader owns the voter/non-voter list and the autopilot settings
+//   (CleanupDeadServers); followers copy both from the leader. Autopilot on the leader removes
+//   voters whose serf member is `failed` or `left` (at most (voters-1)/2) while CleanupDeadServers
+//   is on, adds an alive server that is missing as a non-voter, and promotes a non-voter once it has
+//   been healthy for server_stabilization_time. "Failed" is serf's own verdict, as in Nomad, not this
+//   model's links: a server cut off by TLS alone stays in the configuration, one cut off from gossip
+//   is pruned. /v1/status/peers lists the whole configuration, non-voters included, as Nomad's
+//   Status.Peers does.
+// - Health. Each round the leader updates autopilot's state (./autopilot.ts) from its serf agent
+//   and what its probes brought back (a server's term, configuration index and last contact with
+//   its leader). A server the leader cannot reach keeps its last stats, as raft-autopilot keeps
+//   them, so it turns unhealthy only once serf marks it failed.
+// - Forwarding. A follower forwards Status.Leader (health, /v1/status/leader) and the operator calls
+//   over RPC to the leader, which its serf agent must show alive, as Nomad looks the leader up among
+//   its serf members.
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { type AgentBehaviour, RAFT_CONTACT_PROBES } from './agent-options';
+import {
+  type AutopilotSettings,
+  type AutopilotState,
+  configurationReply,
+  healthReply,
+  nextAutopilotState,
+  type ServerStats,
+} from './autopilot';
 import type { RpcRequest } from './rpc';
 
 export interface RaftMember {
@@ -48,6 +62,8 @@ export interface RaftServerEntry {
 export interface RaftConfiguration {
   index: number;
   servers: RaftServerEntry[];
+  /** Absent until the cluster is bootstrapped. */
+  autopilot?: AutopilotSettings;
 }
 
 /** What a server tells a peer on every probe, in both directions. */
@@ -55,6 +71,12 @@ interface RaftView {
   term: number;
   leader: string | null;
   configuration: RaftConfiguration;
+}
+
+/** A probe's answer also carries what Status.RaftStats reports, for the leader's autopilot. */
+interface ProbeAnswer extends RaftView {
+  /** Raft's last_contact: 0 on a leader, and for "never", as Nomad parses it. */
+  lastContactMs: number;
 }
 
 interface Link {
@@ -65,7 +87,11 @@ interface Link {
   view?: RaftView;
 }
 
-export type LeaderAnswer = { leader: string } | { error: string };
+export interface RpcError {
+  error: string;
+}
+
+export type LeaderAnswer = { leader: string } | RpcError;
 
 export interface RaftOptions {
   self: RaftMember;
@@ -86,10 +112,16 @@ export interface RaftOptions {
 
 const NO_LEADER = 'No cluster leader';
 const HOLD_RETRY_MS = 50;
+/** Nomad's autopilot default: dead servers are removed. */
+const CLEANUP_DEAD_SERVERS = true;
 
 const rpcAddress = (port: number) => `127.0.0.1:${port}`;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A forwarded call that reached a server without leadership: the caller holds and retries. */
+const isNoLeader = (answer: unknown) =>
+  typeof answer === 'object' && answer !== null && (answer as Partial<RpcError>).error === NO_LEADER;
 
 export class RaftModel {
   #term = 0;
@@ -98,8 +130,10 @@ export class RaftModel {
   #leaderlessSince = Date.now();
   #configuration: RaftConfiguration;
   readonly #links = new Map<string, Link>();
-  /** Non-voters the leader has seen healthy without a break, and since when. */
-  readonly #healthySince = new Map<string, number>();
+  /** The leader this server last heard from (a probe from it arrived), and when. */
+  #leaderContact: { id: string; at: number } | undefined;
+  /** The leader's autopilot state, reset with every leadership won, as raft-autopilot's is. */
+  #autopilotState: AutopilotState | undefined;
   #lastAutopilotAt = 0;
   #running = false;
   #loop: Promise<void> = Promise.resolve();
@@ -110,7 +144,7 @@ export class RaftModel {
       : { index: 0, servers: [] };
   }
 
-  /** What bootstrap_expect writes: every expected server a voter. */
+  /** What bootstrap_expect writes: every expected server a voter, autopilot with its defaults. */
   #bootstrapConfiguration(): RaftConfiguration {
     return {
       index: 1,
@@ -119,6 +153,7 @@ export class RaftModel {
         address: rpcAddress(member.rpcPort),
         voter: true,
       })),
+      autopilot: { cleanupDeadServers: CLEANUP_DEAD_SERVERS, createIndex: 1, modifyIndex: 1 },
     };
   }
 
@@ -200,28 +235,36 @@ export class RaftModel {
     return this.#leader === null ? '' : this.#addressOf(this.#leader);
   }
 
+  /** Status.Leader: the leader's RPC address, from the leader (see forward). */
+  leader(forwarded: boolean): Promise<LeaderAnswer> {
+    return this.forward({ op: 'leader', forwarded }, () => ({ leader: this.#addressOf(this.#self) }));
+  }
+
   /**
-   * Status.Leader as Nomad serves it: a leader answers itself; a follower forwards to its leader over
-   * RPC; without a leader the call is held up to RPCHoldTimeout for one to appear. A forwarded call is
-   * answered from local state only, so a hold is never nested. Nomad finds the leader's RPC address
-   * among the servers its serf agent knows as alive, so a follower whose gossip is cut off has no
-   * leader to forward to (nomad/rpc.go, nomad/status_endpoint.go).
+   * A call that only the leader answers, as Nomad forwards it: the leader runs `answerHere`; a
+   * follower sends the request on to its leader over RPC; without a leader the call is held up to
+   * RPCHoldTimeout for one to appear. A forwarded call is answered from local state only, so a hold
+   * is never nested. Whatever the leader answers, an error included, is final; only "no leader" and
+   * an unreachable leader are retried. Nomad finds the leader's RPC address among the servers its
+   * serf agent knows as alive, so a follower whose gossip is cut off has no leader to forward to
+   * (nomad/rpc.go, nomad/status_endpoint.go).
    */
-  async leader(forwarded: boolean): Promise<LeaderAnswer> {
+  async forward<Answer>(request: RpcRequest, answerHere: () => Answer): Promise<Answer | RpcError> {
+    const forwarded = request.forwarded === true;
     const deadline = Date.now() + this.options.behaviour.rpcHoldTimeoutMs;
     let failure: string | undefined;
     for (;;) {
       const leader = this.#leader;
-      if (leader === this.#self) return { leader: this.#addressOf(leader) };
+      if (leader === this.#self) return answerHere();
       if (leader !== null && !forwarded && (await this.#aliveInSerf(leader))) {
         try {
           const answer = (await this.options.call(
             this.#member(leader),
-            { op: 'leader', forwarded: true },
+            { ...request, forwarded: true },
             this.options.behaviour.rpcHoldTimeoutMs,
-          )) as LeaderAnswer;
-          if ('leader' in answer) return answer;
-          failure = answer.error;
+          )) as Answer | RpcError;
+          if (!isNoLeader(answer)) return answer;
+          failure = NO_LEADER;
         } catch (error) {
           failure = `rpc error: failed to get conn: ${(error as Error).message}`;
         }
@@ -231,6 +274,37 @@ export class RaftModel {
       }
       await sleep(HOLD_RETRY_MS);
     }
+  }
+
+  /** Operator.ServerHealth on the leader: autopilot's latest state. */
+  autopilotHealth(): unknown {
+    return healthReply(this.#autopilotState, this.options.behaviour.nomadVersion);
+  }
+
+  /** Operator.AutopilotGetConfiguration from this server's Raft state. */
+  autopilotConfiguration(): { reply: unknown } | RpcError {
+    const settings = this.#configuration.autopilot;
+    if (settings === undefined) return { error: 'autopilot config not initialized yet' };
+    return {
+      reply: configurationReply(settings, {
+        lastContactThresholdMs: this.#windowMs,
+        serverStabilizationTimeMs: this.options.behaviour.serverStabilizationTimeMs,
+      }),
+    };
+  }
+
+  /** Operator.AutopilotSetConfiguration on the leader: a new configuration entry followers copy. */
+  setAutopilotConfiguration(cleanupDeadServers: boolean): void {
+    const { index, autopilot } = this.#configuration;
+    this.#adopt({
+      ...this.#configuration,
+      index: index + 1,
+      autopilot: {
+        cleanupDeadServers,
+        createIndex: autopilot?.createIndex ?? index + 1,
+        modifyIndex: index + 1,
+      },
+    });
   }
 
   async #aliveInSerf(id: string): Promise<boolean> {
@@ -245,10 +319,11 @@ export class RaftModel {
   handle(request: RpcRequest): unknown {
     const from = String(request.from);
     if (request.op === 'probe') {
+      const now = Date.now();
       const link = this.#link(from);
-      link.probedAt = Date.now();
+      link.probedAt = now;
       this.#observe(from, request.view as RaftView);
-      return this.#view();
+      return this.#probeAnswer(from, now);
     }
     if (request.op === 'vote') return { granted: this.#grantVote(from, Number(request.term)) };
     throw new Error(`unknown operation ${request.op}`);
@@ -256,6 +331,18 @@ export class RaftModel {
 
   #view(): RaftView {
     return { term: this.#term, leader: this.#leader, configuration: this.#configuration };
+  }
+
+  /**
+   * The probe from the leader stands for its heartbeat: the contact reported is the time since the
+   * previous one, and a first contact (a new leader, or a restarted server) reports 0.
+   */
+  #probeAnswer(from: string, now: number): ProbeAnswer {
+    const contact = this.#leaderContact;
+    const lastContactMs =
+      this.#leader === this.#self || contact === undefined || contact.id !== from ? 0 : now - contact.at;
+    if (from === this.#leader) this.#leaderContact = { id: from, at: now };
+    return { ...this.#view(), lastContactMs };
   }
 
   #link(id: string): Link {
@@ -326,18 +413,25 @@ export class RaftModel {
 
   async #round(): Promise<void> {
     const timeoutMs = this.#windowMs / 2;
+    // Status.RaftStats by server ID (its RPC address), as autopilot's state keys them.
+    const fetched = new Map<string, ServerStats>();
     await Promise.all(
       this.options.members
         .filter((member) => member.id !== this.#self)
         .map(async (member) => {
           try {
-            const view = (await this.options.call(
+            const answer = (await this.options.call(
               member,
               { op: 'probe', from: this.#self, view: this.#view() },
               timeoutMs,
-            )) as RaftView;
+            )) as ProbeAnswer;
             this.#link(member.id).answeredAt = Date.now();
-            this.#observe(member.id, view);
+            this.#observe(member.id, answer);
+            fetched.set(rpcAddress(member.rpcPort), {
+              lastContactMs: answer.lastContactMs,
+              lastTerm: answer.term,
+              lastIndex: answer.configuration.index,
+            });
           } catch {
             // An unanswered probe is what the contact window measures.
           }
@@ -352,7 +446,7 @@ export class RaftModel {
       this.#loseLeader(`lost contact with leader ${this.#leader}`);
     }
     if (this.#leader === null) await this.#maybeStand();
-    if (this.#leader === this.#self) await this.#autopilot();
+    if (this.#leader === this.#self) await this.#autopilot(fetched);
   }
 
   async #maybeStand(): Promise<void> {
@@ -390,19 +484,13 @@ export class RaftModel {
     const tally = 1 + votes.filter(Boolean).length;
     if (tally < this.#majority() || this.#leader !== null || term !== this.#term) return;
     this.#leader = this.#self;
-    this.#healthySince.clear();
+    this.#autopilotState = undefined;
     this.options.log(`raft: election won: term=${term} tally=${tally}`);
     this.options.log('nomad: cluster leadership acquired');
   }
 
-  async #autopilot(): Promise<void> {
-    const now = Date.now();
-    for (const server of this.#configuration.servers) {
-      if (server.voter || !this.#linked(server.id)) this.#healthySince.delete(server.id);
-      else if (!this.#healthySince.has(server.id)) this.#healthySince.set(server.id, now);
-    }
-    if (now - this.#lastAutopilotAt < this.options.behaviour.autopilotIntervalMs) return;
-    this.#lastAutopilotAt = now;
+  /** The health update every round, and the reconciliation every autopilot interval. */
+  async #autopilot(fetched: Map<string, ServerStats>): Promise<void> {
     let statuses: Map<string, string>;
     try {
       statuses = await this.options.serfStatuses();
@@ -410,10 +498,58 @@ export class RaftModel {
       return;
     }
     if (this.#leader !== this.#self) return;
+    const now = Date.now();
+    this.#autopilotState = nextAutopilotState({
+      now,
+      servers: this.#configuration.servers.map((server) => ({
+        id: server.address,
+        address: server.address,
+        name: this.#member(server.id).serfName,
+        voter: server.voter,
+      })),
+      leaderId: this.#addressOf(this.#self),
+      serfStatuses: statuses,
+      fetched,
+      leaderStats: { lastContactMs: 0, lastTerm: this.#term, lastIndex: this.#configuration.index },
+      lastContactThresholdMs: this.#windowMs,
+      previous: this.#autopilotState,
+    });
+    if (now - this.#lastAutopilotAt < this.options.behaviour.autopilotIntervalMs) return;
+    this.#lastAutopilotAt = now;
+    this.#reconcile(statuses, now);
+  }
+
+  #reconcile(statuses: Map<string, string>, now: number): void {
     const status = (id: string) => statuses.get(this.#member(id).serfName);
     let servers = this.#configuration.servers;
+    if (this.#configuration.autopilot?.cleanupDeadServers ?? CLEANUP_DEAD_SERVERS) {
+      servers = this.#withoutDeadVoters(servers, status);
+    }
+    for (const member of this.options.members) {
+      if (servers.some((server) => server.id === member.id) || status(member.id) !== 'alive') continue;
+      servers = [...servers, { id: member.id, address: rpcAddress(member.rpcPort), voter: false }];
+      this.options.log(`nomad: adding server ${member.id} as a non-voter`);
+    }
+    servers = servers.map((server) => {
+      const health = this.#autopilotState?.servers.find((entry) => entry.id === server.address);
+      if (server.voter || health === undefined || !health.healthy) return server;
+      if (now - health.stableSince < this.options.behaviour.serverStabilizationTimeMs) return server;
+      this.options.log(`autopilot: promoting server ${server.id} to voter`);
+      return { ...server, voter: true };
+    });
+    if (JSON.stringify(servers) !== JSON.stringify(this.#configuration.servers)) {
+      this.#adopt({ ...this.#configuration, index: this.#configuration.index + 1, servers });
+    }
+  }
+
+  /** raft-autopilot's pruneDeadServers: failed or left voters go, at most (voters-1)/2 of them. */
+  #withoutDeadVoters(
+    servers: RaftServerEntry[],
+    status: (id: string) => string | undefined,
+  ): RaftServerEntry[] {
     const voters = servers.filter((server) => server.voter);
     let removable = Math.floor((voters.length - 1) / 2);
+    let remaining = servers;
     for (const voter of voters) {
       const dead = voter.id !== this.#self && ['failed', 'left'].includes(status(voter.id) ?? '');
       if (!dead) continue;
@@ -422,23 +558,9 @@ export class RaftModel {
         continue;
       }
       removable -= 1;
-      servers = servers.filter((server) => server.id !== voter.id);
+      remaining = remaining.filter((server) => server.id !== voter.id);
       this.options.log(`autopilot: removing dead server ${voter.id}`);
     }
-    for (const member of this.options.members) {
-      if (servers.some((server) => server.id === member.id) || status(member.id) !== 'alive') continue;
-      servers = [...servers, { id: member.id, address: rpcAddress(member.rpcPort), voter: false }];
-      this.options.log(`nomad: adding server ${member.id} as a non-voter`);
-    }
-    servers = servers.map((server) => {
-      const since = this.#healthySince.get(server.id);
-      if (server.voter || since === undefined) return server;
-      if (now - since < this.options.behaviour.serverStabilizationTimeMs) return server;
-      this.options.log(`autopilot: promoting server ${server.id} to voter`);
-      return { ...server, voter: true };
-    });
-    if (JSON.stringify(servers) !== JSON.stringify(this.#configuration.servers)) {
-      this.#adopt({ index: this.#configuration.index + 1, servers });
-    }
+    return remaining;
   }
 }

@@ -20,8 +20,18 @@ export interface RpcRequest {
   [argument: string]: unknown;
 }
 
-/** What a client certificate may call (Status.Leader, Status.Peers, Operator.RaftGetConfiguration); Raft traffic needs a server certificate. */
-const CLIENT_OPERATIONS = new Set(['leader', 'peers', 'configuration']);
+/**
+ * What a client certificate may call: Status.Leader, Status.Peers, Operator.RaftGetConfiguration and
+ * the autopilot calls a client agent forwards for its HTTP API; Raft traffic needs a server certificate.
+ */
+const CLIENT_OPERATIONS = new Set([
+  'leader',
+  'peers',
+  'configuration',
+  'autopilot-health',
+  'autopilot-get-configuration',
+  'autopilot-set-configuration',
+]);
 
 export const serverName = (region: string) => `server.${region}.nomad`;
 

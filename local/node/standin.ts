@@ -11,6 +11,8 @@
 //   /v1/status/leader forward Status.Leader to the leader (which its serf agent must know as alive)
 //   and hold up to RPCHoldTimeout without one; a client's health only needs a known server, while
 //   its /v1/status/leader goes over its own RPC to a server.
+// - Autopilot's health and configuration (/v1/operator/autopilot/*), answered by the leader from its
+//   autopilot state (./autopilot.ts) under ACL operator:read / operator:write.
 // - SIGHUP reloads only when the files' contents changed, in Nomad's order: the new leaf is live at
 //   once (HTTPS and RPC), then the server's RPC listener is rebuilt with its connections closed,
 //   then the HTTP listener (a short port gap; open keep-alive connections keep the old certificate).
@@ -19,7 +21,8 @@
 // - Raft also waits for bootstrap_expect (every configured server alive in serf) before its first
 //   election, and autopilot prunes serf-failed voters (./raft.ts).
 // Not modelled: a Raft log, persisted terms, leadership transfer, PUT /v1/agent/reload (2.0.3+),
-// ACLs outside the keyring endpoints, and everything in Nomad that is not TLS, Raft or gossip.
+// ACLs outside the keyring and autopilot endpoints, and everything in Nomad that is not TLS, Raft or
+// gossip.
 import { appendFileSync, existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { createSecureContext } from 'node:tls';
@@ -63,7 +66,7 @@ process.on('exit', () => gossip?.kill());
 const rpc: RpcListener | undefined =
   config.server === undefined
     ? undefined
-    : new RpcListener(config.server.rpcPort, config.region, files, (request) => answerRpc(raft, request));
+    : new RpcListener(config.server.rpcPort, config.region, files, (request) => answerRpc(agent, request));
 
 const raft: RaftModel | undefined =
   config.server === undefined
