@@ -14,8 +14,11 @@ export interface ClusterPlan {
   region: string;
   datacenter: string;
   servers: ServerPlan[];
-  /** The key every server's keyring starts with, as `encrypt` puts it there on first start. */
-  gossipKey: string;
+  /**
+   * The key every server's keyring starts with, as `encrypt` puts it there on first start; none
+   * for a cluster that gossips in clear.
+   */
+  gossipKey?: string;
   /** The servers' ACL tokens by secret ID; without it ACLs are disabled. */
   aclTokens?: Record<string, readonly AclGrant[]>;
   /** Where the node's `aws` reaches Secrets Manager. */

@@ -32,6 +32,8 @@ export interface NodeFleetOptions {
    * configuration). Without it ACLs are disabled, as on a Nomad cluster by default.
    */
   aclTokens?: Record<string, readonly AclGrant[]>;
+  /** false: the servers start with no `encrypt` and no keyring, gossiping in clear (default true). */
+  gossipEncryption?: boolean;
 }
 
 export interface NodeFleet extends Fleet {
@@ -41,7 +43,7 @@ export interface NodeFleet extends Fleet {
    * serf.keyring on its first start (32 random bytes, standard base64, as `nomad operator gossip
    * keyring generate` makes them). A secret: never log it.
    */
-  readonly initialGossipKey: string;
+  readonly initialGossipKey: string | undefined;
   nodes(): readonly NodeSandbox[];
   node(instanceId: string): NodeSandbox | undefined;
   /**
@@ -91,7 +93,7 @@ export async function createNodeFleet(options: NodeFleetOptions): Promise<NodeFl
       serfRpcPort: port(),
       rpcPort: port(),
     })),
-    gossipKey: randomBytes(32).toString('base64'),
+    ...(options.gossipEncryption === false ? {} : { gossipKey: randomBytes(32).toString('base64') }),
     secretsManagerEndpoint: options.secretsManagerEndpoint,
     aclTokens: options.aclTokens,
   };

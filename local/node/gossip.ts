@@ -8,6 +8,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import { dirname } from 'node:path';
+import { encryptFromConfigDir } from './config-dir';
 import { type KeyOperation, type SerfAddress, serfHandshake, serfKeys, serfMembers } from './serf-rpc';
 
 /**
@@ -41,6 +42,11 @@ export interface GossipConfig {
    * keyring file; Nomad warns and ignores it once the file exists. A secret: never log it.
    */
   encrypt?: string;
+  /**
+   * The agent's `-config` directory: an `encrypt` set by a file there (as the rotator's enable and
+   * persist write it) wins over the one above, read at every start.
+   */
+  configDir: string;
   /**
    * `<data_dir>/server/serf/snapshot`, serf's record of members and Lamport clocks that Nomad keeps:
    * after a restart serf rejoins the members it knew and ignores queries it had already answered.
@@ -96,13 +102,14 @@ const GRANTS_FOR: Record<AclCapability, readonly AclGrant[]> = {
  */
 function prepareKeyring(gossip: GossipConfig, log: (message: string) => void): boolean {
   const exists = existsSync(gossip.keyringFile);
-  if (gossip.encrypt === undefined) return exists;
+  const encrypt = encryptFromConfigDir(gossip.configDir) ?? gossip.encrypt;
+  if (encrypt === undefined) return exists;
   if (exists) {
     log('WARNING: keyring exists but -encrypt given, using keyring');
     return true;
   }
   mkdirSync(dirname(gossip.keyringFile), { recursive: true, mode: 0o700 });
-  writeFileSync(gossip.keyringFile, JSON.stringify([gossip.encrypt]), { mode: 0o600 });
+  writeFileSync(gossip.keyringFile, JSON.stringify([encrypt]), { mode: 0o600 });
   return true;
 }
 

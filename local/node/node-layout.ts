@@ -117,7 +117,8 @@ async function gossipConfig(node: NodeLayout, self: ServerPlan): Promise<GossipC
     rpcPort: self.serfRpcPort,
     keyringFile: join(node.root, DATA_DIR, 'server/serf.keyring'),
     snapshotFile: join(node.root, DATA_DIR, 'server/serf/snapshot'),
-    encrypt: cluster.gossipKey,
+    ...(cluster.gossipKey === undefined ? {} : { encrypt: cluster.gossipKey }),
+    configDir: join(node.root, 'opt/nomad/config'),
     join: cluster.servers.filter((other) => other !== self).map((other) => `127.0.0.1:${other.serfBindPort}`),
     // The tags a Nomad server advertises (api-docs agent.mdx, `nomad server members`).
     tags: {

@@ -78,6 +78,8 @@ export interface WorldOptions {
    * in a secret of its own (`gossip.aclTokenSecretId`) for the servers to read.
    */
   nomadAcls?: boolean;
+  /** false: the servers gossip in clear, as a cluster before `enable-gossip` (default true). */
+  gossipEncryption?: boolean;
 }
 
 export type World = Awaited<ReturnType<typeof startWorld>>;
@@ -149,7 +151,8 @@ export async function startWorld(options: WorldOptions = {}) {
       secretsManagerEndpoint: secrets.endpoint,
       ...(nomadToken === undefined
         ? {}
-        : { aclTokens: { [nomadToken]: ['agent-write', 'operator-read'] as const } }),
+        : { aclTokens: { [nomadToken]: ['agent-write', 'operator-write'] as const } }),
+      ...(options.gossipEncryption === false ? { gossipEncryption: false } : {}),
     });
     stops.push(() => fleet.stop());
     // Provisioning as an operator would do it: each role's instances launched into its Auto Scaling group.

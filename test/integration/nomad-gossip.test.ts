@@ -85,7 +85,7 @@ afterAll(async () => {
 
 describe('the Nomad stand-in’s gossip, as real Nomad and serf behave', () => {
   it('seeds serf.keyring from encrypt on the first start: compact JSON, 0600 in a 0700 directory', async () => {
-    const key = fleet.initialGossipKey;
+    const key = fleet.initialGossipKey!;
     const existedBefore = servers.map((server) => existsSync(join(server.root, KEYRING_FILE)));
 
     const started = await Promise.all(fleet.nodes().map((node) => shell(node, 'systemctl start nomad')));
@@ -145,7 +145,7 @@ describe('the Nomad stand-in’s gossip, as real Nomad and serf behave', () => {
   });
 
   it('lets serf rewrite serf.keyring in place on a change (same inode, indented JSON): not atomically', async () => {
-    const old = fleet.initialGossipKey;
+    const old = fleet.initialGossipKey!;
     const next = newKey();
     const inodes = await Promise.all(
       servers.map(async (server) => (await stat(join(server.root, KEYRING_FILE))).ino),
@@ -196,7 +196,7 @@ describe('the Nomad stand-in’s gossip, as real Nomad and serf behave', () => {
   });
 
   it('loads the keyring a restarted server persisted over its encrypt, with Nomad’s warning', async () => {
-    const old = fleet.initialGossipKey;
+    const old = fleet.initialGossipKey!;
     const [next] = (await keyringFile(servers[0]!)).filter((key) => key !== old);
     await api(servers[0]!, 'PUT', '/v1/agent/keyring/use', { body: { Key: next } });
     await api(servers[0]!, 'PUT', '/v1/agent/keyring/remove', { body: { Key: old } });

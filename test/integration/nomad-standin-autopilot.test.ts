@@ -131,7 +131,7 @@ describe('autopilot dead-server cleanup', () => {
       return list;
     };
 
-    await writeKeyring(cutOff, fleet.initialGossipKey);
+    await writeKeyring(cutOff, fleet.initialGossipKey!);
     await fleet.supervisor.command(cutOff.instanceId, 'restart');
     await fleet.supervisor.command(stopped.instanceId, 'start');
     const final = await eventually(

@@ -116,12 +116,12 @@ describe('gossip keyring on real serf agents, through the Nomad stand-in', () =>
     // Nomad's handler does not look at the method: any of them runs the op.
     const listedByDelete = await api(servers[1]!, 'DELETE', '/v1/agent/keyring/list');
     const reinstalledByPost = await api(servers[2]!, 'POST', '/v1/agent/keyring/install', {
-      Key: fleet.initialGossipKey,
+      Key: fleet.initialGossipKey!,
     });
     const onClient = await keyring(client, 'list');
 
     expect(listed.status).toBe(200);
-    expect(json(listed)).toEqual({ Messages: {}, Keys: { [fleet.initialGossipKey]: 3 }, NumNodes: 3 });
+    expect(json(listed)).toEqual({ Messages: {}, Keys: { [fleet.initialGossipKey!]: 3 }, NumNodes: 3 });
     expect(listedByDelete).toEqual(listed);
     expect(reinstalledByPost.status).toBe(200);
     expect(json(reinstalledByPost)).toEqual({ Messages: {}, Keys: {}, NumNodes: 3 });
@@ -129,7 +129,7 @@ describe('gossip keyring on real serf agents, through the Nomad stand-in', () =>
   });
 
   it('rotates install → use → remove, each step in Keys/NumNodes and in every serf.keyring on disk', async () => {
-    const old = fleet.initialGossipKey;
+    const old = fleet.initialGossipKey!;
     const next = newKey();
 
     const installed = await keyring(servers[0]!, 'install', next);
