@@ -22,10 +22,17 @@ Commands
   rotate   --cluster C --targets X --reason R [--restart] [--url U]
   reissue  --cluster C --targets X --reason R [--no-revoke] [--url U]
                                                        emergency: restart + revoke replaced serials
-  rotate-gossip --cluster C --reason R [--dry-run] [--url U]
+  rotate-gossip --cluster C --reason R [--restart none|staged] [--dry-run] [--url U]
                                                        new gossip key on every server: install, use,
-                                                       remove, persist (no restart); --dry-run names
+                                                       remove, persist; --restart staged then restarts
+                                                       the servers one at a time behind the health
+                                                       gate (default: the cluster's
+                                                       gossip.restartAfterRotation); --dry-run names
                                                        the servers and changes nothing
+  enable-gossip --cluster C --reason R [--dry-run] [--url U]
+                                                       a cluster gossiping in clear: a new key, then
+                                                       each server restarted encrypted, the leader
+                                                       last; --dry-run names the order
   repair-gossip --cluster C --reason R [--dry-run] [--url U]
                                                        servers the current key no longer reaches:
                                                        stop, keyring rewritten, start, one at a time
@@ -50,7 +57,8 @@ interface Options {
   url?: string;
   targets?: string;
   reason?: string;
-  restart?: boolean;
+  /** A flag for rotate; `none` or `staged` for rotate-gossip. */
+  restart?: boolean | string;
   'no-revoke'?: boolean;
   spec?: string;
   clusters?: string;
@@ -70,7 +78,7 @@ export async function main(argv: string[], environment: Record<string, string | 
       url: { type: 'string' },
       targets: { type: 'string' },
       reason: { type: 'string' },
-      restart: { type: 'boolean' },
+      restart: { type: argv[0] === 'rotate-gossip' ? 'string' : 'boolean' },
       'no-revoke': { type: 'boolean' },
       spec: { type: 'string' },
       clusters: { type: 'string' },
@@ -120,13 +128,19 @@ export async function main(argv: string[], environment: Record<string, string | 
       return manualRequest(url, payload, environment);
     }
     case 'rotate-gossip':
+    case 'enable-gossip':
     case 'repair-gossip':
     case 'gossip-status': {
       const payload = {
         action: command,
         cluster,
         ...(command !== 'gossip-status'
-          ? { reason: required(options.reason, '--reason'), ...(options['dry-run'] ? { dryRun: true } : {}) }
+          ? {
+              reason: required(options.reason, '--reason'),
+              ...(options['dry-run'] ? { dryRun: true } : {}),
+              // Checked by the rotator, which names what is allowed.
+              ...(options.restart === undefined ? {} : { restart: options.restart }),
+            }
           : {}),
         requestedBy: `cli:${environment.USER ?? 'unknown'}`,
       };

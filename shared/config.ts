@@ -247,6 +247,17 @@ const gossipSchema = z.strictObject({
   maxTries: z.number().int().min(1).max(30).default(10),
   backoffBaseSeconds: z.number().int().min(1).default(30),
   backoffMaxSeconds: z.number().int().min(1).default(300),
+  /**
+   * After every rotation, restart the servers one at a time to prove each boots on its persisted
+   * keyring. Off by default: a keyring change is live without a restart, and every restart is a
+   * leader election risked for a proof (a manual rotation may still ask with restart: "staged").
+   */
+  restartAfterRotation: z.boolean().default(false),
+  /**
+   * How long a restarted or repaired server must pass the gate without a break before the next
+   * one is touched; autopilot's own server_stabilization_time is 10 s.
+   */
+  stabilizationSeconds: z.number().int().min(0).max(600).default(10),
 });
 
 /** How the install script reaches the node's own agent and what it must prove there. */
@@ -354,6 +365,14 @@ export const clusterConfigSchema = z
         code: 'custom',
         path: ['rollout', 'commandTimeoutSeconds'],
         message: `must be at least ${install}: an install may run that long (twice serverHealthTimeoutSeconds plus nomad.settleSeconds, for the proof and a rollback's proof, plus 120 s of work)`,
+      });
+    }
+    const stabilization = cluster.gossip?.stabilizationSeconds;
+    if (stabilization !== undefined && stabilization >= cluster.rollout.serverHealthTimeoutSeconds) {
+      context.addIssue({
+        code: 'custom',
+        path: ['gossip', 'stabilizationSeconds'],
+        message: `must be less than rollout.serverHealthTimeoutSeconds (${cluster.rollout.serverHealthTimeoutSeconds}): a restarted server has that long to hold the gate this long`,
       });
     }
   });

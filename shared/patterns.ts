@@ -45,7 +45,7 @@ export const PATTERNS = {
   seconds: '^[1-9][0-9]{0,6}$',
   boolean: '^(true|false)$',
   httpsUrl: '^https://[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$',
-  gossipOperation: '^(inspect|install|use|remove|discard|repair|persist)$',
+  gossipOperation: '^(inspect|install|use|remove|discard|repair|restart|enable|persist)$',
   serverCount: '^[1-9][0-9]?$',
   /** A gossip key's fingerprint (first 16 hex of sha256 of its bytes), or none. */
   gossipFingerprint: '^([0-9a-f]{16}|none)$',

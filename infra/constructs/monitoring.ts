@@ -146,7 +146,7 @@ export class Monitoring extends Construct {
     this.#alarm(`${name}-GossipRotationFailed`, {
       metric: gossipFailed,
       threshold: 1,
-      description: `A gossip key rotation of ${name} halted; the cluster gossips on a key every server holds. See the GossipRotationHalted event (newKeyDiscarded says whether the new key was taken out again) and nomad-rotator gossip-status --cluster ${name}; fix the server its haltReason names, then rotate-gossip again.`,
+      description: `A gossip rollout of ${name} halted. Rotation (GossipRotationHalted): the cluster gossips on a key every server holds; fix the server its reason names, then rotate-gossip again. Repair or staged restart (GossipRepairHalted, GossipRestartHalted): the server it names did not come back; no other server was touched. Enable (GossipEnableHalted): the servers are split between encrypted and clear and autopilot's dead-server cleanup may be off; see the README runbook. Start with nomad-rotator gossip-status --cluster ${name}.`,
     });
     this.#alarm(`${name}-TokenRotationFailed`, {
       metric: tokenFailed,

@@ -4,7 +4,7 @@ import type { CommandGateway } from './ports';
 
 /** Long enough for a keyring query under Nomad's WAN timings on every server, plus the key read. */
 const GOSSIP_EXECUTION_TIMEOUT_SECONDS = 300;
-/** A repair's work besides waiting for the server to rejoin: stop, write, start, the report. */
+/** A repair's or restart's work besides waiting for the server to rejoin: stop, write, start, the gate, the report. */
 const REPAIR_WORK_SECONDS = 120;
 
 /**
@@ -46,6 +46,9 @@ export class SsmGossipCommands implements GossipCommands {
         encryptConfigOwner: gossip.encryptConfigOwner,
         expectedServers: String(request.expectedServers ?? 1),
         healthTimeoutSeconds: String(healthTimeout),
+        stabilizationSeconds: String(gossip.stabilizationSeconds),
+        lastServer: String(request.lastServer === true),
+        restoreCleanup: String(request.restoreCleanup === true),
         executionTimeout: String(
           Math.max(GOSSIP_EXECUTION_TIMEOUT_SECONDS, healthTimeout + REPAIR_WORK_SECONDS),
         ),

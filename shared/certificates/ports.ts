@@ -86,7 +86,15 @@ export type RotationEventType =
   | 'GossipRepairStarted'
   | 'GossipServerRepaired'
   | 'GossipRepairFinished'
-  | 'GossipRepairHalted';
+  | 'GossipRepairHalted'
+  | 'GossipRestartStarted'
+  | 'GossipServerRestarted'
+  | 'GossipRestartFinished'
+  | 'GossipRestartHalted'
+  | 'GossipEnableStarted'
+  | 'GossipServerEncrypted'
+  | 'GossipEncryptionEnabled'
+  | 'GossipEnableHalted';
 
 export interface EventPublisher {
   publish(type: RotationEventType, detail: Record<string, unknown>): Promise<void>;

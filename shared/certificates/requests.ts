@@ -7,7 +7,7 @@ import { recordAudit } from '../rollout/audit';
 import type { AuditLog } from '../state/store';
 import { parseOrThrow } from '../validation';
 import type { Plan, PlanRequest } from './planner';
-import type { CertificateRotation } from './rotation';
+import type { CertificateRotation, GossipRestartMode } from './rotation';
 
 const instanceId = z.string().regex(new RegExp(PATTERNS.instanceId), {
   message: 'must be an EC2 instance id such as i-0123456789abcdef0',
@@ -18,6 +18,7 @@ const MANUAL_ACTIONS = [
   'rotate',
   'reissue',
   'rotate-gossip',
+  'enable-gossip',
   'repair-gossip',
   'gossip-status',
 ] as const;
@@ -48,15 +49,22 @@ export const certificateRequestSchema = z.strictObject({
 
 /**
  * A gossip key rotation of the cluster's servers, or a repair of the servers its key no longer
- * reaches; `dryRun` names the servers and changes nothing.
+ * reaches; `dryRun` names the servers and changes nothing. `restart` (rotate-gossip only: a repair
+ * always restarts its stragglers) asks for staged restarts after the rotation or for none.
  */
-export const gossipRequestSchema = z.strictObject({
-  action: z.enum(['rotate-gossip', 'repair-gossip']),
-  cluster,
-  reason,
-  dryRun: z.boolean().optional(),
-  requestedBy,
-});
+export const gossipRequestSchema = z
+  .strictObject({
+    action: z.enum(['rotate-gossip', 'enable-gossip', 'repair-gossip']),
+    cluster,
+    reason,
+    dryRun: z.boolean().optional(),
+    restart: z.enum(['none', 'staged'], { message: 'must be "none" or "staged"' }).optional(),
+    requestedBy,
+  })
+  .refine((request) => request.action === 'rotate-gossip' || request.restart === undefined, {
+    path: ['restart'],
+    message: 'only rotate-gossip takes it: enable and repair always restart, one server at a time',
+  });
 
 /** What every server's gossip keyring holds now (an inspect, which changes nothing). */
 export const gossipStatusRequestSchema = z.strictObject({
@@ -73,7 +81,7 @@ export type ManualRequest = CertificateRequest | GossipRequest | GossipStatusReq
 export function parseManualRequest(input: unknown, configuredClusters: readonly string[]): ManualRequest {
   const { action } = parseOrThrow(actionSchema, input, 'manual request');
   const request: ManualRequest =
-    action === 'rotate-gossip' || action === 'repair-gossip'
+    action === 'rotate-gossip' || action === 'enable-gossip' || action === 'repair-gossip'
       ? parseOrThrow(gossipRequestSchema, input, 'manual request')
       : action === 'gossip-status'
         ? parseOrThrow(gossipStatusRequestSchema, input, 'manual request')
@@ -125,6 +133,15 @@ export type ManualOutcome =
       dryRun: boolean;
       rolloutId: string | null;
       servers: string[];
+      restart: GossipRestartMode;
+      message: string;
+    }
+  | {
+      action: 'enable-gossip';
+      dryRun: boolean;
+      rolloutId: string | null;
+      servers: string[];
+      softPartition: string;
       message: string;
     }
   | {
@@ -148,6 +165,8 @@ export interface ManualRequestDependencies {
     | 'gossipServers'
     | 'gossipStatus'
     | 'startGossipRepair'
+    | 'startGossipEnable'
+    | 'gossipRestartMode'
   >;
   audit: AuditLog;
   clock: Clock;
@@ -208,7 +227,11 @@ async function runGossipRequest(
   const { rotation } = dependencies;
   const servers = await rotation.gossipServers();
   const dryRun = request.dryRun === true;
-  await auditManualRequest(dependencies, request, invoker, { servers: servers.length, dryRun });
+  await auditManualRequest(dependencies, request, invoker, {
+    servers: servers.length,
+    dryRun,
+    ...(request.restart === undefined ? {} : { restart: request.restart }),
+  });
   if (request.action === 'repair-gossip') {
     const repair = await rotation.startGossipRepair(
       { reason: request.reason, actor: invoker.arn, dryRun },
@@ -220,20 +243,35 @@ async function runGossipRequest(
         : `${dryRun ? 'would repair' : 'repairing'} ${repair.stragglers.join(', ')}, one at a time`;
     return { action: request.action, dryRun, ...repair, message };
   }
+  if (request.action === 'enable-gossip') {
+    const enable = await rotation.startGossipEnable(
+      { reason: request.reason, actor: invoker.arn, dryRun },
+      deadline,
+    );
+    const message = `${dryRun ? 'would enable' : 'enabling'} gossip encryption, one server at a time in this order: ${enable.servers.join(', ')}`;
+    return { action: request.action, dryRun, ...enable, message };
+  }
+  const restart = request.restart ?? rotation.gossipRestartMode();
   if (dryRun) {
     return {
       action: request.action,
       dryRun,
       rolloutId: null,
       servers,
-      message: `would rotate the gossip key of ${servers.length} server(s): inspect, install, use, remove, persist`,
+      restart,
+      message: `would rotate the gossip key of ${servers.length} server(s): inspect, install, use, remove, persist${restart === 'staged' ? ', then restart them one at a time, the leader last' : ''}`,
     };
   }
   const started = await rotation.startGossipRotation(
-    { reason: request.reason, actor: invoker.arn },
+    { reason: request.reason, actor: invoker.arn, restart },
     deadline,
   );
-  return { action: request.action, dryRun, ...started, message: 'gossip rotation started' };
+  return {
+    action: request.action,
+    dryRun,
+    ...started,
+    message: `gossip rotation started${restart === 'staged' ? '; staged restarts follow once it completes' : ''}`,
+  };
 }
 
 /** `manual-<action>` by the verified invoker, written before anything else the request does. */

@@ -5,9 +5,11 @@ import type { Clock } from '../clock';
 import type { ClusterConfig } from '../config';
 import { ConflictError, ValidationError } from '../errors';
 import type { GossipKeyCustody } from '../gossip/custody';
+import { ENABLE_SOFT_PARTITION, GOSSIP_ENABLE_PLAN, GossipEnablePlan } from '../gossip/enable';
 import { GOSSIP_PLAN, type GossipClusterConfig, GossipPlan } from '../gossip/plan';
 import { GOSSIP_REPAIR_PLAN, GossipRepairPlan } from '../gossip/repair';
-import { type GossipStatusReport, gossipStatus, stragglersIn } from '../gossip/status';
+import { followersFirst, GOSSIP_RESTART_PLAN, GossipRestartPlan } from '../gossip/restart';
+import { type GossipStatusReport, gossipStatus, settledServers, stragglersIn } from '../gossip/status';
 import type { Logger } from '../logger';
 import { recordAudit } from '../rollout/audit';
 import { RolloutEngine } from '../rollout/engine';
@@ -48,10 +50,14 @@ export interface RotationDependencies {
   gossipKeys?: GossipKeyCustody;
 }
 
+/** Whether a gossip rotation ends with staged restarts of every server (gossip.restartAfterRotation). */
+export type GossipRestartMode = 'none' | 'staged';
+
 /** A gossip rotation as a manual request or the schedule started it. */
 export interface StartedGossipRotation {
   rolloutId: string;
   servers: string[];
+  restart: GossipRestartMode;
 }
 
 export interface RolloutRequest extends PlanRequest {
@@ -141,6 +147,7 @@ export class CertificateRotation {
         );
         rollout = started?.rollout;
       }
+      rollout ??= await this.#startRestartAfterRotation(options.actor, options.deadline);
       rollout ??= await this.#startScheduledGossipRotation(options.actor);
       if (rollout !== undefined) {
         const advanced = await this.#engine.advance(rollout.rolloutId, options.deadline);
@@ -355,28 +362,78 @@ export class CertificateRotation {
   /**
    * Start a gossip key rotation over the cluster's servers as inventory knows them. Refused
    * (ConflictError) while another rollout runs: the single active rollout is what keeps a gossip
-   * step from ever overlapping a certificate rollout's server reloads.
+   * step from ever overlapping a certificate rollout's server reloads. With `restart: "staged"`
+   * (default: gossip.restartAfterRotation) a tick after it completes restarts every server.
    */
   async startGossipRotation(
-    request: { reason: string; actor: string },
+    request: { reason: string; actor: string; restart?: GossipRestartMode },
     deadline: number,
   ): Promise<StartedGossipRotation> {
     const servers = await this.gossipServers();
-    const rollout = await this.#startGossipRotation(servers, request.reason, request.actor);
+    const restart = request.restart ?? this.gossipRestartMode();
+    const rollout = await this.#startGossipRotation(servers, request.reason, request.actor, restart);
     await this.#engine.advance(rollout.rolloutId, deadline);
-    return { rolloutId: rollout.rolloutId, servers };
+    return { rolloutId: rollout.rolloutId, servers, restart };
+  }
+
+  /** The cluster's default for rotations that do not say. */
+  gossipRestartMode(): GossipRestartMode {
+    return this.#cluster.gossip?.restartAfterRotation === true ? 'staged' : 'none';
   }
 
   /** One wave of every server; ConflictError while another rollout runs. */
-  #startGossipRotation(servers: string[], reason: string, actor: string): Promise<RolloutRecord> {
+  #startGossipRotation(
+    servers: string[],
+    reason: string,
+    actor: string,
+    restart: GossipRestartMode,
+  ): Promise<RolloutRecord> {
     return this.#engine.start({
       plan: GOSSIP_PLAN,
       kind: 'rotate',
-      settings: {},
+      settings: { restart },
       reason,
       actor,
       waves: [{ group: 'server', targets: servers }],
     });
+  }
+
+  /**
+   * The staged restarts a completed rotation asked for, once: the latest completed gossip rotation
+   * with restart "staged" that no restart rollout follows yet. Servers in the order the gossip
+   * status gives (followers first, the leader last); a cluster not settled now waits for a later
+   * tick (logged), as does one another rollout holds.
+   */
+  async #startRestartAfterRotation(actor: string, deadline: number): Promise<RolloutRecord | undefined> {
+    if (this.#cluster.gossip === undefined || this.#deps.gossipKeys === undefined) return undefined;
+    const rollouts = await this.#deps.table.listRollouts(this.#cluster.name);
+    const rotation = rollouts
+      .filter((rollout) => rollout.plan === GOSSIP_PLAN && rollout.status === 'completed')
+      .sort((a, b) => b.createdAt - a.createdAt)[0];
+    if (rotation?.settings.restart !== 'staged') return undefined;
+    const followed = rollouts.some(
+      (rollout) => rollout.plan === GOSSIP_RESTART_PLAN && rollout.settings.after === rotation.rolloutId,
+    );
+    if (followed) return undefined;
+    try {
+      const order = followersFirst(settledServers(await this.gossipStatus(deadline)));
+      return await this.#engine.start({
+        plan: GOSSIP_RESTART_PLAN,
+        kind: 'restart',
+        settings: { servers: order.length, after: rotation.rolloutId },
+        reason: `staged restart after gossip rotation ${rotation.rolloutId}`,
+        actor,
+        waves: order.map((instanceId) => ({ group: 'server', targets: [instanceId] })),
+      });
+    } catch (error) {
+      if (!(error instanceof ConflictError)) throw error;
+      this.#deps.logger.warn('staged restart after the gossip rotation waits', {
+        cluster: this.#cluster.name,
+        rolloutId: rotation.rolloutId,
+        reason: error.message,
+      });
+      return undefined;
+    }
   }
 
   /** What every server's gossip keyring holds now, by fingerprint, with the secret's stages. */
@@ -415,7 +472,12 @@ export class CertificateRotation {
     const servers = await this.gossipServers().catch(() => []);
     if (servers.length === 0) return undefined;
     try {
-      return await this.#startGossipRotation(servers, 'scheduled gossip key rotation', actor);
+      return await this.#startGossipRotation(
+        servers,
+        'scheduled gossip key rotation',
+        actor,
+        this.gossipRestartMode(),
+      );
     } catch (error) {
       if (error instanceof ConflictError) return undefined;
       throw error;
@@ -456,6 +518,49 @@ export class CertificateRotation {
     });
     await this.#engine.advance(rollout.rolloutId, deadline);
     return { rolloutId: rollout.rolloutId, stragglers, status };
+  }
+
+  /**
+   * Enable gossip encryption on a cluster whose servers all gossip in clear: one server at a time,
+   * followers first and the leader last (plan gossipenable). Refused (ValidationError) when the
+   * cluster encrypts already; ConflictError when some servers do and some do not, when the cluster
+   * could not lose a server now, or while another rollout runs. A dry run names the order.
+   */
+  async startGossipEnable(
+    request: { reason: string; actor: string; dryRun: boolean },
+    deadline: number,
+  ): Promise<{ rolloutId: string | null; servers: string[]; softPartition: string }> {
+    const status = await this.gossipStatus(deadline);
+    const settled = settledServers(status);
+    const answered = status.servers.flatMap((server) => (server.answered ? [server] : []));
+    const encrypted = answered.filter((server) => server.list.ok || server.keyringFile !== null);
+    if (encrypted.length === answered.length)
+      throw new ValidationError('invalid gossip request', [
+        `cluster: ${this.#cluster.name} encrypts its gossip already; rotate-gossip changes the key`,
+      ]);
+    if (encrypted.length > 0)
+      throw new ConflictError(
+        `${encrypted.map((server) => server.instanceId).join(', ')} gossip(s) encrypted while the others are in clear: finish by hand (gossip-status shows which); enable-gossip starts only from a cluster all in clear`,
+        { context: { cluster: this.#cluster.name } },
+      );
+    const cleanup = answered[0]?.autopilot?.cleanupDeadServers;
+    if (cleanup === null || cleanup === undefined)
+      throw new ConflictError(
+        "autopilot's configuration could not be read (the ACL token needs operator:read and operator:write)",
+        { context: { cluster: this.#cluster.name } },
+      );
+    const order = followersFirst(settled);
+    if (request.dryRun) return { rolloutId: null, servers: order, softPartition: ENABLE_SOFT_PARTITION };
+    const rollout = await this.#engine.start({
+      plan: GOSSIP_ENABLE_PLAN,
+      kind: 'enable',
+      settings: { servers: order.length, cleanupDeadServers: cleanup },
+      reason: request.reason,
+      actor: request.actor,
+      waves: order.map((instanceId) => ({ group: 'server', targets: [instanceId] })),
+    });
+    await this.#engine.advance(rollout.rolloutId, deadline);
+    return { rolloutId: rollout.rolloutId, servers: order, softPartition: ENABLE_SOFT_PARTITION };
   }
 
   /** The servers a gossip rotation covers; ValidationError when the cluster has no gossip section or no server. */
@@ -585,8 +690,10 @@ export class CertificateRotation {
   }
 }
 
-/** The gossip rotation and repair plans, for a cluster with a gossip section. */
-function gossipPlans(dependencies: RotationDependencies): (GossipPlan | GossipRepairPlan)[] {
+/** The gossip rotation, repair, restart and enable plans, for a cluster with a gossip section. */
+function gossipPlans(
+  dependencies: RotationDependencies,
+): (GossipPlan | GossipRepairPlan | GossipRestartPlan | GossipEnablePlan)[] {
   const { cluster, gossipKeys } = dependencies;
   if (cluster.gossip === undefined || gossipKeys === undefined) return [];
   const gossipCluster = cluster as GossipClusterConfig;
@@ -603,6 +710,13 @@ function gossipPlans(dependencies: RotationDependencies): (GossipPlan | GossipRe
       clock: dependencies.clock,
     }),
     new GossipRepairPlan({ ...shared, telemetry: dependencies.telemetry }),
+    new GossipRestartPlan({ ...shared, nodes: dependencies.table, telemetry: dependencies.telemetry }),
+    new GossipEnablePlan({
+      ...shared,
+      nodes: dependencies.table,
+      telemetry: dependencies.telemetry,
+      logger: dependencies.logger,
+    }),
   ];
 }
 

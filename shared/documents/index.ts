@@ -103,7 +103,7 @@ export const DOCUMENTS = {
       attemptId: { pattern: 'attemptId', description: 'Identifies this rotation attempt' },
       operation: {
         pattern: 'gossipOperation',
-        description: 'inspect, install, use, remove, discard, repair or persist',
+        description: 'inspect, install, use, remove, discard, repair, restart, enable or persist',
       },
       secretId: { pattern: 'secretId', description: "The cluster's gossip key secret", default: 'none' },
       versionId: {
@@ -133,13 +133,28 @@ export const DOCUMENTS = {
       encryptConfigOwner: { pattern: 'posixName', description: 'Owner of the encrypt config file' },
       expectedServers: {
         pattern: 'serverCount',
-        description: 'Servers a repaired server must reach again before repair succeeds',
+        description: 'Servers a repaired or restarted server must see alive again, and before a restart',
         default: '1',
       },
       healthTimeoutSeconds: {
         pattern: 'seconds',
-        description: 'Seconds a repaired server has to rejoin',
+        description: 'Seconds a repaired or restarted server has to rejoin and stay stable',
         default: '120',
+      },
+      stabilizationSeconds: {
+        pattern: 'seconds',
+        description: 'Seconds the gate must hold without a break after a repair, restart or enable',
+        default: '10',
+      },
+      lastServer: {
+        pattern: 'boolean',
+        description: 'enable: the last server of the cluster to come up encrypted (the full gate after it)',
+        default: 'false',
+      },
+      restoreCleanup: {
+        pattern: 'boolean',
+        description: "enable: turn autopilot's dead-server cleanup back on after the last server",
+        default: 'false',
       },
       executionTimeout: { ...executionTimeout, default: '300' },
     },

@@ -133,3 +133,15 @@ export class SecretsManagerGossipKeys implements GossipKeyCustody {
     );
   }
 }
+
+/** The key a rollout staged (pending, or current once promoted), staged now if it has none yet. */
+export async function rolloutKey(
+  custody: GossipKeyCustody,
+  secretId: string,
+  rolloutId: string,
+): Promise<{ versionId: string; fingerprint: string }> {
+  const stages = await custody.stages(secretId, rolloutId);
+  const staged = [stages.pending, stages.current].find((version) => version?.ofRollout);
+  if (staged?.fingerprint === undefined) return custody.stagePending(secretId, rolloutId);
+  return { versionId: staged.versionId, fingerprint: staged.fingerprint };
+}

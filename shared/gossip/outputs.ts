@@ -13,17 +13,22 @@ export const GOSSIP_OPERATIONS = [
   'remove',
   'discard',
   'repair',
+  'restart',
+  'enable',
   'persist',
 ] as const;
 export type GossipOperation = (typeof GOSSIP_OPERATIONS)[number];
 
 /**
- * What a step answered when it failed: Nomad's "x/y nodes reported ...", the HTTP status, or a
- * repaired server that did not rejoin in time.
+ * What a step answered when it failed: Nomad's "x/y nodes reported ...", the HTTP status, a
+ * repaired, restarted or enabled server that did not pass the gate for long enough in time, or an
+ * enable that could not put autopilot's dead-server cleanup back.
  */
 const apiError = z
   .string()
-  .regex(/^([0-9]{1,4}\/[0-9]{1,4} nodes reported (success|failure)|http-[0-9]{3}|not-rejoined)$/);
+  .regex(
+    /^([0-9]{1,4}\/[0-9]{1,4} nodes reported (success|failure)|http-[0-9]{3}|not-stable|autopilot-not-restored)$/,
+  );
 
 /**
  * The gossip document's one JSON line: what the step changed and the server's keyring by
@@ -38,7 +43,8 @@ export const gossipReportSchema = z.object({
   // `changed`: the step wrote or broadcast something (install and use always broadcast).
   mutation: z.union([
     z.null(),
-    z.object({ ok: z.literal(true), changed: z.boolean() }),
+    // `wasLeader`: a restart's server led the cluster when the gate before it held.
+    z.object({ ok: z.literal(true), changed: z.boolean(), wasLeader: z.boolean().optional() }),
     z.object({ ok: z.literal(false), error: apiError }),
   ]),
   list: z.union([
@@ -49,6 +55,12 @@ export const gossipReportSchema = z.object({
   healthy: z.boolean(),
   members: z.object({ alive: count, total: count }),
   leader: z.string().regex(/^[0-9A-Fa-f.:[\]]{0,64}$/),
+  /** The leader's autopilot view; null where it could not be read (no leader, no operator:read). */
+  autopilot: z
+    .object({ healthy: z.boolean(), failureTolerance: count, cleanupDeadServers: z.boolean().nullable() })
+    .nullable(),
+  /** Whether autopilot lists this server as the leader; null with no autopilot view. */
+  leaderHere: z.boolean().nullable(),
 });
 
 export type GossipReport = z.output<typeof gossipReportSchema>;

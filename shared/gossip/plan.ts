@@ -19,7 +19,7 @@ import { formatRoutingKey, newToken } from '../rollout/routing';
 import type { RolloutStore } from '../rollout/store';
 import { splitByReachability } from '../state/reachability';
 import type { AuditLog, NodeStore } from '../state/store';
-import type { GossipKeyCustody, StagedGossipKey } from './custody';
+import { type GossipKeyCustody, rolloutKey, type StagedGossipKey } from './custody';
 import {
   type GossipOperation,
   type GossipReport,
@@ -42,8 +42,11 @@ export interface GossipCommandRequest {
   versionId?: string;
   /** The key the step installs, uses, keeps, discards, repairs with or persists. */
   keyFingerprint?: string;
-  /** Servers a repaired server must reach again. */
+  /** Servers a repaired, restarted or enabled server must see again. */
   expectedServers?: number;
+  /** enable: the last server to come up encrypted, and whether autopilot's cleanup goes back on after it. */
+  lastServer?: boolean;
+  restoreCleanup?: boolean;
 }
 
 export interface GossipCommands {
@@ -174,7 +177,7 @@ export class GossipPlan implements RolloutPlan {
       const report = carriedReport(attempt);
       return report === undefined ? [] : [serverView(attempt.target, report)];
     });
-    const next = await this.#rolloutKey(rollout);
+    const next = await rolloutKey(this.#deps.custody, this.#secretId, rollout.rolloutId);
     const closed = (verdict: Verdict, retry: RetryPoint) =>
       verdict.go ? { open: true as const } : { open: false as const, reasons: verdict.reasons, retry };
     switch (step) {
@@ -217,7 +220,7 @@ export class GossipPlan implements RolloutPlan {
     const operation = step as GossipOperation;
     if (operation === 'inspect')
       return this.#deps.commands.send('inspect', targets, { attemptId }, routingKey);
-    const key = await this.#rolloutKey(rollout);
+    const key = await rolloutKey(this.#deps.custody, this.#secretId, rollout.rolloutId);
     if (operation === 'use') {
       // Written before the command goes out: a halt after this may never take the key out again.
       await auditRollout(this.#deps.audit, this.#deps.clock, USE_REQUESTED, 'rotator', rollout, {
@@ -315,15 +318,6 @@ export class GossipPlan implements RolloutPlan {
     }
     await custody.discardPending(this.#secretId, rollout.rolloutId);
     return true;
-  }
-
-  /** The key this rollout staged (pending, or current once promoted). */
-  async #rolloutKey(rollout: RolloutRecord): Promise<{ versionId: string; fingerprint: string }> {
-    const stages = await this.#deps.custody.stages(this.#secretId, rollout.rolloutId);
-    const staged = [stages.pending, stages.current].find((version) => version?.ofRollout);
-    if (staged?.fingerprint === undefined)
-      return this.#deps.custody.stagePending(this.#secretId, rollout.rolloutId);
-    return { versionId: staged.versionId, fingerprint: staged.fingerprint };
   }
 }
 

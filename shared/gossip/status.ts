@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { CommandGateway } from '../aws/ports';
 import type { Clock } from '../clock';
+import { ConflictError } from '../errors';
 import { formatRoutingKey, newToken } from '../rollout/routing';
 import type { GossipKeyCustody } from './custody';
 import { type GossipReport, readGossipReport, serverView } from './outputs';
@@ -72,6 +73,8 @@ export async function gossipStatus(
               healthy: report.healthy,
               members: report.members,
               leader: report.leader,
+              autopilot: report.autopilot,
+              leaderHere: report.leaderHere,
             },
       );
     }
@@ -101,4 +104,32 @@ export function stragglersIn(status: GossipStatusReport, current: string): strin
     server.answered ? [serverView(server.instanceId, server)] : [],
   );
   return removeVerified(expected, reports, current).stragglers;
+}
+
+/**
+ * Every server as a staged restart needs them before it starts: answered, healthy, all servers
+ * alive in its view, autopilot able to lose one; with whether each leads. ConflictError naming
+ * what does not hold otherwise (the gate on each server checks again before its restart).
+ */
+export function settledServers(status: GossipStatusReport): { instanceId: string; leaderHere: boolean }[] {
+  const expected = status.servers.length;
+  const problems = status.servers.flatMap((server) => {
+    if (!server.answered) return [`${server.instanceId}: ${server.reason}`];
+    if (!server.healthy) return [`${server.instanceId}: no leader`];
+    if (server.members.alive !== expected)
+      return [`${server.instanceId}: ${server.members.alive} of ${expected} servers alive`];
+    if (server.autopilot === null)
+      return [`${server.instanceId}: autopilot health unreadable (the ACL token needs operator:read)`];
+    if (server.autopilot.failureTolerance < 1)
+      return [`${server.instanceId}: autopilot failure tolerance ${server.autopilot.failureTolerance}`];
+    return [];
+  });
+  if (problems.length > 0)
+    throw new ConflictError(`the cluster is not settled for a staged restart: ${problems.join('; ')}`, {
+      context: { cluster: status.cluster },
+    });
+  return status.servers.map((server) => ({
+    instanceId: server.instanceId,
+    leaderHere: server.answered && server.leaderHere === true,
+  }));
 }

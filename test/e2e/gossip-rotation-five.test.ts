@@ -63,7 +63,7 @@ afterAll(async () => {
 describe('gossip key rotation on five servers', () => {
   it('ends with all five on the new key alone under ACLs, and no key or token on any command line, script, log or output', async () => {
     // Arrange
-    const initial = world.fleet.initialGossipKey;
+    const initial = world.fleet.initialGossipKey!;
     const commandLines = sampleCommandLines();
 
     // Act

@@ -18,6 +18,8 @@ let world: World;
 
 const KEYRING_FILE = 'opt/nomad/data/server/serf.keyring';
 const ENCRYPT_CONFIG = 'opt/nomad/config/gossip-encrypt.hcl';
+/** The stand-in agent's own configuration, read only when it starts. */
+const AGENT_CONFIG = 'etc/nomad-standin.json';
 const servers = () => world.fleet.nodes().filter((node) => node.role === 'server');
 const fingerprint = (key: string) =>
   createHash('sha256').update(Buffer.from(key, 'base64')).digest('hex').slice(0, 16);
@@ -95,6 +97,9 @@ function stopBefore(operation: string, server: NodeSandbox): Promise<void> {
   });
 }
 
+const restartCommands = () =>
+  world.ssm.history().filter((command) => command.Parameters.operation?.[0] === 'restart');
+
 const startAgain = (server: NodeSandbox) => nomadShell(server, 'systemctl start nomad');
 
 const rolloutAudit = async (rolloutId: string) =>
@@ -122,7 +127,13 @@ beforeAll(async () => {
     clients: 1,
     // Backoffs long enough, in real time too, for a stopped server to start and rejoin (serf marks it
     // failed after its suspicion window) before its tries run out.
-    cluster: { name: 'gossip', gossip: { maxTries: 10, backoffBaseSeconds: 15, backoffMaxSeconds: 30 } },
+    // A repaired or restarted server has a minute to come back as a voter and hold the gate 10 s:
+    // a pruned straggler waits for autopilot's next pass and its stabilization time first.
+    cluster: {
+      name: 'gossip',
+      gossip: { maxTries: 10, backoffBaseSeconds: 15, backoffMaxSeconds: 30 },
+      rollout: { serverHealthTimeoutSeconds: 60 },
+    },
   });
   // The servers' HTTPS API needs their certificates first: the first tick issues them.
   await issueFleet(world);
@@ -141,7 +152,7 @@ afterEach(async () => {
 describe('gossip key rotation (real serf, three servers)', () => {
   it('ends with every server on the new key alone, persisted, the secret staged and no key anywhere else', async () => {
     // Arrange
-    const initial = world.fleet.initialGossipKey;
+    const initial = world.fleet.initialGossipKey!;
     for (const server of servers()) expect(await keyringOf(server)).toEqual([initial]);
 
     // Act
@@ -328,6 +339,101 @@ describe('gossip key rotation (real serf, three servers)', () => {
     expect(repaired).toEqual([
       expect.objectContaining({ instanceId: straggler.instanceId, primary: fingerprint(current) }),
     ]);
+  }, 600_000);
+
+  it('restarts every server after a rotation that asked for it: followers first, the leader last, each back as a healthy voter', async () => {
+    // Arrange: a rotation asking for staged restarts, run to its end
+    const rotation = (await world.invoke({
+      action: 'rotate-gossip',
+      cluster: world.cluster.name,
+      reason: 'rotate and prove the keyring boots',
+      restart: 'staged',
+    })) as { rolloutId: string; restart: string };
+    expect(await runToEnd(rotation.rolloutId)).toMatchObject({ status: 'completed' });
+    const key = await currentKey();
+
+    // Act: the next tick starts the restarts
+    await world.tick();
+    const restart = (await world.runtime.table.listRollouts(world.cluster.name)).find(
+      (rollout) => rollout.plan === 'gossiprestart' && rollout.settings.after === rotation.rolloutId,
+    );
+    const ended = await runToEnd(restart!.rolloutId);
+
+    // Assert: every server restarted once, the leader last, all on the new key and alive
+    expect(rotation.restart).toBe('staged');
+    expect(ended).toMatchObject({ status: 'completed' });
+    const restarted = world.events
+      .events()
+      .filter((event) => event['detail-type'] === 'GossipServerRestarted')
+      .map((event) => event.detail as { instanceId: string; wasLeader: boolean });
+    expect(restarted.map((event) => event.instanceId).sort()).toEqual(
+      servers()
+        .map((server) => server.instanceId)
+        .sort(),
+    );
+    expect(restarted.map((event) => event.wasLeader)).toEqual([false, false, true]);
+    for (const server of servers()) expect(await keyringOf(server)).toEqual([key]);
+    await aliveEverywhere();
+    // Once: a later tick starts no second round of restarts for the same rotation.
+    await world.tick();
+    const rounds = (await world.runtime.table.listRollouts(world.cluster.name)).filter(
+      (rollout) => rollout.plan === 'gossiprestart',
+    );
+    expect(rounds).toHaveLength(1);
+  }, 600_000);
+
+  it('halts the staged restarts when a restarted server does not come back: no second restart, an alarm, quorum kept', async () => {
+    // Arrange: the first server to restart will not start again (a configuration it cannot parse)
+    const rotation = (await world.invoke({
+      action: 'rotate-gossip',
+      cluster: world.cluster.name,
+      reason: 'rotate, then restart onto a broken server',
+      restart: 'staged',
+    })) as { rolloutId: string };
+    expect(await runToEnd(rotation.rolloutId)).toMatchObject({ status: 'completed' });
+    const failures = world.telemetry.total('GossipRotationFailed');
+    const restartsBefore = restartCommands().length;
+    const broken: { server?: NodeSandbox; config?: string } = {};
+    world.ssm.knobs.beforeRun = async ({ documentName, instanceId, script }) => {
+      if (documentName !== DOCUMENT_NAMES.gossip || gossipOperation(script) !== 'restart') return;
+      if (broken.server !== undefined) return;
+      broken.server = servers().find((server) => server.instanceId === instanceId)!;
+      const file = join(broken.server.root, AGENT_CONFIG);
+      broken.config = await readFile(file, 'utf8');
+      await writeFile(file, '{ not json');
+    };
+
+    try {
+      // Act
+      await world.tick();
+      const restart = (await world.runtime.table.listRollouts(world.cluster.name)).find(
+        (rollout) => rollout.plan === 'gossiprestart' && rollout.settings.after === rotation.rolloutId,
+      );
+      const ended = await runToEnd(restart!.rolloutId);
+
+      // Assert: halted on that server, alarmed, no other server restarted, the other two lead on
+      expect(ended).toMatchObject({ status: 'halted' });
+      const attempts = await world.runtime.table.listAttempts(world.cluster.name, ended.rolloutId);
+      // systemctl's own job failed (the agent exited at once), or the agent never held the gate.
+      expect(attempts.find((attempt) => attempt.target === broken.server?.instanceId)?.lastError).toMatch(
+        /^restart-failed(:not-stable)?$/,
+      );
+      expect(world.telemetry.total('GossipRotationFailed')).toBe(failures + 1);
+      const restartsSent = restartCommands().slice(restartsBefore);
+      expect(restartsSent.map((command) => command.InstanceIds)).toEqual([[broken.server!.instanceId]]);
+      const others = servers().filter((server) => server !== broken.server);
+      for (const server of others) {
+        const health = await callAgent(server, 'GET', '/v1/agent/health?type=server');
+        expect(health.status).toBe(200);
+      }
+    } finally {
+      world.ssm.knobs.beforeRun = undefined;
+      if (broken.server !== undefined) {
+        await writeFile(join(broken.server.root, AGENT_CONFIG), broken.config!);
+        await nomadShell(broken.server, 'systemctl reset-failed nomad; systemctl restart nomad');
+        await aliveEverywhere();
+      }
+    }
   }, 600_000);
 
   it('refuses a gossip rotation while another rollout runs, and changes nothing', async () => {

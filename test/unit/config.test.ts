@@ -16,6 +16,26 @@ const minimal = {
 };
 
 describe('cluster configuration', () => {
+  it('refuses a gossip stabilization time a restarted server could never hold within its health timeout', () => {
+    const refused = () =>
+      parseClusterConfig({
+        ...minimal,
+        rollout: { serverHealthTimeoutSeconds: 30 },
+        gossip: { secretId: 'nomad/prod/gossip', stabilizationSeconds: 30 },
+      });
+
+    expect(refused).toThrow(ValidationError);
+    expect(refused).toThrow(
+      /gossip\.stabilizationSeconds: must be less than rollout\.serverHealthTimeoutSeconds \(30\)/,
+    );
+  });
+
+  it('leaves staged restarts after a gossip rotation off unless the cluster asks for them', () => {
+    const gossip = parseClusterConfig({ ...minimal, gossip: { secretId: 'nomad/prod/gossip' } }).gossip;
+
+    expect(gossip).toMatchObject({ restartAfterRotation: false, stabilizationSeconds: 10 });
+  });
+
   it('fills the seed guide defaults for paths, modes, TTL and rollout', () => {
     const config = parseClusterConfig(minimal);
 

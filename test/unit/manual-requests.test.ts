@@ -103,7 +103,9 @@ describe('gossip requests', () => {
         { action: 'rotate-gossip', cluster: 'prod' },
         { action: 'rotate-gossip', cluster: 'prod', reason: 'ok reason', targets: 'all' },
         { action: 'rotate-gossip', cluster: 'elsewhere', reason: 'ok reason' },
-        { action: 'enable-gossip', cluster: 'prod', reason: 'ok reason' },
+        { action: 'disable-gossip', cluster: 'prod', reason: 'ok reason' },
+        { action: 'rotate-gossip', cluster: 'prod', reason: 'ok reason', restart: 'always' },
+        { action: 'repair-gossip', cluster: 'prod', reason: 'ok reason', restart: 'staged' },
       ].map((payload) => invokeManualOps(harness, payload).catch((error: Error) => error.message)),
     );
 
@@ -112,8 +114,10 @@ describe('gossip requests', () => {
       expect.stringMatching(/^400: .*targets: unknown field/),
       expect.stringMatching(/^400: .*cluster: elsewhere is not configured/),
       expect.stringMatching(
-        /^400: .*action: must be one of plan, rotate, reissue, rotate-gossip, repair-gossip, gossip-status/,
+        /^400: .*action: must be one of plan, rotate, reissue, rotate-gossip, enable-gossip, repair-gossip, gossip-status/,
       ),
+      expect.stringMatching(/^400: .*restart: must be "none" or "staged"/),
+      expect.stringMatching(/^400: .*restart: only rotate-gossip takes it/),
     ]);
     expect(await harness.table.listAudit('prod', harness.clock.now())).toEqual([]);
     expect(harness.fleet.commands).toEqual([]);
@@ -143,7 +147,12 @@ describe('gossip requests', () => {
       dryRun: true,
     });
 
-    expect(answer).toMatchObject({ dryRun: true, rolloutId: null, servers: ['i-00000000000000001'] });
+    expect(answer).toMatchObject({
+      dryRun: true,
+      rolloutId: null,
+      servers: ['i-00000000000000001'],
+      restart: 'none',
+    });
     expect(await harness.table.listRollouts('prod')).toEqual(rolloutsBefore);
     expect(harness.fleet.commands).toHaveLength(commandsBefore);
     expect(await harness.gossipKeys.stages()).toEqual({});

@@ -5,8 +5,13 @@
 # remove takes every other key out of the cluster's keyring; discard takes a rotation's own key out
 # again (a halted rotation that never reached use: no server has it as primary); repair brings back
 # a server the cluster's key no longer reaches (stop, serf.keyring rewritten atomically to the
-# current key alone, start, then proof that it rejoined every server); persist writes the key into a 0600
-# `encrypt` config file that only a fresh data dir reads. Keys and the ACL token reach the local
+# current key alone, start, then proof that it rejoined every server); restart restarts a healthy
+# server behind the gate (the cluster whole and able to lose one server before; back as a healthy
+# voter, held for the stabilization time, after); enable brings a server that gossips in clear up
+# encrypted (autopilot's dead-server cleanup off, `encrypt` written, restart, then Raft's word that
+# it is back, since serf cannot reach the servers still in clear; the last server waits for the full
+# gate and puts the cleanup back); persist writes the key into a 0600 `encrypt` config file that
+# only a fresh data dir reads. Keys and the ACL token reach the local
 # API through process substitution (file descriptors), never argv, a parameter or the output.
 # Every step is idempotent. Runs under the SSM agent: root, no HOME, no NOMAD_* variables.
 set -euo pipefail
@@ -29,14 +34,19 @@ ENCRYPT_CONFIG_PATH='{{ encryptConfigPath }}'
 ENCRYPT_CONFIG_OWNER='{{ encryptConfigOwner }}'
 EXPECTED_SERVERS='{{ expectedServers }}'
 HEALTH_TIMEOUT='{{ healthTimeoutSeconds }}'
+STABILIZATION='{{ stabilizationSeconds }}'
+LAST_SERVER='{{ lastServer }}'
+RESTORE_CLEANUP='{{ restoreCleanup }}'
 
 # nomad-rotator:include safe-paths.sh
 
 emit() { printf '%s\n' "$1" >&3; }
 
 refuse() {
-  emit "$(printf '{"ok":false,"stage":"gossip","operation":"%s","attemptId":"%s","reason":"%s"}' \
-    "$OPERATION" "$ATTEMPT_ID" "$1")"
+  local detail=''
+  [[ -n "${2:-}" ]] && detail=$(printf ',"detail":"%s"' "$2")
+  emit "$(printf '{"ok":false,"stage":"gossip","operation":"%s","attemptId":"%s","reason":"%s"%s}' \
+    "$OPERATION" "$ATTEMPT_ID" "$1" "$detail")"
   exit 1
 }
 
@@ -65,16 +75,19 @@ fi
 client_auth=()
 [[ "$VERIFY_HTTPS_CLIENT" == true ]] && client_auth=(--cert "$CLI_CERT_PATH" --key "$CLI_KEY_PATH")
 
-# Sets STATUS and BODY from one call to the local agent; $3, when given, is sent as {"Key": ...}.
+# Sets STATUS and BODY from one call to the local agent; $3, when given, is the request body
+# (`key_body` for a key). Token and body go through file descriptors, never argv.
 call_agent() {
-  local method=$1 path=$2 key=${3:-} answer
+  local method=$1 path=$2 body=${3:-} answer
   answer=$(curl -sS --max-time 40 -X "$method" --cacert "$CA_PATH" "${client_auth[@]}" \
     -H @<(if [[ -n "$TOKEN" ]]; then printf 'X-Nomad-Token: %s\n' "$TOKEN"; fi) \
-    --data-binary @<(if [[ -n "$key" ]]; then printf '{"Key":"%s"}' "$key"; fi) \
+    --data-binary @<(printf '%s' "$body") \
     -w '\n%{http_code}' "$NOMAD_ADDR$path") || answer=$'\n000'
   STATUS=${answer##*$'\n'}
   BODY=${answer%$'\n'*}
 }
+
+key_body() { printf '{"Key":"%s"}' "$1"; }
 
 # What a failed keyring call said, held to what Nomad and serf answer: "x/y nodes reported ...".
 api_error() {
@@ -136,8 +149,192 @@ key_in_file() {
   return 1
 }
 
+# This server's serf view: ALIVE and TOTAL members, and SELF, its own member name
+# (`<node name>.<region>`, the name autopilot lists it by).
+count_members() {
+  ALIVE=0 TOTAL=0 SELF=''
+  call_agent GET /v1/agent/members
+  [[ "$STATUS" == 200 ]] || return 0
+  local rest=$BODY
+  if [[ "$BODY" =~ \"ServerName\":\"([A-Za-z0-9._-]{1,128})\" ]]; then
+    SELF=${BASH_REMATCH[1]}
+    [[ "$BODY" =~ \"ServerRegion\":\"([A-Za-z0-9._-]{1,128})\" ]] && SELF+=".${BASH_REMATCH[1]}" || SELF=''
+  fi
+  while [[ "$rest" =~ \"Status\":\"([a-z]+)\" ]]; do
+    TOTAL=$((TOTAL + 1))
+    [[ "${BASH_REMATCH[1]}" == alive ]] && ALIVE=$((ALIVE + 1))
+    rest=${rest#*"${BASH_REMATCH[0]}"}
+  done
+}
+
+# health?type=server makes a Status.Leader RPC to the leader: 200 only while there is one.
+server_healthy() {
+  call_agent GET '/v1/agent/health?type=server'
+  [[ "$STATUS" == 200 ]]
+}
+
+# An RPC address as /v1/status/leader answers it (JSON string, a newline after it); `]` leads the
+# bracket expression, where a backslash would be literal.
+LEADER_PATTERN='^"([]0-9A-Fa-f.:[]{1,64})"$'
+
+# The leader's RPC address this server reports, `?stale=true` for its own Raft view; empty without.
+current_leader() {
+  local body
+  call_agent GET "/v1/status/leader${1:+?stale=true}"
+  body=${BODY%$'\n'}
+  if [[ "$STATUS" == 200 && "$body" =~ $LEADER_PATTERN ]]; then
+    printf '%s' "${BASH_REMATCH[1]}"
+  fi
+}
+
+# The leader's autopilot view (operator:read): AUTOPILOT_STATUS (200 healthy, 429 not),
+# AUTOPILOT_HEALTHY, TOLERANCE, and this server's own entry as SELF_VOTER, SELF_HEALTHY, SELF_LEADER
+# (false when autopilot does not list it). Needs SELF from count_members. False when unreadable.
+autopilot_health() {
+  AUTOPILOT_HEALTHY=false TOLERANCE=0 SELF_VOTER=false SELF_HEALTHY=false SELF_LEADER=false
+  call_agent GET /v1/operator/autopilot/health
+  AUTOPILOT_STATUS=$STATUS
+  [[ "$STATUS" == 200 || "$STATUS" == 429 ]] || return 1
+  [[ "$BODY" =~ \"FailureTolerance\":([0-9]{1,4}) ]] || return 1
+  TOLERANCE=${BASH_REMATCH[1]}
+  [[ "$STATUS" == 200 ]] && AUTOPILOT_HEALTHY=true
+  [[ -n "$SELF" ]] || return 0
+  local open='\{[^{}]*"Name":"' entry
+  [[ "$BODY" =~ $open"$SELF"\"[^{}]*\} ]] || return 0
+  entry=${BASH_REMATCH[0]}
+  [[ "$entry" =~ \"Voter\":true ]] && SELF_VOTER=true
+  [[ "$entry" =~ \"Healthy\":true ]] && SELF_HEALTHY=true
+  [[ "$entry" =~ \"Leader\":true ]] && SELF_LEADER=true
+  return 0
+}
+
+# The gate around a restart: every expected server alive in this server's view and in the keyring
+# query, a leader, and autopilot healthy with one server to spare, this one a healthy voter.
+# Sets GATE_DETAIL to the first fact that does not hold.
+gate_open() {
+  GATE_DETAIL=''
+  server_healthy || { GATE_DETAIL=no-leader && return 1; }
+  [[ -n "$(current_leader)" ]] || { GATE_DETAIL=no-leader && return 1; }
+  count_members
+  if ((ALIVE != EXPECTED_SERVERS || TOTAL != EXPECTED_SERVERS)); then
+    GATE_DETAIL="members-$ALIVE-of-$EXPECTED_SERVERS-alive" && return 1
+  fi
+  list_keyring
+  CLUSTER_KEYS=()
+  if [[ "$LIST_JSON" != *"\"numNodes\":$EXPECTED_SERVERS}" ]]; then
+    GATE_DETAIL=keyring-not-on-every-server && return 1
+  fi
+  autopilot_health || { GATE_DETAIL="autopilot-http-$AUTOPILOT_STATUS" && return 1; }
+  ((TOLERANCE >= 1)) || { GATE_DETAIL="failure-tolerance-$TOLERANCE" && return 1; }
+  [[ "$SELF_VOTER" == true ]] || { GATE_DETAIL=not-a-voter && return 1; }
+  [[ "$SELF_HEALTHY" == true ]] || { GATE_DETAIL=not-healthy-in-autopilot && return 1; }
+  return 0
+}
+
+# After a start: the unit active and the gate open, held STABILIZATION seconds without a break,
+# within HEALTH_TIMEOUT. Sets OUTCOME.
+wait_stable() {
+  local deadline=$((SECONDS + HEALTH_TIMEOUT)) open_since=-1
+  OUTCOME='{"ok":false,"error":"not-stable"}'
+  while ((SECONDS < deadline)); do
+    if systemctl is-active --quiet nomad && gate_open; then
+      ((open_since >= 0)) || open_since=$SECONDS
+      if ((SECONDS - open_since >= STABILIZATION)); then
+        OUTCOME=$(mutated true)
+        return 0
+      fi
+    else
+      open_since=-1
+    fi
+    sleep 2
+  done
+  return 1
+}
+
+# Raft's view from this server alone (`?stale=true`: a server whose serf cannot reach the leader
+# cannot forward): a leader known, EXPECTED_SERVERS voters, this server (SELF) one of them.
+raft_settled() {
+  GATE_DETAIL=''
+  [[ -n "$(current_leader stale)" ]] || { GATE_DETAIL=no-raft-leader && return 1; }
+  count_members
+  [[ -n "$SELF" ]] || { GATE_DETAIL=no-member-name && return 1; }
+  call_agent GET '/v1/operator/raft/configuration?stale=true'
+  [[ "$STATUS" == 200 ]] || { GATE_DETAIL="raft-configuration-http-$STATUS" && return 1; }
+  local rest=$BODY entry voters=0 self_voter=false
+  while [[ "$rest" =~ \{[^{}]*\"Voter\":(true|false)[^{}]*\} ]]; do
+    entry=${BASH_REMATCH[0]}
+    if [[ "${BASH_REMATCH[1]}" == true ]]; then
+      voters=$((voters + 1))
+      [[ "$entry" == *"\"Node\":\"$SELF\""* ]] && self_voter=true
+    fi
+    rest=${rest#*"$entry"}
+  done
+  ((voters == EXPECTED_SERVERS)) || { GATE_DETAIL="raft-voters-$voters-of-$EXPECTED_SERVERS" && return 1; }
+  [[ "$self_voter" == true ]] || { GATE_DETAIL=not-a-raft-voter && return 1; }
+}
+
+# FILE_KEYS is the staged key (KEY_FINGERPRINT) alone.
+file_holds_only_staged_key() {
+  ((${#FILE_KEYS[@]} == 1)) && [[ "$(fingerprint "${FILE_KEYS[0]}")" == "$KEY_FINGERPRINT" ]]
+}
+
+# After an enable restart of a server that is not the last: active, Raft settled, its keyring seeded
+# from `encrypt` with the staged key alone, held STABILIZATION seconds. Sets OUTCOME.
+wait_raft_stable() {
+  local deadline=$((SECONDS + HEALTH_TIMEOUT)) open_since=-1
+  OUTCOME='{"ok":false,"error":"not-stable"}'
+  while ((SECONDS < deadline)); do
+    if systemctl is-active --quiet nomad && raft_settled && read_keyring_file && file_holds_only_staged_key; then
+      ((open_since >= 0)) || open_since=$SECONDS
+      if ((SECONDS - open_since >= STABILIZATION)); then
+        OUTCOME=$(mutated true)
+        return 0
+      fi
+    else
+      open_since=-1
+    fi
+    sleep 2
+  done
+  return 1
+}
+
+# Autopilot's CleanupDeadServers set to $1 (true|false). Nomad's PUT replaces the whole
+# configuration, so the one field is changed in what GET answered and the rest sent back as it was.
+set_dead_server_cleanup() {
+  local wanted=$1 current
+  call_agent GET /v1/operator/autopilot/configuration
+  [[ "$STATUS" == 200 && "$BODY" =~ \"CleanupDeadServers\":(true|false) ]] || return 1
+  current=${BASH_REMATCH[1]}
+  [[ "$current" == "$wanted" ]] && return 0
+  call_agent PUT /v1/operator/autopilot/configuration "${BODY/\"CleanupDeadServers\":$current/\"CleanupDeadServers\":$wanted}"
+  [[ "$STATUS" == 200 ]]
+}
+
+# `server { encrypt = "<key>" }` in ENCRYPT_CONFIG_PATH, 0600, atomically; CHANGED says whether it
+# was written. Refuses (and exits) on an unsafe path.
+write_encrypt_config() {
+  local wanted directory staging
+  directory=$(dirname -- "$ENCRYPT_CONFIG_PATH")
+  may_create_dir "$directory" || refuse "unsafe-directory"
+  if [[ -L "$ENCRYPT_CONFIG_PATH" ]] || [[ -e "$ENCRYPT_CONFIG_PATH" && ! -f "$ENCRYPT_CONFIG_PATH" ]]; then
+    refuse "unsafe-path"
+  fi
+  ensure_dir "$directory" || refuse "unsafe-directory"
+  wanted=$(printf '# Written by nomad-rotator. Nomad reads it only into a fresh data dir; the keyring rules after.\nserver {\n  encrypt = "%s"\n}\n' "$1")
+  CHANGED=false
+  if [[ ! -f "$ENCRYPT_CONFIG_PATH" ]] || [[ "$(cat -- "$ENCRYPT_CONFIG_PATH")" != "$wanted" ]]; then
+    staging=$(mktemp -- "$ENCRYPT_CONFIG_PATH.XXXXXXXX") || refuse "write-failed"
+    printf '%s\n' "$wanted" >"$staging" || refuse "write-failed"
+    chown "$ENCRYPT_CONFIG_OWNER:" -- "$staging" 2>/dev/null || chown "$ENCRYPT_CONFIG_OWNER" -- "$staging" ||
+      refuse "chown-failed"
+    chmod 0600 -- "$staging"
+    mv -f -- "$staging" "$ENCRYPT_CONFIG_PATH" || refuse "write-failed"
+    CHANGED=true
+  fi
+}
+
 report() {
-  local mutation=$1 file_json=null members_json health leader='' fingerprints='' candidate
+  local mutation=$1 file_json=null members_json health leader fingerprints='' candidate autopilot_json leader_here cleanup
   list_keyring
   if read_keyring_file; then
     for candidate in "${FILE_KEYS[@]}"; do
@@ -145,24 +342,23 @@ report() {
     done
     file_json="[$fingerprints]"
   fi
-  call_agent GET /v1/agent/members
-  if [[ "$STATUS" == 200 ]]; then
-    local alive=0 total=0 rest=$BODY
-    while [[ "$rest" =~ \"Status\":\"([a-z]+)\" ]]; do
-      total=$((total + 1))
-      [[ "${BASH_REMATCH[1]}" == alive ]] && alive=$((alive + 1))
-      rest=${rest#*"${BASH_REMATCH[0]}"}
-    done
-    members_json=$(printf '{"alive":%d,"total":%d}' "$alive" "$total")
-  else
-    members_json='{"alive":0,"total":0}'
+  count_members
+  members_json=$(printf '{"alive":%d,"total":%d}' "$ALIVE" "$TOTAL")
+  server_healthy && health=true || health=false
+  leader=$(current_leader)
+  autopilot_json=null
+  leader_here=null
+  if autopilot_health; then
+    call_agent GET /v1/operator/autopilot/configuration
+    cleanup=null
+    [[ "$STATUS" == 200 && "$BODY" =~ \"CleanupDeadServers\":(true|false) ]] && cleanup=${BASH_REMATCH[1]}
+    autopilot_json=$(printf '{"healthy":%s,"failureTolerance":%d,"cleanupDeadServers":%s}' \
+      "$AUTOPILOT_HEALTHY" "$TOLERANCE" "$cleanup")
+    leader_here=$SELF_LEADER
   fi
-  call_agent GET '/v1/agent/health?type=server'
-  [[ "$STATUS" == 200 ]] && health=true || health=false
-  call_agent GET /v1/status/leader
-  [[ "$STATUS" == 200 && "$BODY" =~ ^\"([0-9A-Fa-f.:\[\]]{1,64})\"$ ]] && leader=${BASH_REMATCH[1]}
-  emit "$(printf '{"ok":true,"stage":"gossip","operation":"%s","attemptId":"%s","mutation":%s,"list":%s,"keyringFile":%s,"healthy":%s,"members":%s,"leader":"%s"}' \
-    "$OPERATION" "$ATTEMPT_ID" "$mutation" "$LIST_JSON" "$file_json" "$health" "$members_json" "$leader")"
+  emit "$(printf '{"ok":true,"stage":"gossip","operation":"%s","attemptId":"%s","mutation":%s,"list":%s,"keyringFile":%s,"healthy":%s,"members":%s,"leader":"%s","autopilot":%s,"leaderHere":%s}' \
+    "$OPERATION" "$ATTEMPT_ID" "$mutation" "$LIST_JSON" "$file_json" "$health" "$members_json" "$leader" \
+    "$autopilot_json" "$leader_here")"
 }
 
 mutated() { printf '{"ok":true,"changed":%s}' "$1"; }
@@ -179,7 +375,7 @@ remove_cluster_keys() {
   for candidate in "${CLUSTER_KEYS[@]}"; do
     [[ "$(fingerprint "$candidate")" == "$wanted" ]] && matches=true || matches=false
     [[ "$matches" == "$want_match" ]] || continue
-    call_agent PUT /v1/agent/keyring/remove "$candidate"
+    call_agent PUT /v1/agent/keyring/remove "$(key_body "$candidate")"
     if [[ "$STATUS" != 200 ]]; then
       OUTCOME=$(mutation_failed)
       break
@@ -204,7 +400,7 @@ case "$OPERATION" in
     ;;
   install)
     key=$(staged_key) || exit 1
-    call_agent PUT /v1/agent/keyring/install "$key"
+    call_agent PUT /v1/agent/keyring/install "$(key_body "$key")"
     unset key
     if [[ "$STATUS" == 200 ]]; then report "$(mutated true)"; else report "$(mutation_failed)"; fi
     ;;
@@ -212,7 +408,7 @@ case "$OPERATION" in
     read_keyring_file || refuse "no-keyring-file"
     key=$(key_in_file "$KEY_FINGERPRINT") || refuse "key-not-installed-here"
     # Broadcast even where the key is this server's primary already: another server may lack it.
-    call_agent PUT /v1/agent/keyring/use "$key"
+    call_agent PUT /v1/agent/keyring/use "$(key_body "$key")"
     unset key
     if [[ "$STATUS" == 200 ]]; then report "$(mutated true)"; else report "$(mutation_failed)"; fi
     ;;
@@ -246,46 +442,49 @@ case "$OPERATION" in
     chmod 0600 -- "$staging" || refuse "write-failed"
     mv -f -- "$staging" "$KEYRING_PATH" || refuse "write-failed"
     systemctl start nomad || refuse "start-failed"
-    # Rejoined: active, healthy, and the keyring query reaches every expected server.
-    outcome='{"ok":false,"error":"not-rejoined"}'
-    for ((waited = 0; waited < HEALTH_TIMEOUT; waited += 2)); do
-      if systemctl is-active --quiet nomad; then
-        call_agent GET '/v1/agent/health?type=server'
-        if [[ "$STATUS" == 200 ]]; then
-          list_keyring
-          if [[ "$LIST_JSON" == *"\"numNodes\":$EXPECTED_SERVERS}" ]]; then
-            outcome=$(mutated true)
-            break
-          fi
-        fi
+    # Rejoined: the gate a restart ends on, which the cut-off server could not pass before.
+    wait_stable || true
+    report "$OUTCOME"
+    ;;
+  restart)
+    gate_open || refuse "gate-closed" "$GATE_DETAIL"
+    was_leader=$SELF_LEADER
+    systemctl restart nomad || refuse "restart-failed"
+    if wait_stable; then
+      OUTCOME=$(printf '{"ok":true,"changed":true,"wasLeader":%s}' "$was_leader")
+    fi
+    report "$OUTCOME"
+    ;;
+  enable)
+    key=$(staged_key) || exit 1
+    if read_keyring_file; then
+      # A run cut off after the restart: this server is up on the staged key already.
+      file_holds_only_staged_key || refuse "keyring-file-exists"
+    else
+      # Still in clear, so still gossiping with the leader: health and Raft both hold.
+      server_healthy || refuse "gate-closed" "no-leader"
+      raft_settled || refuse "gate-closed" "$GATE_DETAIL"
+      # The restarted servers look failed to those in clear until the leader is encrypted: autopilot
+      # must not prune them meanwhile.
+      set_dead_server_cleanup false || refuse "autopilot-config-failed" "http-$STATUS"
+      write_encrypt_config "$key"
+      systemctl restart nomad || refuse "restart-failed"
+    fi
+    unset key
+    if [[ "$LAST_SERVER" == true ]]; then
+      if wait_stable && [[ "$RESTORE_CLEANUP" == true ]]; then
+        set_dead_server_cleanup true || OUTCOME='{"ok":false,"error":"autopilot-not-restored"}'
       fi
-      sleep 2
-    done
-    CLUSTER_KEYS=()
-    report "$outcome"
+    else
+      wait_raft_stable || true
+    fi
+    report "$OUTCOME"
     ;;
   persist)
     key=$(staged_key) || exit 1
-    directory=$(dirname -- "$ENCRYPT_CONFIG_PATH")
-    may_create_dir "$directory" || refuse "unsafe-directory"
-    if [[ -L "$ENCRYPT_CONFIG_PATH" ]] || [[ -e "$ENCRYPT_CONFIG_PATH" && ! -f "$ENCRYPT_CONFIG_PATH" ]]; then
-      refuse "unsafe-path"
-    fi
-    ensure_dir "$directory" || refuse "unsafe-directory"
-    wanted=$(printf '# Written by nomad-rotator. Nomad reads it only into a fresh data dir; the keyring rules after.\nserver {\n  encrypt = "%s"\n}\n' "$key")
+    write_encrypt_config "$key"
     unset key
-    changed=false
-    if [[ ! -f "$ENCRYPT_CONFIG_PATH" ]] || [[ "$(cat -- "$ENCRYPT_CONFIG_PATH")" != "$wanted" ]]; then
-      staging=$(mktemp -- "$ENCRYPT_CONFIG_PATH.XXXXXXXX") || refuse "write-failed"
-      printf '%s\n' "$wanted" >"$staging" || refuse "write-failed"
-      chown "$ENCRYPT_CONFIG_OWNER:" -- "$staging" 2>/dev/null || chown "$ENCRYPT_CONFIG_OWNER" -- "$staging" ||
-        refuse "chown-failed"
-      chmod 0600 -- "$staging"
-      mv -f -- "$staging" "$ENCRYPT_CONFIG_PATH" || refuse "write-failed"
-      changed=true
-    fi
-    unset wanted
-    report "$(mutated "$changed")"
+    report "$(mutated "$CHANGED")"
     ;;
   *)
     refuse "unknown-operation"
