@@ -1,10 +1,12 @@
 import './quiet-sdk-warning';
-import { rm } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { rm, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import { renderFleetTable } from '../cli/fleet-table';
 import type { GossipStatusReport } from '../shared/gossip/status';
 import type { NodeRecord } from '../shared/state/records';
 import { describeFailure } from './failure';
+import type { NodeSandbox } from './node/sandbox';
 import { missingPrerequisites, prerequisitesReport } from './prerequisites';
 import { startWorld, type World } from './world';
 import { verifyNode } from './world/verify';
@@ -27,6 +29,11 @@ async function runTick(world: World): Promise<void> {
 
 async function showFleet(world: World): Promise<void> {
   say(renderFleetTable([...(await records(world)).values()], world.clock.now()));
+}
+
+/** A root shell on a node, as an operator's SSM session would give. */
+async function onNode(node: NodeSandbox, script: string) {
+  return node.runScript({ script, commandId: `demo-${Date.now()}`, timeoutSeconds: 60 });
 }
 
 /** Scheduled runs until the rollout ends (a failed stage waits out its backoff in between). */
@@ -59,7 +66,7 @@ async function showGossip(world: World): Promise<GossipStatusReport> {
           .join(' ')
       : `list failed: ${server.list.error}`;
     say(
-      `  ${server.instanceId}  primary ${server.keyringFile?.[0] ?? '-'}  keys ${keys}  members ${server.members.alive}/${server.members.total} alive  health ${server.healthy ? 200 : 500}`,
+      `  ${server.instanceId}  primary ${server.keyringFile?.[0] ?? '-'}  keys ${keys}  members ${server.members.alive}/${server.members.total} alive  health ${server.healthy ? 200 : 500}${server.leaderHere ? '  leader' : ''}`,
     );
   }
   return status;
@@ -67,14 +74,19 @@ async function showGossip(world: World): Promise<GossipStatusReport> {
 
 /**
  * The main job on the local world: 3 servers + 3 clients, first issuance, a scheduled renewal, a node
- * whose reload fails and rolls back, an offline node that recovers, an emergency reissue and a
- * gossip key rotation. Exits 0 only if every node ends with a valid, matching, served certificate
- * and every server gossips on the new key alone.
+ * whose reload fails and rolls back, an offline node that recovers, an emergency reissue, a
+ * gossip key rotation and a straggler repaired. Exits 0 only if every node ends with a valid,
+ * matching, served certificate and every server gossips on the new key alone.
  */
 async function main(): Promise<number> {
   await rm(DEMO_DIR, { recursive: true, force: true });
   step('starting the local world: Vault, DynamoDB, SSM, Secrets Manager, EventBridge, 3 servers + 3 clients');
-  const world = await startWorld({ baseDir: `${DEMO_DIR}/nodes`, echo: (line) => say(`  log: ${line}`) });
+  const world = await startWorld({
+    baseDir: `${DEMO_DIR}/nodes`,
+    echo: (line) => say(`  log: ${line}`),
+    // A repaired server has a minute to come back as a voter and hold the gate for 10 s.
+    cluster: { rollout: { serverHealthTimeoutSeconds: 60 } },
+  });
   try {
     const [server1] = world.fleet.nodes().filter((node) => node.tags['nomad-role'] === 'server');
     const clients = world.fleet.nodes().filter((node) => node.tags['nomad-role'] === 'client');
@@ -158,6 +170,41 @@ async function main(): Promise<number> {
       `rollout ${rotation.rolloutId}: ${gossip.status}${gossip.haltReason ? ` (${gossip.haltReason})` : ''}`,
     );
     say('after:');
+    const rotated = await showGossip(world);
+
+    const straggler = rotated.servers.find((server) => server.answered && !server.leaderHere)!;
+    step(
+      `7. ${straggler.instanceId} comes back from a restore with a stale keyring: found and repaired (stop, keyring rewritten, start, gate)`,
+    );
+    const restored = world.fleet.node(straggler.instanceId)!;
+    await onNode(restored, 'systemctl stop nomad');
+    // A key no other server holds, as an old backup of the data dir would bring back.
+    await writeFile(
+      join(restored.root, 'opt/nomad/data/server/serf.keyring'),
+      JSON.stringify([randomBytes(32).toString('base64')]),
+      { mode: 0o600 },
+    );
+    await onNode(restored, 'systemctl start nomad');
+    say(
+      'until serf fails it (about 30 s) the others count it suspect: repair-gossip refuses, as not settled',
+    );
+    let found: { stragglers: string[] } | undefined;
+    for (let look = 0; look < 40 && found?.stragglers.length !== 1; look += 1) {
+      await new Promise((resolve) => setTimeout(resolve, 3_000));
+      found = (await world
+        .invoke({ action: 'repair-gossip', cluster: world.cluster.name, reason: 'demo: look', dryRun: true })
+        .catch(() => undefined)) as { stragglers: string[] } | undefined;
+    }
+    say(`gossip-status finds: ${found?.stragglers.join(', ') ?? 'nothing'}`);
+    const repair = (await world.invoke({
+      action: 'repair-gossip',
+      cluster: world.cluster.name,
+      reason: 'demo: server restored with an old keyring',
+    })) as { rolloutId: string | null };
+    const repaired = repair.rolloutId === null ? undefined : await gossipRotationEnd(world, repair.rolloutId);
+    say(
+      `repair ${repair.rolloutId ?? '-'}: ${repaired?.status ?? 'not started'}${repaired?.haltReason ? ` (${repaired.haltReason})` : ''}`,
+    );
     const status = await showGossip(world);
 
     step('final verification from outside every node');

@@ -436,6 +436,30 @@ describe('gossip key rotation (real serf, three servers)', () => {
     }
   }, 600_000);
 
+  it('finishes a rotation whose every result event is lost, on scheduled runs alone, sending no step twice', async () => {
+    // Arrange: EventBridge delivers no SSM status event; only the ticks' reconcile sees results
+    world.ssm.knobs.dropNextEvents = 1_000;
+    let ended: RolloutRecord;
+    let rolloutId: string;
+    try {
+      // Act
+      rolloutId = await rotate('rotation with every event lost');
+      ended = await runToEnd(rolloutId);
+    } finally {
+      world.ssm.knobs.dropNextEvents = 0;
+    }
+
+    // Assert: completed, each step one command to all three servers
+    expect(ended).toMatchObject({ status: 'completed' });
+    const tag = rolloutId.slice(-6);
+    const sent = world.ssm
+      .history()
+      .filter((command) => command.Parameters.attemptId?.[0]?.startsWith(`${tag}-`))
+      .map((command) => `${command.Parameters.operation?.[0]}:${command.InstanceIds.length}`);
+    expect(sent).toEqual(['inspect:3', 'install:3', 'use:3', 'remove:3', 'persist:3']);
+    await aliveEverywhere();
+  }, 600_000);
+
   it('refuses a gossip rotation while another rollout runs, and changes nothing', async () => {
     // Arrange: a certificate rotation of every node is under way
     await world.invoke({ action: 'rotate', cluster: world.cluster.name, targets: 'all', reason: 'renewal' });
