@@ -1,24 +1,11 @@
-import type { EventPublisher } from '../certificates/ports';
 import type { Logger } from '../logger';
 import type { AttemptRecord, RolloutRecord } from '../rollout/model';
-import type {
-  FailurePolicy,
-  RolloutMilestone,
-  RolloutPlan,
-  StepBatches,
-  StepOutcome,
-  StepVerdict,
-} from '../rollout/plan';
-import type { NodeStore } from '../state/store';
+import type { RolloutMilestone, StepOutcome, StepVerdict } from '../rollout/plan';
 import { type GossipKeyCustody, rolloutKey } from './custody';
 import { readGossipReport } from './outputs';
-import type { GossipClusterConfig, GossipCommands, GossipTelemetry } from './plan';
-import { failedCommandVerdict, gossipRetryPolicy, oneServerEach } from './staged';
+import { type ServerByServerDependencies, ServerByServerPlan } from './staged';
 
 export const GOSSIP_ENABLE_PLAN = 'gossipenable';
-
-/** Refusals sent before the server was touched: its gate did not hold yet, or a read failed. */
-const UNTOUCHED_REFUSALS = ['gate-closed', 'acl-token-unreadable', 'autopilot-config-failed'];
 
 /**
  * What the cluster goes through while encryption is enabled, said in the plan (dry run) and the
@@ -30,13 +17,8 @@ const UNTOUCHED_REFUSALS = ['gate-closed', 'acl-token-unreadable', 'autopilot-co
 export const ENABLE_SOFT_PARTITION =
   "from the first restart until the last, servers encrypted and servers in clear cannot gossip: each side sees the other failed, encrypted followers answer health 500 and keyring calls reach only their side; Raft keeps the leader and every vote, autopilot's dead-server cleanup is off meanwhile, and the leader restarts last";
 
-export interface GossipEnableDependencies {
-  cluster: GossipClusterConfig;
+export interface GossipEnableDependencies extends ServerByServerDependencies {
   custody: GossipKeyCustody;
-  commands: GossipCommands;
-  nodes: Pick<NodeStore, 'getNodes'>;
-  events: EventPublisher;
-  telemetry: GossipTelemetry;
   logger: Logger;
 }
 
@@ -51,33 +33,21 @@ export interface GossipEnableDependencies {
  * AWSCURRENT moves to the key. A server whose gate before its restart did not hold is tried again
  * later; one that does not come back halts the rollout at once with the gossip alarm.
  */
-export class GossipEnablePlan implements RolloutPlan {
+export class GossipEnablePlan extends ServerByServerPlan<GossipEnableDependencies> {
   readonly name = GOSSIP_ENABLE_PLAN;
   readonly steps = [{ name: 'enable' }] as const;
-  readonly #deps: GossipEnableDependencies;
-
-  constructor(dependencies: GossipEnableDependencies) {
-    this.#deps = dependencies;
-  }
-
+  /** Sent before the server was touched: its gate did not hold yet, or a read or the autopilot switch failed. */
+  protected readonly untouchedRefusals = ['gate-closed', 'acl-token-unreadable', 'autopilot-config-failed'];
   get #secretId(): string {
-    return this.#deps.cluster.gossip.secretId;
-  }
-
-  failurePolicy(): FailurePolicy {
-    return gossipRetryPolicy(this.#deps.cluster);
-  }
-
-  batch(rollout: RolloutRecord, _step: string, attempts: readonly AttemptRecord[]): Promise<StepBatches> {
-    return oneServerEach(this.#deps.nodes, rollout, attempts);
+    return this.deps.cluster.gossip.secretId;
   }
 
   /** The key is staged before the first server sees it; a run cut off here stages the same one again. */
   async send(rollout: RolloutRecord, _step: string, attempts: readonly AttemptRecord[], routingKey: string) {
-    const key = await rolloutKey(this.#deps.custody, this.#secretId, rollout.rolloutId);
+    const key = await rolloutKey(this.deps.custody, this.#secretId, rollout.rolloutId);
     const attempt = attempts[0]!;
     const lastServer = attempt.wave === rollout.waveCount - 1;
-    return this.#deps.commands.send(
+    return this.deps.commands.send(
       'enable',
       [attempt.target],
       {
@@ -93,7 +63,7 @@ export class GossipEnablePlan implements RolloutPlan {
   }
 
   async judge(rollout: RolloutRecord, attempt: AttemptRecord, outcome: StepOutcome): Promise<StepVerdict> {
-    if (outcome.state === 'failed') return failedCommandVerdict(outcome, UNTOUCHED_REFUSALS);
+    if (outcome.state === 'failed') return this.failedVerdict(outcome);
     const report = readGossipReport(outcome.stdout);
     if (report === undefined || report.attemptId !== attempt.token || report.operation !== 'enable')
       return { ok: false, reason: 'gossip-output-unreadable', final: true };
@@ -103,7 +73,7 @@ export class GossipEnablePlan implements RolloutPlan {
         reason: `enable-failed:${report.mutation?.ok === false ? report.mutation.error : 'no-result'}`,
         final: true,
       };
-    const key = await rolloutKey(this.#deps.custody, this.#secretId, rollout.rolloutId);
+    const key = await rolloutKey(this.deps.custody, this.#secretId, rollout.rolloutId);
     if (report.keyringFile?.length !== 1 || report.keyringFile[0] !== key.fingerprint)
       return { ok: false, reason: 'enable-not-proven:keyring-not-seeded', final: true };
     if (attempt.wave === rollout.waveCount - 1) {
@@ -111,13 +81,13 @@ export class GossipEnablePlan implements RolloutPlan {
       const servers = Number(rollout.settings.servers);
       if (!report.list.ok || report.list.counts[key.fingerprint] !== servers)
         return { ok: false, reason: 'enable-not-proven:keyring-not-on-every-server', final: true };
-      await this.#deps.custody.promotePending(this.#secretId, rollout.rolloutId);
+      await this.deps.custody.promotePending(this.#secretId, rollout.rolloutId);
     }
     return { ok: true };
   }
 
   async onSucceeded(rollout: RolloutRecord, attempt: AttemptRecord) {
-    await this.#deps.events.publish('GossipServerEncrypted', {
+    await this.deps.events.publish('GossipServerEncrypted', {
       cluster: rollout.cluster,
       rolloutId: rollout.rolloutId,
       instanceId: attempt.target,
@@ -127,25 +97,25 @@ export class GossipEnablePlan implements RolloutPlan {
   async announce(rollout: RolloutRecord, milestone: RolloutMilestone, targets: readonly string[]) {
     const base = { cluster: rollout.cluster, rolloutId: rollout.rolloutId };
     if (milestone === 'started') {
-      await this.#deps.events.publish('GossipEnableStarted', {
+      await this.deps.events.publish('GossipEnableStarted', {
         ...base,
         reason: rollout.reason,
         servers: targets,
         softPartition: ENABLE_SOFT_PARTITION,
       });
     } else if (milestone === 'halted') {
-      this.#deps.telemetry.gossipRotationFailed(rollout.cluster);
-      this.#deps.logger.error(
+      this.deps.telemetry.gossipRotationFailed(rollout.cluster);
+      this.deps.logger.error(
         'enabling gossip encryption halted: servers may be split between encrypted and clear',
         {
           ...base,
           reason: rollout.haltReason,
         },
       );
-      await this.#deps.events.publish('GossipEnableHalted', { ...base, reason: rollout.haltReason });
+      await this.deps.events.publish('GossipEnableHalted', { ...base, reason: rollout.haltReason });
     } else {
-      const stages = await this.#deps.custody.stages(this.#secretId, rollout.rolloutId);
-      await this.#deps.events.publish('GossipEncryptionEnabled', {
+      const stages = await this.deps.custody.stages(this.#secretId, rollout.rolloutId);
+      await this.deps.events.publish('GossipEncryptionEnabled', {
         ...base,
         fingerprint: stages.current?.fingerprint ?? 'unknown',
       });

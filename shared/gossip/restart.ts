@@ -1,33 +1,11 @@
-import type { EventPublisher } from '../certificates/ports';
 import type { AttemptRecord, RolloutRecord } from '../rollout/model';
-import type {
-  FailurePolicy,
-  RolloutMilestone,
-  RolloutPlan,
-  StepBatches,
-  StepOutcome,
-  StepVerdict,
-} from '../rollout/plan';
-import type { NodeStore } from '../state/store';
+import type { RolloutMilestone, StepOutcome, StepVerdict } from '../rollout/plan';
 import { readGossipReport } from './outputs';
-import type { GossipClusterConfig, GossipCommands, GossipTelemetry } from './plan';
-import { failedCommandVerdict, gossipRetryPolicy, oneServerEach } from './staged';
+import { type ServerByServerDependencies, ServerByServerPlan } from './staged';
 
 export const GOSSIP_RESTART_PLAN = 'gossiprestart';
 
-/**
- * Refusals the script sends before it touches the server (the gate before the restart did not
- * hold, the ACL token could not be read): the cluster is as it was, so a later try may pass.
- */
-const UNTOUCHED_REFUSALS = ['gate-closed', 'acl-token-unreadable'];
-
-export interface GossipRestartDependencies {
-  cluster: GossipClusterConfig;
-  commands: GossipCommands;
-  nodes: Pick<NodeStore, 'getNodes'>;
-  events: EventPublisher;
-  telemetry: GossipTelemetry;
-}
+export type GossipRestartDependencies = ServerByServerDependencies;
 
 /**
  * Staged restarts of a cluster's servers, one per wave in the order the rollout was started with
@@ -38,25 +16,13 @@ export interface GossipRestartDependencies {
  * tried again after backoff (nothing was touched); a server that does not come back halts the
  * rollout at once with the gossip alarm, so no second server goes down.
  */
-export class GossipRestartPlan implements RolloutPlan {
+export class GossipRestartPlan extends ServerByServerPlan<GossipRestartDependencies> {
   readonly name = GOSSIP_RESTART_PLAN;
   readonly steps = [{ name: 'restart' }] as const;
-  readonly #deps: GossipRestartDependencies;
-
-  constructor(dependencies: GossipRestartDependencies) {
-    this.#deps = dependencies;
-  }
-
-  failurePolicy(): FailurePolicy {
-    return gossipRetryPolicy(this.#deps.cluster);
-  }
-
-  batch(rollout: RolloutRecord, _step: string, attempts: readonly AttemptRecord[]): Promise<StepBatches> {
-    return oneServerEach(this.#deps.nodes, rollout, attempts);
-  }
-
+  /** The gate before the restart did not hold, or the ACL token could not be read: nothing touched. */
+  protected readonly untouchedRefusals = ['gate-closed', 'acl-token-unreadable'];
   send(rollout: RolloutRecord, _step: string, attempts: readonly AttemptRecord[], routingKey: string) {
-    return this.#deps.commands.send(
+    return this.deps.commands.send(
       'restart',
       attempts.map((attempt) => attempt.target),
       { attemptId: attempts[0]!.token, expectedServers: Number(rollout.settings.servers) },
@@ -65,7 +31,7 @@ export class GossipRestartPlan implements RolloutPlan {
   }
 
   async judge(rollout: RolloutRecord, attempt: AttemptRecord, outcome: StepOutcome): Promise<StepVerdict> {
-    if (outcome.state === 'failed') return failedCommandVerdict(outcome, UNTOUCHED_REFUSALS);
+    if (outcome.state === 'failed') return this.failedVerdict(outcome);
     const report = readGossipReport(outcome.stdout);
     if (report === undefined || report.attemptId !== attempt.token || report.operation !== 'restart')
       return { ok: false, reason: 'gossip-output-unreadable', final: true };
@@ -92,7 +58,7 @@ export class GossipRestartPlan implements RolloutPlan {
   }
 
   async onSucceeded(rollout: RolloutRecord, attempt: AttemptRecord, result?: Record<string, unknown>) {
-    await this.#deps.events.publish('GossipServerRestarted', {
+    await this.deps.events.publish('GossipServerRestarted', {
       cluster: rollout.cluster,
       rolloutId: rollout.rolloutId,
       instanceId: attempt.target,
@@ -103,17 +69,17 @@ export class GossipRestartPlan implements RolloutPlan {
   async announce(rollout: RolloutRecord, milestone: RolloutMilestone, targets: readonly string[]) {
     const base = { cluster: rollout.cluster, rolloutId: rollout.rolloutId };
     if (milestone === 'started') {
-      await this.#deps.events.publish('GossipRestartStarted', {
+      await this.deps.events.publish('GossipRestartStarted', {
         ...base,
         reason: rollout.reason,
         servers: targets,
         ...(typeof rollout.settings.after === 'string' ? { after: rollout.settings.after } : {}),
       });
     } else if (milestone === 'halted') {
-      this.#deps.telemetry.gossipRotationFailed(rollout.cluster);
-      await this.#deps.events.publish('GossipRestartHalted', { ...base, reason: rollout.haltReason });
+      this.deps.telemetry.gossipRotationFailed(rollout.cluster);
+      await this.deps.events.publish('GossipRestartHalted', { ...base, reason: rollout.haltReason });
     } else {
-      await this.#deps.events.publish('GossipRestartFinished', base);
+      await this.deps.events.publish('GossipRestartFinished', base);
     }
   }
 }

@@ -3,10 +3,9 @@ import { join } from 'node:path';
 import { DescribeSecretCommand, GetSecretValueCommand } from '@aws-sdk/client-secrets-manager';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NodeSandbox } from '../../local/node/sandbox';
-import { startWorld, type World } from '../../local/world';
-import type { RolloutRecord } from '../../shared/rollout/model';
+import type { World } from '../../local/world';
 import { answerJson, callAgent } from '../helpers/agent-calls';
-import { issueFleet } from '../helpers/gossip-world';
+import { runToEnd as runWorldToEnd, startGossipWorld } from '../helpers/gossip-world';
 import { findSecrets } from '../helpers/secret-scan';
 
 // Enabling gossip encryption end to end: three servers whose real serf agents gossip in clear, each
@@ -19,16 +18,7 @@ const KEYRING_FILE = 'opt/nomad/data/server/serf.keyring';
 const ENCRYPT_CONFIG = 'opt/nomad/config/gossip-encrypt.hcl';
 const servers = () => world.fleet.nodes().filter((node) => node.role === 'server');
 
-async function runToEnd(rolloutId: string): Promise<RolloutRecord> {
-  for (let round = 0; round < 40; round += 1) {
-    await world.settle();
-    const rollout = await world.runtime.table.getRollout(world.cluster.name, rolloutId);
-    if (rollout !== undefined && rollout.status !== 'running') return rollout;
-    world.clock.advance(30_000);
-    await world.tick();
-  }
-  throw new Error(`rollout ${rolloutId} did not end`);
-}
+const runToEnd = (rolloutId: string) => runWorldToEnd(world, rolloutId);
 
 const autopilotCleanup = async (server: NodeSandbox) => {
   const answer = await callAgent(server, 'GET', '/v1/operator/autopilot/configuration?stale=true');
@@ -37,17 +27,7 @@ const autopilotCleanup = async (server: NodeSandbox) => {
 };
 
 beforeAll(async () => {
-  world = await startWorld({
-    servers: 3,
-    clients: 1,
-    gossipEncryption: false,
-    cluster: {
-      name: 'clear',
-      gossip: { maxTries: 10, backoffBaseSeconds: 15, backoffMaxSeconds: 30 },
-      rollout: { serverHealthTimeoutSeconds: 60 },
-    },
-  });
-  await issueFleet(world);
+  world = await startGossipWorld('clear', { gossipEncryption: false });
 }, 240_000);
 
 afterAll(async () => {

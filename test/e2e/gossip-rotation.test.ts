@@ -4,10 +4,10 @@ import { join } from 'node:path';
 import { DescribeSecretCommand, GetSecretValueCommand } from '@aws-sdk/client-secrets-manager';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { NodeSandbox } from '../../local/node/sandbox';
-import { DOCUMENT_NAMES, startWorld, type World } from '../../local/world';
+import { DOCUMENT_NAMES, type World } from '../../local/world';
 import type { RolloutRecord } from '../../shared/rollout/model';
 import { answerJson, callAgent, nomadShell } from '../helpers/agent-calls';
-import { issueFleet } from '../helpers/gossip-world';
+import { runToEnd as runWorldToEnd, startGossipWorld } from '../helpers/gossip-world';
 import { findSecrets } from '../helpers/secret-scan';
 
 // A gossip key rotation end to end on the local world: three servers with real serf agents under
@@ -41,20 +41,7 @@ const currentKey = async () =>
   (await world.clients.secretsManager.send(new GetSecretValueCommand({ SecretId: world.gossipSecretArn })))
     .SecretString!;
 
-/** Tick (and let time pass for backoffs) until the rollout ends; returns it as it ended. */
-async function runToEnd(rolloutId: string): Promise<RolloutRecord> {
-  for (let round = 0; round < 40; round += 1) {
-    await world.settle();
-    const rollout = await world.runtime.table.getRollout(world.cluster.name, rolloutId);
-    if (rollout !== undefined && rollout.status !== 'running') return rollout;
-    world.clock.advance(30_000);
-    await world.tick();
-  }
-  const attempts = await world.runtime.table.listAttempts(world.cluster.name, rolloutId);
-  throw new Error(
-    `rollout ${rolloutId} did not end: ${attempts.map((a) => `${a.target} ${a.step} ${a.state} ${a.tries} ${a.lastError ?? ''}`).join('; ')}`,
-  );
-}
+const runToEnd = (rolloutId: string) => runWorldToEnd(world, rolloutId);
 
 /** Every server healthy and seeing all three alive, waited for as a rejoining server needs. */
 async function aliveEverywhere(): Promise<void> {
@@ -122,21 +109,7 @@ async function tickAfterBackoff(): Promise<void> {
 }
 
 beforeAll(async () => {
-  world = await startWorld({
-    servers: 3,
-    clients: 1,
-    // Backoffs long enough, in real time too, for a stopped server to start and rejoin (serf marks it
-    // failed after its suspicion window) before its tries run out.
-    // A repaired or restarted server has a minute to come back as a voter and hold the gate 10 s:
-    // a pruned straggler waits for autopilot's next pass and its stabilization time first.
-    cluster: {
-      name: 'gossip',
-      gossip: { maxTries: 10, backoffBaseSeconds: 15, backoffMaxSeconds: 30 },
-      rollout: { serverHealthTimeoutSeconds: 60 },
-    },
-  });
-  // The servers' HTTPS API needs their certificates first: the first tick issues them.
-  await issueFleet(world);
+  world = await startGossipWorld('gossip');
 }, 240_000);
 
 afterAll(async () => {

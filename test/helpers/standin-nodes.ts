@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
 import { promisify } from 'node:util';
+import type { NodeFleet } from '../../local/node/fleet';
 import type { NodeSandbox } from '../../local/node/sandbox';
 import { type AgentCallOptions, callAgentServed, type ServedAgentAnswer } from './agent-calls';
 import type { opensslCa } from './openssl-ca';
@@ -134,3 +135,11 @@ function holdsSafely<T>(done: (value: T) => boolean, value: T): boolean {
 }
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Reload a node through its supervisor and wait until the reload has gone through all its steps. */
+export async function reloadAndWait(fleet: Pick<NodeFleet, 'supervisor'>, node: NodeSandbox): Promise<void> {
+  const reloads = async () => ((await node.log()).match(/reloading HTTP server/g) ?? []).length;
+  const before = await reloads();
+  await fleet.supervisor.command(node.instanceId, 'reload');
+  await eventually(reloads, (count) => count > before);
+}

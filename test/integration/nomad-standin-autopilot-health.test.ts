@@ -8,7 +8,7 @@ import { createNodeFleet, type NodeFleet } from '../../local/node/fleet';
 import type { NodeSandbox } from '../../local/node/sandbox';
 import { type AgentAnswer, callAgent } from '../helpers/agent-calls';
 import { opensslCa } from '../helpers/openssl-ca';
-import { eventually, issue, sleep, type TestCa } from '../helpers/standin-nodes';
+import { eventually, issue, reloadAndWait, sleep, type TestCa } from '../helpers/standin-nodes';
 
 // /v1/operator/autopilot/health and /configuration on the stand-in, as Nomad answers them from the
 // leader's raft-autopilot state: what a staged restart gates on. Three servers and a client with
@@ -115,15 +115,7 @@ const caughtUp = (current: Health) => {
   return settled(current) && current.reply.Servers.every((entry) => entry.LastIndex === leaderIndex);
 };
 
-/** Reload a node and wait until the reload has gone through all its steps. */
-async function reload(node: NodeSandbox): Promise<void> {
-  const reloadsBefore = ((await node.log()).match(/reloading HTTP server/g) ?? []).length;
-  await fleet.supervisor.command(node.instanceId, 'reload');
-  await eventually(
-    async () => ((await node.log()).match(/reloading HTTP server/g) ?? []).length,
-    (count) => count > reloadsBefore,
-  );
-}
+const reload = (node: NodeSandbox) => reloadAndWait(fleet, node);
 
 beforeAll(async () => {
   baseDir = await mkdtemp(join(tmpdir(), 'nomad-standin-autopilot-health-'));

@@ -6,7 +6,7 @@ import { RAFT_CONTACT_PROBES } from '../../local/node/agent-options';
 import { createNodeFleet, type NodeFleet } from '../../local/node/fleet';
 import type { NodeSandbox } from '../../local/node/sandbox';
 import { opensslCa } from '../helpers/openssl-ca';
-import { api, eventually, issue, sleep, type TestCa } from '../helpers/standin-nodes';
+import { api, eventually, issue, reloadAndWait, sleep, type TestCa } from '../helpers/standin-nodes';
 
 // Three servers and a client whose stand-ins run the modelled Raft over mutual-TLS RPC. The timings
 // are Nomad's scaled down: probes every 150 ms (a link is lost after 600 ms) and a 300 ms RPC hold.
@@ -43,15 +43,7 @@ async function highestTerm(): Promise<number> {
   return Math.max(0, ...(await Promise.all(servers.map(termsWon))).flat());
 }
 
-/** Reload a node and wait until the reload has gone through all its steps. */
-async function reload(node: NodeSandbox): Promise<void> {
-  const reloadsBefore = ((await node.log()).match(/reloading HTTP server/g) ?? []).length;
-  await command(node, 'reload');
-  await eventually(
-    async () => ((await node.log()).match(/reloading HTTP server/g) ?? []).length,
-    (count) => count > reloadsBefore,
-  );
-}
+const reload = (node: NodeSandbox) => reloadAndWait(fleet, node);
 
 beforeAll(async () => {
   baseDir = await mkdtemp(join(tmpdir(), 'nomad-standin-raft-'));

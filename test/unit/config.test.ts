@@ -1,19 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { parseClusterConfig, parseClustersConfig } from '../../shared/config';
 import { ValidationError } from '../../shared/errors';
-import { testInventory } from '../helpers/inventory';
+import { MINIMAL_CLUSTER } from '../helpers/cluster-config';
 import { UNCHECKED_TRUST_ANCHORS } from '../helpers/trust-anchors';
 
-const minimal = {
-  name: 'prod',
-  inventory: testInventory('prod'),
-  certificates: UNCHECKED_TRUST_ANCHORS,
-  vault: {
-    address: 'https://vault.internal:8200',
-    tokenSecretId: 'nomad/prod/token',
-    tokenRotation: { iamServerIdHeader: 'vault.internal' },
-  },
-};
+const minimal = MINIMAL_CLUSTER;
 
 describe('cluster configuration', () => {
   it('refuses a gossip stabilization time a restarted server could never hold within its health timeout', () => {

@@ -1,13 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { RecordingLogger } from '../../local/world/recording';
-import { parseClusterConfig } from '../../shared/config';
 import { GossipEnablePlan } from '../../shared/gossip/enable';
-import type { GossipClusterConfig, GossipCommandRequest } from '../../shared/gossip/plan';
+import type { GossipCommandRequest } from '../../shared/gossip/plan';
 import type { AttemptRecord, RolloutRecord } from '../../shared/rollout/model';
 import type { NodeRecord } from '../../shared/state/records';
+import { gossipCluster } from '../helpers/cluster-config';
 import { InMemoryGossipKeys } from '../helpers/fake-cluster';
-import { testInventory } from '../helpers/inventory';
-import { UNCHECKED_TRUST_ANCHORS } from '../helpers/trust-anchors';
 
 // How the enable plan judges one server coming up encrypted, what it tells each server, and when
 // the staged key becomes the cluster's. The real restarts run in test/e2e/gossip-enable.test.ts.
@@ -15,17 +13,7 @@ import { UNCHECKED_TRUST_ANCHORS } from '../helpers/trust-anchors';
 const TOKEN = 'enable-0001';
 const SERVERS = ['i-0000000000000000a', 'i-0000000000000000b', 'i-0000000000000000c'];
 
-const cluster = parseClusterConfig({
-  name: 'prod',
-  inventory: testInventory('prod'),
-  certificates: UNCHECKED_TRUST_ANCHORS,
-  vault: {
-    address: 'https://vault.internal:8200',
-    tokenSecretId: 'nomad/prod/token',
-    tokenRotation: { iamServerIdHeader: 'vault.internal' },
-  },
-  gossip: { secretId: 'nomad/prod/gossip' },
-}) as GossipClusterConfig;
+const cluster = gossipCluster();
 
 const rollout = {
   cluster: 'prod',

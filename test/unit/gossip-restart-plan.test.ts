@@ -1,13 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { parseClusterConfig } from '../../shared/config';
 import { ConflictError } from '../../shared/errors';
-import type { GossipClusterConfig } from '../../shared/gossip/plan';
 import { followersFirst, GossipRestartPlan } from '../../shared/gossip/restart';
 import { type GossipStatusReport, settledServers } from '../../shared/gossip/status';
 import type { AttemptRecord, RolloutRecord } from '../../shared/rollout/model';
 import type { NodeRecord } from '../../shared/state/records';
-import { testInventory } from '../helpers/inventory';
-import { UNCHECKED_TRUST_ANCHORS } from '../helpers/trust-anchors';
+import { gossipCluster } from '../helpers/cluster-config';
 
 // The staged restart plan's judgement of one server's restart, and the order and settledness a
 // restart rollout starts from. The real restarts behind the gate run in the gossip e2e suite.
@@ -15,17 +12,7 @@ import { UNCHECKED_TRUST_ANCHORS } from '../helpers/trust-anchors';
 const FINGERPRINT = 'bbbbbbbbbbbbbbbb';
 const TOKEN = 'restart-0001';
 
-const cluster = parseClusterConfig({
-  name: 'prod',
-  inventory: testInventory('prod'),
-  certificates: UNCHECKED_TRUST_ANCHORS,
-  vault: {
-    address: 'https://vault.internal:8200',
-    tokenSecretId: 'nomad/prod/token',
-    tokenRotation: { iamServerIdHeader: 'vault.internal' },
-  },
-  gossip: { secretId: 'nomad/prod/gossip', maxTries: 3 },
-}) as GossipClusterConfig;
+const cluster = gossipCluster({ maxTries: 3 });
 
 const rollout = {
   cluster: 'prod',

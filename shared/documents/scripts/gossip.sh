@@ -231,13 +231,13 @@ gate_open() {
   return 0
 }
 
-# After a start: the unit active and the gate open, held STABILIZATION seconds without a break,
-# within HEALTH_TIMEOUT. Sets OUTCOME.
-wait_stable() {
-  local deadline=$((SECONDS + HEALTH_TIMEOUT)) open_since=-1
+# After a start: the unit active and the check $1 (a function) passing, held STABILIZATION seconds
+# without a break, within HEALTH_TIMEOUT. Sets OUTCOME.
+hold_stable() {
+  local check=$1 deadline=$((SECONDS + HEALTH_TIMEOUT)) open_since=-1
   OUTCOME='{"ok":false,"error":"not-stable"}'
   while ((SECONDS < deadline)); do
-    if systemctl is-active --quiet nomad && gate_open; then
+    if systemctl is-active --quiet nomad && "$check"; then
       ((open_since >= 0)) || open_since=$SECONDS
       if ((SECONDS - open_since >= STABILIZATION)); then
         OUTCOME=$(mutated true)
@@ -278,24 +278,10 @@ file_holds_only_staged_key() {
   ((${#FILE_KEYS[@]} == 1)) && [[ "$(fingerprint "${FILE_KEYS[0]}")" == "$KEY_FINGERPRINT" ]]
 }
 
-# After an enable restart of a server that is not the last: active, Raft settled, its keyring seeded
-# from `encrypt` with the staged key alone, held STABILIZATION seconds. Sets OUTCOME.
-wait_raft_stable() {
-  local deadline=$((SECONDS + HEALTH_TIMEOUT)) open_since=-1
-  OUTCOME='{"ok":false,"error":"not-stable"}'
-  while ((SECONDS < deadline)); do
-    if systemctl is-active --quiet nomad && raft_settled && read_keyring_file && file_holds_only_staged_key; then
-      ((open_since >= 0)) || open_since=$SECONDS
-      if ((SECONDS - open_since >= STABILIZATION)); then
-        OUTCOME=$(mutated true)
-        return 0
-      fi
-    else
-      open_since=-1
-    fi
-    sleep 2
-  done
-  return 1
+# After an enable restart of a server that is not the last: Raft settled and its keyring seeded
+# from `encrypt` with the staged key alone (serf cannot reach the servers still in clear).
+raft_settled_and_seeded() {
+  raft_settled && read_keyring_file && file_holds_only_staged_key
 }
 
 # Autopilot's CleanupDeadServers set to $1 (true|false). Nomad's PUT replaces the whole
@@ -443,14 +429,14 @@ case "$OPERATION" in
     mv -f -- "$staging" "$KEYRING_PATH" || refuse "write-failed"
     systemctl start nomad || refuse "start-failed"
     # Rejoined: the gate a restart ends on, which the cut-off server could not pass before.
-    wait_stable || true
+    hold_stable gate_open || true
     report "$OUTCOME"
     ;;
   restart)
     gate_open || refuse "gate-closed" "$GATE_DETAIL"
     was_leader=$SELF_LEADER
     systemctl restart nomad || refuse "restart-failed"
-    if wait_stable; then
+    if hold_stable gate_open; then
       OUTCOME=$(printf '{"ok":true,"changed":true,"wasLeader":%s}' "$was_leader")
     fi
     report "$OUTCOME"
@@ -472,11 +458,11 @@ case "$OPERATION" in
     fi
     unset key
     if [[ "$LAST_SERVER" == true ]]; then
-      if wait_stable && [[ "$RESTORE_CLEANUP" == true ]]; then
+      if hold_stable gate_open && [[ "$RESTORE_CLEANUP" == true ]]; then
         set_dead_server_cleanup true || OUTCOME='{"ok":false,"error":"autopilot-not-restored"}'
       fi
     else
-      wait_raft_stable || true
+      hold_stable raft_settled_and_seeded || true
     fi
     report "$OUTCOME"
     ;;
