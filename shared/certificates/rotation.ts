@@ -399,18 +399,19 @@ export class CertificateRotation {
   }
 
   /**
-   * The staged restarts a completed rotation asked for, once: the latest completed gossip rotation
-   * with restart "staged" that no restart rollout follows yet. Servers in the order the gossip
+   * The staged restarts a completed rotation asked for, once: the latest gossip rotation, when it
+   * completed with restart "staged" and no restart rollout follows it yet. Servers in the order the gossip
    * status gives (followers first, the leader last); a cluster not settled now waits for a later
    * tick (logged), as does one another rollout holds.
    */
   async #startRestartAfterRotation(actor: string, deadline: number): Promise<RolloutRecord | undefined> {
     if (this.#cluster.gossip === undefined || this.#deps.gossipKeys === undefined) return undefined;
     const rollouts = await this.#deps.table.listRollouts(this.#cluster.name);
+    // Only the latest rotation: one that halted or was superseded after it has the last word.
     const rotation = rollouts
-      .filter((rollout) => rollout.plan === GOSSIP_PLAN && rollout.status === 'completed')
+      .filter((rollout) => rollout.plan === GOSSIP_PLAN)
       .sort((a, b) => b.createdAt - a.createdAt)[0];
-    if (rotation?.settings.restart !== 'staged') return undefined;
+    if (rotation?.status !== 'completed' || rotation.settings.restart !== 'staged') return undefined;
     const followed = rollouts.some(
       (rollout) => rollout.plan === GOSSIP_RESTART_PLAN && rollout.settings.after === rotation.rolloutId,
     );
