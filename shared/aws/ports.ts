@@ -15,6 +15,11 @@ export interface CommandGateway {
     comment: string,
   ): Promise<string>;
   invocation(commandId: string, instanceId: string): Promise<InvocationOutcome & { comment?: string }>;
+  /**
+   * Each instance's outcome of one command whose output came whole in the list (50 a call); a
+   * gateway without it is read one invocation at a time.
+   */
+  invocations?(commandId: string): Promise<Map<string, InvocationOutcome>>;
   /** The id of a command sent to `instanceId` with this comment no earlier than `since` (epoch ms). */
   findSent(instanceId: string, comment: string, since: number): Promise<string | undefined>;
 }

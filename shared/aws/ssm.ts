@@ -14,6 +14,9 @@ const RUNNING_STATUSES = new Set(['Pending', 'InProgress', 'Delayed']);
 const MAX_TARGETS = 50;
 const MAX_COMMENT = 100;
 const CLOCK_SKEW_MS = 5 * 60_000;
+/** Where the agent starts stderr in a plugin's Output, and how it marks a cut (amazon-ssm-agent iohandler). */
+const ERROR_TITLE = '\n----------ERROR-------\n';
+const TRUNCATION_MARKS = ['---Output truncated---', '---Error truncated----', '--output truncated--'];
 
 export type DocumentNames = Record<DocumentKind, string>;
 
@@ -72,6 +75,49 @@ export class SsmCommandGateway implements CommandGateway {
       nextToken = page.NextToken;
     } while (nextToken !== undefined);
     return undefined;
+  }
+
+  /**
+   * ListCommandInvocations with details, 50 a page: one call for a whole batch instead of one
+   * GetCommandInvocation per node. Its Output holds at most 2,500 characters of stdout, then stderr
+   * after the agent's error title; a stdout cut short (or a document of several steps) is left out,
+   * so that the caller reads that node alone and never judges a truncated line.
+   */
+  async invocations(commandId: string): Promise<Map<string, InvocationOutcome>> {
+    const outcomes = new Map<string, InvocationOutcome>();
+    let nextToken: string | undefined;
+    do {
+      const page = await this.ssm.send(
+        new ListCommandInvocationsCommand({
+          CommandId: commandId,
+          Details: true,
+          MaxResults: 50,
+          NextToken: nextToken,
+        }),
+      );
+      for (const invocation of page.CommandInvocations ?? []) {
+        if (invocation.InstanceId === undefined) continue;
+        const status = invocation.Status ?? 'Pending';
+        if (RUNNING_STATUSES.has(status)) {
+          outcomes.set(invocation.InstanceId, { state: 'running' });
+          continue;
+        }
+        const plugins = invocation.CommandPlugins ?? [];
+        if (plugins.length !== 1) continue;
+        const output = plugins[0]!.Output ?? '';
+        const titleAt = output.indexOf(ERROR_TITLE);
+        const stdout = titleAt === -1 ? output : output.slice(0, titleAt);
+        if (TRUNCATION_MARKS.some((mark) => stdout.includes(mark))) continue;
+        outcomes.set(
+          invocation.InstanceId,
+          status === 'Success'
+            ? { state: 'succeeded', stdout }
+            : { state: 'failed', detail: invocation.StatusDetails ?? status, stdout },
+        );
+      }
+      nextToken = page.NextToken;
+    } while (nextToken !== undefined);
+    return outcomes;
   }
 
   async invocation(commandId: string, instanceId: string): Promise<InvocationOutcome & { comment?: string }> {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { CommandGateway } from '../aws/ports';
+import type { CommandGateway, InvocationOutcome } from '../aws/ports';
 import type { Clock } from '../clock';
 import { ConflictError } from '../errors';
 import { formatRoutingKey, newToken } from '../rollout/routing';
@@ -26,7 +26,7 @@ export interface GossipStatusReport {
 export interface GossipStatusDependencies {
   custody: GossipKeyCustody;
   commands: GossipCommands;
-  results: Pick<CommandGateway, 'invocation'>;
+  results: Pick<CommandGateway, 'invocation' | 'invocations'>;
   clock: Clock;
   sleep: (ms: number) => Promise<void>;
 }
@@ -53,8 +53,10 @@ export async function gossipStatus(
   );
   const answers = new Map<string, ServerGossipStatus>();
   while (answers.size < request.servers.length && deps.clock.now() < deadline) {
+    // One listing for every server's answer; a server it left out is read alone.
+    const listed = (await deps.results.invocations?.(commandId)) ?? new Map<string, InvocationOutcome>();
     for (const instanceId of request.servers.filter((id) => !answers.has(id))) {
-      const result = await deps.results.invocation(commandId, instanceId);
+      const result = listed.get(instanceId) ?? (await deps.results.invocation(commandId, instanceId));
       if (result.state === 'running' || result.state === 'missing') continue;
       const report = result.state === 'succeeded' ? readGossipReport(result.stdout) : undefined;
       answers.set(

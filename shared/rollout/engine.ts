@@ -301,6 +301,18 @@ export class RolloutEngine {
     const rollout = await this.activeRollout();
     if (rollout === undefined) return 0;
     let moved = 0;
+    // One listing per command, not one read per target; a target it left out is read alone.
+    const listings = new Map<string, Promise<Map<string, CommandResult>>>();
+    const resultOf = async (commandId: string, target: string): Promise<CommandResult> => {
+      const { results } = this.#deps;
+      if (results.invocations === undefined) return results.invocation(commandId, target);
+      let listing = listings.get(commandId);
+      if (listing === undefined) {
+        listing = results.invocations(commandId);
+        listings.set(commandId, listing);
+      }
+      return (await listing).get(target) ?? results.invocation(commandId, target);
+    };
     for (const listed of await store.listAttempts(cluster, rollout.rolloutId)) {
       if (listed.state !== 'sent') continue;
       if (clock.now() >= deadline) break;
@@ -314,7 +326,7 @@ export class RolloutEngine {
           moved += 1;
         continue;
       }
-      const result = await this.#deps.results.invocation(attempt.commandId, attempt.target);
+      const result = await resultOf(attempt.commandId, attempt.target);
       const timedOut =
         (result.state === 'running' || result.state === 'missing') && age > limits.commandTimeoutMs;
       const applied = timedOut

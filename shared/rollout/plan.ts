@@ -35,6 +35,11 @@ export type CommandResult = { state: 'running' } | { state: 'missing' } | StepOu
 export interface CommandResults {
   invocation(commandId: string, target: string): Promise<CommandResult>;
   /**
+   * Every target's result of one command in as few calls as the gateway can make, for a gateway
+   * that can list them; a target whose output did not come whole is left out, to be read alone.
+   */
+  invocations?(commandId: string): Promise<Map<string, CommandResult>>;
+  /**
    * The id of a command sent to `target` under `routingKey` no earlier than `since`, if one went out:
    * a run that died between sending a command and recording its id leaves a claim without one.
    */

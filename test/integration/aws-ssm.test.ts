@@ -64,6 +64,10 @@ beforeAll(async () => {
   );
   ssm.registerDocument('Slow', testDocument(['sleep 8'], {}));
   ssm.registerDocument(
+    'Report',
+    testDocument(['echo "progress on stderr" >&2', 'echo \'{"ok":true,"stage":"install"}\'']),
+  );
+  ssm.registerDocument(
     'LongRepeat',
     testDocument(['touch /opt/nomad/long-repeat-ran', 'echo ran'], {
       payload: { type: 'String', description: 'p', allowedPattern: '^[a-z]{1,60000}$' },
@@ -279,6 +283,42 @@ describe('SSM emulator through the real SSMClient', () => {
     await expect(client.send(new ListCommandInvocationsCommand({ MaxResults: 51 }))).rejects.toThrow(
       /between 1 and 50/,
     );
+  });
+
+  it("reads a command's results for all its nodes in one listing: stdout without stderr, a cut output left to be read alone", async () => {
+    // Arrange
+    const gateway = new SsmCommandGateway(client, { prepare: 'Echo', install: 'Echo', gossip: 'Echo' });
+    const nodes = fleet
+      .nodes()
+      .slice(0, 3)
+      .map((node) => node.instanceId);
+    const report = await send('Report', nodes);
+    const failed = await send('Fail', [nodes[0]!]);
+    const loud = await send('Loud', [nodes[0]!]);
+    await ssm.idle();
+    const listsBefore = ssm.calls.get('ListCommandInvocations') ?? 0;
+
+    // Act
+    const reported = await gateway.invocations(report.Command!.CommandId!);
+    const refused = await gateway.invocations(failed.Command!.CommandId!);
+    const cut = await gateway.invocations(loud.Command!.CommandId!);
+
+    // Assert
+    expect(ssm.calls.get('ListCommandInvocations')).toBe(listsBefore + 3);
+    expect([...reported.keys()].sort()).toEqual([...nodes].sort());
+    for (const node of nodes) {
+      const alone = await invocation(report.Command!.CommandId!, node);
+      expect(reported.get(node)).toEqual({ state: 'succeeded', stdout: alone.StandardOutputContent });
+    }
+    expect(reported.get(nodes[0]!)).toEqual({
+      state: 'succeeded',
+      stdout: '{"ok":true,"stage":"install"}\n',
+    });
+    expect(refused.get(nodes[0]!)).toMatchObject({ state: 'failed', stdout: '' });
+    expect(cut.size).toBe(0);
+    expect(await gateway.invocation(loud.Command!.CommandId!, nodes[0]!)).toMatchObject({
+      state: 'succeeded',
+    });
   });
 
   it('enforces the 50-instance and 100-character comment limits', async () => {

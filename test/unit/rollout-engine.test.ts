@@ -84,17 +84,40 @@ class RestartPlan implements RolloutPlan {
 
 const FAR = Number.MAX_SAFE_INTEGER;
 
-function world() {
+/** What the engine asked of the results port: per-target reads, per-command listings. */
+interface ResultReads {
+  single: string[];
+  listed: string[];
+  /** Targets whose output a listing leaves out (it did not come whole). */
+  cut: Set<string>;
+}
+
+function world(options: { listing?: boolean } = {}) {
   const store = new InMemoryStateStore();
   const clock = new ManualClock(Date.UTC(2026, 11, 2, 12));
   const plan = new RestartPlan();
   const results = new Map<string, CommandResult>();
+  const reads: ResultReads = { single: [], listed: [], cut: new Set() };
+  const invocations = async (commandId: string) => {
+    reads.listed.push(commandId);
+    const sent = plan.sent.find((command) => command.commandId === commandId);
+    return new Map(
+      (sent?.targets ?? []).flatMap((target) => {
+        const result = results.get(`${commandId}/${target}`);
+        return result === undefined || reads.cut.has(target) ? [] : [[target, result] as const];
+      }),
+    );
+  };
   const engine = new RolloutEngine({
     cluster: 'prod',
     store,
     plans: [plan],
     results: {
-      invocation: async (commandId, target) => results.get(`${commandId}/${target}`) ?? { state: 'running' },
+      invocation: async (commandId, target) => {
+        reads.single.push(`${commandId}/${target}`);
+        return results.get(`${commandId}/${target}`) ?? { state: 'running' };
+      },
+      ...(options.listing ? { invocations } : {}),
       findSent: async (target, routingKey) =>
         plan.sent.find((sent) => sent.routingKey === routingKey && sent.targets.includes(target))?.commandId,
     },
@@ -118,7 +141,7 @@ function world() {
       actor: 'tester',
       waves: waves.map((targets) => ({ group: 'server', targets })),
     });
-  return { store, clock, plan, results, engine, finish, start };
+  return { store, clock, plan, results, reads, engine, finish, start };
 }
 
 describe('rollout engine with a plan of its own', () => {
@@ -329,6 +352,29 @@ describe('rollout engine with a plan of its own', () => {
 
     expect(moved).toBe(1);
     expect(w.plan.failed).toEqual([{ target: 'a', reason: 'stop-command-timeout' }]);
+  });
+});
+
+describe('reconcile reads', () => {
+  it("lists each command's results once and reads alone only a target the listing left out", async () => {
+    // Arrange: two targets sent, their results in but every event lost; one output did not come whole
+    const w = world({ listing: true });
+    const rollout = await w.start([['a', 'b']]);
+    await w.engine.advance(rollout.rolloutId, FAR);
+    for (const sent of w.plan.sent)
+      for (const target of sent.targets)
+        w.results.set(`${sent.commandId}/${target}`, { state: 'succeeded', stdout: '' });
+    w.reads.cut.add('b');
+    const stops = [...w.plan.sent];
+
+    // Act
+    const moved = await w.engine.reconcile(FAR);
+
+    // Assert
+    expect(moved).toBe(2);
+    expect(w.reads.listed.sort()).toEqual(stops.map((sent) => sent.commandId).sort());
+    const bCommand = stops.find((sent) => sent.targets.includes('b'))!.commandId;
+    expect(w.reads.single).toEqual([`${bCommand}/b`]);
   });
 });
 
