@@ -20,6 +20,22 @@ const TRUNCATION_MARKS = ['---Output truncated---', '---Error truncated----', '-
 
 export type DocumentNames = Record<DocumentKind, string>;
 
+/** A one-step document's stdout from a listed plugin Output (stderr follows the agent's title); undefined when cut. */
+function wholeStdout(plugins: readonly { Output?: string }[]): string | undefined {
+  if (plugins.length !== 1) return undefined;
+  const output = plugins[0]!.Output ?? '';
+  const titleAt = output.indexOf(ERROR_TITLE);
+  const stdout = titleAt === -1 ? output : output.slice(0, titleAt);
+  return TRUNCATION_MARKS.some((mark) => stdout.includes(mark)) ? undefined : stdout;
+}
+
+/** An invocation's SSM status and stdout as the outcome the rotator judges. */
+function outcomeOf(status: string, stdout: string, statusDetails: string | undefined): InvocationOutcome {
+  if (RUNNING_STATUSES.has(status)) return { state: 'running' };
+  if (status === 'Success') return { state: 'succeeded', stdout };
+  return { state: 'failed', detail: statusDetails ?? status, stdout };
+}
+
 /** Run Command through SSM: validated parameters, one command per batch, outcomes per invocation. */
 export class SsmCommandGateway implements CommandGateway {
   constructor(
@@ -98,22 +114,9 @@ export class SsmCommandGateway implements CommandGateway {
       for (const invocation of page.CommandInvocations ?? []) {
         if (invocation.InstanceId === undefined) continue;
         const status = invocation.Status ?? 'Pending';
-        if (RUNNING_STATUSES.has(status)) {
-          outcomes.set(invocation.InstanceId, { state: 'running' });
-          continue;
-        }
-        const plugins = invocation.CommandPlugins ?? [];
-        if (plugins.length !== 1) continue;
-        const output = plugins[0]!.Output ?? '';
-        const titleAt = output.indexOf(ERROR_TITLE);
-        const stdout = titleAt === -1 ? output : output.slice(0, titleAt);
-        if (TRUNCATION_MARKS.some((mark) => stdout.includes(mark))) continue;
-        outcomes.set(
-          invocation.InstanceId,
-          status === 'Success'
-            ? { state: 'succeeded', stdout }
-            : { state: 'failed', detail: invocation.StatusDetails ?? status, stdout },
-        );
+        const stdout = RUNNING_STATUSES.has(status) ? '' : wholeStdout(invocation.CommandPlugins ?? []);
+        if (stdout !== undefined)
+          outcomes.set(invocation.InstanceId, outcomeOf(status, stdout, invocation.StatusDetails));
       }
       nextToken = page.NextToken;
     } while (nextToken !== undefined);
@@ -125,12 +128,11 @@ export class SsmCommandGateway implements CommandGateway {
       const result = await this.ssm.send(
         new GetCommandInvocationCommand({ CommandId: commandId, InstanceId: instanceId }),
       );
-      const comment = result.Comment;
       const status = result.Status ?? 'Pending';
-      if (RUNNING_STATUSES.has(status)) return { state: 'running', comment };
-      const stdout = result.StandardOutputContent ?? '';
-      if (status === 'Success') return { state: 'succeeded', stdout, comment };
-      return { state: 'failed', detail: result.StatusDetails ?? status, stdout, comment };
+      return {
+        ...outcomeOf(status, result.StandardOutputContent ?? '', result.StatusDetails),
+        comment: result.Comment,
+      };
     } catch (error) {
       // Right after SendCommand, and for unknown ids, SSM answers InvocationDoesNotExist.
       if (error instanceof InvocationDoesNotExist) return { state: 'missing' };

@@ -6,10 +6,12 @@ import type { ClusterConfig } from '../config';
 import { ConflictError, ValidationError } from '../errors';
 import type { GossipKeyCustody } from '../gossip/custody';
 import { ENABLE_SOFT_PARTITION, GOSSIP_ENABLE_PLAN, GossipEnablePlan } from '../gossip/enable';
+import { serverView } from '../gossip/outputs';
 import { GOSSIP_PLAN, type GossipClusterConfig, GossipPlan } from '../gossip/plan';
 import { GOSSIP_REPAIR_PLAN, GossipRepairPlan } from '../gossip/repair';
 import { followersFirst, GOSSIP_RESTART_PLAN, GossipRestartPlan } from '../gossip/restart';
 import { type GossipStatusReport, gossipStatus, settledServers, stragglersIn } from '../gossip/status';
+import { gossipsInClear } from '../gossip/verdicts';
 import type { Logger } from '../logger';
 import { recordAudit } from '../rollout/audit';
 import { RolloutEngine } from '../rollout/engine';
@@ -363,20 +365,19 @@ export class CertificateRotation {
    * Start a gossip key rotation over the cluster's servers as inventory knows them. Refused
    * (ConflictError) while another rollout runs: the single active rollout is what keeps a gossip
    * step from ever overlapping a certificate rollout's server reloads. With `restart: "staged"`
-   * (default: gossip.restartAfterRotation) a tick after it completes restarts every server.
+   * a tick after it completes restarts every server.
    */
   async startGossipRotation(
-    request: { reason: string; actor: string; restart?: GossipRestartMode },
+    request: { reason: string; actor: string; restart: GossipRestartMode },
     deadline: number,
   ): Promise<StartedGossipRotation> {
     const servers = await this.gossipServers();
-    const restart = request.restart ?? this.gossipRestartMode();
-    const rollout = await this.#startGossipRotation(servers, request.reason, request.actor, restart);
+    const rollout = await this.#startGossipRotation(servers, request.reason, request.actor, request.restart);
     await this.#engine.advance(rollout.rolloutId, deadline);
-    return { rolloutId: rollout.rolloutId, servers, restart };
+    return { rolloutId: rollout.rolloutId, servers, restart: request.restart };
   }
 
-  /** The cluster's default for rotations that do not say. */
+  /** The cluster's default for rotations that do not say (gossip.restartAfterRotation). */
   gossipRestartMode(): GossipRestartMode {
     return this.#cluster.gossip?.restartAfterRotation === true ? 'staged' : 'none';
   }
@@ -534,7 +535,7 @@ export class CertificateRotation {
     const status = await this.gossipStatus(deadline);
     const settled = settledServers(status);
     const answered = status.servers.flatMap((server) => (server.answered ? [server] : []));
-    const encrypted = answered.filter((server) => server.list.ok || server.keyringFile !== null);
+    const encrypted = answered.filter((server) => !gossipsInClear(serverView(server.instanceId, server)));
     if (encrypted.length === answered.length)
       throw new ValidationError('invalid gossip request', [
         `cluster: ${this.#cluster.name} encrypts its gossip already; rotate-gossip changes the key`,

@@ -2,7 +2,7 @@ import type { Logger } from '../logger';
 import type { AttemptRecord, RolloutRecord } from '../rollout/model';
 import type { RolloutMilestone, StepOutcome, StepVerdict } from '../rollout/plan';
 import { type GossipKeyCustody, rolloutKey } from './custody';
-import { readGossipReport } from './outputs';
+import { readChange } from './outputs';
 import { type ServerByServerDependencies, ServerByServerPlan } from './staged';
 
 export const GOSSIP_ENABLE_PLAN = 'gossipenable';
@@ -64,15 +64,9 @@ export class GossipEnablePlan extends ServerByServerPlan<GossipEnableDependencie
 
   async judge(rollout: RolloutRecord, attempt: AttemptRecord, outcome: StepOutcome): Promise<StepVerdict> {
     if (outcome.state === 'failed') return this.failedVerdict(outcome);
-    const report = readGossipReport(outcome.stdout);
-    if (report === undefined || report.attemptId !== attempt.token || report.operation !== 'enable')
-      return { ok: false, reason: 'gossip-output-unreadable', final: true };
-    if (report.mutation === null || !report.mutation.ok)
-      return {
-        ok: false,
-        reason: `enable-failed:${report.mutation?.ok === false ? report.mutation.error : 'no-result'}`,
-        final: true,
-      };
+    const read = readChange(outcome.stdout, attempt.token, 'enable');
+    if (!read.ok) return { ok: false, reason: read.reason, final: true };
+    const { report } = read;
     const key = await rolloutKey(this.deps.custody, this.#secretId, rollout.rolloutId);
     if (report.keyringFile?.length !== 1 || report.keyringFile[0] !== key.fingerprint)
       return { ok: false, reason: 'enable-not-proven:keyring-not-seeded', final: true };

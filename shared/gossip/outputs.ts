@@ -70,6 +70,29 @@ export function readGossipReport(stdout: string): GossipReport | undefined {
   return parsed.success ? parsed.data : undefined;
 }
 
+type Change = Extract<NonNullable<GossipReport['mutation']>, { ok: true }>;
+
+/**
+ * The report of a step that must change its server (repair, restart, enable), when it is this
+ * attempt's and the change went through; else the reason: `gossip-output-unreadable`, or
+ * `<operation>-failed:<what the script said>`.
+ */
+export function readChange(
+  stdout: string,
+  attemptId: string,
+  operation: GossipOperation,
+): { ok: true; report: GossipReport; change: Change } | { ok: false; reason: string } {
+  const report = readGossipReport(stdout);
+  if (report === undefined || report.attemptId !== attemptId || report.operation !== operation)
+    return { ok: false, reason: 'gossip-output-unreadable' };
+  if (report.mutation === null || !report.mutation.ok)
+    return {
+      ok: false,
+      reason: `${operation}-failed:${report.mutation?.ok === false ? report.mutation.error : 'no-result'}`,
+    };
+  return { ok: true, report, change: report.mutation };
+}
+
 /** A report (or the part of one gossip-status keeps) as the verdicts read it. */
 export function serverView(
   instanceId: string,

@@ -4,7 +4,7 @@ import { NotFoundError } from '../errors';
 import type { AttemptRecord, RolloutRecord } from '../rollout/model';
 import type { RolloutMilestone, RolloutPlan, StepBatches, StepOutcome, StepVerdict } from '../rollout/plan';
 import type { GossipKeyCustody } from './custody';
-import { readGossipReport } from './outputs';
+import { readChange } from './outputs';
 import type { GossipClusterConfig, GossipCommands, GossipTelemetry } from './plan';
 
 export const GOSSIP_REPAIR_PLAN = 'gossiprepair';
@@ -69,14 +69,9 @@ export class GossipRepairPlan implements RolloutPlan {
   async judge(rollout: RolloutRecord, attempt: AttemptRecord, outcome: StepOutcome): Promise<StepVerdict> {
     if (outcome.state === 'failed')
       return { ok: false, reason: failureReason(outcome.stdout, outcome.detail) };
-    const report = readGossipReport(outcome.stdout);
-    if (report === undefined || report.attemptId !== attempt.token || report.operation !== 'repair')
-      return { ok: false, reason: 'gossip-output-unreadable' };
-    if (report.mutation === null || !report.mutation.ok)
-      return {
-        ok: false,
-        reason: `repair-failed:${report.mutation?.ok === false ? report.mutation.error : 'no-result'}`,
-      };
+    const read = readChange(outcome.stdout, attempt.token, 'repair');
+    if (!read.ok) return { ok: false, reason: read.reason };
+    const { report } = read;
     const servers = Number(rollout.settings.servers);
     if (!report.healthy || report.members.alive !== servers)
       return { ok: false, reason: `repair-not-proven:${report.members.alive}-of-${servers}-alive` };

@@ -1,6 +1,6 @@
 import type { AttemptRecord, RolloutRecord } from '../rollout/model';
 import type { RolloutMilestone, StepOutcome, StepVerdict } from '../rollout/plan';
-import { readGossipReport } from './outputs';
+import { readChange } from './outputs';
 import { type ServerByServerDependencies, ServerByServerPlan } from './staged';
 
 export const GOSSIP_RESTART_PLAN = 'gossiprestart';
@@ -32,15 +32,9 @@ export class GossipRestartPlan extends ServerByServerPlan<GossipRestartDependenc
 
   async judge(rollout: RolloutRecord, attempt: AttemptRecord, outcome: StepOutcome): Promise<StepVerdict> {
     if (outcome.state === 'failed') return this.failedVerdict(outcome);
-    const report = readGossipReport(outcome.stdout);
-    if (report === undefined || report.attemptId !== attempt.token || report.operation !== 'restart')
-      return { ok: false, reason: 'gossip-output-unreadable', final: true };
-    if (report.mutation === null || !report.mutation.ok)
-      return {
-        ok: false,
-        reason: `restart-failed:${report.mutation?.ok === false ? report.mutation.error : 'no-result'}`,
-        final: true,
-      };
+    const read = readChange(outcome.stdout, attempt.token, 'restart');
+    if (!read.ok) return { ok: false, reason: read.reason, final: true };
+    const { report, change } = read;
     // What the script proved, checked again on its report: its output is the node's to write.
     const servers = Number(rollout.settings.servers);
     if (
@@ -54,7 +48,7 @@ export class GossipRestartPlan extends ServerByServerPlan<GossipRestartDependenc
         reason: `restart-not-proven:${report.members.alive}-of-${servers}-alive`,
         final: true,
       };
-    return { ok: true, carry: { wasLeader: report.mutation.wasLeader === true } };
+    return { ok: true, carry: { wasLeader: change.wasLeader === true } };
   }
 
   async onSucceeded(rollout: RolloutRecord, attempt: AttemptRecord, result?: Record<string, unknown>) {

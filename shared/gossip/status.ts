@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import type { CommandGateway, InvocationOutcome } from '../aws/ports';
+import type { CommandGateway } from '../aws/ports';
 import type { Clock } from '../clock';
 import { ConflictError } from '../errors';
+import { resultReader } from '../rollout/plan';
 import { formatRoutingKey, newToken } from '../rollout/routing';
 import type { GossipKeyCustody } from './custody';
 import { type GossipReport, readGossipReport, serverView } from './outputs';
@@ -53,10 +54,9 @@ export async function gossipStatus(
   );
   const answers = new Map<string, ServerGossipStatus>();
   while (answers.size < request.servers.length && deps.clock.now() < deadline) {
-    // One listing for every server's answer; a server it left out is read alone.
-    const listed = (await deps.results.invocations?.(commandId)) ?? new Map<string, InvocationOutcome>();
+    const resultOf = resultReader(deps.results);
     for (const instanceId of request.servers.filter((id) => !answers.has(id))) {
-      const result = listed.get(instanceId) ?? (await deps.results.invocation(commandId, instanceId));
+      const result = await resultOf(commandId, instanceId);
       if (result.state === 'running' || result.state === 'missing') continue;
       const report = result.state === 'succeeded' ? readGossipReport(result.stdout) : undefined;
       answers.set(

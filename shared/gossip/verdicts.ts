@@ -26,6 +26,15 @@ export interface ServerGossipReport {
   members?: number;
 }
 
+/**
+ * A server gossiping in clear has no keyring file, and its list fails with only "x/y nodes reported
+ * failure": serf's per-node "Keyring is empty (encryption not enabled)" stays in the Messages that
+ * Nomad drops on an error (serf keymanager.go handleKeyRequest, nomad agent_endpoint.go).
+ */
+export function gossipsInClear(report: Pick<ServerGossipReport, 'list' | 'keyringFile'>): boolean {
+  return !report.list.ok && report.keyringFile === undefined;
+}
+
 export type Verdict = { go: true } | { go: false; reasons: string[]; waitFor?: string[] };
 
 /**
@@ -43,13 +52,7 @@ export function preCheck(
   const missing = expected.filter((id) => !byId.has(id));
   if (missing.length > 0)
     return { go: false, reasons: [`no report from ${missing.join(', ')}`], waitFor: missing };
-  // A server gossiping in clear has no keyring file, and its list fails with only "x/y nodes reported
-  // failure": serf's per-node "Keyring is empty (encryption not enabled)" stays in the Messages that
-  // Nomad drops on an error (serf keymanager.go handleKeyRequest, nomad agent_endpoint.go).
-  const inClear = expected.filter((id) => {
-    const report = byId.get(id)!;
-    return !report.list.ok && report.keyringFile === undefined;
-  });
+  const inClear = expected.filter((id) => gossipsInClear(byId.get(id)!));
   if (inClear.length === expected.length) {
     return { go: false, enable: true, reasons: ['every server gossips in clear: enable encryption first'] };
   }

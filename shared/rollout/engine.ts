@@ -12,7 +12,7 @@ import {
   type RolloutRecord,
   type RolloutSettings,
 } from './model';
-import type { CommandResult, CommandResults, RolloutPlan } from './plan';
+import { type CommandResult, type CommandResults, type RolloutPlan, resultReader } from './plan';
 import { newRolloutId, type RoutingKey, tokenBelongsTo } from './routing';
 import type { RolloutStore } from './store';
 import { newAttempts, openNext, waveAt, waveRecord } from './waves';
@@ -301,18 +301,7 @@ export class RolloutEngine {
     const rollout = await this.activeRollout();
     if (rollout === undefined) return 0;
     let moved = 0;
-    // One listing per command, not one read per target; a target it left out is read alone.
-    const listings = new Map<string, Promise<Map<string, CommandResult>>>();
-    const resultOf = async (commandId: string, target: string): Promise<CommandResult> => {
-      const { results } = this.#deps;
-      if (results.invocations === undefined) return results.invocation(commandId, target);
-      let listing = listings.get(commandId);
-      if (listing === undefined) {
-        listing = results.invocations(commandId);
-        listings.set(commandId, listing);
-      }
-      return (await listing).get(target) ?? results.invocation(commandId, target);
-    };
+    const resultOf = resultReader(this.#deps.results);
     for (const listed of await store.listAttempts(cluster, rollout.rolloutId)) {
       if (listed.state !== 'sent') continue;
       if (clock.now() >= deadline) break;

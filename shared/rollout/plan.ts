@@ -47,6 +47,25 @@ export interface CommandResults {
 }
 
 /**
+ * A reader of command results for one pass: each command's results listed once (where the port can
+ * list them), a target the listing left out read alone. A new pass needs a new reader.
+ */
+export function resultReader(
+  results: Pick<CommandResults, 'invocation' | 'invocations'>,
+): (commandId: string, target: string) => Promise<CommandResult> {
+  const listings = new Map<string, Promise<Map<string, CommandResult>>>();
+  return async (commandId, target) => {
+    if (results.invocations === undefined) return results.invocation(commandId, target);
+    let listing = listings.get(commandId);
+    if (listing === undefined) {
+      listing = results.invocations(commandId);
+      listings.set(commandId, listing);
+    }
+    return (await listing).get(target) ?? results.invocation(commandId, target);
+  };
+}
+
+/**
  * Where a failed target's next try starts: the plan's first step unless a failure names one. A
  * `final` failure gets no next try, whatever tries are left (nothing a retry could change).
  */

@@ -284,13 +284,20 @@ raft_settled_and_seeded() {
   raft_settled && read_keyring_file && file_holds_only_staged_key
 }
 
+# Autopilot's configuration (operator:read): its CleanupDeadServers as CLEANUP, the whole answer in
+# BODY; false when unreadable.
+read_dead_server_cleanup() {
+  call_agent GET /v1/operator/autopilot/configuration
+  [[ "$STATUS" == 200 && "$BODY" =~ \"CleanupDeadServers\":(true|false) ]] || return 1
+  CLEANUP=${BASH_REMATCH[1]}
+}
+
 # Autopilot's CleanupDeadServers set to $1 (true|false). Nomad's PUT replaces the whole
 # configuration, so the one field is changed in what GET answered and the rest sent back as it was.
 set_dead_server_cleanup() {
   local wanted=$1 current
-  call_agent GET /v1/operator/autopilot/configuration
-  [[ "$STATUS" == 200 && "$BODY" =~ \"CleanupDeadServers\":(true|false) ]] || return 1
-  current=${BASH_REMATCH[1]}
+  read_dead_server_cleanup || return 1
+  current=$CLEANUP
   [[ "$current" == "$wanted" ]] && return 0
   call_agent PUT /v1/operator/autopilot/configuration "${BODY/\"CleanupDeadServers\":$current/\"CleanupDeadServers\":$wanted}"
   [[ "$STATUS" == 200 ]]
@@ -335,9 +342,8 @@ report() {
   autopilot_json=null
   leader_here=null
   if autopilot_health; then
-    call_agent GET /v1/operator/autopilot/configuration
     cleanup=null
-    [[ "$STATUS" == 200 && "$BODY" =~ \"CleanupDeadServers\":(true|false) ]] && cleanup=${BASH_REMATCH[1]}
+    read_dead_server_cleanup && cleanup=$CLEANUP
     autopilot_json=$(printf '{"healthy":%s,"failureTolerance":%d,"cleanupDeadServers":%s}' \
       "$AUTOPILOT_HEALTHY" "$TOLERANCE" "$cleanup")
     leader_here=$SELF_LEADER
