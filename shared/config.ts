@@ -208,6 +208,13 @@ const vaultSchema = z.strictObject({
 const rolloutSchema = z
   .strictObject({
     clientWaveSize: z.number().int().min(1).max(50).default(5),
+    /**
+     * Client waves run side by side while together they hold at most this many nodes; servers
+     * always go one at a time. Sized to the SSM rate we assume (2 requests a second, account-wide):
+     * a node's turn takes about 10 s and costs about 0.08 SSM requests (a send and a listing for each
+     * step, per 50 nodes), so 2 / 0.08 = 25 nodes a second, and 250 nodes in flight keep that busy.
+     */
+    maxNodesInFlight: z.number().int().min(1).max(10_000).default(250),
     serverHealthTimeoutSeconds: z.number().int().min(10).max(3600).default(120),
     maxAttempts: z.number().int().min(1).max(20).default(5),
     backoffBaseSeconds: z.number().int().min(1).default(60),

@@ -99,8 +99,15 @@ export class CertificatePlan implements RolloutPlan {
     return { kind: 'retry', maxTries: maxAttempts, backoffBaseSeconds, backoffMaxSeconds };
   }
 
-  /** A sealed or unreachable Vault means no node is touched at all, not even a pending key. */
-  /** Prepare needs Vault to sign what it returns, install to read the chain the nodes trust. */
+  /** Client waves run side by side up to the configured nodes in flight; servers one at a time. */
+  concurrency(): { group: NodeRole; maxTargets: number } {
+    return { group: 'client', maxTargets: this.#deps.cluster.rollout.maxNodesInFlight };
+  }
+
+  /**
+   * Prepare needs Vault to sign what it returns, install to read the chain the nodes trust: a sealed
+   * or unreachable Vault means no node is touched at all, not even a pending key.
+   */
   async ready(rollout: RolloutRecord, step: string): Promise<boolean> {
     try {
       if (step === 'prepare') await this.#deps.authority.assertReady();

@@ -6,6 +6,7 @@ import type { AttemptRecord, DrainedWave, RolloutRecord } from './model';
 import type { CommandResult, CommandResults, RolloutPlan } from './plan';
 import { formatRoutingKey } from './routing';
 import type { RolloutStore } from './store';
+import { openWaves } from './window';
 
 export interface EarlierCommandsDependencies {
   cluster: string;
@@ -44,26 +45,25 @@ export class EarlierCommands {
   }
 
   /**
-   * The current waves of rollouts that ended within the settle window, with whatever those were
-   * still waiting for themselves. Only commands younger than the command timeout are waited for;
-   * older ones are only looked at, for what they left on their targets.
+   * The open waves of rollouts that ended within the settle window, with whatever those were still
+   * waiting for themselves. Only commands younger than the command timeout are waited for; older
+   * ones are only looked at, for what they left on their targets.
    */
   async wavesStillOut(now: number): Promise<DrainedWave[]> {
     const { store, cluster, limits } = this.#deps;
-    return (await store.listRollouts(cluster))
-      .filter(
-        (rollout) =>
-          (rollout.status === 'superseded' || rollout.status === 'halted') &&
-          now - rollout.updatedAt < Math.max(SETTLE_WINDOW_MS, limits.commandTimeoutMs) &&
-          rollout.currentWave < rollout.waveCount,
-      )
-      .flatMap((rollout) => [
-        {
-          rolloutId: rollout.rolloutId,
-          wave: rollout.waveOrder[String(rollout.currentWave)] ?? rollout.currentWave,
-        },
-        ...(rollout.drains ?? []),
-      ]);
+    const ended = (await store.listRollouts(cluster)).filter(
+      (rollout) =>
+        (rollout.status === 'superseded' || rollout.status === 'halted') &&
+        now - rollout.updatedAt < Math.max(SETTLE_WINDOW_MS, limits.commandTimeoutMs) &&
+        rollout.currentWave < rollout.waveCount,
+    );
+    const drains: DrainedWave[] = [];
+    for (const rollout of ended) {
+      for (const wave of await openWaves(store, rollout, this.#deps.plan(rollout.plan)))
+        drains.push({ rolloutId: rollout.rolloutId, wave: wave.wave });
+      drains.push(...(rollout.drains ?? []));
+    }
+    return drains;
   }
 
   /**

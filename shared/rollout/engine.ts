@@ -15,7 +15,8 @@ import {
 import { type CommandResult, type CommandResults, type RolloutPlan, resultReader } from './plan';
 import { newRolloutId, type RoutingKey, tokenBelongsTo } from './routing';
 import type { RolloutStore } from './store';
-import { newAttempts, openNext, waveAt, waveRecord } from './waves';
+import { newAttempts, openNext, waveRecord } from './waves';
+import { openWaves } from './window';
 
 export interface EngineTelemetry {
   rolloutHalted(cluster: string): void;
@@ -235,8 +236,11 @@ export class RolloutEngine {
   }
 
   /**
-   * Move a rollout as far as it can go now: send what its current wave is ready for, and open the
-   * next wave when every attempt of this one has finished. Sends nothing after `deadline`.
+   * Move a rollout as far as it can go now: send what its open waves are ready for, and open the
+   * next position when the wave at the current one has finished. Once a wave is stuck with a target
+   * out of tries, no open wave after it starts; those already under way, and the waves before it,
+   * run to their end, and the rollout halts when the stuck wave is the current one and nothing else
+   * is under way. Sends nothing after `deadline`.
    */
   async advance(rolloutId: string, deadline: number): Promise<RolloutRecord | undefined> {
     const { store, clock, cluster } = this.#deps;
@@ -249,24 +253,32 @@ export class RolloutEngine {
         continue;
       }
       const plan = this.#plan(rollout.plan);
-      const wave = await waveAt(this.#deps.store, rollout, rollout.currentWave);
-      let attempts = await store.getAttempts(cluster, rolloutId, wave.targets);
-      if (clock.now() < deadline) {
-        attempts = await this.#attempts.retryDue(rollout, plan, attempts);
-        if (await this.#attempts.sendReady(rollout, plan, attempts, deadline))
-          attempts = await store.getAttempts(cluster, rolloutId, wave.targets);
+      const open: { attempts: AttemptRecord[]; underWay: boolean }[] = [];
+      let stuck: { index: number; exhausted: AttemptRecord[] } | undefined;
+      for (const wave of await openWaves(store, rollout, plan)) {
+        let attempts = await store.getAttempts(cluster, rolloutId, wave.targets);
+        const started = attempts.some((attempt) => attempt.state !== 'pending' || attempt.tries > 0);
+        if ((stuck === undefined || started) && clock.now() < deadline) {
+          attempts = await this.#attempts.retryDue(rollout, plan, attempts);
+          if (await this.#attempts.sendReady(rollout, plan, attempts, deadline))
+            attempts = await store.getAttempts(cluster, rolloutId, wave.targets);
+        }
+        const exhausted = attempts.filter((attempt) => attempt.state === 'exhausted');
+        const atBarrier = exhausted.length > 0 && plan.steps.some((step) => step.barrier === true);
+        if (stuck === undefined && exhausted.length > 0 && (atBarrier || attempts.every(isFinished)))
+          stuck = { index: open.length, exhausted };
+        open.push({ attempts, underWay: started && !attempts.every(isFinished) });
       }
-      const exhausted = attempts.filter((attempt) => attempt.state === 'exhausted');
-      const stuckAtBarrier = exhausted.length > 0 && plan.steps.some((step) => step.barrier === true);
-      if (!attempts.every(isFinished) && !stuckAtBarrier) return rollout;
-      if (exhausted.length > 0) {
+      if (stuck?.index === 0) {
+        if (open.slice(1).some((wave) => wave.underWay)) return rollout;
         const { maxTries } = retryLimits(plan, rollout);
         return this.#finish(
           rollout,
           'halted',
-          `${exhausted.map((attempt) => attempt.target).join(', ')} failed ${maxTries} attempt(s) in wave ${rollout.currentWave + 1}`,
+          `${stuck.exhausted.map((attempt) => attempt.target).join(', ')} failed ${maxTries} attempt(s) in wave ${rollout.currentWave + 1}`,
         );
       }
+      if (!open[0]!.attempts.every(isFinished)) return rollout;
       if (!(await openNext(this.#deps, rollout, plan))) return rollout;
     }
   }

@@ -100,6 +100,12 @@ export interface RolloutPlan {
   readonly name: string;
   readonly steps: readonly StepSpec[];
   failurePolicy(rollout: RolloutRecord): FailurePolicy;
+  /**
+   * Waves of `group` may run side by side, together holding at most `maxTargets` targets; waves of
+   * any other group run one at a time (default: every wave alone). A plan with `chooseWave` or `gate`
+   * has none: those pick and admit one wave at a time.
+   */
+  concurrency?(rollout: RolloutRecord): { group: string; maxTargets: number } | undefined;
   /** Whether `step` may be sent now at all (e.g. the CA can sign); false leaves it for the next run. */
   ready?(rollout: RolloutRecord, step: string): Promise<boolean>;
   /** Split the wave's attempts waiting at `step` into commands. */

@@ -38,9 +38,14 @@ class RestartPlan implements RolloutPlan {
   policy: FailurePolicy = { kind: 'halt' };
   leader = '';
   healthy = true;
+  sideBySide: { group: string; maxTargets: number } | undefined;
 
   failurePolicy(): FailurePolicy {
     return this.policy;
+  }
+
+  concurrency() {
+    return this.sideBySide;
   }
 
   async batch(_rollout: RolloutRecord, _step: string, attempts: readonly AttemptRecord[]) {
@@ -132,14 +137,14 @@ function world(options: { listing?: boolean } = {}) {
       await engine.onResult(parseRoutingKey(sent.routingKey)!, target, outcome, FAR);
     }
   };
-  const start = (waves: string[][]) =>
+  const start = (waves: string[][], group = 'server') =>
     engine.start({
       plan: 'restart',
       kind: 'rolling',
       settings: {},
       reason: 'test',
       actor: 'tester',
-      waves: waves.map((targets) => ({ group: 'server', targets })),
+      waves: waves.map((targets) => ({ group, targets })),
     });
   return { store, clock, plan, results, reads, engine, finish, start };
 }
@@ -244,6 +249,62 @@ describe('rollout engine with a plan of its own', () => {
 
     expect(whileClosed).toBe(2);
     expect(w.plan.sent[2]).toMatchObject({ step: 'stop', targets: ['b'] });
+  });
+
+  it('runs waves of the concurrent group side by side, as many as the bound of targets allows', async () => {
+    const w = world();
+    w.plan.sideBySide = { group: 'client', maxTargets: 4 };
+    const rollout = await w.start(
+      [
+        ['a', 'b'],
+        ['c', 'd'],
+        ['e', 'f'],
+      ],
+      'client',
+    );
+
+    await w.engine.advance(rollout.rolloutId, FAR);
+    const firstSends = w.plan.sent.map((s) => s.targets.join());
+    for (let index = 0; index < 4; index += 1) await w.finish(w.plan.sent[index]!);
+    const whileTwoWavesRun = w.plan.sent.map((s) => `${s.step}:${s.targets.join()}`);
+    await w.finish(w.plan.sent[4]!);
+    await w.finish(w.plan.sent[5]!);
+
+    expect(firstSends).toEqual(['a', 'b', 'c', 'd']);
+    expect(whileTwoWavesRun.slice(4)).toEqual(['start:a', 'start:b', 'start:c', 'start:d']);
+    // The third wave opens once the first has finished and left room under the bound.
+    expect(w.plan.sent.slice(8).map((s) => `${s.step}:${s.targets.join()}`)).toEqual(['stop:e', 'stop:f']);
+  });
+
+  it('keeps waves of other groups one at a time even under a bound', async () => {
+    const w = world();
+    w.plan.sideBySide = { group: 'client', maxTargets: 10 };
+    const rollout = await w.start([['a'], ['b']]);
+
+    await w.engine.advance(rollout.rolloutId, FAR);
+
+    expect(w.plan.sent.map((s) => s.targets.join())).toEqual(['a']);
+  });
+
+  it('halts after a stuck wave: the waves before it finish, none after it starts', async () => {
+    const w = world();
+    w.plan.policy = { kind: 'retry', maxTries: 1, backoffBaseSeconds: 60, backoffMaxSeconds: 600 };
+    w.plan.sideBySide = { group: 'client', maxTargets: 2 };
+    const rollout = await w.start([['a'], ['b'], ['c']], 'client');
+    const fail: CommandResult = { state: 'failed', detail: 'boom', stdout: '' };
+
+    await w.engine.advance(rollout.rolloutId, FAR);
+    await w.finish(w.plan.sent[1]!, fail);
+    const whileTheFirstRuns = await w.store.getRollout('prod', rollout.rolloutId);
+    await w.finish(w.plan.sent[0]!);
+    await w.finish(w.plan.sent.find((s) => s.step === 'start' && s.targets[0] === 'a')!);
+
+    expect(whileTheFirstRuns?.status).toBe('running');
+    expect(w.plan.succeeded).toEqual(['a']);
+    expect(w.plan.sent.some((s) => s.targets.includes('c'))).toBe(false);
+    const halted = await w.store.getRollout('prod', rollout.rolloutId);
+    expect(halted?.status).toBe('halted');
+    expect(halted?.haltReason).toBe('b failed 1 attempt(s) in wave 2');
   });
 
   it('ignores a duplicate or late result: the attempt moved on, so nothing is applied twice', async () => {
