@@ -14,6 +14,12 @@ export interface ScriptRun {
   timeoutSeconds: number;
 }
 
+/** A script as SSM delivers it, with the document and parameters it came from. */
+export interface CommandRun extends ScriptRun {
+  documentName: string;
+  parameters: Readonly<Record<string, readonly string[]>>;
+}
+
 export interface ScriptResult {
   /** Exit code as the agent sees it; 137 when it killed the script on timeout. */
   exitCode: number;
@@ -29,8 +35,11 @@ export interface ManagedNode {
   readonly tags: Readonly<Record<string, string>>;
   /** What SSM's DescribeInstanceInformation reports; a node that is not Online gets no commands. */
   pingStatus(): PingStatus;
-  /** Run a script as root in the node's sandbox, as the SSM agent would (`sh -c <file>`). */
-  runScript(run: ScriptRun): Promise<ScriptResult>;
+  /**
+   * Run a delivered command as the SSM agent would: a sandbox runs the script as root (`sh -c
+   * <file>`); a simulated node answers from the document and its parameters.
+   */
+  runScript(run: CommandRun): Promise<ScriptResult>;
 }
 
 export interface Fleet {

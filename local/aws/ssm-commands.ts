@@ -215,6 +215,8 @@ export class CommandStore {
       })) ?? script;
     const result = await node.runScript({
       script: delivered,
+      documentName: command.documentName,
+      parameters: command.parameters,
       commandId: command.commandId,
       timeoutSeconds: scriptTimeout,
     });

@@ -21,8 +21,9 @@ import { startQueue } from '../aws/queue';
 import { startSecretsManagerEmulator } from '../aws/secrets-manager';
 import { startSsmEmulator } from '../aws/ssm';
 import { OffsetClock } from '../clock';
-import type { ManagedNode } from '../fleet';
+import type { Fleet, ManagedNode } from '../fleet';
 import { createNodeFleet } from '../node/fleet';
+import { createSimulatedFleet, type SimulatedFleetOptions } from '../sim/fleet';
 import { startVaultEmulator } from '../vault';
 import { type AwsPrincipal, invocationContext, LambdaEmulator } from './lambda';
 import { RecordingLogger, RecordingTelemetry } from './recording';
@@ -80,6 +81,14 @@ export interface WorldOptions {
   nomadAcls?: boolean;
   /** false: the servers gossip in clear, as a cluster before `enable-gossip` (default true). */
   gossipEncryption?: boolean;
+  /**
+   * A fleet of simulated nodes (local/sim) instead of node sandboxes: thousands of nodes answered
+   * in-process behind the same SSM API, for scale. `servers` and `clients` then count them.
+   */
+  simulated?: Omit<
+    SimulatedFleetOptions,
+    'servers' | 'clients' | 'clusterName' | 'region' | 'documents' | 'clock'
+  >;
 }
 
 export type World = Awaited<ReturnType<typeof startWorld>>;
@@ -141,10 +150,23 @@ export async function startWorld(options: WorldOptions = {}) {
     const clusterName = options.cluster?.name ?? 'demo';
     // A Nomad ACL token's SecretID, as `nomad acl token create` prints it. A secret: never log it.
     const nomadToken = options.nomadAcls ? randomUUID() : undefined;
+    const servers = options.servers ?? 3;
+    const simulated =
+      options.simulated === undefined
+        ? undefined
+        : createSimulatedFleet({
+            ...options.simulated,
+            servers,
+            clients: options.clients ?? 3,
+            clusterName,
+            region,
+            documents: DOCUMENT_NAMES,
+            clock,
+          });
     const fleet = await createNodeFleet({
       baseDir,
-      servers: options.servers ?? 3,
-      clients: options.clients ?? 3,
+      servers: simulated === undefined ? servers : 0,
+      clients: simulated === undefined ? (options.clients ?? 3) : 0,
       clusterName,
       region,
       restartDelayMs: 500,
@@ -174,7 +196,12 @@ export async function startWorld(options: WorldOptions = {}) {
       return node;
     };
     for (const node of fleet.nodes()) launched(node);
-    const ssm = await startSsmEmulator({ fleet, events: (event) => events.putAwsEvent(event) });
+    for (const node of simulated?.nodes() ?? []) launched(node);
+    const managed: Fleet = {
+      nodes: () => [...fleet.nodes(), ...(simulated?.nodes() ?? [])],
+      node: (instanceId) => fleet.node(instanceId) ?? simulated?.node(instanceId),
+    };
+    const ssm = await startSsmEmulator({ fleet: managed, events: (event) => events.putAwsEvent(event) });
     stops.push(() => ssm.stop());
 
     const clients: AwsClients = {
@@ -224,7 +251,7 @@ export async function startWorld(options: WorldOptions = {}) {
       inventory: {
         servers: { autoScalingGroups: [autoScalingGroups.server] },
         clients: { autoScalingGroups: [autoScalingGroups.client] },
-        serverSet: { count: options.servers ?? 3 },
+        serverSet: { count: servers },
       },
       ...options.cluster,
       certificates: { trustedRootFingerprints, ...options.cluster?.certificates },
@@ -351,17 +378,20 @@ export async function startWorld(options: WorldOptions = {}) {
       ssm,
       ec2,
       fleet,
+      /** The simulated nodes, with `simulated`. */
+      simulated,
       lambda,
       /** A client launched into the clients' Auto Scaling group, its SSM agent online or still registering. */
       launchClient: async (options: { online?: boolean } = {}) => launched(await fleet.addClient(options)),
       /** EC2 terminates the instance and says so on the bus, as a real termination does. */
       terminate: (instanceId: string) => {
         ec2.setState(instanceId, 'terminated');
-        fleet.node(instanceId)?.setOnline(false);
+        (fleet.node(instanceId) ?? simulated?.node(instanceId))?.setOnline(false);
         events.ec2StateChange(instanceId, 'terminated');
       },
       clients,
       cluster,
+      tableName,
       runtime,
       tokenSecretArn: tokenSecret.ARN!,
       gossipSecretArn: gossipSecret.ARN!,
