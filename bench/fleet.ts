@@ -1,14 +1,18 @@
 // npm run bench:fleet: certificate rotations of a simulated fleet of hundreds to thousands of nodes,
 // through the real functions, SDK clients and emulators: how long until every node serves a new
 // certificate, and what each node costs in SSM, Vault and DynamoDB requests, with SSM unthrottled and
-// throttled to a modelled rate. Options: --nodes 500,1000,5000 --servers 5 --ssm-tps 2 --seed 1.
+// throttled to a modelled rate; beside it, Vault's CPU per node for the seed's approach and ours.
+// Options: --nodes 500,1000,5000 --servers 5 --ssm-tps 2 --seed 1 --vault-nodes 50 --out <json>.
 import '../local/quiet-sdk-warning';
 import 'reflect-metadata';
 import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startWorld, type World } from '../local/world';
 import { StateTable } from '../shared/state/table';
+import { nodesOverTimeSvg } from './chart';
 import { countCalls, difference, say } from './measure';
+import { measureVaultCost } from './vault-cost';
 
 const { values: flags } = parseArgs({
   options: {
@@ -17,6 +21,7 @@ const { values: flags } = parseArgs({
     'ssm-tps': { type: 'string', default: '2' },
     seed: { type: 'string', default: '1' },
     out: { type: 'string', default: 'bench/results/fleet-latest.json' },
+    'vault-nodes': { type: 'string', default: '50' },
   },
 });
 const NODE_COUNTS = flags.nodes.split(',').map((count) => Number(count));
@@ -143,10 +148,12 @@ async function measure(
     outcome: last?.status ?? 'none',
     rotated: new Set(installs.map((install) => install.instanceId)).size,
     calls,
-    progress: installs.map((install, index) => ({
-      seconds: round((install.at - startedAt) / 1000, 2),
-      done: index + 1,
-    })),
+    progress: sampled(
+      installs.map((install, index) => ({
+        seconds: round((install.at - startedAt) / 1000, 2),
+        done: index + 1,
+      })),
+    ),
   };
   if (ssmTps > 0 && ssmCallsPerNode > 0) {
     // Each node costs ssmCallsPerNode requests, so at the limit the fleet cannot go faster than this.
@@ -177,6 +184,14 @@ async function sendAgainWhenThrottled(send: () => Promise<unknown>): Promise<voi
 }
 
 const round = (value: number, digits: number) => Number(value.toFixed(digits));
+
+/** At most this many points of a rollout's progress are kept: enough for the chart, small in the JSON. */
+const PROGRESS_POINTS = 200;
+
+function sampled<Point>(points: Point[]): Point[] {
+  const step = Math.ceil(points.length / PROGRESS_POINTS);
+  return points.filter((_, index) => index % step === 0 || index === points.length - 1);
+}
 
 function report(result: FleetScenarioResult): void {
   say(
@@ -229,12 +244,28 @@ async function main(): Promise<void> {
   say(`nomad-rotator fleet benchmark: ${NODE_COUNTS.join(', ')} simulated nodes (${SERVERS} servers)`);
   const results: FleetScenarioResult[] = [];
   for (const total of NODE_COUNTS) results.push(...(await runFleet(total)));
-  await mkdir('bench/results', { recursive: true });
+  // Vault's side of the same question, in the same run: what the seed's approach costs it per node.
+  const vault = await measureVaultCost({ nodes: Number(flags['vault-nodes']) });
+  say(
+    `Vault per node: seed ${vault.seed.requestsPerNode} requests, ${vault.seed.cpuMsPerNode} ms CPU; ` +
+      `ours ${vault.ours.requestsPerNode} requests, ${vault.ours.cpuMsPerNode} ms CPU; ratio ${vault.cpuRatio}`,
+  );
+  await mkdir(dirname(flags.out), { recursive: true });
   await writeFile(
     flags.out,
-    `${JSON.stringify({ date: new Date().toISOString(), servers: SERVERS, seed: SEED, results }, null, 2)}\n`,
+    `${JSON.stringify({ date: new Date().toISOString(), servers: SERVERS, seed: SEED, results, vault }, null, 2)}\n`,
   );
-  say(`results written to ${flags.out}`);
+  const chart = flags.out.replace(/\.json$/, '.svg');
+  await writeFile(
+    chart,
+    nodesOverTimeSvg(
+      results
+        .filter((result) => result.progress.length > 0)
+        .map((result) => ({ name: `${result.scenario} (${result.nodes})`, points: result.progress })),
+      { title: 'Nodes on a new certificate, seconds after the request' },
+    ),
+  );
+  say(`results written to ${flags.out} and ${chart}`);
 }
 
 main().catch((error: unknown) => {
