@@ -54,6 +54,8 @@ interface FleetContext {
   random: () => number;
   parsed(commandId: string, parameters: CommandRun['parameters']): Promise<ParsedInstall | string>;
   installed(instanceId: string, at: number): void;
+  /** A node holds a pending key (prepared, not yet installed): it is in flight. */
+  inFlight(instanceId: string, holding: boolean): void;
 }
 
 /**
@@ -119,6 +121,7 @@ export class SimulatedNode implements ManagedNode {
         pendingKey('nomad-rotator-cli'),
       ]);
       this.#pending = { attemptId, agent, cli };
+      this.context.inFlight(this.instanceId, true);
     }
     const current = (certificate: BatchCertificate | undefined) =>
       certificate === undefined
@@ -181,6 +184,7 @@ export class SimulatedNode implements ManagedNode {
     if (!unchanged) {
       this.#installed = { agent, cli, agentKeyId: agent.publicKeyId };
       this.#pending = undefined;
+      this.context.inFlight(this.instanceId, false);
       this.context.installed(this.instanceId, now);
     }
     const facts = (certificate: BatchCertificate) => ({
@@ -214,12 +218,16 @@ export interface SimulatedFleet extends Fleet {
   node(instanceId: string): SimulatedNode | undefined;
   /** When each node installed a new set, in order: the rollout's progress over time. */
   readonly installs: readonly { instanceId: string; at: number }[];
+  /** The most nodes that held a pending key at once: how many a rollout had in flight. */
+  peakInFlight(): number;
 }
 
 export function createSimulatedFleet(options: SimulatedFleetOptions): SimulatedFleet {
   const random = seededRandom(options.seed ?? 1);
   const parsed = new Map<string, Promise<ParsedInstall | string>>();
   const installs: { instanceId: string; at: number }[] = [];
+  const holding = new Set<string>();
+  let peak = 0;
   const context: FleetContext = {
     options,
     random,
@@ -237,6 +245,11 @@ export function createSimulatedFleet(options: SimulatedFleetOptions): SimulatedF
       return install;
     },
     installed: (instanceId, at) => installs.push({ instanceId, at }),
+    inFlight: (instanceId, pending) => {
+      if (pending) holding.add(instanceId);
+      else holding.delete(instanceId);
+      peak = Math.max(peak, holding.size);
+    },
   };
   const roles = [
     ...Array.from({ length: options.servers }, () => 'server' as const),
@@ -253,7 +266,12 @@ export function createSimulatedFleet(options: SimulatedFleetOptions): SimulatedF
       ),
   );
   const byId = new Map(nodes.map((node) => [node.instanceId, node]));
-  return { nodes: () => nodes, node: (instanceId) => byId.get(instanceId), installs };
+  return {
+    nodes: () => nodes,
+    node: (instanceId) => byId.get(instanceId),
+    installs,
+    peakInFlight: () => peak,
+  };
 }
 
 function answer(exitCode: number, line: Record<string, unknown>): ScriptResult {

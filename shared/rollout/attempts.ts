@@ -136,12 +136,19 @@ export class AttemptRunner {
           this.#deps.clock.now(),
         )
         .catch(ignoreConflict);
-      await auditRollout(this.#deps.store, this.#deps.clock, `${step}-dispatched`, 'rotator', rollout, {
-        instanceId: attempt.target,
-        group: attempt.group,
-        details: { batch: claimed.length, ...rollout.settings },
-      });
     }
+    // One entry per command, not per node: a fleet's rotation writes its dispatches 50 to an item.
+    const [only] = claimed;
+    await auditRollout(this.#deps.store, this.#deps.clock, `${step}-dispatched`, 'rotator', rollout, {
+      ...(claimed.length === 1 ? { instanceId: only!.target } : {}),
+      group: only!.group,
+      details: {
+        commandId,
+        batch: claimed.length,
+        ...(claimed.length === 1 ? {} : { instances: targets.join(',') }),
+        ...rollout.settings,
+      },
+    });
     logger.info(`${step} sent`, { cluster, commandId, plan: plan.name, instances: targets });
   }
 
