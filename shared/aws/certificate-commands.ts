@@ -101,8 +101,8 @@ export class SsmCertificateCommands implements CertificateCommands {
     if (!parsed.success) return undefined;
     return {
       attemptId: parsed.data.attemptId,
-      agentCsrBase64: parsed.data.agentCsr,
-      cliCsrBase64: parsed.data.cliCsr,
+      agentCsrDerBase64: parsed.data.agentCsr,
+      cliCsrDerBase64: parsed.data.cliCsr,
     };
   }
 

@@ -20,8 +20,8 @@ export interface InstallRequest {
 
 export interface PreparedOutput {
   attemptId: string;
-  agentCsrBase64: string;
-  cliCsrBase64: string;
+  agentCsrDerBase64: string;
+  cliCsrDerBase64: string;
 }
 
 export interface InstalledOutput {

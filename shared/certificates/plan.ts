@@ -205,8 +205,8 @@ export class CertificatePlan implements RolloutPlan {
           this.#deps.authority,
           this.#deps.cluster,
           provisioned,
-          prepared.agentCsrBase64,
-          prepared.cliCsrBase64,
+          prepared.agentCsrDerBase64,
+          prepared.cliCsrDerBase64,
         );
         const revoke = certificateSettings(rollout).revokePrevious
           ? [node.agent?.serial, node.cli?.serial].filter((serial): serial is string => !!serial)

@@ -12,12 +12,12 @@ export async function signPair(
   authority: CertificateAuthority,
   cluster: ClusterConfig,
   node: ProvisionedNode,
-  agentCsrBase64: string,
-  cliCsrBase64: string,
+  agentCsrDerBase64: string,
+  cliCsrDerBase64: string,
 ): Promise<SignedSet> {
   const { keyType, ttl } = cluster.certificates;
-  const agentCsr = await validateCsr(agentCsrBase64, keyType, 'agent CSR');
-  const cliCsr = await validateCsr(cliCsrBase64, keyType, 'CLI CSR');
+  const agentCsr = await validateCsr(agentCsrDerBase64, keyType, 'agent CSR');
+  const cliCsr = await validateCsr(cliCsrDerBase64, keyType, 'CLI CSR');
   const agent = await authority.sign({
     kind: node.role,
     csrPem: agentCsr,

@@ -220,8 +220,8 @@ export class FakeFleet implements CommandGateway, NodeInventory {
             ok: true,
             stage: 'prepare',
             attemptId: command.parameters.attemptId,
-            agentCsr: agent.base64,
-            cliCsr: cli.base64,
+            agentCsr: agent.derBase64,
+            cliCsr: cli.derBase64,
             current: { agent: null, cli: null },
           }),
         };
@@ -271,7 +271,7 @@ function commentOf(command: SentCommand): string {
   return formatRoutingKey(command.tag);
 }
 
-async function csr(): Promise<{ base64: string; publicKey: string }> {
+async function csr(): Promise<{ derBase64: string; publicKey: string }> {
   const keys = (await webcrypto.subtle.generateKey(ec, true, ['sign', 'verify'])) as CryptoKeyPair;
   const request = await x509.Pkcs10CertificateRequestGenerator.create({
     name: 'CN=node',
@@ -279,7 +279,7 @@ async function csr(): Promise<{ base64: string; publicKey: string }> {
     signingAlgorithm: ec,
   });
   const publicKey = Buffer.from(await webcrypto.subtle.exportKey('spki', keys.publicKey)).toString('base64');
-  return { base64: Buffer.from(request.toString('pem')).toString('base64'), publicKey };
+  return { derBase64: Buffer.from(request.rawData).toString('base64'), publicKey };
 }
 
 export class RecordingEvents implements EventPublisher {

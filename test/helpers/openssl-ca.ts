@@ -65,10 +65,13 @@ export async function opensslCa() {
     readFile(join(dir, 'int.pem'), 'utf8'),
   ]);
 
-  /** Sign a base64 PEM CSR with the given SANs and usages; returns the leaf PEM and its serial. */
-  const sign = async (csrBase64: string, san: string, usages: string) => {
+  /**
+   * Sign a CSR (base64 of its DER, as prepare prints it) with the given SANs and usages; returns the
+   * leaf PEM and its serial.
+   */
+  const sign = async (csrDerBase64: string, san: string, usages: string) => {
     const id = randomBytes(6).toString('hex');
-    await writeFile(join(dir, `${id}.csr`), Buffer.from(csrBase64, 'base64'));
+    await writeFile(join(dir, `${id}.csr`), Buffer.from(csrDerBase64, 'base64'));
     await writeFile(
       join(dir, `${id}.ext`),
       `subjectAltName=${san}\nextendedKeyUsage=${usages}\nbasicConstraints=CA:false\nkeyUsage=digitalSignature,keyEncipherment\n`,
@@ -82,6 +85,8 @@ export async function opensslCa() {
       [
         'x509',
         '-req',
+        '-inform',
+        'DER',
         '-in',
         `${id}.csr`,
         '-CA',

@@ -48,6 +48,8 @@ export async function leaf(ca: TestCa, names: string, usages: string, ed25519 = 
         '-nodes',
         '-keyout',
         'leaf.key',
+        '-outform',
+        'DER',
         '-out',
         'leaf.csr',
         '-subj',

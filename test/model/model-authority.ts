@@ -23,12 +23,13 @@ const ec = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
  * certificate to its pending key the way the install script does.
  */
 export interface CsrPool {
-  base64: readonly string[];
+  /** As a node's prepare prints them: base64 of each request's DER. */
+  derBase64: readonly string[];
   indexOfPem: ReadonlyMap<string, number>;
 }
 
 export async function generateCsrPool(size: number): Promise<CsrPool> {
-  const base64: string[] = [];
+  const derBase64: string[] = [];
   const indexOfPem = new Map<string, number>();
   for (let index = 0; index < size; index += 1) {
     const keys = (await webcrypto.subtle.generateKey(ec, false, [
@@ -40,11 +41,10 @@ export async function generateCsrPool(size: number): Promise<CsrPool> {
       keys,
       signingAlgorithm: ec,
     });
-    const pem = request.toString('pem');
-    base64.push(Buffer.from(pem).toString('base64'));
-    indexOfPem.set(pem.trim(), index);
+    derBase64.push(Buffer.from(request.rawData).toString('base64'));
+    indexOfPem.set(request.toString('pem').trim(), index);
   }
-  return { base64, indexOfPem };
+  return { derBase64, indexOfPem };
 }
 
 // ---- the certificate authority ------------------------------------------------------------------

@@ -199,8 +199,8 @@ export class ModelFleet implements NodeInventory, CommandGateway {
       ok: true,
       stage: 'prepare',
       attemptId: command.attemptId,
-      agentCsr: this.pool.base64[node.pending.keys.agent],
-      cliCsr: this.pool.base64[node.pending.keys.cli],
+      agentCsr: this.pool.derBase64[node.pending.keys.agent],
+      cliCsr: this.pool.derBase64[node.pending.keys.cli],
       current: { agent: current(node.installed?.agent), cli: current(node.installed?.cli) },
     });
     this.#finishWith(invocation, 'succeeded', `generating keys\n${stdout}\n`, '');
@@ -292,7 +292,7 @@ export class ModelFleet implements NodeInventory, CommandGateway {
     const next = () => {
       let key: number;
       do {
-        key = this.#keyCounter % this.pool.base64.length;
+        key = this.#keyCounter % this.pool.derBase64.length;
         this.#keyCounter += 1;
       } while (taken.has(key));
       taken.add(key);

@@ -22,11 +22,11 @@ vi.mock('../../shared/certificates/csr', async (importOriginal) => {
   const checked = new Map<string, Promise<string>>();
   return {
     ...actual,
-    validateCsr: (base64Pem: string, keyType: Parameters<typeof actual.validateCsr>[1], label: string) => {
-      const key = `${keyType}|${label}|${base64Pem}`;
+    validateCsr: (derBase64: string, keyType: Parameters<typeof actual.validateCsr>[1], label: string) => {
+      const key = `${keyType}|${label}|${derBase64}`;
       let result = checked.get(key);
       if (result === undefined) {
-        result = actual.validateCsr(base64Pem, keyType, label);
+        result = actual.validateCsr(derBase64, keyType, label);
         checked.set(key, result);
       }
       return result;

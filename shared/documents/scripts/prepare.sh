@@ -58,10 +58,12 @@ prepare_dir() {
   put_in_place "$fresh" "$pending" || { rm -rf -- "$fresh"; fail "unsafe-pending-dir" "$label"; }
 }
 
-# The CSR of a pending key as one base64 line.
+# The CSR of a pending key as one base64 line of its DER: with RSA-2048 keys two PEM CSRs pass the
+# 2,500 characters of an output that ListCommandInvocations carries, and each node whose line it
+# cuts is then read again on its own.
 csr_of() {
   local pending=$1 name=$2
-  openssl req -new -key "$pending/$name.key" -subj "/CN=nomad-rotator-${name}" 2>/dev/null | base64 -w0
+  openssl req -new -key "$pending/$name.key" -subj "/CN=nomad-rotator-${name}" -outform DER 2>/dev/null | base64 -w0
 }
 
 # Facts about the certificate currently installed, so the rotator sees what the node really holds.
