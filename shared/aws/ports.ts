@@ -6,6 +6,16 @@ export type InvocationOutcome =
   | { state: 'succeeded'; stdout: string }
   | { state: 'failed'; detail: string; stdout: string };
 
+/** One command's invocations as a single listing reads them. */
+export interface InvocationListing {
+  /** The command's comment, which every invocation carries: its routing key, for a command of ours. */
+  comment?: string;
+  /** Each target's outcome, where its output came whole. */
+  results: Map<string, InvocationOutcome>;
+  /** Targets whose output the listing cut: each is read alone. */
+  cut: string[];
+}
+
 export interface CommandGateway {
   /** Send one document to up to 50 instances; returns the command id. Parameters are validated first. */
   send<Kind extends DocumentKind>(
@@ -16,10 +26,10 @@ export interface CommandGateway {
   ): Promise<string>;
   invocation(commandId: string, instanceId: string): Promise<InvocationOutcome & { comment?: string }>;
   /**
-   * Each instance's outcome of one command whose output came whole in the list (50 a call); a
-   * gateway without it is read one invocation at a time.
+   * One command's invocations listed (50 a call): the outcomes whose output came whole, the
+   * targets to read alone and the comment; a gateway without it is read one invocation at a time.
    */
-  invocations?(commandId: string): Promise<Map<string, InvocationOutcome>>;
+  invocations?(commandId: string): Promise<InvocationListing>;
   /** The id of a command sent to `instanceId` with this comment no earlier than `since` (epoch ms). */
   findSent(instanceId: string, comment: string, since: number): Promise<string | undefined>;
 }

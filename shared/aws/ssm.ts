@@ -8,7 +8,7 @@ import {
 import { type DocumentKind, type DocumentParameters, validateDocumentParameters } from '../documents';
 import { ValidationError } from '../errors';
 import { matchesPattern } from '../patterns';
-import type { CommandGateway, InvocationOutcome } from './ports';
+import type { CommandGateway, InvocationListing, InvocationOutcome } from './ports';
 
 const RUNNING_STATUSES = new Set(['Pending', 'InProgress', 'Delayed']);
 const MAX_TARGETS = 50;
@@ -95,12 +95,13 @@ export class SsmCommandGateway implements CommandGateway {
 
   /**
    * ListCommandInvocations with details, 50 a page: one call for a whole batch instead of one
-   * GetCommandInvocation per node. Its Output holds at most 2,500 characters of stdout, then stderr
-   * after the agent's error title; a stdout cut short (or a document of several steps) is left out,
-   * so that the caller reads that node alone and never judges a truncated line.
+   * GetCommandInvocation per node, and the comment with it. Its Output holds at most 2,500
+   * characters of stdout, then stderr after the agent's error title; a stdout cut short (or a
+   * document of several steps) is named as cut instead, so that the caller reads that node alone and
+   * never judges a truncated line.
    */
-  async invocations(commandId: string): Promise<Map<string, InvocationOutcome>> {
-    const outcomes = new Map<string, InvocationOutcome>();
+  async invocations(commandId: string): Promise<InvocationListing> {
+    const listing: InvocationListing = { results: new Map(), cut: [] };
     let nextToken: string | undefined;
     do {
       const page = await this.ssm.send(
@@ -113,14 +114,15 @@ export class SsmCommandGateway implements CommandGateway {
       );
       for (const invocation of page.CommandInvocations ?? []) {
         if (invocation.InstanceId === undefined) continue;
+        listing.comment ??= invocation.Comment;
         const status = invocation.Status ?? 'Pending';
         const stdout = RUNNING_STATUSES.has(status) ? '' : wholeStdout(invocation.CommandPlugins ?? []);
-        if (stdout !== undefined)
-          outcomes.set(invocation.InstanceId, outcomeOf(status, stdout, invocation.StatusDetails));
+        if (stdout === undefined) listing.cut.push(invocation.InstanceId);
+        else listing.results.set(invocation.InstanceId, outcomeOf(status, stdout, invocation.StatusDetails));
       }
       nextToken = page.NextToken;
     } while (nextToken !== undefined);
-    return outcomes;
+    return listing;
   }
 
   async invocation(commandId: string, instanceId: string): Promise<InvocationOutcome & { comment?: string }> {

@@ -38,7 +38,7 @@ export interface CommandResults {
    * Every target's result of one command in as few calls as the gateway can make, for a gateway
    * that can list them; a target whose output did not come whole is left out, to be read alone.
    */
-  invocations?(commandId: string): Promise<Map<string, CommandResult>>;
+  invocations?(commandId: string): Promise<{ results: ReadonlyMap<string, CommandResult> }>;
   /**
    * The id of a command sent to `target` under `routingKey` no earlier than `since`, if one went out:
    * a run that died between sending a command and recording its id leaves a claim without one.
@@ -53,7 +53,7 @@ export interface CommandResults {
 export function resultReader(
   results: Pick<CommandResults, 'invocation' | 'invocations'>,
 ): (commandId: string, target: string) => Promise<CommandResult> {
-  const listings = new Map<string, Promise<Map<string, CommandResult>>>();
+  const listings = new Map<string, Promise<{ results: ReadonlyMap<string, CommandResult> }>>();
   return async (commandId, target) => {
     if (results.invocations === undefined) return results.invocation(commandId, target);
     let listing = listings.get(commandId);
@@ -61,7 +61,7 @@ export function resultReader(
       listing = results.invocations(commandId);
       listings.set(commandId, listing);
     }
-    return (await listing).get(target) ?? results.invocation(commandId, target);
+    return (await listing).results.get(target) ?? results.invocation(commandId, target);
   };
 }
 

@@ -285,14 +285,15 @@ describe('SSM emulator through the real SSMClient', () => {
     );
   });
 
-  it("reads a command's results for all its nodes in one listing: stdout without stderr, a cut output left to be read alone", async () => {
+  it("reads a command's results and comment for all its nodes in one listing: stdout without stderr, a cut output named to be read alone", async () => {
     // Arrange
     const gateway = new SsmCommandGateway(client, { prepare: 'Echo', install: 'Echo', gossip: 'Echo' });
     const nodes = fleet
       .nodes()
       .slice(0, 3)
       .map((node) => node.instanceId);
-    const report = await send('Report', nodes);
+    const comment = 'nomad-rotator:prod:certs:install:c0ffee-89abcdef';
+    const report = await send('Report', nodes, undefined, comment);
     const failed = await send('Fail', [nodes[0]!]);
     const loud = await send('Loud', [nodes[0]!]);
     await ssm.idle();
@@ -305,17 +306,20 @@ describe('SSM emulator through the real SSMClient', () => {
 
     // Assert
     expect(ssm.calls.get('ListCommandInvocations')).toBe(listsBefore + 3);
-    expect([...reported.keys()].sort()).toEqual([...nodes].sort());
+    expect(reported.comment).toBe(comment);
+    expect([...reported.results.keys()].sort()).toEqual([...nodes].sort());
+    expect(reported.cut).toEqual([]);
     for (const node of nodes) {
       const alone = await invocation(report.Command!.CommandId!, node);
-      expect(reported.get(node)).toEqual({ state: 'succeeded', stdout: alone.StandardOutputContent });
+      expect(reported.results.get(node)).toEqual({ state: 'succeeded', stdout: alone.StandardOutputContent });
     }
-    expect(reported.get(nodes[0]!)).toEqual({
+    expect(reported.results.get(nodes[0]!)).toEqual({
       state: 'succeeded',
       stdout: '{"ok":true,"stage":"install"}\n',
     });
-    expect(refused.get(nodes[0]!)).toMatchObject({ state: 'failed', stdout: '' });
-    expect(cut.size).toBe(0);
+    expect(refused.results.get(nodes[0]!)).toMatchObject({ state: 'failed', stdout: '' });
+    expect(cut.results.size).toBe(0);
+    expect(cut.cut).toEqual([nodes[0]]);
     expect(await gateway.invocation(loud.Command!.CommandId!, nodes[0]!)).toMatchObject({
       state: 'succeeded',
     });

@@ -106,12 +106,14 @@ function world(options: { listing?: boolean } = {}) {
   const invocations = async (commandId: string) => {
     reads.listed.push(commandId);
     const sent = plan.sent.find((command) => command.commandId === commandId);
-    return new Map(
-      (sent?.targets ?? []).flatMap((target) => {
-        const result = results.get(`${commandId}/${target}`);
-        return result === undefined || reads.cut.has(target) ? [] : [[target, result] as const];
-      }),
-    );
+    return {
+      results: new Map(
+        (sent?.targets ?? []).flatMap((target) => {
+          const result = results.get(`${commandId}/${target}`);
+          return result === undefined || reads.cut.has(target) ? [] : [[target, result] as const];
+        }),
+      ),
+    };
   };
   const engine = new RolloutEngine({
     cluster: 'prod',
