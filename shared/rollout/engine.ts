@@ -302,6 +302,36 @@ export class RolloutEngine {
   }
 
   /**
+   * A command finished (event path): apply each target's result to the attempt it was sent for, then
+   * move the rollout on once for all of them. Results for another try, step or rollout are ignored;
+   * those of an abandoned attempt or a superseded rollout are observed. True when any attempt moved.
+   */
+  async onCommandResults(
+    key: RoutingKey,
+    results: ReadonlyMap<string, CommandResult>,
+    deadline: number,
+  ): Promise<boolean> {
+    const rollout = await this.#rolloutOfToken(key.token);
+    if (rollout === undefined || rollout.plan !== key.plan) return false;
+    const plan = this.#plan(rollout.plan);
+    let applied = false;
+    const attempts = await this.#deps.store.getAttempts(this.#deps.cluster, rollout.rolloutId, [
+      ...results.keys(),
+    ]);
+    for (const attempt of attempts) {
+      if (attempt.token !== key.token || attempt.step !== key.step) continue;
+      const result = results.get(attempt.target)!;
+      if (attempt.state === 'abandoned' || rollout.status === 'superseded') {
+        await this.#earlier.observe(rollout, attempt, result);
+        continue;
+      }
+      if (await this.#attempts.apply(rollout, plan, attempt, result)) applied = true;
+    }
+    if (applied) await this.advance(rollout.rolloutId, deadline);
+    return applied;
+  }
+
+  /**
    * Events are best effort: look up every command of the active rollout still out, apply what
    * finished, fail what ran past its timeout, release claims that were never sent. Returns how many
    * attempts it moved.

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { ManualClock } from '../../local/clock';
 import { RecordingLogger } from '../../local/world/recording';
 import { ConflictError } from '../../shared/errors';
@@ -578,5 +578,101 @@ describe('rollout engine: steps that act for the whole wave', () => {
     // Assert
     expect((await w.store.getRollout('prod', rollout.rolloutId))?.status).toBe('halted');
     expect((await w.store.getAttempt('prod', rollout.rolloutId, 'a'))?.state).toBe('exhausted');
+  });
+});
+
+describe("rollout engine: a command's results at once", () => {
+  const retry: FailurePolicy = { kind: 'retry', maxTries: 3, backoffBaseSeconds: 10, backoffMaxSeconds: 10 };
+  const succeeded: CommandResult = { state: 'succeeded', stdout: '' };
+  const allOf = (sent: Sent, result: CommandResult = succeeded) =>
+    new Map(sent.targets.map((target) => [target, result] as const));
+
+  it('applies every target of a command, then moves the rollout on once', async () => {
+    // Arrange: one command of three targets, the next step a barrier of all three
+    const w = quorumWorld(retry);
+    const rollout = await w.start();
+    await w.engine.advance(rollout.rolloutId, FAR);
+    const check = w.plan.sent[0]!;
+    const advance = vi.spyOn(w.engine, 'advance');
+
+    // Act
+    const applied = await w.engine.onCommandResults(parseRoutingKey(check.routingKey)!, allOf(check), FAR);
+
+    // Assert
+    expect(applied).toBe(true);
+    expect(advance).toHaveBeenCalledTimes(1);
+    const attempts = await w.store.listAttempts('prod', rollout.rolloutId);
+    expect(attempts.map((attempt) => `${attempt.target}:${attempt.state}:${attempt.step}`)).toEqual([
+      'a:sent:act',
+      'b:sent:act',
+      'c:sent:act',
+    ]);
+    expect(w.plan.sent.map((sent) => `${sent.step}:${sent.targets.join()}`)).toEqual([
+      'check:a,b,c',
+      'act:a,b,c',
+    ]);
+  });
+
+  it('skips a target that already took its result and applies the rest of the command', async () => {
+    // Arrange: a's result came on its own (as reconcile reads it) before the command's event
+    const w = quorumWorld(retry);
+    const rollout = await w.start();
+    await w.engine.advance(rollout.rolloutId, FAR);
+    const check = w.plan.sent[0]!;
+    const key = parseRoutingKey(check.routingKey)!;
+    await w.engine.onCommandResults(key, new Map([['a', succeeded]]), FAR);
+    const afterA = w.plan.sent.length;
+
+    // Act
+    const applied = await w.engine.onCommandResults(key, allOf(check), FAR);
+
+    // Assert
+    expect(afterA).toBe(1);
+    expect(applied).toBe(true);
+    expect(w.plan.sent.map((sent) => `${sent.step}:${sent.targets.join()}`)).toEqual([
+      'check:a,b,c',
+      'act:a,b,c',
+    ]);
+  });
+
+  it("ignores the results of an earlier try's command: nothing moves, nothing is sent", async () => {
+    // Arrange: a's first stop failed and its retry went out under a new token
+    const w = world();
+    w.plan.policy = { kind: 'retry', maxTries: 3, backoffBaseSeconds: 60, backoffMaxSeconds: 600 };
+    const rollout = await w.start([['a']]);
+    await w.engine.advance(rollout.rolloutId, FAR);
+    const first = w.plan.sent[0]!;
+    await w.engine.onCommandResults(
+      parseRoutingKey(first.routingKey)!,
+      allOf(first, { state: 'failed', detail: 'boom', stdout: '' }),
+      FAR,
+    );
+    w.clock.advance(61_000);
+    await w.engine.advance(rollout.rolloutId, FAR);
+    const retried = (await w.store.getAttempt('prod', rollout.rolloutId, 'a'))!;
+    const advance = vi.spyOn(w.engine, 'advance');
+
+    // Act
+    const applied = await w.engine.onCommandResults(parseRoutingKey(first.routingKey)!, allOf(first), FAR);
+
+    // Assert
+    expect(applied).toBe(false);
+    expect(advance).not.toHaveBeenCalled();
+    expect(await w.store.getAttempt('prod', rollout.rolloutId, 'a')).toEqual(retried);
+    expect(w.plan.sent.map((sent) => sent.routingKey === first.routingKey)).toEqual([true, false]);
+  });
+
+  it("observes the results of a superseded rollout's command instead of applying them", async () => {
+    const w = world();
+    const rollout = await w.start([['a', 'b']]);
+    await w.engine.advance(rollout.rolloutId, FAR);
+    await w.engine.supersedeActive('emergency', 'tester');
+    const [toA] = w.plan.sent;
+
+    const applied = await w.engine.onCommandResults(parseRoutingKey(toA!.routingKey)!, allOf(toA!), FAR);
+
+    expect(applied).toBe(false);
+    expect(w.plan.observed).toEqual([`${rollout.rolloutId}/a:stop:succeeded`]);
+    expect(w.plan.succeeded).toEqual([]);
   });
 });
