@@ -1,47 +1,46 @@
 import type { SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { z } from 'zod';
 import { describeError } from '../shared/errors';
-import { applyInvocationStatus, type InvocationStatusRuntime } from '../shared/intake/invocation-status';
+import { applyCommandStatus, type CommandStatusRuntime } from '../shared/intake/command-status';
 import { beginInvocationLog, withCorrelation } from '../shared/log-context';
-import { PATTERNS } from '../shared/patterns';
 import { lambdaRuntimeFrom, type Runtime } from '../shared/runtime';
 import { deadlineFrom, type InvocationContext, parseJsonBody, processSqsRecords } from './context';
 
-const invocationEventSchema = z.looseObject({
+const commandEventSchema = z.looseObject({
   source: z.literal('aws.ssm'),
-  'detail-type': z.literal('EC2 Command Invocation Status-change Notification'),
+  'detail-type': z.literal('EC2 Command Status-change Notification'),
   detail: z.looseObject({
     'command-id': z.string().min(1),
-    'instance-id': z.string().regex(new RegExp(PATTERNS.instanceId)),
-    status: z.string(),
+    'document-name': z.string().min(1),
+    status: z.string().min(1),
   }),
 });
 
 /**
- * command-status: SSM invocation status events, delivered by EventBridge through SQS in batches. A
- * message that is not such an event is dropped with a warning (a retry could not change it); one that
- * fails to apply goes back to the queue.
+ * command-status: SSM command status events, one per command and status, delivered by EventBridge
+ * through SQS in batches. A message that is not such an event is dropped with a warning (a retry
+ * could not change it); one that fails to apply goes back to the queue.
  */
-export function commandStatusHandler(runtime: InvocationStatusRuntime & Pick<Runtime, 'clock'>) {
+export function commandStatusHandler(runtime: CommandStatusRuntime & Pick<Runtime, 'clock'>) {
   return async (event: SQSEvent, context: InvocationContext): Promise<SQSBatchResponse> => {
     beginInvocationLog(runtime.logger, context);
     const deadline = deadlineFrom(context, runtime.clock);
     const handleRecord = async (record: SQSRecord): Promise<void> => {
-      const parsed = invocationEventSchema.safeParse(parseJsonBody(record.body));
+      const parsed = commandEventSchema.safeParse(parseJsonBody(record.body));
       if (!parsed.success) {
-        runtime.logger.warn('dropping a message that is not an SSM invocation event', {
+        runtime.logger.warn('dropping a message that is not an SSM command event', {
           messageId: record.messageId,
         });
         return;
       }
-      const { 'command-id': commandId, 'instance-id': instanceId, status } = parsed.data.detail;
-      await withCorrelation(runtime.logger, { commandId, instanceId }, async () => {
+      const { 'command-id': commandId, status } = parsed.data.detail;
+      await withCorrelation(runtime.logger, { commandId }, async () => {
         try {
-          await applyInvocationStatus(runtime, { commandId, instanceId, status }, deadline);
+          await applyCommandStatus(runtime, { commandId, status }, deadline);
         } catch (error) {
-          runtime.logger.error('invocation event not applied; it will be redelivered', {
+          runtime.logger.error('command event not applied; it will be redelivered', {
             commandId,
-            instanceId,
+            status,
             error: describeError(error),
           });
           throw error;

@@ -223,10 +223,12 @@ export class NomadRotatorStack extends Stack {
     const operatorUrl = this.#operatorUrl(manualOps, props.operatorRoleArns ?? []);
 
     const commandEvents = new EventQueue(this, 'CommandEvents', {
-      description: 'SSM invocation status changes of the prepare and install documents',
+      description: "SSM command status changes of the rotator's documents",
       eventPattern: {
         source: ['aws.ssm'],
-        detailType: ['EC2 Command Invocation Status-change Notification'],
+        // One event per command and status rather than per node: command-status reads a command's
+        // results with one listing once SSM has given it a final status.
+        detailType: ['EC2 Command Status-change Notification'],
         detail: { 'document-name': Object.values(commands.documentNames) },
       },
       consumer: commandStatus.function,

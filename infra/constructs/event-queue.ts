@@ -44,7 +44,7 @@ export class EventQueue extends Construct {
     this.queue = new Queue(this, 'Queue', {
       encryption: QueueEncryption.KMS,
       encryptionMasterKey: props.key,
-      // One data key per 5 minutes instead of per message: SSM invocation events come in bursts.
+      // One data key per 5 minutes instead of per message: SSM command events come in bursts.
       dataKeyReuse: Duration.minutes(5),
       enforceSSL: true,
       // Six times the consumer's timeout, as Lambda advises for SQS event sources.

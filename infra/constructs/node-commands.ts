@@ -29,15 +29,16 @@ export class NodeCommands extends Construct {
     this.gossip = this.#document('Gossip', 'gossip');
   }
 
-  /** Names as SendCommand takes them and as SSM's invocation events carry them (`document-name`). */
+  /** Names as SendCommand takes them and as SSM's command events carry them (`document-name`). */
   get documentNames(): Record<DocumentKind, string> {
     return { prepare: this.prepare.ref, install: this.install.ref, gossip: this.gossip.ref };
   }
 
   /**
    * Run the documents on the clusters' nodes and read the results back: SendCommand, then
-   * GetCommandInvocation for output, and for the inventory DescribeInstances (membership, role, IP)
-   * with DescribeInstanceInformation (ping status).
+   * ListCommandInvocations for a command's outputs (GetCommandInvocation for one the listing cut),
+   * and for the inventory DescribeInstances (membership, role, IP) with DescribeInstanceInformation
+   * (ping status).
    */
   grantRun(role: Role): void {
     const stack = Stack.of(this);

@@ -332,7 +332,7 @@ export async function startWorld(options: WorldOptions = {}) {
     events.addRule(
       {
         source: ['aws.ssm'],
-        'detail-type': ['EC2 Command Invocation Status-change Notification'],
+        'detail-type': ['EC2 Command Status-change Notification'],
         detail: { 'document-name': Object.values(DOCUMENT_NAMES) },
       },
       { queue: commandStatusQueue },

@@ -27,9 +27,9 @@ export interface CommandGateway {
   invocation(commandId: string, instanceId: string): Promise<InvocationOutcome & { comment?: string }>;
   /**
    * One command's invocations listed (50 a call): the outcomes whose output came whole, the
-   * targets to read alone and the comment; a gateway without it is read one invocation at a time.
+   * targets to read alone and the comment.
    */
-  invocations?(commandId: string): Promise<InvocationListing>;
+  invocations(commandId: string): Promise<InvocationListing>;
   /** The id of a command sent to `instanceId` with this comment no earlier than `since` (epoch ms). */
   findSent(instanceId: string, comment: string, since: number): Promise<string | undefined>;
 }

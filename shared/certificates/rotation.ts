@@ -16,6 +16,7 @@ import type { Logger } from '../logger';
 import { recordAudit } from '../rollout/audit';
 import { RolloutEngine } from '../rollout/engine';
 import type { RolloutRecord, RolloutStatus } from '../rollout/model';
+import type { CommandResult } from '../rollout/plan';
 import type { RoutingKey } from '../rollout/routing';
 import type { NodeRecord } from '../state/records';
 import type { NodeChanges, NodeField, StateStore } from '../state/store';
@@ -580,14 +581,13 @@ export class CertificateRotation {
     return servers;
   }
 
-  /** An SSM invocation changed state (event path), already routed to this cluster by its key. */
-  onInvocation(
-    instanceId: string,
+  /** An SSM command finished (event path), already routed to this cluster by its key: its results by target. */
+  onCommand(
     key: RoutingKey,
-    outcome: Parameters<RolloutEngine['onResult']>[2],
+    results: ReadonlyMap<string, CommandResult>,
     deadline: number,
   ): Promise<boolean> {
-    return this.#engine.onResult(key, instanceId, outcome, deadline);
+    return this.#engine.onCommandResults(key, results, deadline);
   }
 
   /** Events are best effort: apply what finished, fail what timed out. */

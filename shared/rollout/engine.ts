@@ -284,24 +284,6 @@ export class RolloutEngine {
   }
 
   /**
-   * A command for `target` finished or changed (event path): apply it to the attempt it was sent
-   * for, then move the rollout on. Results for another try, step or rollout are ignored.
-   */
-  async onResult(key: RoutingKey, target: string, result: CommandResult, deadline: number): Promise<boolean> {
-    const rollout = await this.#rolloutOfToken(key.token);
-    if (rollout === undefined || rollout.plan !== key.plan) return false;
-    const attempt = await this.#deps.store.getAttempt(this.#deps.cluster, rollout.rolloutId, target);
-    if (attempt === undefined || attempt.token !== key.token || attempt.step !== key.step) return false;
-    if (attempt.state === 'abandoned' || rollout.status === 'superseded') {
-      await this.#earlier.observe(rollout, attempt, result);
-      return false;
-    }
-    const applied = await this.#attempts.apply(rollout, this.#plan(rollout.plan), attempt, result);
-    if (applied) await this.advance(rollout.rolloutId, deadline);
-    return applied;
-  }
-
-  /**
    * A command finished (event path): apply each target's result to the attempt it was sent for, then
    * move the rollout on once for all of them. Results for another try, step or rollout are ignored;
    * those of an abandoned attempt or a superseded rollout are observed. True when any attempt moved.

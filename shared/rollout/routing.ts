@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 /**
  * Which cluster, plan, step and try a command belongs to. It travels as the SSM command's Comment
  * (at most 100 characters: 14 + a 48-character cluster + plan + step + a 15-character token fit).
- * Events carry no comment, so the event path reads it back with the invocation.
+ * Events carry no comment, so the event path reads it back with the command's invocations.
  */
 export interface RoutingKey {
   cluster: string;

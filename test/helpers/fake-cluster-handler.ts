@@ -5,12 +5,10 @@ import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { type FunctionUrlResponse, manualOpsHandler } from '../../functions/manual-ops';
 import type { CertificateRotation } from '../../shared/certificates/rotation';
-import { parseRoutingKey } from '../../shared/rollout/routing';
 import { Runtime } from '../../shared/runtime';
 import type { StateStore } from '../../shared/state/store';
-import type { FakeClusterHarness } from './fake-cluster';
+import { deliverCommand, type FakeClusterHarness } from './fake-cluster';
 
-const FAR = Number.MAX_SAFE_INTEGER;
 /** Endpoints nothing listens on: the handler's manual path must reach AWS only through the harness. */
 const UNREACHABLE = { region: 'us-east-1', endpoint: 'http://127.0.0.1:9' };
 
@@ -89,7 +87,7 @@ export async function invokeManualOps(
 const finishedCommands = new WeakMap<FakeClusterHarness, Set<string>>();
 
 /**
- * Nodes finish every command sent so far and each invocation event is delivered, until none is left.
+ * Nodes finish every command sent so far and each command's event is delivered, until none is left.
  * A command runs once per harness: a prepare run again would give its node keys no CSR was signed for.
  */
 export async function settleFakeCluster(harness: FakeClusterHarness): Promise<void> {
@@ -100,10 +98,8 @@ export async function settleFakeCluster(harness: FakeClusterHarness): Promise<vo
     if (open.length === 0) return;
     for (const command of open) {
       finished.add(command.commandId);
-      for (const { commandId, instanceId } of await harness.fleet.complete(command)) {
-        const outcome = await harness.fleet.invocation(commandId, instanceId);
-        await harness.rotation().onInvocation(instanceId, parseRoutingKey(outcome.comment)!, outcome, FAR);
-      }
+      await harness.fleet.complete(command);
+      await deliverCommand(harness, command.commandId);
     }
   }
   throw new Error('the fake cluster did not settle within 100 rounds');

@@ -1,7 +1,7 @@
 import { createHash, randomBytes, webcrypto } from 'node:crypto';
 import { ManualClock } from '../../local/clock';
 import { RecordingLogger, RecordingTelemetry } from '../../local/world/recording';
-import type { CommandGateway, InvocationOutcome } from '../../shared/aws/ports';
+import type { CommandGateway, InvocationListing, InvocationOutcome } from '../../shared/aws/ports';
 import type { CertificateKind, NodeRole } from '../../shared/certificates/names';
 import type {
   CertificateAuthority,
@@ -20,6 +20,7 @@ import { parseClusterConfig } from '../../shared/config';
 import type { DocumentKind } from '../../shared/documents';
 import { TransientError } from '../../shared/errors';
 import type { GossipKeyCustody, GossipKeyStages, StagedGossipKey } from '../../shared/gossip/custody';
+import { applyCommandStatus } from '../../shared/intake/command-status';
 import { formatRoutingKey, parseRoutingKey, type RoutingKey } from '../../shared/rollout/routing';
 import type { StateStore } from '../../shared/state/store';
 import { InMemoryStateStore } from './in-memory-state-store';
@@ -189,6 +190,19 @@ export class FakeFleet implements CommandGateway, NodeInventory {
     if (result) return result;
     const command = this.commands.find((candidate) => candidate.commandId === commandId);
     return command ? { state: 'running', comment: commentOf(command) } : { state: 'missing' };
+  }
+
+  async invocations(commandId: string): Promise<InvocationListing> {
+    const command = this.commands.find((candidate) => candidate.commandId === commandId);
+    if (command === undefined) return { results: new Map(), cut: [] };
+    const results = new Map<string, InvocationOutcome>();
+    for (const instanceId of command.instanceIds) {
+      const { comment: _, ...outcome } = this.#results.get(`${commandId}/${instanceId}`) ?? {
+        state: 'running',
+      };
+      results.set(instanceId, outcome);
+    }
+    return { comment: commentOf(command), results, cut: [] };
   }
 
   async findSent(instanceId: string, comment: string, since: number): Promise<string | undefined> {
@@ -377,14 +391,25 @@ export async function fakeCluster(
   return harness;
 }
 
-/** The event path for one finished invocation, as command-status runs it: read it, route it by its key. */
+/** A finished command's event, through the event path as command-status runs it. */
+export async function deliverCommand(h: FakeClusterHarness, commandId: string): Promise<void> {
+  const runtime = {
+    commands: h.fleet,
+    clusterNames: () => [h.cluster.name],
+    rotation: () => h.rotation(),
+    logger: h.logger,
+  };
+  await applyCommandStatus(runtime, { commandId, status: 'Success' }, Number.MAX_SAFE_INTEGER);
+}
+
+/** One target's result of a command handed to the engine on its own, for a test that orders the targets. */
 export async function deliverResult(
   h: FakeClusterHarness,
   commandId: string,
   instanceId: string,
 ): Promise<void> {
-  const outcome = await h.fleet.invocation(commandId, instanceId);
+  const { comment, ...outcome } = await h.fleet.invocation(commandId, instanceId);
   await h
     .rotation()
-    .onInvocation(instanceId, parseRoutingKey(outcome.comment)!, outcome, Number.MAX_SAFE_INTEGER);
+    .onCommand(parseRoutingKey(comment)!, new Map([[instanceId, outcome]]), Number.MAX_SAFE_INTEGER);
 }

@@ -1,4 +1,4 @@
-import type { CommandGateway, InvocationOutcome } from '../../shared/aws/ports';
+import type { CommandGateway, InvocationListing, InvocationOutcome } from '../../shared/aws/ports';
 import type { InventoryNode, NodeInventory, ProvisionedNode } from '../../shared/certificates/ports';
 import type { ClusterConfig } from '../../shared/config';
 import { installExecutionTimeoutSeconds } from '../../shared/documents';
@@ -22,8 +22,11 @@ import type { ModelWorld } from './model-world';
 export class ModelFleet implements NodeInventory, CommandGateway {
   readonly nodes = new Map<string, FakeNode>();
   readonly commands: SentCommand[] = [];
-  /** Status-change events the nodes emitted and nobody has delivered (or dropped) yet. */
-  readonly undelivered: { commandId: string; instanceId: string }[] = [];
+  /**
+   * Command status-change events nobody has delivered (or dropped) yet: SSM emits a command's final
+   * one when its last invocation ends.
+   */
+  readonly undelivered: { commandId: string; status: 'Success' | 'Failed' }[] = [];
   /** Normalized serial → the attempt id of the install that carried it. */
   readonly tokenOfSerial = new Map<string, string>();
   throttleNextSends = 0;
@@ -70,6 +73,17 @@ export class ModelFleet implements NodeInventory, CommandGateway {
     if (invocation.state === 'running') return { state: 'running', comment };
     if (invocation.state === 'succeeded') return { state: 'succeeded', stdout: invocation.stdout, comment };
     return { state: 'failed', detail: invocation.detail, stdout: invocation.stdout, comment };
+  }
+
+  async invocations(commandId: string): Promise<InvocationListing> {
+    const command = this.#byId.get(commandId);
+    if (command === undefined) return { results: new Map(), cut: [] };
+    const results = new Map<string, InvocationOutcome>();
+    for (const target of command.invocations.keys()) {
+      const { comment: _, ...outcome } = await this.invocation(commandId, target);
+      results.set(target, outcome);
+    }
+    return { comment: command.routingKey, results, cut: [] };
   }
 
   async findSent(instanceId: string, comment: string, since: number): Promise<string | undefined> {
@@ -278,7 +292,10 @@ export class ModelFleet implements NodeInventory, CommandGateway {
     invocation.stdout = stdout;
     invocation.detail = detail;
     this.#running.splice(this.#running.indexOf(invocation), 1);
-    this.undelivered.push({ commandId: invocation.commandId, instanceId: invocation.target });
+    const all = [...this.#byId.get(invocation.commandId)!.invocations.values()];
+    if (all.some((each) => each.state === 'running')) return;
+    const status = all.every((each) => each.state === 'succeeded') ? 'Success' : 'Failed';
+    this.undelivered.push({ commandId: invocation.commandId, status });
   }
 
   /** Keys unlike any the node holds, so a certificate for an older key never matches by accident. */

@@ -3,7 +3,7 @@ import { RecordingLogger, RecordingTelemetry } from '../../local/world/recording
 import { normalizeSerial } from '../../shared/certificates/outputs';
 import { CertificateRotation } from '../../shared/certificates/rotation';
 import { ConflictError } from '../../shared/errors';
-import { applyInvocationStatus, type InvocationStatusRuntime } from '../../shared/intake/invocation-status';
+import { applyCommandStatus, type CommandStatusRuntime } from '../../shared/intake/command-status';
 import { isFinished } from '../../shared/rollout/model';
 import type { StateStore } from '../../shared/state/store';
 import { CrashingStore } from './crashing-store';
@@ -96,15 +96,15 @@ export class ModelWorld {
     });
   }
 
-  /** The event path, exactly as the invocation-status handler routes it. */
-  deliver(event: { commandId: string; instanceId: string }) {
+  /** The event path, exactly as the command-status handler routes it. */
+  deliver(event: { commandId: string; status: string }) {
     const runtime = {
       commands: this.fleet,
       clusterNames: () => CLUSTER_NAMES,
       rotation: (name: string) => this.rotation(name),
       logger: this.logger,
-    } as unknown as InvocationStatusRuntime;
-    return applyInvocationStatus(runtime, { ...event, status: 'Success' }, this.clock.now() + FAR_ENOUGH_MS);
+    } as unknown as CommandStatusRuntime;
+    return applyCommandStatus(runtime, event, this.clock.now() + FAR_ENOUGH_MS);
   }
 
   deadline(): number {

@@ -51,7 +51,10 @@ type Action =
   | { do: 'tick-twice'; cluster: Cluster; crashAt: CrashAt }
   | { do: 'tick-during-event'; cluster: Cluster; event: number; crashAt: CrashAt }
   | { do: 'advance'; seconds: number }
-  /** A node ends a command; its status-change event is delivered at once or queued for later. */
+  /**
+   * A node ends a command; when it was the command's last, the command's status-change event is
+   * delivered at once or queued for later.
+   */
   | {
       do: 'finish';
       invocation: number;
@@ -192,7 +195,7 @@ async function refusedOrDone(work: Promise<unknown>): Promise<void> {
 }
 
 /**
- * Deliver one queued status-change event. A delivery whose invocation dies goes back on the queue:
+ * Deliver one queued command status-change event. A delivery whose invocation dies goes back on the queue:
  * the handler reads from SQS, and a message it did not finish is received again. `keep` delivers a
  * copy and leaves the event queued (a duplicate).
  */
@@ -244,8 +247,9 @@ async function perform(world: ModelWorld, step: Action): Promise<void> {
     case 'finish': {
       const running = world.fleet.running();
       if (running.length === 0) return;
+      const queued = world.fleet.undelivered.length;
       world.fleet.finish(running[step.invocation % running.length]!, step.outcome);
-      if (step.event === 'at-once') {
+      if (step.event === 'at-once' && world.fleet.undelivered.length > queued) {
         await deliverOne(world, world.fleet.undelivered.length - 1, false, step.crashAt);
       }
       return;

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { Logger as PowertoolsLogger } from '@aws-lambda-powertools/logger';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { EC2Client } from '@aws-sdk/client-ec2';
@@ -17,9 +18,10 @@ import type { CommandGateway, InvocationOutcome } from '../../shared/aws/ports';
 import type { CertificateRotation } from '../../shared/certificates/rotation';
 import { parseClusterConfig } from '../../shared/config';
 import { ConflictError, TransientError } from '../../shared/errors';
+import type { CommandStatusRuntime } from '../../shared/intake/command-status';
 import type { InstanceStateRuntime } from '../../shared/intake/instance-state';
-import type { InvocationStatusRuntime } from '../../shared/intake/invocation-status';
 import type { Logger } from '../../shared/logger';
+import { RolloutEngine } from '../../shared/rollout/engine';
 import { Runtime } from '../../shared/runtime';
 import { fakeCluster } from '../helpers/fake-cluster';
 import { callManualOps, functionUrlEvent, OPERATOR_SESSION_ARN } from '../helpers/fake-cluster-handler';
@@ -59,11 +61,29 @@ function sqsRecord(messageId: string, body: unknown, receiveCount = 1): SQSRecor
 
 const batch = (...records: SQSRecord[]): SQSEvent => ({ Records: records });
 
-function invocationEvent(instanceId: string, status = 'Success', commandId = `cmd-${instanceId}`) {
+const awsFixture = (name: string) =>
+  JSON.parse(readFileSync(new URL(`../fixtures/aws/${name}`, import.meta.url), 'utf8')) as {
+    detail: Record<string, unknown>;
+  };
+
+/** The command each test sends to one instance of its own, so that the handler's calls tell them apart. */
+const COMMAND_TO: Record<string, string> = {
+  'cmd-a': INSTANCE_A,
+  'cmd-b': INSTANCE_B,
+  'cmd-c': INSTANCE_C,
+};
+const PROD_KEY = 'nomad-rotator:prod:certs:prepare:abc123-00000001';
+
+/** An SSM command status event as EventBridge delivers it (test/fixtures/aws/ssm-command-status-change.json). */
+function commandEvent(commandId: string, status = 'Success', documentName = 'nomad-rotator-prepare') {
   return {
-    source: 'aws.ssm',
-    'detail-type': 'EC2 Command Invocation Status-change Notification',
-    detail: { 'command-id': commandId, 'instance-id': instanceId, status },
+    ...awsFixture('ssm-command-status-change.json'),
+    detail: {
+      ...awsFixture('ssm-command-status-change.json').detail,
+      'command-id': commandId,
+      'document-name': documentName,
+      status,
+    },
   };
 }
 
@@ -93,16 +113,18 @@ function lambdaContext(remainingMs: number, awsRequestId = 'request-1'): Context
   };
 }
 
-type RotationCalls = Pick<CertificateRotation, 'onInvocation' | 'retire' | 'onInstanceRunning'>;
+type RotationCalls = Pick<CertificateRotation, 'onCommand' | 'retire' | 'onInstanceRunning'>;
 
 /** The runtime parts the two SQS handlers use, with the engine of every cluster replaced by `rotation`. */
 function fakeRuntime(options: {
   rotation: Partial<RotationCalls>;
   logger?: Logger;
+  /** The listing of a command; by default its one instance (COMMAND_TO) succeeded under a prod key. */
+  invocations?: CommandGateway['invocations'];
   invocation?: CommandGateway['invocation'];
   /** What EC2 and SSM say about instances; one not listed is unknown to EC2. */
   instances?: Record<string, { state: string; autoScalingGroup?: string; online: boolean }>;
-}): InvocationStatusRuntime & InstanceStateRuntime & { clock: ManualClock } {
+}): CommandStatusRuntime & InstanceStateRuntime & { clock: ManualClock } {
   const clusters = ['prod', 'staging'].map((name) =>
     parseClusterConfig({
       name,
@@ -115,19 +137,24 @@ function fakeRuntime(options: {
       },
     }),
   );
+  const invocations: CommandGateway['invocations'] =
+    options.invocations ??
+    (async (commandId) => ({
+      comment: PROD_KEY,
+      results: new Map([[COMMAND_TO[commandId]!, { state: 'succeeded', stdout: '{}' }]]),
+      cut: [],
+    }));
   const invocation: CommandGateway['invocation'] =
     options.invocation ??
-    (async () => ({
-      state: 'succeeded',
-      stdout: '{}',
-      comment: 'nomad-rotator:prod:certs:prepare:abc123-00000001',
-    }));
+    (async () => {
+      throw new Error('no single read expected');
+    });
   return {
     clock: new ManualClock(1_800_000_000_000),
     logger: options.logger ?? new RecordingLogger(),
     config: { tableName: 'state', eventBusName: 'bus', documents: {} as never, clusters },
     clusterNames: () => clusters.map((cluster) => cluster.name),
-    commands: { send: async () => 'unused', invocation, findSent: async () => undefined },
+    commands: { send: async () => 'unused', invocation, invocations, findSent: async () => undefined },
     instances: {
       describe: async (instanceId) => {
         const known = options.instances?.[instanceId];
@@ -166,9 +193,9 @@ describe('command-status partial batches', () => {
     const runtime = fakeRuntime({
       logger,
       rotation: {
-        onInvocation: async (instanceId) => {
-          if (instanceId === INSTANCE_B) throw new TransientError('DynamoDB throttled');
-          applied.push(instanceId);
+        onCommand: async (_key, results) => {
+          if (results.has(INSTANCE_B)) throw new TransientError('DynamoDB throttled');
+          applied.push(...results.keys());
           return true;
         },
       },
@@ -176,11 +203,11 @@ describe('command-status partial batches', () => {
 
     const response = await commandStatusHandler(runtime)(
       batch(
-        sqsRecord('a', invocationEvent(INSTANCE_A)),
-        sqsRecord('b', invocationEvent(INSTANCE_B)),
+        sqsRecord('a', commandEvent('cmd-a')),
+        sqsRecord('b', commandEvent('cmd-b')),
         sqsRecord('not-json', '{"truncated'),
         sqsRecord('not-ours', { source: 'aws.ec2', detail: {} }),
-        sqsRecord('c', invocationEvent(INSTANCE_C)),
+        sqsRecord('c', commandEvent('cmd-c', 'Failed')),
       ),
       lambdaContext(60_000),
     );
@@ -192,22 +219,22 @@ describe('command-status partial batches', () => {
       'not-ours',
     ]);
     expect(logger.lines.find((line) => line.level === 'ERROR')).toMatchObject({
-      instanceId: INSTANCE_B,
-      commandId: `cmd-${INSTANCE_B}`,
+      commandId: 'cmd-b',
+      status: 'Success',
     });
   });
 
   it('answers a batch where every record failed with all of them, rather than throwing', async () => {
     const runtime = fakeRuntime({
       rotation: {
-        onInvocation: async () => {
+        onCommand: async () => {
           throw new TransientError('Vault sealed');
         },
       },
     });
 
     const response = await commandStatusHandler(runtime)(
-      batch(sqsRecord('a', invocationEvent(INSTANCE_A)), sqsRecord('b', invocationEvent(INSTANCE_B))),
+      batch(sqsRecord('a', commandEvent('cmd-a')), sqsRecord('b', commandEvent('cmd-b'))),
       lambdaContext(60_000),
     );
 
@@ -219,9 +246,9 @@ describe('command-status partial batches', () => {
     let running = 0;
     const runtime = fakeRuntime({
       rotation: {
-        onInvocation: async (instanceId) => {
+        onCommand: async (_key, results) => {
           running += 1;
-          order.push(`${instanceId}:${running}`);
+          order.push(`${[...results.keys()].join()}:${running}`);
           await new Promise((resolve) => setTimeout(resolve, 5));
           running -= 1;
           return true;
@@ -230,42 +257,168 @@ describe('command-status partial batches', () => {
     });
 
     await commandStatusHandler(runtime)(
-      batch(sqsRecord('a', invocationEvent(INSTANCE_A)), sqsRecord('b', invocationEvent(INSTANCE_B))),
+      batch(sqsRecord('a', commandEvent('cmd-a')), sqsRecord('b', commandEvent('cmd-b'))),
       lambdaContext(60_000),
     );
 
     expect(order).toEqual([`${INSTANCE_A}:1`, `${INSTANCE_B}:1`]);
   });
 
-  it('deletes lost races, in-progress statuses and commands of no configured cluster without applying', async () => {
-    const onInvocation = vi.fn(async () => {
+  it('deletes lost races, statuses before the final one and commands of no configured cluster without applying', async () => {
+    // Arrange
+    const onCommand = vi.fn(async () => {
       throw new ConflictError('node moved on');
     });
     const comments: Record<string, string> = {
-      [INSTANCE_A]: 'nomad-rotator:prod:certs:install:abc123-00000001',
-      [INSTANCE_B]: 'nomad-rotator:elsewhere:certs:install:abc123-00000001',
+      'cmd-a': 'nomad-rotator:prod:certs:install:abc123-00000001',
+      'cmd-b': 'nomad-rotator:elsewhere:certs:install:abc123-00000001',
     };
+    const invocations = vi.fn(async (commandId: string) => ({
+      comment: comments[commandId] ?? 'someone else',
+      results: new Map([[COMMAND_TO[commandId]!, { state: 'succeeded' as const, stdout: '{}' }]]),
+      cut: [],
+    }));
+    const runtime = fakeRuntime({ rotation: { onCommand }, invocations });
+
+    // Act
+    const response = await commandStatusHandler(runtime)(
+      batch(
+        sqsRecord('conflict', commandEvent('cmd-a')),
+        sqsRecord('other-cluster', commandEvent('cmd-b', 'Cancelled')),
+        sqsRecord('foreign', commandEvent('cmd-c', 'TimedOut')),
+        ...['Pending', 'InProgress', 'Cancelling', 'Delayed'].map((status) =>
+          sqsRecord(status, commandEvent('cmd-a', status)),
+        ),
+      ),
+      lambdaContext(60_000),
+    );
+
+    // Assert
+    expect(response).toEqual({ batchItemFailures: [] });
+    expect(invocations.mock.calls.map(([commandId]) => commandId)).toEqual(['cmd-a', 'cmd-b', 'cmd-c']);
+    expect(onCommand).toHaveBeenCalledTimes(1);
+  });
+});
+
+describe('command-status events', () => {
+  it("applies SSM's own sample event and drops what is not a command status event, with a warning", async () => {
+    const logger = new RecordingLogger();
+    const applied: string[] = [];
     const runtime = fakeRuntime({
-      rotation: { onInvocation },
-      invocation: async (_commandId, instanceId) => ({
-        state: 'succeeded',
-        stdout: '{}',
-        comment: comments[instanceId] ?? 'someone else',
+      logger,
+      invocations: async () => ({
+        comment: PROD_KEY,
+        results: new Map([[INSTANCE_A, { state: 'succeeded', stdout: '{}' }]]),
+        cut: [],
       }),
+      rotation: {
+        onCommand: async (key) => {
+          applied.push(key.token);
+          return true;
+        },
+      },
     });
+    const sample = awsFixture('ssm-command-status-change.json');
+    const { 'document-name': _, ...noDocument } = sample.detail;
 
     const response = await commandStatusHandler(runtime)(
       batch(
-        sqsRecord('conflict', invocationEvent(INSTANCE_A)),
-        sqsRecord('other-cluster', invocationEvent(INSTANCE_B)),
-        sqsRecord('foreign', invocationEvent(INSTANCE_C)),
-        sqsRecord('in-progress', invocationEvent(INSTANCE_A, 'InProgress')),
+        sqsRecord('sample', sample),
+        sqsRecord('invocation-level', awsFixture('ssm-invocation-status-change.json')),
+        sqsRecord('no-document', { ...sample, detail: noDocument }),
+        sqsRecord('no-status', { ...sample, detail: { ...sample.detail, status: undefined } }),
       ),
       lambdaContext(60_000),
     );
 
     expect(response).toEqual({ batchItemFailures: [] });
-    expect(onInvocation).toHaveBeenCalledTimes(1);
+    expect(applied).toEqual(['abc123-00000001']);
+    expect(logger.lines.filter((line) => line.level === 'WARN').map((line) => line.messageId)).toEqual([
+      'invocation-level',
+      'no-document',
+      'no-status',
+    ]);
+  });
+
+  it('reads alone only a target whose output the listing cut, and hands the engine all of them at once', async () => {
+    // Arrange
+    const reads: string[] = [];
+    const handed: string[][] = [];
+    const runtime = fakeRuntime({
+      invocations: async () => ({
+        comment: PROD_KEY,
+        results: new Map([
+          [INSTANCE_A, { state: 'succeeded', stdout: '{}' }],
+          [INSTANCE_B, { state: 'failed', detail: 'Failed', stdout: '' }],
+        ]),
+        cut: [INSTANCE_C],
+      }),
+      invocation: async (commandId, instanceId) => {
+        reads.push(`${commandId}/${instanceId}`);
+        return { state: 'succeeded', stdout: `{"long":"${'x'.repeat(3_000)}"}` };
+      },
+      rotation: {
+        onCommand: async (_key, results) => {
+          handed.push([...results].map(([target, result]) => `${target}:${result.state}`));
+          return true;
+        },
+      },
+    });
+
+    // Act
+    await commandStatusHandler(runtime)(batch(sqsRecord('m', commandEvent('cmd-a'))), lambdaContext(60_000));
+
+    // Assert
+    expect(reads).toEqual([`cmd-a/${INSTANCE_C}`]);
+    expect(handed).toEqual([[`${INSTANCE_A}:succeeded`, `${INSTANCE_B}:failed`, `${INSTANCE_C}:succeeded`]]);
+  });
+
+  it('moves a three-node command with one listing, no single read and one advance', async () => {
+    // Arrange: the prepare of a wave of three clients has finished on every node
+    const clients = [INSTANCE_A, INSTANCE_B, INSTANCE_C].map((instanceId) => ({
+      instanceId,
+      role: 'client' as const,
+    }));
+    const h = await fakeCluster(clients, { rollout: { clientWaveSize: 3, maxAttempts: 2 } });
+    await h.rotation().tick({ deadline: Number.MAX_SAFE_INTEGER, owner: 'tick-1', actor: 'schedule' });
+    const [prepare] = h.fleet.commands;
+    await h.fleet.complete(prepare!);
+    const calls = { listings: 0, singles: 0 };
+    const commands: CommandGateway = {
+      send: (...args) => h.fleet.send(...args),
+      findSent: (...args) => h.fleet.findSent(...args),
+      invocations: (commandId) => {
+        calls.listings += 1;
+        return h.fleet.invocations(commandId);
+      },
+      invocation: (commandId, instanceId) => {
+        calls.singles += 1;
+        return h.fleet.invocation(commandId, instanceId);
+      },
+    };
+    const advance = vi.spyOn(RolloutEngine.prototype, 'advance');
+    const runtime = {
+      clock: h.clock,
+      logger: h.logger,
+      commands,
+      clusterNames: () => ['prod'],
+      rotation: () => h.rotation(),
+    };
+
+    // Act
+    const response = await commandStatusHandler(runtime)(
+      batch(sqsRecord('m', commandEvent(prepare!.commandId))),
+      lambdaContext(60_000),
+    );
+
+    // Assert
+    expect(response).toEqual({ batchItemFailures: [] });
+    expect(calls).toEqual({ listings: 1, singles: 0 });
+    expect(advance).toHaveBeenCalledTimes(1);
+    expect(h.fleet.commands.map((command) => `${command.kind}:${command.instanceIds.join()}`)).toEqual([
+      `prepare:${INSTANCE_A},${INSTANCE_B},${INSTANCE_C}`,
+      `install:${INSTANCE_A},${INSTANCE_B},${INSTANCE_C}`,
+    ]);
   });
 });
 
@@ -359,17 +512,20 @@ describe('handler logs', () => {
     const logger = new PowertoolsLogger({ serviceName: 'nomad-rotator' });
     const runtime = fakeRuntime({
       logger,
-      invocation: async () =>
-        ({
-          state: 'failed',
-          detail: 'install failed',
-          stdout: `${PRIVATE_KEY}\n${VAULT_TOKEN}`,
-          comment: 'nomad-rotator:prod:certs:install:abc123-00000001',
-        }) satisfies InvocationOutcome & { comment: string },
+      invocations: async (commandId) => ({
+        comment: 'nomad-rotator:prod:certs:install:abc123-00000001',
+        results: new Map<string, InvocationOutcome>([
+          [
+            COMMAND_TO[commandId]!,
+            { state: 'failed', detail: 'install failed', stdout: `${PRIVATE_KEY}\n${VAULT_TOKEN}` },
+          ],
+        ]),
+        cut: [],
+      }),
       rotation: {
-        onInvocation: async (instanceId) => {
+        onCommand: async (_key, results) => {
           logger.info('engine line');
-          if (instanceId === INSTANCE_A) throw new TransientError('DynamoDB throttled');
+          if (results.has(INSTANCE_A)) throw new TransientError('DynamoDB throttled');
           return true;
         },
       },
@@ -379,8 +535,8 @@ describe('handler logs', () => {
     const lines = await powertoolsLines(async () => {
       await handle(
         batch(
-          sqsRecord('a', invocationEvent(INSTANCE_A)),
-          sqsRecord('b', invocationEvent(INSTANCE_B)),
+          sqsRecord('a', commandEvent('cmd-a')),
+          sqsRecord('b', commandEvent('cmd-b')),
           sqsRecord('junk-1', 'not json'),
         ),
         lambdaContext(60_000, 'request-1'),
@@ -394,14 +550,13 @@ describe('handler logs', () => {
         function_request_id: 'request-1',
         cold_start: true,
         cluster: 'prod',
-        instanceId: INSTANCE_A,
-        commandId: `cmd-${INSTANCE_A}`,
+        commandId: 'cmd-a',
       }),
-      expect.objectContaining({ cluster: 'prod', instanceId: INSTANCE_B, commandId: `cmd-${INSTANCE_B}` }),
+      expect.objectContaining({ cluster: 'prod', commandId: 'cmd-b' }),
     ]);
     expect(lines.find((line) => line.level === 'ERROR')).toMatchObject({
       function_request_id: 'request-1',
-      instanceId: INSTANCE_A,
+      commandId: 'cmd-a',
     });
     // A record's keys end with it; the next invocation has its own request id and is a warm start.
     const [sameBatch, nextInvocation] = ['junk-1', 'junk-2'].map((id) =>
@@ -410,7 +565,6 @@ describe('handler logs', () => {
     expect(sameBatch).toMatchObject({ function_request_id: 'request-1' });
     expect(nextInvocation).toMatchObject({ function_request_id: 'request-2', cold_start: false });
     for (const line of [sameBatch, nextInvocation]) {
-      expect(line).not.toHaveProperty('instanceId');
       expect(line).not.toHaveProperty('commandId');
       expect(line).not.toHaveProperty('cluster');
     }
@@ -453,7 +607,7 @@ describe('command-status deadline', () => {
     const deadlines: number[] = [];
     const runtime = fakeRuntime({
       rotation: {
-        onInvocation: async (_instanceId, _tag, _outcome, deadline) => {
+        onCommand: async (_key, _results, deadline) => {
           deadlines.push(deadline);
           return true;
         },
@@ -462,8 +616,8 @@ describe('command-status deadline', () => {
     const handle = commandStatusHandler(runtime);
     const start = runtime.clock.now();
 
-    await handle(batch(sqsRecord('a', invocationEvent(INSTANCE_A))), lambdaContext(90_000));
-    await handle(batch(sqsRecord('b', invocationEvent(INSTANCE_B))), lambdaContext(800));
+    await handle(batch(sqsRecord('a', commandEvent('cmd-a'))), lambdaContext(90_000));
+    await handle(batch(sqsRecord('b', commandEvent('cmd-b'))), lambdaContext(800));
 
     expect(deadlines).toEqual([start + 70_000, start]);
   });

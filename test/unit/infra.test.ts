@@ -159,12 +159,12 @@ describe('infra: triggers', () => {
     });
   });
 
-  it('routes the SSM invocation events of our two documents, and EC2 running/terminated, through queues', () => {
+  it('routes the SSM command events of our documents, and EC2 running/terminated, through queues', () => {
     const [prepare, install, gossip] = (['prepare', 'install', 'gossip'] as const).map(documentId);
     template.hasResourceProperties('AWS::Events::Rule', {
       EventPattern: {
         source: ['aws.ssm'],
-        'detail-type': ['EC2 Command Invocation Status-change Notification'],
+        'detail-type': ['EC2 Command Status-change Notification'],
         detail: { 'document-name': [{ Ref: prepare }, { Ref: install }, { Ref: gossip }] },
       },
     });

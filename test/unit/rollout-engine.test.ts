@@ -134,10 +134,12 @@ function world(options: { listing?: boolean } = {}) {
     limits: { commandTimeoutMs: 600_000, orphanedClaimMs: 120_000 },
   });
   const finish = async (sent: Sent, outcome: CommandResult = { state: 'succeeded', stdout: '' }) => {
-    for (const target of sent.targets) {
-      results.set(`${sent.commandId}/${target}`, outcome);
-      await engine.onResult(parseRoutingKey(sent.routingKey)!, target, outcome, FAR);
-    }
+    for (const target of sent.targets) results.set(`${sent.commandId}/${target}`, outcome);
+    await engine.onCommandResults(
+      parseRoutingKey(sent.routingKey)!,
+      new Map(sent.targets.map((target) => [target, outcome])),
+      FAR,
+    );
   };
   const start = (waves: string[][], group = 'server') =>
     engine.start({
@@ -316,10 +318,9 @@ describe('rollout engine with a plan of its own', () => {
     const first = w.plan.sent[0]!;
     await w.finish(first);
 
-    const again = await w.engine.onResult(
+    const again = await w.engine.onCommandResults(
       parseRoutingKey(first.routingKey)!,
-      'a',
-      { state: 'succeeded', stdout: '' },
+      new Map([['a', { state: 'succeeded', stdout: '' }]]),
       FAR,
     );
 
@@ -499,15 +500,12 @@ function quorumWorld(policy: FailurePolicy) {
     clock,
     limits: { commandTimeoutMs: 600_000, orphanedClaimMs: 120_000 },
   });
-  const finish = async (sent: Sent) => {
-    for (const target of sent.targets)
-      await engine.onResult(
-        parseRoutingKey(sent.routingKey)!,
-        target,
-        { state: 'succeeded', stdout: '' },
-        FAR,
-      );
-  };
+  const finish = (sent: Sent) =>
+    engine.onCommandResults(
+      parseRoutingKey(sent.routingKey)!,
+      new Map(sent.targets.map((target) => [target, { state: 'succeeded', stdout: '' } as const])),
+      FAR,
+    );
   const start = () =>
     engine.start({
       plan: 'quorum',

@@ -3,7 +3,7 @@ import { DOCUMENT_SIZE_BUDGET_BYTES, documentSizeBytes } from '../../shared/docu
 import { parseRoutingKey } from '../../shared/rollout/routing';
 import type { NodeRecord } from '../../shared/state/records';
 import {
-  deliverResult,
+  deliverCommand,
   type FakeClusterHarness,
   fakeCluster,
   type SentCommand,
@@ -21,7 +21,7 @@ let harness: FakeClusterHarness;
 
 const finishedCommands = new WeakMap<FakeClusterHarness, Set<string>>();
 
-/** Nodes finish every command sent so far; each invocation event is delivered once (or dropped). */
+/** Nodes finish every command sent so far; each command's event is delivered once (or dropped). */
 async function settle(h: FakeClusterHarness, options: { dropEvents?: boolean } = {}): Promise<void> {
   const finished = finishedCommands.get(h) ?? new Set<string>();
   finishedCommands.set(h, finished);
@@ -30,16 +30,13 @@ async function settle(h: FakeClusterHarness, options: { dropEvents?: boolean } =
     if (open.length === 0) return;
     for (const command of open) {
       finished.add(command.commandId);
-      for (const invocation of await h.fleet.complete(command)) {
-        if (!options.dropEvents) await deliver(h, invocation.commandId, invocation.instanceId);
-      }
+      await h.fleet.complete(command);
+      if (!options.dropEvents) await deliverCommand(h, command.commandId);
     }
     if (options.dropEvents) await h.rotation().reconcile(FAR);
   }
   throw new Error('the rollout did not settle');
 }
-
-const deliver = deliverResult;
 
 const tick = (h: FakeClusterHarness, owner = 'tick-1', deadline = FAR) =>
   h.rotation().tick({ deadline, owner, actor: 'schedule' });
@@ -148,8 +145,7 @@ describe('certificate rotation engine', () => {
     await settle(harness);
     const before = await nodes(harness);
 
-    for (const command of harness.fleet.commands)
-      await deliver(harness, command.commandId, command.instanceIds[0]!);
+    for (const command of harness.fleet.commands) await deliverCommand(harness, command.commandId);
 
     const after = await nodes(harness);
     expect(after.get(servers[0]!)?.version).toBe(before.get(servers[0]!)?.version);
