@@ -12,7 +12,7 @@ import { startWorld, type World } from '../local/world';
 import { StateTable } from '../shared/state/table';
 import { nodesOverTimeSvg } from './chart';
 import { countCalls, difference, say } from './measure';
-import { measureVaultCost } from './vault-cost';
+import { measureVaultCost, type VaultCostResult } from './vault-cost';
 
 const { values: flags } = parseArgs({
   options: {
@@ -243,18 +243,24 @@ async function runFleet(total: number): Promise<FleetScenarioResult[]> {
 async function main(): Promise<void> {
   say(`nomad-rotator fleet benchmark: ${NODE_COUNTS.join(', ')} simulated nodes (${SERVERS} servers)`);
   const results: FleetScenarioResult[] = [];
-  for (const total of NODE_COUNTS) results.push(...(await runFleet(total)));
+  await mkdir(dirname(flags.out), { recursive: true });
+  const write = (vault?: VaultCostResult) =>
+    writeFile(
+      flags.out,
+      `${JSON.stringify({ date: new Date().toISOString(), servers: SERVERS, seed: SEED, results, vault }, null, 2)}\n`,
+    );
+  for (const total of NODE_COUNTS) {
+    results.push(...(await runFleet(total)));
+    // Written after each fleet size too: a long run interrupted still leaves what it measured.
+    await write();
+  }
   // Vault's side of the same question, in the same run: what the seed's approach costs it per node.
   const vault = await measureVaultCost({ nodes: Number(flags['vault-nodes']) });
   say(
     `Vault per node: seed ${vault.seed.requestsPerNode} requests, ${vault.seed.cpuMsPerNode} ms CPU; ` +
       `ours ${vault.ours.requestsPerNode} requests, ${vault.ours.cpuMsPerNode} ms CPU; ratio ${vault.cpuRatio}`,
   );
-  await mkdir(dirname(flags.out), { recursive: true });
-  await writeFile(
-    flags.out,
-    `${JSON.stringify({ date: new Date().toISOString(), servers: SERVERS, seed: SEED, results, vault }, null, 2)}\n`,
-  );
+  await write(vault);
   const chart = flags.out.replace(/\.json$/, '.svg');
   await writeFile(
     chart,
