@@ -150,13 +150,12 @@ describe('gossip key rotation (real serf, three servers)', () => {
     const trail = (await world.runtime.table.listAudit(world.cluster.name, world.clock.now())).filter(
       (entry) => entry.rolloutId === started.rolloutId,
     );
+    // One entry per command: each step went to the three servers at once.
     const dispatched = trail
       .filter((entry) => entry.action.endsWith('-dispatched'))
-      .map((entry) => entry.action);
+      .map((entry) => `${entry.action}:${String(entry.details?.batch)}`);
     expect(dispatched).toEqual(
-      ['inspect', 'install', 'use', 'remove', 'persist'].flatMap((step) =>
-        Array(3).fill(`${step}-dispatched`),
-      ),
+      ['inspect', 'install', 'use', 'remove', 'persist'].map((step) => `${step}-dispatched:3`),
     );
     const stages = Object.values(await secretStages());
     expect(stages.filter((labels) => labels.includes('AWSCURRENT'))).toHaveLength(1);
@@ -220,8 +219,11 @@ describe('gossip key rotation (real serf, three servers)', () => {
 
     // Assert
     expect(ended).toMatchObject({ status: 'completed' });
-    const actions = (await rolloutAudit(rolloutId)).map((entry) => entry.action);
-    const uses = actions.filter((action) => action === 'use-dispatched').length;
+    const trail = await rolloutAudit(rolloutId);
+    const actions = trail.map((entry) => entry.action);
+    const uses = trail
+      .filter((entry) => entry.action === 'use-dispatched')
+      .reduce((servers, entry) => servers + Number(entry.details?.batch ?? 0), 0);
     expect(uses).toBeGreaterThan(3);
     expect(actions.indexOf('remove-dispatched')).toBeGreaterThan(actions.lastIndexOf('use-dispatched'));
     const next = await currentKey();
