@@ -11,7 +11,7 @@ import { parseArgs } from 'node:util';
 import { startWorld, type World } from '../local/world';
 import { StateTable } from '../shared/state/table';
 import { nodesOverTimeSvg } from './chart';
-import { countCalls, difference, say } from './measure';
+import { countCalls, difference, sendAgainWhenThrottled as resend, say } from './measure';
 import { measureVaultCost, type VaultCostResult } from './vault-cost';
 
 const { values: flags } = parseArgs({
@@ -164,24 +164,7 @@ async function measure(
 }
 
 const THROTTLED_RETRIES = 20;
-const THROTTLED_PAUSE_MS = 1_000;
-
-/**
- * A request or tick whose reads SSM throttles past the SDK's own retries fails back to its caller:
- * the operator sends it again, the scheduler ticks again.
- */
-async function sendAgainWhenThrottled(send: () => Promise<unknown>): Promise<void> {
-  for (let attempt = 1; ; attempt += 1) {
-    try {
-      await send();
-      return;
-    } catch (error) {
-      const throttled = error instanceof Error && error.name === 'ThrottlingException';
-      if (!throttled || attempt > THROTTLED_RETRIES) throw error;
-      await new Promise((resolve) => setTimeout(resolve, THROTTLED_PAUSE_MS));
-    }
-  }
-}
+const sendAgainWhenThrottled = (send: () => Promise<unknown>) => resend(send, { retries: THROTTLED_RETRIES });
 
 const round = (value: number, digits: number) => Number(value.toFixed(digits));
 

@@ -33,3 +33,24 @@ export function difference(after: Map<string, number>, before: Map<string, numbe
   }
   return result;
 }
+
+/**
+ * A manual request or tick whose reads SSM throttles past the SDK's own retries fails back to its
+ * caller: the operator sends the request again, the scheduler ticks again. Returns how many times
+ * it had to be sent again.
+ */
+export async function sendAgainWhenThrottled(
+  send: () => Promise<unknown>,
+  { retries, pauseMs = 1_000 }: { retries: number; pauseMs?: number },
+): Promise<number> {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      await send();
+      return attempt - 1;
+    } catch (error) {
+      const throttled = error instanceof Error && error.name === 'ThrottlingException';
+      if (!throttled || attempt > retries) throw error;
+      await new Promise((resolve) => setTimeout(resolve, pauseMs));
+    }
+  }
+}

@@ -5,7 +5,7 @@ import '../local/quiet-sdk-warning';
 import 'reflect-metadata';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { startWorld, type World } from '../local/world';
-import { countCalls, difference, median, say } from './measure';
+import { countCalls, difference, median, sendAgainWhenThrottled as resend, say } from './measure';
 
 interface Scenario {
   name: string;
@@ -59,27 +59,12 @@ async function serials(world: World): Promise<Map<string, string | undefined>> {
 }
 
 const THROTTLED_RETRIES = 5;
-const THROTTLED_PAUSE_MS = 1_000;
 /** How often a request had to be sent again after SSM throttled it; reported per scenario. */
 let throttledRequestsSentAgain = 0;
 
-/**
- * A manual request or tick whose inventory read SSM throttles past the SDK's own retries fails back
- * to its caller: the operator sends the request again, the scheduler ticks again. Under a modelled SSM
- * rate the previous round's reconcile and events may still be spending it.
- */
+/** Under a modelled SSM rate the previous round's reconcile and events may still be spending it. */
 async function sendAgainWhenThrottled(send: () => Promise<unknown>): Promise<void> {
-  for (let attempt = 1; ; attempt += 1) {
-    try {
-      await send();
-      return;
-    } catch (error) {
-      const throttled = error instanceof Error && error.name === 'ThrottlingException';
-      if (!throttled || attempt > THROTTLED_RETRIES) throw error;
-      throttledRequestsSentAgain += 1;
-      await new Promise((resolve) => setTimeout(resolve, THROTTLED_PAUSE_MS));
-    }
-  }
+  throttledRequestsSentAgain += await resend(send, { retries: THROTTLED_RETRIES });
 }
 
 /** One forced rotation of the whole fleet, timed until every node is idle on a new serial. */
