@@ -6,6 +6,7 @@ import diagnostics from 'node:diagnostics_channel';
 import { mkdir, writeFile } from 'node:fs/promises';
 import type { ClientRequest } from 'node:http';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pendingKey } from '../local/sim/node-certificates';
 import { type CertificateKind, certificateNames, type NodeRole } from '../shared/certificates/names';
 import { x509 } from '../shared/certificates/x509';
 import { VaultCertificateAuthority } from '../shared/vault/authority';
@@ -53,7 +54,6 @@ const WARM_UP_NODES = 2;
 const SEED_ROLE = 'nomad-cluster';
 const SEED_TTL = '24h';
 const OUR_TTL_SECONDS = 86_400;
-const EC_P256 = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
 
 interface Node {
   role: NodeRole;
@@ -201,17 +201,10 @@ async function operatorSetup(vault: VaultProcess): Promise<Approach[]> {
   return [seed, ours];
 }
 
-/** What a node makes for itself: a fresh EC P-256 key, and a CSR whose names Vault's roles ignore. */
+/** What a node makes for itself: a fresh EC P-256 key and its CSR, as the simulated fleet's nodes do. */
 async function nodeCsr(): Promise<string> {
-  const keys = (await crypto.subtle.generateKey(EC_P256, false, ['sign', 'verify'])) as Parameters<
-    typeof x509.Pkcs10CertificateRequestGenerator.create
-  >[0]['keys'];
-  const request = await x509.Pkcs10CertificateRequestGenerator.create({
-    name: 'CN=node',
-    keys,
-    signingAlgorithm: EC_P256,
-  });
-  return request.toString('pem');
+  const { csrDerBase64 } = await pendingKey('node');
+  return new x509.Pkcs10CertificateRequest(Buffer.from(csrDerBase64, 'base64')).toString('pem');
 }
 
 interface Window {

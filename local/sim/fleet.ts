@@ -45,7 +45,6 @@ export const DEFAULT_LATENCY = {
 interface Installed {
   agent: BatchCertificate;
   cli: BatchCertificate;
-  agentKeyId: string;
 }
 
 /** The fleet's shared state: the random source and the installs parsed once per command. */
@@ -146,13 +145,11 @@ export class SimulatedNode implements ManagedNode {
       answer(1, { ok: false, stage: 'install', attemptId, reason, touched: false });
     const install = await this.context.parsed(run.commandId, run.parameters);
     if (typeof install === 'string') return refuse(install);
+    // The pending keys of this attempt, else (a re-run after success) the keys the node runs on.
     const pending = this.#pending?.attemptId === attemptId ? this.#pending : undefined;
-    const agent = install.byPublicKey.get(pending?.agent.publicKeyId ?? this.#installed?.agentKeyId ?? '');
-    const cli = pending
-      ? install.byPublicKey.get(pending.cli.publicKeyId)
-      : this.#installed !== undefined && agent !== undefined
-        ? this.#installed.cli
-        : undefined;
+    const keys = pending ?? this.#installed;
+    const agent = keys && install.byPublicKey.get(keys.agent.publicKeyId);
+    const cli = keys && install.byPublicKey.get(keys.cli.publicKeyId);
     if (agent === undefined || cli === undefined) return refuse('no-certificate-for-this-node');
     const now = this.context.options.clock.now();
     const minimumValiditySeconds = Number(parameter('minimumValiditySeconds'));
@@ -182,7 +179,7 @@ export class SimulatedNode implements ManagedNode {
       });
     }
     if (!unchanged) {
-      this.#installed = { agent, cli, agentKeyId: agent.publicKeyId };
+      this.#installed = { agent, cli };
       this.#pending = undefined;
       this.context.inFlight(this.instanceId, false);
       this.context.installed(this.instanceId, now);
