@@ -1,4 +1,5 @@
 import { webcrypto } from 'node:crypto';
+import { gunzipSync } from 'node:zlib';
 
 type KeyPair = webcrypto.CryptoKeyPair;
 
@@ -37,6 +38,14 @@ export interface BatchCertificate {
   publicKeyId: string;
 }
 
+/** What install.sh accepts unpacked, at most: a command holds at most 100 leaves. */
+const MAX_BUNDLE_BYTES = 1024 * 1024;
+
+/** The install document's certificates parameter unpacked as install.sh does (base64, then gunzip). */
+export function unpackCertificates(parameter: string): string {
+  return gunzipSync(Buffer.from(parameter, 'base64'), { maxOutputLength: MAX_BUNDLE_BYTES }).toString('utf8');
+}
+
 /** An install command's certificates, chain and CA bundle, parsed once per command. */
 export interface ParsedInstall {
   byPublicKey: ReadonlyMap<string, BatchCertificate>;
@@ -49,19 +58,18 @@ export async function parseInstall(parameters: {
   chain: string;
   caBundle: string;
 }): Promise<ParsedInstall | string> {
-  const pems = (base64: string) =>
-    Buffer.from(base64, 'base64')
-      .toString('utf8')
-      .match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  const pems = (text: string) =>
+    text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  const decoded = (base64: string) => Buffer.from(base64, 'base64').toString('utf8');
   try {
     const byPublicKey = new Map<string, BatchCertificate>();
-    for (const pem of pems(parameters.certificates)) {
+    for (const pem of pems(unpackCertificates(parameters.certificates))) {
       const certificate = new x509.X509Certificate(pem);
       const publicKeyId = Buffer.from(certificate.publicKey.rawData).toString('base64');
       byPublicKey.set(publicKeyId, { certificate, publicKeyId });
     }
-    const chain = pems(parameters.chain).map((pem) => new x509.X509Certificate(pem));
-    const roots = pems(parameters.caBundle).map((pem) => new x509.X509Certificate(pem));
+    const chain = pems(decoded(parameters.chain)).map((pem) => new x509.X509Certificate(pem));
+    const roots = pems(decoded(parameters.caBundle)).map((pem) => new x509.X509Certificate(pem));
     if (roots.length === 0) return 'invalid-ca-bundle';
     return { byPublicKey, chain, roots };
   } catch {

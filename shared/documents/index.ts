@@ -73,7 +73,7 @@ export const DOCUMENTS = {
       mode: { pattern: 'reloadMode', description: 'reload (SIGHUP) or restart', default: 'reload' },
       certificates: {
         pattern: 'base64Payload',
-        description: 'Base64 PEM leaf certificates of every node in the batch',
+        description: 'Base64 of the gzip of the PEM leaf certificates of every node in the batch',
       },
       chain: {
         pattern: 'base64Payload',

@@ -1,5 +1,6 @@
 import { createHash, randomBytes, webcrypto } from 'node:crypto';
 import { ManualClock } from '../../local/clock';
+import { unpackCertificates } from '../../local/sim/node-certificates';
 import { RecordingLogger, RecordingTelemetry } from '../../local/world/recording';
 import type { CommandGateway, InvocationListing, InvocationOutcome } from '../../shared/aws/ports';
 import type { CertificateKind, NodeRole } from '../../shared/certificates/names';
@@ -270,9 +271,9 @@ export class FakeFleet implements CommandGateway, NodeInventory {
 
   async #serialFor(instanceId: string, certificatesBase64: string): Promise<string> {
     const keys = this.#pendingKeys.get(instanceId)!;
-    const pems = Buffer.from(certificatesBase64, 'base64')
-      .toString('utf8')
-      .match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g)!;
+    const pems = unpackCertificates(certificatesBase64).match(
+      /-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g,
+    )!;
     for (const pem of pems) {
       const cert = new x509.X509Certificate(pem);
       if (Buffer.from(cert.publicKey.rawData).toString('base64') === keys.agent) return cert.serialNumber;

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { NodeSandbox } from '../../local/node/sandbox';
 import { servedCertificateSerial } from '../../local/world/verify';
+import { packCertificates } from '../../shared/aws/certificate-commands';
 import { rootFingerprints } from '../../shared/documents/fingerprints';
 import { DEFAULT_FILES, renderDocument } from './documents';
 import type { opensslCa } from './openssl-ca';
@@ -52,7 +53,7 @@ export async function rotateOnNode(node: NodeSandbox, options: NodeRotationOptio
         role,
         region: 'global',
         mode: 'reload',
-        certificates: b64(`${agent.pem}${cli.pem}`),
+        certificates: packCertificates([{ agentCertificatePem: agent.pem, cliCertificatePem: cli.pem }]),
         chain: b64(options.ca.intermediate),
         caBundle: b64(caBundle),
         minimumValiditySeconds: '600',

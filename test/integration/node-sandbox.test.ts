@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createNodeFleet, type NodeFleet } from '../../local/node/fleet';
 import type { NodeSandbox } from '../../local/node/sandbox';
@@ -151,6 +152,23 @@ describe('node sandbox running the real documents', () => {
     const { result } = await rotate(server, {}, 'DNS:client.global.nomad,DNS:localhost,IP:127.0.0.1');
 
     expect(result).toMatchObject({ ok: false, reason: 'wrong-names', touched: false });
+    expect(await served(server)).toBe(before);
+  });
+
+  it.each([
+    ['base64 of plain PEM, not gzip', Buffer.from('-----BEGIN CERTIFICATE-----\n').toString('base64')],
+    ['a gzip that unpacks past 1 MiB', gzipSync(Buffer.alloc(1024 * 1024 + 1, 65)).toString('base64')],
+  ])('refuses certificates sent as %s before touching anything', async (_, certificates) => {
+    const before = await served(server);
+
+    const { result } = await rotate(server, { certificates });
+
+    expect(result).toMatchObject({
+      ok: false,
+      reason: 'bad-encoding',
+      detail: 'certificates',
+      touched: false,
+    });
     expect(await served(server)).toBe(before);
   });
 

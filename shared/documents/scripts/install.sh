@@ -68,7 +68,14 @@ refuse() {
 NOMAD_HOSTPORT="${BASH_REMATCH[1]}:${BASH_REMATCH[3]:-4646}"
 
 decode() { printf '%s' "$1" | base64 -d >"$2" 2>/dev/null; }
-decode "$CERTIFICATES_B64" "$WORK/bundle.pem" || refuse "bad-encoding" "certificates"
+# The leaves come gzipped (a wave's certificates share most of their bytes); a command holds at
+# most 100 of them, so anything that unpacks past 1 MiB was not packed by the rotator.
+MAX_BUNDLE_BYTES=1048576
+if ! printf '%s' "$CERTIFICATES_B64" | base64 -d 2>/dev/null | gzip -dc 2>/dev/null |
+  head -c "$((MAX_BUNDLE_BYTES + 1))" >"$WORK/bundle.pem"; then
+  refuse "bad-encoding" "certificates"
+fi
+(($(wc -c <"$WORK/bundle.pem") <= MAX_BUNDLE_BYTES)) || refuse "bad-encoding" "certificates"
 decode "$CHAIN_B64" "$WORK/chain.pem" || refuse "bad-encoding" "chain"
 decode "$CA_BUNDLE_B64" "$WORK/ca.pem" || refuse "bad-encoding" "caBundle"
 
