@@ -1,4 +1,5 @@
 import { generateKeyPairSync } from 'node:crypto';
+import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { findSecrets } from '../helpers/secret-scan';
 
@@ -16,6 +17,17 @@ describe('secret scan (the tests rely on it, so it must itself catch leaks)', ()
       );
     }
     expect(findSecrets({ log: `key=${pem}` })).toContainEqual({ where: 'log', marker: 'PEM private key' });
+  });
+
+  it('finds a PEM private key packed the way install certificates are (gzip, then base64)', () => {
+    const packed = gzipSync(`-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n${pem}`).toString(
+      'base64',
+    );
+
+    expect(findSecrets({ parameter: { certificates: [packed] } })).toContainEqual({
+      where: 'parameter',
+      marker: 'PEM private key',
+    });
   });
 
   it('finds Vault tokens and known secret values', () => {
