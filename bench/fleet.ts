@@ -2,7 +2,9 @@
 // through the real functions, SDK clients and emulators: how long until every node serves a new
 // certificate, and what each node costs in SSM, Vault and DynamoDB requests, with SSM unthrottled and
 // throttled to a modelled rate; beside it, Vault's CPU per node for the seed's approach and ours.
-// Options: --nodes 500,1000,5000 --servers 5 --ssm-tps 2 --seed 1 --vault-nodes 50 --out <json>.
+// Options: --nodes 500,1000,5000 --servers 5 --ssm-tps 2 --seed 1 --vault-nodes 50 --out <json>
+// --scenarios first,emergency,renewal,throttled,idle (all by default; first always runs, the others
+// need the fleet's first certificates).
 import '../local/quiet-sdk-warning';
 import 'reflect-metadata';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -22,12 +24,17 @@ const { values: flags } = parseArgs({
     seed: { type: 'string', default: '1' },
     out: { type: 'string', default: 'bench/results/fleet-latest.json' },
     'vault-nodes': { type: 'string', default: '50' },
+    scenarios: { type: 'string', default: 'first,emergency,renewal,throttled,idle' },
   },
 });
 const NODE_COUNTS = flags.nodes.split(',').map((count) => Number(count));
 const SERVERS = Number(flags.servers);
 const SSM_TPS = Number(flags['ssm-tps']);
 const SEED = Number(flags.seed);
+const SCENARIOS = new Set(flags.scenarios.split(','));
+for (const scenario of SCENARIOS)
+  if (!['first', 'emergency', 'renewal', 'throttled', 'idle'].includes(scenario))
+    throw new Error(`--scenarios: ${scenario} is none of first, emergency, renewal, throttled, idle`);
 const HOUR = 3_600_000;
 /** The world's certificates live 24 h and renew at two thirds of that: 17 h on, every node is due. */
 const UNTIL_EVERY_NODE_IS_DUE = 17 * HOUR;
@@ -210,13 +217,16 @@ async function runFleet(total: number): Promise<FleetScenarioResult[]> {
     };
     // Every node's first certificates: a scheduled tick finds them all without one.
     await run('first issuance', 0, () => world.tick());
-    await run('emergency reissue', 0, emergency);
-    await run('scheduled renewal', 0, renewal);
+    if (SCENARIOS.has('emergency')) await run('emergency reissue', 0, emergency);
+    if (SCENARIOS.has('renewal')) await run('scheduled renewal', 0, renewal);
     world.clock.reset();
-    await run(`emergency reissue, SSM ${SSM_TPS} TPS`, SSM_TPS, emergency);
-    await run(`scheduled renewal, SSM ${SSM_TPS} TPS`, SSM_TPS, renewal);
-    world.clock.reset();
-    if (total === Math.max(...NODE_COUNTS)) await run('tick with nothing due', 0, () => world.tick());
+    if (SCENARIOS.has('throttled')) {
+      await run(`emergency reissue, SSM ${SSM_TPS} TPS`, SSM_TPS, emergency);
+      await run(`scheduled renewal, SSM ${SSM_TPS} TPS`, SSM_TPS, renewal);
+      world.clock.reset();
+    }
+    if (SCENARIOS.has('idle') && total === Math.max(...NODE_COUNTS))
+      await run('tick with nothing due', 0, () => world.tick());
     return results;
   } finally {
     await world.stop();
@@ -238,12 +248,14 @@ async function main(): Promise<void> {
     await write();
   }
   // Vault's side of the same question, in the same run: what the seed's approach costs it per node.
-  const vault = await measureVaultCost({ nodes: Number(flags['vault-nodes']) });
-  say(
-    `Vault per node: seed ${vault.seed.requestsPerNode} requests, ${vault.seed.cpuMsPerNode} ms CPU; ` +
-      `ours ${vault.ours.requestsPerNode} requests, ${vault.ours.cpuMsPerNode} ms CPU; ratio ${vault.cpuRatio}`,
-  );
-  await write(vault);
+  if (Number(flags['vault-nodes']) > 0) {
+    const vault = await measureVaultCost({ nodes: Number(flags['vault-nodes']) });
+    say(
+      `Vault per node: seed ${vault.seed.requestsPerNode} requests, ${vault.seed.cpuMsPerNode} ms CPU; ` +
+        `ours ${vault.ours.requestsPerNode} requests, ${vault.ours.cpuMsPerNode} ms CPU; ratio ${vault.cpuRatio}`,
+    );
+    await write(vault);
+  }
   const chart = flags.out.replace(/\.json$/, '.svg');
   await writeFile(
     chart,
