@@ -1,20 +1,34 @@
-import type { AddressInfo } from 'node:net';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
 import {
   CreateTableCommand,
   DynamoDBClient,
   ResourceInUseException,
   waitUntilTableExists,
 } from '@aws-sdk/client-dynamodb';
-import dynalite from 'dynalite';
+
+const SERVER_PROGRAM = new URL('./dynalite-server.mjs', import.meta.url).pathname;
 
 /**
- * DynamoDB for the local world: dynalite in-process, reached through the real SDK over HTTP.
- * A new table is CREATING for `tableCreationMs` before it takes requests, as in DynamoDB.
+ * DynamoDB for the local world: dynalite in a child process (a core of its own under load), reached
+ * through the real SDK over HTTP. A new table is CREATING for `tableCreationMs` before it takes
+ * requests, as in DynamoDB. The child ends with this process: it stops when its stdin closes.
  */
 export async function startDynamo({ tableCreationMs = 0 }: { tableCreationMs?: number } = {}) {
-  const server = dynalite({ createTableMs: tableCreationMs, deleteTableMs: 0, updateTableMs: 0 });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  const endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const child = spawn(process.execPath, [SERVER_PROGRAM, String(tableCreationMs)], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  const [port] = (await Promise.race([
+    once(createInterface({ input: child.stdout }), 'line'),
+    once(child, 'exit').then(([code]) => {
+      throw new Error(`dynalite exited with ${code} before it listened`);
+    }),
+  ])) as [string];
+  // Neither the child nor its pipes keep a test or the demo alive: the world's stop ends it.
+  child.unref();
+  for (const stream of [child.stdin, child.stdout]) (stream as unknown as { unref(): void }).unref();
+  const endpoint = `http://127.0.0.1:${Number(port)}`;
   return {
     endpoint,
     client: () =>
@@ -23,7 +37,12 @@ export async function startDynamo({ tableCreationMs = 0 }: { tableCreationMs?: n
         region: 'us-east-1',
         credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
       }),
-    stop: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    stop: async () => {
+      if (child.exitCode !== null) return;
+      const exited = once(child, 'exit');
+      child.stdin.end();
+      await exited;
+    },
   };
 }
 
