@@ -86,6 +86,11 @@ export class CommandStore {
   /** By `<command id>/<instance id>`. */
   readonly invocations = new Map<string, Invocation>();
   readonly #running = new Set<Promise<void>>();
+  /**
+   * Every agent a command reaches checks the same parameters against the same document, so one
+   * answer per command stands for all of them (a wave of 50 packed installs is 50 checks of ~30 KB).
+   */
+  readonly #agentAccepts = new WeakMap<Command, boolean>();
 
   constructor(
     private readonly options: {
@@ -175,14 +180,20 @@ export class CommandStore {
     }
   }
 
+  #agentAcceptsParameters(command: Command): boolean {
+    let accepts = this.#agentAccepts.get(command);
+    if (accepts === undefined) {
+      accepts = agentAcceptsParameters(this.documents.get(command.documentName)!, command.parameters);
+      this.#agentAccepts.set(command, accepts);
+    }
+    return accepts;
+  }
+
   async #execute(command: Command, node: ManagedNode, script: string, scriptTimeout: number): Promise<void> {
     const { knobs, clock } = this.options;
     const invocation = this.invocations.get(`${command.commandId}/${node.instanceId}`)!;
     await sleep(knobs.startLatencyMs);
-    if (
-      node.pingStatus() === 'Online' &&
-      !agentAcceptsParameters(this.documents.get(command.documentName)!, command.parameters)
-    ) {
+    if (node.pingStatus() === 'Online' && !this.#agentAcceptsParameters(command)) {
       // The agent fails the whole document before any step runs: no output, no exit code.
       invocation.startedAt = clock.now();
       invocation.endedAt = clock.now();
