@@ -2,8 +2,6 @@ import type { Clock } from '../../shared/clock';
 import type { CommandRun, Fleet, ManagedNode, PingStatus, ScriptResult } from '../fleet';
 import {
   type BatchCertificate,
-  epochSeconds,
-  opensslSerial,
   type ParsedInstall,
   type PendingKey,
   parseInstall,
@@ -96,7 +94,7 @@ export class SimulatedNode implements ManagedNode {
 
   /** The agent certificate serial the node would serve now (openssl's form), if any. */
   servedSerial(): string | undefined {
-    return this.#installed === undefined ? undefined : opensslSerial(this.#installed.agent.certificate);
+    return this.#installed === undefined ? undefined : this.#installed.agent.serial;
   }
 
   async runScript(run: CommandRun): Promise<ScriptResult> {
@@ -126,8 +124,8 @@ export class SimulatedNode implements ManagedNode {
       certificate === undefined
         ? null
         : {
-            serial: opensslSerial(certificate.certificate),
-            notAfter: epochSeconds(certificate.certificate.notAfter),
+            serial: certificate.serial,
+            notAfter: certificate.notAfter,
           };
     return answer(0, {
       ok: true,
@@ -154,13 +152,13 @@ export class SimulatedNode implements ManagedNode {
     const now = this.context.options.clock.now();
     const minimumValiditySeconds = Number(parameter('minimumValiditySeconds'));
     const region = parameter('region');
-    const agentRefusal = await refusal(agent.certificate, install, {
+    const agentRefusal = refusal(agent, install, {
       dnsName: `${parameter('role')}.${region}.nomad`,
       minimumValiditySeconds,
       now,
     });
     if (agentRefusal !== undefined) return refuse(agentRefusal);
-    const cliRefusal = await refusal(cli.certificate, install, {
+    const cliRefusal = refusal(cli, install, {
       dnsName: `cli.${region}.nomad`,
       minimumValiditySeconds,
       now,
@@ -184,18 +182,14 @@ export class SimulatedNode implements ManagedNode {
       this.context.inFlight(this.instanceId, false);
       this.context.installed(this.instanceId, now);
     }
-    const facts = (certificate: BatchCertificate) => ({
-      serial: opensslSerial(certificate.certificate),
-      notBefore: epochSeconds(certificate.certificate.notBefore),
-      notAfter: epochSeconds(certificate.certificate.notAfter),
-    });
+    const facts = ({ serial, notBefore, notAfter }: BatchCertificate) => ({ serial, notBefore, notAfter });
     return answer(0, {
       ok: true,
       stage: 'install',
       attemptId,
       changed: !unchanged,
       action: unchanged ? 'none' : parameter('mode'),
-      servedSerial: opensslSerial(agent.certificate),
+      servedSerial: agent.serial,
       agent: facts(agent),
       cli: facts(cli),
     });

@@ -1,4 +1,4 @@
-import { webcrypto } from 'node:crypto';
+import { webcrypto, X509Certificate } from 'node:crypto';
 import { gunzipSync } from 'node:zlib';
 
 type KeyPair = webcrypto.CryptoKeyPair;
@@ -32,10 +32,18 @@ export async function pendingKey(commonName: string): Promise<PendingKey> {
   };
 }
 
-/** One certificate of an install's batch, parsed once for every simulated node the command reaches. */
+/**
+ * One certificate of an install's batch, parsed once for every simulated node the command reaches,
+ * with what install.sh reads of it through openssl. Node's X509Certificate is OpenSSL's parser and
+ * verifier, as on the node, and native: a wave of 50 is 100 leaves.
+ */
 export interface BatchCertificate {
-  certificate: x509.X509Certificate;
+  certificate: X509Certificate;
   publicKeyId: string;
+  /** As `openssl x509 -serial` prints it: upper-case hex, no colons. */
+  serial: string;
+  notBefore: number;
+  notAfter: number;
 }
 
 /** What install.sh accepts unpacked, at most: a command holds at most 100 leaves. */
@@ -49,9 +57,16 @@ export function unpackCertificates(parameter: string): string {
 /** An install command's certificates, chain and CA bundle, parsed once per command. */
 export interface ParsedInstall {
   byPublicKey: ReadonlyMap<string, BatchCertificate>;
-  chain: readonly x509.X509Certificate[];
-  roots: readonly x509.X509Certificate[];
+  chain: readonly X509Certificate[];
+  roots: readonly X509Certificate[];
+  /**
+   * The chain's own links (intermediate to root) are the same for every node of the command, so
+   * each is verified once; a leaf's signature is verified for every node.
+   */
+  chainLinks: Map<X509Certificate, boolean>;
 }
+
+const epochSeconds = (openssl: string) => Math.floor(Date.parse(openssl) / 1000);
 
 export async function parseInstall(parameters: {
   certificates: string;
@@ -64,14 +79,20 @@ export async function parseInstall(parameters: {
   try {
     const byPublicKey = new Map<string, BatchCertificate>();
     for (const pem of pems(unpackCertificates(parameters.certificates))) {
-      const certificate = new x509.X509Certificate(pem);
-      const publicKeyId = Buffer.from(certificate.publicKey.rawData).toString('base64');
-      byPublicKey.set(publicKeyId, { certificate, publicKeyId });
+      const certificate = new X509Certificate(pem);
+      const publicKeyId = certificate.publicKey.export({ type: 'spki', format: 'der' }).toString('base64');
+      byPublicKey.set(publicKeyId, {
+        certificate,
+        publicKeyId,
+        serial: certificate.serialNumber.toUpperCase(),
+        notBefore: epochSeconds(certificate.validFrom),
+        notAfter: epochSeconds(certificate.validTo),
+      });
     }
-    const chain = pems(decoded(parameters.chain)).map((pem) => new x509.X509Certificate(pem));
-    const roots = pems(decoded(parameters.caBundle)).map((pem) => new x509.X509Certificate(pem));
+    const chain = pems(decoded(parameters.chain)).map((pem) => new X509Certificate(pem));
+    const roots = pems(decoded(parameters.caBundle)).map((pem) => new X509Certificate(pem));
     if (roots.length === 0) return 'invalid-ca-bundle';
-    return { byPublicKey, chain, roots };
+    return { byPublicKey, chain, roots, chainLinks: new Map() };
   } catch {
     return 'bad-encoding';
   }
@@ -82,31 +103,40 @@ export async function parseInstall(parameters: {
  * chain, the chain ends at a root of the CA bundle, it carries the role's name and is valid long
  * enough. Returns the reason it refuses, or undefined.
  */
-export async function refusal(
-  leaf: x509.X509Certificate,
+export function refusal(
+  leaf: BatchCertificate,
   install: ParsedInstall,
   expected: { dnsName: string; minimumValiditySeconds: number; now: number },
-): Promise<string | undefined> {
-  let current = leaf;
+): string | undefined {
+  let current = leaf.certificate;
   const issuers = [...install.chain, ...install.roots];
   for (let depth = 0; depth < 5; depth += 1) {
-    const issuer = issuers.find((candidate) => candidate.subject === current.issuer);
-    if (issuer === undefined || !(await current.verify({ publicKey: issuer, signatureOnly: true })))
+    const issuer = issuers.find((candidate) => current.checkIssued(candidate));
+    if (
+      issuer === undefined ||
+      !signedBy(current, issuer, current === leaf.certificate ? undefined : install)
+    )
       return 'chain-verification-failed';
-    if (install.roots.some((root) => root.equal(issuer))) break;
+    if (install.roots.some((root) => root.raw.equals(issuer.raw))) break;
     current = issuer;
     if (depth === 4) return 'chain-verification-failed';
   }
-  const names = leaf.getExtension(x509.SubjectAlternativeNameExtension);
-  if (!names?.names.items.some((name) => name.type === 'dns' && name.value === expected.dnsName))
-    return 'wrong-names';
-  if (leaf.notAfter.getTime() < expected.now + expected.minimumValiditySeconds * 1000)
-    return 'validity-too-short';
-  if (leaf.notBefore.getTime() > expected.now + 300_000) return 'not-yet-valid';
+  const names = (leaf.certificate.subjectAltName ?? '').split(', ');
+  if (!names.includes(`DNS:${expected.dnsName}`)) return 'wrong-names';
+  const nowSeconds = Math.floor(expected.now / 1000);
+  if (leaf.notAfter < nowSeconds + expected.minimumValiditySeconds) return 'validity-too-short';
+  if (leaf.notBefore > nowSeconds + 300) return 'not-yet-valid';
   return undefined;
 }
 
-/** A serial as openssl prints it: upper-case hex, no colons. */
-export const opensslSerial = (certificate: x509.X509Certificate) => certificate.serialNumber.toUpperCase();
-
-export const epochSeconds = (date: Date) => Math.floor(date.getTime() / 1000);
+function signedBy(
+  certificate: X509Certificate,
+  issuer: X509Certificate,
+  memo?: Pick<ParsedInstall, 'chainLinks'>,
+): boolean {
+  const known = memo?.chainLinks.get(certificate);
+  if (known !== undefined) return known;
+  const verified = certificate.verify(issuer.publicKey);
+  memo?.chainLinks.set(certificate, verified);
+  return verified;
+}
