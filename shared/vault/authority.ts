@@ -1,6 +1,6 @@
+import { X509Certificate } from 'node:crypto';
 import type { CertificateKind } from '../certificates/names';
 import type { CertificateAuthority, IssuedCertificate, TrustedChain } from '../certificates/ports';
-import { x509 } from '../certificates/x509';
 import type { VaultClient } from './client';
 import { isVaultAnswer, VaultBadRequestError, VaultSealedError, VaultUnavailableError } from './errors';
 
@@ -61,7 +61,7 @@ export class VaultCertificateAuthority implements CertificateAuthority {
     if (typeof pem !== 'string' || !pem.includes('BEGIN CERTIFICATE')) {
       throw new VaultBadRequestError(`Vault ${this.pki.mount}/cert/ca answered without a certificate`);
     }
-    return new x509.X509Certificate(pem).notAfter.getTime();
+    return Date.parse(new X509Certificate(pem).validTo);
   }
 
   /** cert/ca_chain, which Vault serves without a token, over the client's pinned TLS. */
@@ -74,16 +74,14 @@ export class VaultCertificateAuthority implements CertificateAuthority {
     if (pems.length === 0) {
       throw new VaultBadRequestError(`Vault ${this.pki.mount}/cert/ca_chain answered without a certificate`);
     }
-    const issuer = new x509.X509Certificate(pems[0]!);
+    // Node's X509Certificate is OpenSSL's parser and verifier, native: an install wave checks 100.
+    const issuer = new X509Certificate(pems[0]!);
     return {
       pems: pems.map((pem) => pem.trim()),
       issued: async (certificatePem) => {
         try {
-          const leaf = new x509.X509Certificate(certificatePem);
-          return (
-            leaf.issuer === issuer.subject &&
-            (await leaf.verify({ publicKey: issuer.publicKey, signatureOnly: true }))
-          );
+          const leaf = new X509Certificate(certificatePem);
+          return leaf.checkIssued(issuer) && leaf.verify(issuer.publicKey);
         } catch {
           return false;
         }
@@ -111,7 +109,7 @@ export class VaultCertificateAuthority implements CertificateAuthority {
       format: 'pem',
     });
     const { certificate, issuing_ca, ca_chain, serial_number } = response.data;
-    const parsed = new x509.X509Certificate(certificate);
+    const parsed = new X509Certificate(certificate);
     if (parsed.subject !== `CN=${request.names.commonName}`) {
       // The role must set use_csr_common_name=false: we decide the names, never the CSR.
       throw new VaultBadRequestError(
@@ -121,8 +119,8 @@ export class VaultCertificateAuthority implements CertificateAuthority {
     return {
       certificatePem: certificate.trim(),
       serial: serial_number,
-      notBefore: parsed.notBefore.getTime(),
-      notAfter: parsed.notAfter.getTime(),
+      notBefore: Date.parse(parsed.validFrom),
+      notAfter: Date.parse(parsed.validTo),
       caChainPems: (ca_chain && ca_chain.length > 0 ? ca_chain : [issuing_ca]).map((pem) => pem.trim()),
     };
   }
