@@ -203,7 +203,7 @@ async function operatorSetup(vault: VaultProcess): Promise<Approach[]> {
 
 /** What a node makes for itself: a fresh EC P-256 key and its CSR, as the simulated fleet's nodes do. */
 async function nodeCsr(): Promise<string> {
-  const { csrDerBase64 } = await pendingKey('node');
+  const { csrDerBase64 } = pendingKey('node');
   return new x509.Pkcs10CertificateRequest(Buffer.from(csrDerBase64, 'base64')).toString('pem');
 }
 

@@ -113,11 +113,11 @@ export class SimulatedNode implements ManagedNode {
 
   async #prepare(attemptId: string): Promise<ScriptResult> {
     if (this.#pending?.attemptId !== attemptId) {
-      const [agent, cli] = await Promise.all([
-        pendingKey('nomad-rotator-agent'),
-        pendingKey('nomad-rotator-cli'),
-      ]);
-      this.#pending = { attemptId, agent, cli };
+      this.#pending = {
+        attemptId,
+        agent: pendingKey('nomad-rotator-agent'),
+        cli: pendingKey('nomad-rotator-cli'),
+      };
       this.context.inFlight(this.instanceId, true);
     }
     const current = (certificate: BatchCertificate | undefined) =>

@@ -1,4 +1,5 @@
 import 'reflect-metadata';
+import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type BatchCertificate,
@@ -8,6 +9,7 @@ import {
   refusal,
 } from '../../local/sim/node-certificates';
 import { packCertificates } from '../../shared/aws/certificate-commands';
+import { validateCsr } from '../../shared/certificates/csr';
 import { opensslCa } from '../helpers/openssl-ca';
 
 type Ca = Awaited<ReturnType<typeof opensslCa>>;
@@ -27,8 +29,8 @@ const DAY = 86_400;
 
 /** A leaf for a fresh simulated node key, signed by `signer`, as one install command carries it. */
 async function installOf(signer: Ca, san: string, bundle = ca) {
-  const agent = await pendingKey('nomad-rotator-agent');
-  const cli = await pendingKey('nomad-rotator-cli');
+  const agent = pendingKey('nomad-rotator-agent');
+  const cli = pendingKey('nomad-rotator-cli');
   const [agentLeaf, cliLeaf] = await Promise.all([
     signer.sign(agent.csrDerBase64, san, 'serverAuth,clientAuth'),
     signer.sign(cli.csrDerBase64, 'DNS:cli.global.nomad', 'clientAuth'),
@@ -46,6 +48,22 @@ async function installOf(signer: Ca, san: string, bundle = ca) {
 }
 
 const expected = { dnsName: 'server.global.nomad', minimumValiditySeconds: 3600, now: Date.now() };
+
+describe('the simulated node makes its CSR as prepare.sh does', () => {
+  it('is a P-256 request self-signed by its key, as openssl and the rotator read it', async () => {
+    const { csrDerBase64 } = pendingKey('nomad-rotator-agent');
+
+    const opensslReading = execFileSync(
+      'openssl',
+      ['req', '-inform', 'DER', '-verify', '-noout', '-subject', '-text'],
+      { input: Buffer.from(csrDerBase64, 'base64'), stdio: ['pipe', 'pipe', 'pipe'] },
+    ).toString();
+
+    expect(opensslReading).toMatch(/subject=CN ?= ?nomad-rotator-agent/);
+    expect(opensslReading).toContain('NIST CURVE: P-256');
+    expect(await validateCsr(csrDerBase64, 'ec-p256', 'agentCsr')).toContain('BEGIN CERTIFICATE REQUEST');
+  });
+});
 
 describe('the simulated node checks an install as install.sh does with openssl', () => {
   it('accepts its own key’s leaf signed through the chain to a bundled root, and reads the serial as openssl prints it', async () => {
