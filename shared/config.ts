@@ -210,10 +210,10 @@ const rolloutSchema = z
     clientWaveSize: z.number().int().min(1).max(50).default(5),
     /**
      * Client waves run side by side while together they hold at most this many nodes; servers
-     * always go one at a time. A node's turn takes about 10 s; at the 0.26 SSM requests a node costs
-     * (measured at 500 nodes: a send and a listing per prepare of 50 and per install of about 17),
-     * 250 nodes in flight keep up to about 6 requests a second busy, three times the 2 a second we
-     * assume SSM allows an account.
+     * always go one at a time. A node's turn takes about 10 s, and a wave of 50 clients costs four
+     * SSM requests (a send and a listing for its prepare and for its install, measured in
+     * bench:fleet): 250 nodes in flight keep about 2 requests a second busy, the rate we assume SSM
+     * allows an account. Raise it where SSM allows more.
      */
     maxNodesInFlight: z.number().int().min(1).max(10_000).default(250),
     serverHealthTimeoutSeconds: z.number().int().min(10).max(3600).default(120),
