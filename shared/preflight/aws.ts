@@ -26,13 +26,14 @@ import {
   parseClusterParameters,
   parseDeployment,
 } from './deployment';
-import type {
-  AlarmReader,
-  DocumentReader,
-  QueueReader,
-  StoredDocument,
-  TriggerReader,
-  VaultProbe,
+import {
+  type AlarmReader,
+  type DocumentReader,
+  type QueueReader,
+  type StoredDocument,
+  TokenUnreadableError,
+  type TriggerReader,
+  type VaultProbe,
 } from './ports';
 
 /** The deployed clusters and the stack's names, from the parameters the stack writes. */
@@ -80,14 +81,28 @@ export function vaultProbe(
     clientRole: cluster.vault.clientRole,
     cliRole: cluster.vault.cliRole,
   });
+  // Read the secret before Vault is asked, so a refusal is told apart from Vault's own errors.
+  const readToken = async () => {
+    try {
+      await tokens.current();
+    } catch (error) {
+      if ((error as Error).name === 'AccessDeniedException')
+        throw new TokenUnreadableError(
+          `the token secret ${cluster.vault.tokenSecretId} refuses this identity`,
+        );
+      throw error;
+    }
+  };
   return {
     health: () => client.health(),
     tokenTtlSeconds: async () => {
+      await readToken();
       const answer = lookupSelfSchema.safeParse(await client.read('auth/token/lookup-self'));
       if (!answer.success) throw new ValidationError('Vault answered lookup-self without a ttl');
       return answer.data.data.ttl;
     },
     capabilities: async (paths) => {
+      await readToken();
       const answer = await client.write<Record<string, unknown>>('sys/capabilities-self', {
         paths: [...paths],
       });

@@ -4,13 +4,14 @@ import type { ClusterConfig } from '../config';
 import { commandDocument, type DocumentKind } from '../documents';
 import { describeError } from '../errors';
 import type { Deployment } from './deployment';
-import type {
-  AlarmReader,
-  DocumentReader,
-  NodeLister,
-  QueueReader,
-  TriggerReader,
-  VaultProbe,
+import {
+  type AlarmReader,
+  type DocumentReader,
+  type NodeLister,
+  type QueueReader,
+  TokenUnreadableError,
+  type TriggerReader,
+  type VaultProbe,
 } from './ports';
 import type { Check, CheckResult } from './report';
 
@@ -121,9 +122,21 @@ async function checkVault(vault: VaultProbe, cluster: ClusterConfig): Promise<Ve
 
 async function checkToken(vault: VaultProbe, cluster: ClusterConfig): Promise<Verdict> {
   const { pkiMount, serverRole, clientRole, cliRole, tokenRotation } = cluster.vault;
-  const ttl = await vault.tokenTtlSeconds();
   const paths = [serverRole, clientRole, cliRole].map((role) => `${pkiMount}/sign/${role}`);
-  const granted = await vault.capabilities(paths);
+  let ttl: number;
+  let granted: Record<string, readonly string[]>;
+  try {
+    ttl = await vault.tokenTtlSeconds();
+    granted = await vault.capabilities(paths);
+  } catch (error) {
+    if (!(error instanceof TokenUnreadableError)) throw error;
+    return {
+      status: 'warn',
+      detail: `not checked: ${error.message} (only the rotator's functions may read it)`,
+      action:
+        'rotate-token tests lookup-self and the sign capabilities at every rotation: a failure raises TokenRotationFailed',
+    };
+  }
   const missing = paths.filter((path) => !granted[path]?.includes('update'));
   if (missing.length > 0)
     return {

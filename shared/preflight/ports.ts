@@ -1,5 +1,12 @@
 import type { InventoryNode } from '../certificates/ports';
 import type { ClusterConfig } from '../config';
+import { RotatorError } from '../errors';
+
+/**
+ * The caller may not read the rotator's token: the stack's resource policy lets only its functions
+ * read it, so an operator role is refused by design and the token's own checks cannot run.
+ */
+export class TokenUnreadableError extends RotatorError {}
 
 /** What the doctor asks Vault, each call over the cluster's pinned TLS. */
 export interface VaultProbe {

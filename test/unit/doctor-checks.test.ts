@@ -3,7 +3,7 @@ import { parseClusterConfig } from '../../shared/config';
 import { commandDocument } from '../../shared/documents';
 import { doctorChecks } from '../../shared/preflight/checks';
 import type { Deployment } from '../../shared/preflight/deployment';
-import type { VaultProbe } from '../../shared/preflight/ports';
+import { TokenUnreadableError, type VaultProbe } from '../../shared/preflight/ports';
 import { runChecks } from '../../shared/preflight/report';
 import { MINIMAL_CLUSTER } from '../helpers/cluster-config';
 
@@ -91,6 +91,18 @@ describe('doctor checks: Vault token and issuing CA', () => {
 
     const low = await verdicts({ tokenTtlSeconds: async () => 3600 });
     expect(low['vault-token']).toMatchObject({ status: 'warn', detail: expect.stringMatching(/1\.0h left/) });
+  });
+
+  it('warns, not fails, when the caller may not read the rotator’s token (an operator role on AWS)', async () => {
+    const denied = async () => {
+      throw new TokenUnreadableError('the token secret NomadRotator/unit/vault-token refuses this identity');
+    };
+    const results = await verdicts({ tokenTtlSeconds: denied, capabilities: denied });
+    expect(results['vault-token']).toMatchObject({
+      status: 'warn',
+      detail: expect.stringMatching(/^not checked: the token secret .* refuses this identity/),
+      action: expect.stringMatching(/TokenRotationFailed/),
+    });
   });
 
   it('fails the Vault check with the error, never the other checks, when Vault does not answer', async () => {
