@@ -3,6 +3,7 @@ import { caDaysToExpiryThreshold } from '../certificates/renewal';
 import type { ClusterConfig } from '../config';
 import { commandDocument, type DocumentKind } from '../documents';
 import { describeError } from '../errors';
+import { VaultTlsError, VaultUnavailableError } from '../vault/errors';
 import type { Deployment } from './deployment';
 import {
   type AlarmReader,
@@ -80,8 +81,8 @@ export function doctorChecks(inputs: DoctorInputs): Check[] {
     config: async () =>
       ok(`${clusters.length} deployed cluster(s) valid; ${cluster.name} uses Vault ${cluster.vault.address}`),
     vault: () => checkVault(vault, cluster),
-    'vault-token': () => checkToken(vault, cluster),
-    'vault-ca': () => checkIssuer(vault, cluster, inputs.now()),
+    'vault-token': () => unlessUnavailable(checkToken(vault, cluster)),
+    'vault-ca': () => unlessUnavailable(checkIssuer(vault, cluster, inputs.now())),
     documents: () => checkDocuments(inputs.documents, deployment, clusters),
     nodes: () => checkNodes(inputs.nodes, cluster),
     schedules: () => checkTriggers(inputs.triggers, deployment),
@@ -118,6 +119,20 @@ async function checkVault(vault: VaultProbe, cluster: ClusterConfig): Promise<Ve
       action: 'point vault.address at the active node or the cluster’s load balancer',
     };
   return ok(`${address} reachable over verified TLS, unsealed, active`);
+}
+
+/** A Vault that cannot answer (sealed, unreachable) is the vault check's finding; the others point to it. */
+async function unlessUnavailable(verdict: Promise<Verdict>): Promise<Verdict> {
+  try {
+    return await verdict;
+  } catch (error) {
+    if (!(error instanceof VaultUnavailableError || error instanceof VaultTlsError)) throw error;
+    return {
+      status: 'fail',
+      detail: `not checked: ${describeError(error)}`,
+      action: 'make Vault answer first (see the vault check)',
+    };
+  }
 }
 
 async function checkToken(vault: VaultProbe, cluster: ClusterConfig): Promise<Verdict> {

@@ -99,6 +99,10 @@ describe('nomad-rotator doctor against the local world', () => {
       expect(unhealthy(results)).toEqual(['vault:fail', 'vault-token:fail', 'vault-ca:fail']);
       expect(results.vault?.detail).toMatch(/is sealed/);
       expect(results.vault?.action).toMatch(/unseal/);
+      expect(results['vault-token']).toMatchObject({
+        detail: expect.stringMatching(/^not checked: VaultSealedError/),
+        action: 'make Vault answer first (see the vault check)',
+      });
     } finally {
       world.vault.unseal();
     }
