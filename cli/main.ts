@@ -12,11 +12,13 @@ import { isFinished } from '../shared/rollout/model';
 import { StateTable } from '../shared/state/table';
 import { stripControlCharacters } from '../shared/terminal-text';
 import { VaultClient } from '../shared/vault/client';
+import { DOCTOR_USAGE, doctor } from './doctor';
 import { renderFleetTable } from './fleet-table';
 
 const USAGE = `nomad-rotator <command> [options]
 
 Commands
+${DOCTOR_USAGE}
   status   --cluster C [--table T]                     fleet table from the state table
   plan     --cluster C [--targets X] [--url U]         what a rotation would do, and why
   rotate   --cluster C --targets X --reason R [--restart] [--url U]
@@ -68,6 +70,8 @@ interface Options {
 }
 
 export async function main(argv: string[], environment: Record<string, string | undefined>): Promise<number> {
+  // doctor parses its own options.
+  if (argv[0] === 'doctor') return doctor(argv.slice(1), environment);
   const { positionals, values } = parseArgs({
     args: argv,
     allowPositionals: true,

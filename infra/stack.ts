@@ -22,11 +22,17 @@ import { ViaServicePrincipal } from 'aws-cdk-lib/aws-kms';
 import { Alias, FunctionUrlAuthType } from 'aws-cdk-lib/aws-lambda';
 import { Schedule, ScheduleExpression, ScheduleTargetInput } from 'aws-cdk-lib/aws-scheduler';
 import { LambdaInvoke } from 'aws-cdk-lib/aws-scheduler-targets';
+import { ParameterTier, StringParameter } from 'aws-cdk-lib/aws-ssm';
 import type { Construct } from 'constructs';
 import { MAX_REGISTRATION_CHECKS } from '../functions/instance-state';
 import type { ClusterConfig, ClusterConfigInput } from '../shared/config';
 import { ConfigError } from '../shared/errors';
 import { SERVICE_NAME } from '../shared/observability';
+import {
+  clusterParameterName,
+  type Deployment,
+  deploymentParameterName,
+} from '../shared/preflight/deployment';
 import type { NetworkConfig } from './config';
 import { DeadLetterQueue } from './constructs/dead-letter-queue';
 import { EncryptionKey } from './constructs/encryption-key';
@@ -69,13 +75,12 @@ export class NomadRotatorStack extends Stack {
     }
     // A file in each bundle rather than an environment variable: Lambda's 4 KB environment holds only
     // a cluster or two once vault.caBundlePem is set.
-    this.clustersConfig = JSON.stringify(
-      props.clusterInputs.map((cluster) => ({
-        ...cluster,
-        vault: { ...cluster.vault, tokenSecretId: tokenSecretName(this, cluster.name) },
-        gossip: { ...cluster.gossip, secretId: gossipKeySecretName(this, cluster.name) },
-      })),
-    );
+    const deployedClusters = props.clusterInputs.map((cluster) => ({
+      ...cluster,
+      vault: { ...cluster.vault, tokenSecretId: tokenSecretName(this, cluster.name) },
+      gossip: { ...cluster.gossip, secretId: gossipKeySecretName(this, cluster.name) },
+    }));
+    this.clustersConfig = JSON.stringify(deployedClusters);
     const files = { [CLUSTERS_FILE]: this.clustersConfig };
     const encryption = new EncryptionKey(this, 'Encryption');
     const { key } = encryption;
@@ -273,7 +278,7 @@ export class NomadRotatorStack extends Stack {
       reason:
         'Added by the scheduler target (grantInvoke): the same function’s versions and aliases; the role can invoke nothing else.',
     });
-    new Schedule(this, 'Tick', {
+    const tick = new Schedule(this, 'Tick', {
       description: 'Every 5 minutes: rotate-certs syncs inventory, reconciles commands, plans rollouts',
       schedule: ScheduleExpression.rate(Duration.minutes(5)),
       key,
@@ -305,6 +310,18 @@ export class NomadRotatorStack extends Stack {
         'instance-events': instanceEvents.deadLetterQueue,
         'event-delivery': deliveryDeadLetters,
       },
+    });
+
+    this.#doctorParameters(deployedClusters, {
+      documents: commands.documentNames,
+      tickSchedule: { name: tick.scheduleName, group: 'default' },
+      eventRules: [commandEvents.rule.ruleName, instanceEvents.rule.ruleName],
+      deadLetterQueues: {
+        'command-events': commandEvents.deadLetterQueue.queueUrl,
+        'instance-events': instanceEvents.deadLetterQueue.queueUrl,
+        'event-delivery': deliveryDeadLetters.queueUrl,
+      },
+      alarmNamePrefix: `${this.stackName}-`,
     });
 
     new CfnOutput(this, 'StateTableName', {
@@ -361,6 +378,34 @@ export class NomadRotatorStack extends Stack {
   }
 
   /**
+   * What `nomad-rotator doctor` reads with nothing but the stack's name: the stack's generated names in
+   * one parameter, and each cluster as the functions read it in one of its own (none holds a secret;
+   * the token secret is named, never copied). A cluster's parameter may take the advanced tier's
+   * 8 KB when its CA bundle needs it.
+   */
+  #doctorParameters(clusters: readonly ClusterConfigInput[], deployment: Deployment): void {
+    new StringParameter(this, 'DoctorDeployment', {
+      parameterName: deploymentParameterName(this.stackName),
+      description:
+        'nomad-rotator doctor: the names of the stack’s documents, schedule, rules, queues and alarms',
+      stringValue: this.toJsonString(deployment),
+    });
+    for (const cluster of clusters) {
+      const value = JSON.stringify(cluster);
+      if (Buffer.byteLength(value) > ADVANCED_PARAMETER_BYTES)
+        throw new ConfigError(`cluster ${cluster.name} is too large for its doctor parameter`, [
+          `${Buffer.byteLength(value)} bytes of configuration, over SSM's ${ADVANCED_PARAMETER_BYTES}: shorten vault.caBundlePem`,
+        ]);
+      new StringParameter(this, `DoctorCluster${outputId(cluster.name)}`, {
+        parameterName: clusterParameterName(this.stackName, cluster.name),
+        description: `nomad-rotator doctor: cluster ${cluster.name} as the functions read it`,
+        stringValue: value,
+        tier: ParameterTier.INTELLIGENT_TIERING,
+      });
+    }
+  }
+
+  /**
    * The manual-operations function URL (AWS_IAM, on an alias): Lambda authenticates the SigV4-signed
    * request and hands the handler the caller's identity (requestContext.authorizer.iam), which a direct
    * Invoke never carries. Only the operator roles are allowed, and only through the URL: both
@@ -391,6 +436,9 @@ export class NomadRotatorStack extends Stack {
 }
 
 const CLUSTERS_FILE = 'clusters.json';
+
+/** The largest value of an advanced-tier SSM parameter. */
+const ADVANCED_PARAMETER_BYTES = 8192;
 
 /** Concurrent manual requests; the tick has its own reserved execution. */
 export const MANUAL_OPS_CONCURRENCY = 2;

@@ -17,7 +17,7 @@ import type { Function as LambdaFunction } from 'aws-cdk-lib/aws-lambda';
 import { Topic } from 'aws-cdk-lib/aws-sns';
 import type { Queue } from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { expiringSoonHours } from '../../shared/certificates/renewal';
+import { caDaysToExpiryThreshold, expiringSoonHours } from '../../shared/certificates/renewal';
 import type { ClusterConfig } from '../../shared/config';
 import { METRIC, METRICS_NAMESPACE, SERVICE_NAME } from '../../shared/observability';
 
@@ -257,14 +257,4 @@ export class Monitoring extends Construct {
     alarm.addOkAction(this.#action);
     this.alarms.push(alarm);
   }
-}
-
-/**
- * Days of the issuing CA's life below which to alarm: three certificate lifetimes, and at least 30
- * days, so a new intermediate can be signed and rolled out long before signing stops (one TTL before
- * the CA's end) and before the last certificates issued under the old one expire.
- */
-export function caDaysToExpiryThreshold(cluster: ClusterConfig): number {
-  const days = Math.max(30, (3 * cluster.certificates.ttl) / 86_400);
-  return Math.round(days * 100) / 100;
 }

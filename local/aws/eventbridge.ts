@@ -14,23 +14,26 @@ type PatternValue =
   | { 'anything-but': readonly string[] }
   | { exists: boolean };
 
+type RuleState = 'ENABLED' | 'DISABLED';
+
 export type RuleTarget = { queue: Queue } | { invoke: (event: AwsEvent) => Promise<void> };
 
 const MAX_ENTRY_BYTES = 256 * 1024;
 
 /**
  * EventBridge for the local world: PutEvents on a custom bus (the product's outcome events), AWS
- * service events put by the other emulators, and rules that route matching events to a queue (SQS)
+ * service events put by the other emulators, and named rules (DescribeRule, EnableRule, DisableRule) that route matching events to a queue (SQS)
  * or straight to a function (asynchronous invoke, retried twice like Lambda's async retries).
  */
 export async function startEventBridgeEmulator() {
   const received: AwsEvent[] = [];
-  const rules: { pattern: EventPattern; target: RuleTarget }[] = [];
+  const rules: { name: string; pattern: EventPattern; target: RuleTarget; state: RuleState }[] = [];
 
   const route = (event: AwsEvent) => {
     received.push(event);
     for (const rule of rules) {
-      if (!matches(rule.pattern, event as unknown as Record<string, unknown>)) continue;
+      if (rule.state !== 'ENABLED' || !matches(rule.pattern, event as unknown as Record<string, unknown>))
+        continue;
       if ('queue' in rule.target) rule.target.queue.send(JSON.stringify(event));
       else void invokeWithRetries(rule.target.invoke, event);
     }
@@ -79,7 +82,33 @@ export async function startEventBridgeEmulator() {
     return { FailedEntryCount: results.filter((result) => 'ErrorCode' in result).length, Entries: results };
   };
 
-  const server = await JsonProtocolServer.start('AWSEvents', { PutEvents: putEvents });
+  const ruleNamed = (input: Record<string, unknown>) => {
+    const rule = rules.find((candidate) => candidate.name === input.Name);
+    if (rule === undefined)
+      throw new AwsServiceError('ResourceNotFoundException', `Rule ${String(input.Name)} does not exist.`);
+    return rule;
+  };
+  const describeRule = (input: Record<string, unknown>) => {
+    const rule = ruleNamed(input);
+    return {
+      Name: rule.name,
+      Arn: `arn:aws:events:us-east-1:123456789012:rule/${rule.name}`,
+      EventPattern: JSON.stringify(rule.pattern),
+      State: rule.state,
+      EventBusName: 'default',
+    };
+  };
+  const setRuleState = (state: RuleState) => (input: Record<string, unknown>) => {
+    ruleNamed(input).state = state;
+    return {};
+  };
+
+  const server = await JsonProtocolServer.start('AWSEvents', {
+    PutEvents: putEvents,
+    DescribeRule: describeRule,
+    EnableRule: setRuleState('ENABLED'),
+    DisableRule: setRuleState('DISABLED'),
+  });
   return {
     endpoint: server.endpoint,
     client: () =>
@@ -103,7 +132,9 @@ export async function startEventBridgeEmulator() {
         resources: [`arn:aws:ec2:us-east-1:123456789012:instance/${instanceId}`],
         detail: { 'instance-id': instanceId, state },
       }),
-    addRule: (pattern: EventPattern, target: RuleTarget) => rules.push({ pattern, target }),
+    /** A rule on the default bus, enabled; a disabled one routes nothing, as in EventBridge. */
+    addRule: (name: string, pattern: EventPattern, target: RuleTarget) =>
+      rules.push({ name, pattern, target, state: 'ENABLED' }),
     stop: () => server.stop(),
   };
 }

@@ -12,6 +12,8 @@ export class AwsServiceError extends Error {
   }
 }
 
+export type JsonVersion = '1.0' | '1.1';
+
 export type Operation = (input: Record<string, unknown>) => Promise<unknown> | unknown;
 
 /** A token bucket: `tps` requests per second on average, bursts up to `burst`. Off when tps is 0. */
@@ -38,8 +40,9 @@ export class RateLimiter {
 }
 
 /**
- * An HTTP endpoint speaking the AWS JSON 1.1 protocol (`POST /`, `X-Amz-Target: <prefix>.<Operation>`),
- * so the real SDK clients work against it unchanged. Requests must carry a SigV4 Authorization
+ * An HTTP endpoint speaking the AWS JSON protocol (`POST /`, `X-Amz-Target: <prefix>.<Operation>`),
+ * 1.1 or, for the services that answer it (CloudWatch, SQS), 1.0, so real clients work against it
+ * unchanged. Requests must carry a SigV4 Authorization
  * header; its signature is not checked (there are no real credentials to check it against).
  */
 export class JsonProtocolServer {
@@ -50,11 +53,12 @@ export class JsonProtocolServer {
   private constructor(
     private readonly targetPrefix: string,
     private readonly operations: Record<string, Operation>,
+    version: JsonVersion,
   ) {
     this.#server = createServer((request, response) => {
       void this.#handle(request).then(({ status, body, errorType }) => {
         response.writeHead(status, {
-          'content-type': 'application/x-amz-json-1.1',
+          'content-type': `application/x-amz-json-${version}`,
           ...(errorType ? { 'x-amzn-errortype': errorType } : {}),
         });
         response.end(body);
@@ -65,8 +69,9 @@ export class JsonProtocolServer {
   static async start(
     targetPrefix: string,
     operations: Record<string, Operation>,
+    version: JsonVersion = '1.1',
   ): Promise<JsonProtocolServer> {
-    const server = new JsonProtocolServer(targetPrefix, operations);
+    const server = new JsonProtocolServer(targetPrefix, operations, version);
     await new Promise<void>((resolve) => server.#server.listen(0, '127.0.0.1', resolve));
     return server;
   }

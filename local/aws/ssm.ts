@@ -4,12 +4,13 @@ import type { CommandDocument } from '../../shared/documents';
 import type { Fleet } from '../fleet';
 import { JsonProtocolServer } from './json-protocol';
 import { describeCommand, ssmOperations } from './ssm-api';
+import { ssmCatalog } from './ssm-catalog';
 import { type AwsEvent, CommandStore, REGION, type SsmKnobs } from './ssm-commands';
 
 export type SsmEmulator = Awaited<ReturnType<typeof startSsmEmulator>>;
 
 /**
- * SSM Run Command and inventory for the local world, spoken over the AWS JSON 1.1 protocol so the
+ * SSM Run Command, inventory, documents and Parameter Store for the local world, spoken over the AWS JSON 1.1 protocol so the
  * product's real SSMClient calls it. Commands run on the fleet's managed nodes (real bash, real
  * openssl); statuses, limits, truncation and events follow what SSM documents (SSM API reference, and the agent's source for what it does on the node).
  */
@@ -28,10 +29,11 @@ export async function startSsmEmulator(options: {
     ...options.knobs,
   };
   const store = new CommandStore({ clock, knobs, events: options.events });
-  const server = await JsonProtocolServer.start(
-    'AmazonSSM',
-    ssmOperations({ store, fleet: options.fleet, clock }),
-  );
+  const catalog = ssmCatalog(store.documents);
+  const server = await JsonProtocolServer.start('AmazonSSM', {
+    ...ssmOperations({ store, fleet: options.fleet, clock }),
+    ...catalog.operations,
+  });
 
   return {
     endpoint: server.endpoint,
@@ -49,7 +51,8 @@ export async function startSsmEmulator(options: {
         credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
         maxAttempts: config.maxAttempts ?? 3,
       }),
-    registerDocument: (name: string, document: CommandDocument) => store.documents.set(name, document),
+    /** Create the document, or make this content its new default version. */
+    registerDocument: (name: string, document: CommandDocument) => catalog.register(name, document),
     /** Resolves once no invocation is running; true when something was still running at the call. */
     idle: (): Promise<boolean> => store.idle(),
     stop: async () => {

@@ -3,6 +3,7 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CreateSecretCommand, RotateSecretCommand } from '@aws-sdk/client-secrets-manager';
+import { PutParameterCommand } from '@aws-sdk/client-ssm';
 import { commandStatusHandler } from '../../functions/command-status';
 import { instanceStateHandler, MAX_REGISTRATION_CHECKS } from '../../functions/instance-state';
 import { manualOpsHandler } from '../../functions/manual-ops';
@@ -12,13 +13,21 @@ import { bootstrapVault } from '../../ops/vault-bootstrap/apply';
 import { type ClusterConfig, type ClusterConfigInput, parseClusterConfig } from '../../shared/config';
 import { commandDocument } from '../../shared/documents';
 import { rootFingerprints } from '../../shared/documents/fingerprints';
+import {
+  clusterParameterName,
+  type Deployment,
+  deploymentParameterName,
+} from '../../shared/preflight/deployment';
 import { type AwsClients, Runtime, type ServiceConfig } from '../../shared/runtime';
 import { VaultClient, type VaultResponse } from '../../shared/vault/client';
+import { startCloudWatchEmulator } from '../aws/cloudwatch';
 import { createStateTable, startDynamo } from '../aws/dynamodb';
 import { startEc2Emulator } from '../aws/ec2';
 import { startEventBridgeEmulator } from '../aws/eventbridge';
 import { startQueue } from '../aws/queue';
+import { startSchedulerEmulator } from '../aws/scheduler';
 import { startSecretsManagerEmulator } from '../aws/secrets-manager';
+import { startSqsEmulator } from '../aws/sqs';
 import { startSsmEmulator } from '../aws/ssm';
 import { OffsetClock } from '../clock';
 import type { Fleet, ManagedNode } from '../fleet';
@@ -64,6 +73,34 @@ export const DOCUMENT_NAMES = {
   install: 'NomadRotator-Install',
   gossip: 'NomadRotator-Gossip',
 } as const;
+
+/** The stack's name in the world: what its parameters and alarms are named under. */
+export const STACK_NAME = 'NomadRotator';
+export const EVENT_RULES = {
+  commandEvents: 'NomadRotator-CommandEventsRule',
+  instanceEvents: 'NomadRotator-InstanceEventsRule',
+} as const;
+export const TICK_SCHEDULE = { name: 'NomadRotator-Tick', group: 'default' } as const;
+
+/** The alarms infra/constructs/monitoring.ts defines for one cluster, the five functions and the dead-letter queues. */
+function stackAlarmNames(cluster: string, deadLetterQueues: readonly string[]): string[] {
+  return [
+    ...[
+      'PushFailed',
+      'MinHoursToExpiry',
+      'RolloutStuck',
+      'NodeRefused',
+      'CaDaysToExpiry',
+      'GossipRotationFailed',
+      'TokenRotationFailed',
+    ].map((alarm) => `${cluster}-${alarm}`),
+    ...['rotate-certs', 'manual-ops', 'command-status', 'instance-state', 'rotate-token'].flatMap((fn) => [
+      `${fn}-Errors`,
+      `${fn}-Throttles`,
+    ]),
+    ...deadLetterQueues.map((queue) => `${queue}-DeadLetters`),
+  ].map((alarm) => `${STACK_NAME}-${alarm}`);
+}
 
 export interface WorldOptions {
   servers?: number;
@@ -245,7 +282,8 @@ export async function startWorld(options: WorldOptions = {}) {
             }),
           );
 
-    const cluster: ClusterConfig = parseClusterConfig({
+    // The cluster as the stack deploys it (the doctor reads it back from its parameter, as on AWS).
+    const clusterInput: ClusterConfigInput = {
       name: clusterName,
       region,
       inventory: {
@@ -276,7 +314,8 @@ export async function startWorld(options: WorldOptions = {}) {
         ...(nomadTokenSecret === undefined ? {} : { aclTokenSecretId: nomadTokenSecret.ARN! }),
         ...options.cluster?.gossip,
       },
-    });
+    };
+    const cluster: ClusterConfig = parseClusterConfig(clusterInput);
     await bootstrapVault(operatorVault, vault.rootToken, bootstrapSpec, { clusters: [cluster] });
     ssm.registerDocument(DOCUMENT_NAMES.prepare, commandDocument('prepare', [cluster]));
     ssm.registerDocument(DOCUMENT_NAMES.install, commandDocument('install', [cluster]));
@@ -330,6 +369,7 @@ export async function startWorld(options: WorldOptions = {}) {
     });
     stops.push(() => instanceStateQueue.stop());
     events.addRule(
+      EVENT_RULES.commandEvents,
       {
         source: ['aws.ssm'],
         'detail-type': ['EC2 Command Status-change Notification'],
@@ -338,12 +378,61 @@ export async function startWorld(options: WorldOptions = {}) {
       { queue: commandStatusQueue },
     );
     events.addRule(
+      EVENT_RULES.instanceEvents,
       {
         source: ['aws.ec2'],
         'detail-type': ['EC2 Instance State-change Notification'],
         detail: { state: ['running', 'terminated'] },
       },
       { queue: instanceStateQueue },
+    );
+
+    // The rest of what the stack deploys and the doctor reads: the tick schedule (a record here, the
+    // world ticks on request), the dead-letter queues behind the SQS API, the alarms (all OK), and the
+    // parameters naming it all.
+    const scheduler = await startSchedulerEmulator();
+    stops.push(() => scheduler.stop());
+    scheduler.create(TICK_SCHEDULE.name, TICK_SCHEDULE.group, 'rate(5 minutes)');
+    const sqs = await startSqsEmulator();
+    stops.push(() => sqs.stop());
+    // EventBridge here never fails a delivery, so nothing reaches the delivery dead-letter queue but what a test sends.
+    const deliveryDeadLetters: string[] = [];
+    const deadLetterList = (messages: string[]) => ({
+      depth: () => messages.length,
+      send: (body: string) => void messages.push(body),
+      purge: () => void messages.splice(0),
+    });
+    const deadLetterQueues = {
+      'command-events': sqs.register('command-events-dlq', deadLetterList(commandStatusQueue.deadLetters)),
+      'instance-events': sqs.register('instance-events-dlq', deadLetterList(instanceStateQueue.deadLetters)),
+      'event-delivery': sqs.register('event-delivery-dlq', deadLetterList(deliveryDeadLetters)),
+    };
+    const cloudWatch = await startCloudWatchEmulator();
+    stops.push(() => cloudWatch.stop());
+    for (const alarm of stackAlarmNames(clusterName, Object.keys(deadLetterQueues))) {
+      cloudWatch.putAlarm(alarm, 'as infra/constructs/monitoring.ts defines it');
+      cloudWatch.setState(alarm, 'OK', 'a healthy deployment');
+    }
+    const deployment: Deployment = {
+      documents: DOCUMENT_NAMES,
+      tickSchedule: TICK_SCHEDULE,
+      eventRules: Object.values(EVENT_RULES),
+      deadLetterQueues,
+      alarmNamePrefix: `${STACK_NAME}-`,
+    };
+    await clients.ssm.send(
+      new PutParameterCommand({
+        Name: deploymentParameterName(STACK_NAME),
+        Type: 'String',
+        Value: JSON.stringify(deployment),
+      }),
+    );
+    await clients.ssm.send(
+      new PutParameterCommand({
+        Name: clusterParameterName(STACK_NAME, clusterName),
+        Type: 'String',
+        Value: JSON.stringify(clusterInput),
+      }),
     );
 
     // The first periodic token comes from the real rotation path, as the 12-hourly schedule would.
@@ -377,6 +466,10 @@ export async function startWorld(options: WorldOptions = {}) {
       events,
       ssm,
       ec2,
+      scheduler,
+      sqs,
+      cloudWatch,
+      deadLetterQueues,
       fleet,
       /** The simulated nodes, with `simulated`. */
       simulated,
@@ -404,6 +497,14 @@ export async function startWorld(options: WorldOptions = {}) {
         AWS_ACCESS_KEY_ID: OPERATOR.accessKeyId,
         AWS_SECRET_ACCESS_KEY: OPERATOR.secretAccessKey,
         AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint,
+        AWS_ENDPOINT_URL_SSM: ssm.endpoint,
+        AWS_ENDPOINT_URL_EC2: ec2.endpoint,
+        AWS_ENDPOINT_URL_EVENTBRIDGE: events.endpoint,
+        AWS_ENDPOINT_URL_SECRETS_MANAGER: secrets.endpoint,
+        AWS_ENDPOINT_URL_SCHEDULER: scheduler.endpoint,
+        AWS_ENDPOINT_URL_CLOUDWATCH: cloudWatch.endpoint,
+        AWS_ENDPOINT_URL_SQS: sqs.endpoint,
+        NOMAD_ROTATOR_STACK: STACK_NAME,
         NOMAD_ROTATOR_TABLE: tableName,
         NOMAD_ROTATOR_URL: manualOpsUrl.url,
       }),

@@ -55,3 +55,13 @@ export function expiringSoonHours(policy: ExpiryPolicy): number {
 export function hoursUntil(notAfter: number, now: number): number {
   return (notAfter - now) / MS_PER_HOUR;
 }
+
+/**
+ * Days of the issuing CA's life below which to alarm (and the doctor warns): three certificate lifetimes, and at least 30
+ * days, so a new intermediate can be signed and rolled out long before signing stops (one TTL before
+ * the CA's end) and before the last certificates issued under the old one expire.
+ */
+export function caDaysToExpiryThreshold(cluster: { certificates: { ttl: number } }): number {
+  const days = Math.max(30, (3 * cluster.certificates.ttl) / 86_400);
+  return Math.round(days * 100) / 100;
+}

@@ -33,7 +33,11 @@ describe('EventBridge and queue emulators', () => {
       },
     });
     stops.push(queue.stop);
-    bus.addRule({ source: ['nomad-rotator'], 'detail-type': [{ prefix: 'Certificate' }] }, { queue });
+    bus.addRule(
+      'certificate-events',
+      { source: ['nomad-rotator'], 'detail-type': [{ prefix: 'Certificate' }] },
+      { queue },
+    );
 
     const result = await bus.client().send(
       new PutEventsCommand({

@@ -9,10 +9,10 @@ import type { IConstruct } from 'constructs';
 import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { loadClustersFile, loadNetworkFile, parseOperatorRoleArns } from '../../infra/config';
 import { FunctionNetwork, vaultPort } from '../../infra/constructs/function-network';
-import { caDaysToExpiryThreshold } from '../../infra/constructs/monitoring';
 import { RotatorFunction } from '../../infra/constructs/rotator-function';
 import { defineApp } from '../../infra/define-app';
 import type { NomadRotatorStack } from '../../infra/stack';
+import { caDaysToExpiryThreshold } from '../../shared/certificates/renewal';
 import { clustersConfigSchema } from '../../shared/config';
 import { commandDocument, type DocumentKind } from '../../shared/documents';
 import { METRIC, PowertoolsTelemetry } from '../../shared/observability';
@@ -219,6 +219,28 @@ describe('infra: node documents and configuration', () => {
       [EXAMPLE_CLUSTER, secretName],
     ]);
     template.hasResourceProperties('AWS::SecretsManager::Secret', { Name: secretName });
+  });
+
+  it('writes what the doctor reads: the stack’s names, and each cluster exactly as the functions read it', () => {
+    const parameters = ofType('AWS::SSM::Parameter');
+    const named = (name: string) =>
+      parameters.find(([, parameter]) => parameter.Properties.Name === name)?.[1];
+    const cluster = named(`/NomadRotator/clusters/${EXAMPLE_CLUSTER}`);
+    expect(JSON.parse(String(cluster?.Properties.Value))).toEqual(JSON.parse(stack.clustersConfig)[0]);
+    expect(cluster?.Properties.Tier).toBe('Intelligent-Tiering');
+    const deployment = JSON.stringify(named('/NomadRotator/deployment')?.Properties.Value);
+    for (const kind of ['prepare', 'install', 'gossip'] as const)
+      expect(deployment).toContain(`{"Ref":"${documentId(kind)}"}`);
+    const tick = logicalIdOf('AWS::Scheduler::Schedule', () => true);
+    expect(deployment).toContain(`{"Ref":"${tick}"}`);
+    for (const [id] of ofType('AWS::Events::Rule')) expect(deployment).toContain(`{"Ref":"${id}"}`);
+    const deadLetterQueues = ofType('AWS::SQS::Queue').filter(
+      ([, queue]) =>
+        queue.Properties.RedrivePolicy === undefined && queue.Properties.MessageRetentionPeriod === 1_209_600,
+    );
+    expect(deadLetterQueues).toHaveLength(3);
+    for (const [id] of deadLetterQueues) expect(deployment).toContain(`{"Ref":"${id}"}`);
+    expect(deployment).toContain('alarmNamePrefix');
   });
 
   it('copies the clusters file into the deployed bundle, next to the handler', () => {
