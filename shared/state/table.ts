@@ -64,6 +64,11 @@ export class StateTable implements StateStore {
     return nodes.listAudit(this.#table, cluster, now);
   }
 
+  /** The entries of a time window, oldest first, read a page at a time (the CLI's history). */
+  async listAuditWindow(cluster: string, window: nodes.AuditWindow, now: number): Promise<AuditEntry[]> {
+    return nodes.listAuditWindow(this.#table, cluster, window, now);
+  }
+
   // ---- lease ---------------------------------------------------------------------------------
 
   async acquireLease(

@@ -1,4 +1,4 @@
-import { PutCommand } from '@aws-sdk/lib-dynamodb';
+import { PutCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { ConflictError } from '../../errors';
 import type { AuditEntry, NodeRecord } from '../records';
 import {
@@ -8,7 +8,7 @@ import {
   type NodeExpectation,
   type NodeField,
 } from '../store';
-import { keys, type TableDocuments } from './documents';
+import { type Item, keys, type TableDocuments } from './documents';
 import { readers } from './items';
 import { Update } from './update';
 
@@ -111,4 +111,47 @@ export async function listAudit(table: TableDocuments, cluster: string, now: num
   return entries
     .filter((entry) => entry.expiresAt * 1000 > now)
     .map(({ expiresAt: _expiresAt, ...entry }) => entry);
+}
+
+/** A time window of the audit trail; either end open. */
+export interface AuditWindow {
+  from?: number;
+  to?: number;
+  /** Items a page (DynamoDB's own 1 MB limit applies too); the query goes on page after page. */
+  pageSize?: number;
+}
+
+/**
+ * Audit entries within the window, oldest first: one key-range query on the sort key (its time
+ * prefix sorts as time does), read page after page, so a narrow window reads only its own items.
+ */
+export async function listAuditWindow(
+  table: TableDocuments,
+  cluster: string,
+  window: AuditWindow,
+  now: number,
+): Promise<AuditEntry[]> {
+  const from = window.from === undefined ? 'AUDIT#' : `AUDIT#${new Date(window.from).toISOString()}`;
+  // `$` sorts after `#`: an end past every id at that millisecond, or past every audit item.
+  const to = window.to === undefined ? 'AUDIT$' : `AUDIT#${new Date(window.to).toISOString()}$`;
+  const entries: AuditEntry[] = [];
+  let startKey: Item | undefined;
+  do {
+    const page = await table.documents.send(
+      new QueryCommand({
+        TableName: table.tableName,
+        KeyConditionExpression: 'pk = :pk AND sk BETWEEN :from AND :to',
+        ExpressionAttributeValues: { ':pk': keys.cluster(cluster), ':from': from, ':to': to },
+        ExclusiveStartKey: startKey,
+        ConsistentRead: true,
+        ...(window.pageSize === undefined ? {} : { Limit: window.pageSize }),
+      }),
+    );
+    for (const item of page.Items ?? []) {
+      const { expiresAt, ...entry } = readers.audit.read(item);
+      if (expiresAt * 1000 > now) entries.push(entry);
+    }
+    startKey = page.LastEvaluatedKey;
+  } while (startKey !== undefined);
+  return entries;
 }
