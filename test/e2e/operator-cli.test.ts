@@ -448,6 +448,7 @@ describe('operator CLI against the local world (state table + the manual-ops fun
       'enable-gossip',
       'repair-gossip',
       'gossip-status',
+      'doctor',
       'vault-bootstrap',
     ];
     const helps = await Promise.all(names.map((name) => cli(name, '--help')));
